@@ -1,0 +1,91 @@
+//! pipeblocks' JSON schedule format, version 1.
+//!
+//! ```json
+//! {
+//!   "format": "pipeblocks-schedule",
+//!   "version": 1,
+//!   "name": "1f1b",
+//!   "devices": 2,
+//!   "stages": 2,
+//!   "microbatches": 2,
+//!   "placement": { "kind": "sequential" },
+//!   "lists": [["F0.0", "F0.1", "BW0.0", "BW0.1"], ["F1.0", "BW1.0", "F1.1", "BW1.1"]]
+//! }
+//! ```
+//!
+//! `placement.kind` is `sequential`, `looped` (with `chunks`), `v-shape` or `explicit` (with
+//! `devices`, the device of each stage). A pass is written `{kind}{stage}.{microbatch}` with kind
+//! `F`, `B` (input gradient), `W` (weight gradient) or `BW` (fused backward).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::ir::{Pass, Placement, Schedule};
+
+/// The value of the `format` field.
+pub const FORMAT: &str = "pipeblocks-schedule";
+/// The current version.
+pub const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    format: String,
+    version: u32,
+    name: String,
+    devices: u32,
+    stages: u32,
+    microbatches: u32,
+    placement: Placement,
+    lists: Vec<Vec<Pass>>,
+}
+
+/// Writes a schedule as pretty JSON (one device list per line).
+pub fn write(s: &Schedule) -> String {
+    let lists: Vec<String> = s
+        .lists
+        .iter()
+        .map(|l| {
+            let items: Vec<String> = l.iter().map(|p| format!("\"{p}\"")).collect();
+            format!("    [{}]", items.join(", "))
+        })
+        .collect();
+    let placement = serde_json::to_string(&s.placement).unwrap_or_else(|_| "null".into());
+    format!(
+        "{{\n  \"format\": \"{FORMAT}\",\n  \"version\": {VERSION},\n  \"name\": {},\n  \"devices\": {},\n  \"stages\": {},\n  \"microbatches\": {},\n  \"placement\": {placement},\n  \"lists\": [\n{}\n  ]\n}}\n",
+        serde_json::Value::String(s.name.clone()),
+        s.devices,
+        s.stages,
+        s.microbatches,
+        lists.join(",\n")
+    )
+}
+
+/// Reads a schedule from JSON. The result is not validated; see [`crate::validate()`].
+pub fn read(text: &str) -> Result<Schedule, Error> {
+    let f: File = serde_json::from_str(text)
+        .map_err(|e| Error::parse("JSON schedule", e.to_string()))?;
+    if f.format != FORMAT {
+        return Err(Error::parse(
+            "JSON schedule",
+            format!("`format` is `{}`, expected `{FORMAT}`", f.format),
+        ));
+    }
+    if f.version != VERSION {
+        return Err(Error::parse(
+            "JSON schedule",
+            format!(
+                "version {} is not supported; this pipeblocks reads version {VERSION}",
+                f.version
+            ),
+        ));
+    }
+    Ok(Schedule {
+        name: f.name,
+        devices: f.devices,
+        stages: f.stages,
+        microbatches: f.microbatches,
+        placement: f.placement,
+        lists: f.lists,
+    })
+}

@@ -1,0 +1,143 @@
+//! PyTorch's compute-only schedule CSV, as read by `_PipelineScheduleRuntime._load_csv`.
+//!
+//! One row per rank, one action per cell, blank cells idle. An action is `{stage}{letter}{mb}`
+//! where the letter is PyTorch's: `F` forward, `I` input backward (our `B`), `W` weight backward,
+//! `B` full backward (our `BW`). This is the only place where the two vocabularies meet.
+//!
+//! The CSV carries no placement: [`read`] infers it from which row each stage appears in, and
+//! names it after the standard placement it matches (sequential, looped, V-shape) or keeps it
+//! explicit. Microbatch count and stage count are inferred from the largest indices.
+
+use crate::error::{Error, ValidationError};
+use crate::ir::{Pass, PassKind, Placement, Schedule};
+
+/// Formats one pass as a PyTorch action string.
+pub fn action(p: Pass) -> String {
+    let letter = match p.kind {
+        PassKind::F => "F",
+        PassKind::B => "I",
+        PassKind::W => "W",
+        PassKind::BW => "B",
+    };
+    format!("{}{}{}", p.stage, letter, p.mb)
+}
+
+/// Parses one PyTorch compute action string (`3I7`); `None` for a blank cell.
+pub fn parse_action(cell: &str) -> Result<Option<Pass>, String> {
+    let c = cell.trim();
+    if c.is_empty() {
+        return Ok(None);
+    }
+    let digits_end = c.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(c.len());
+    let (stage, rest) = c.split_at(digits_end);
+    let letter_end = rest
+        .find(|ch: char| ch.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let (letter, mb) = rest.split_at(letter_end);
+    let kind = match letter {
+        "F" => PassKind::F,
+        "I" => PassKind::B,
+        "W" => PassKind::W,
+        "B" => PassKind::BW,
+        _ => {
+            return Err(format!(
+                "`{c}` is not a compute action; expected {{stage}}{{F|I|W|B}}{{microbatch}}, e.g. `3I7`"
+            ))
+        }
+    };
+    let stage = stage
+        .parse()
+        .map_err(|_| format!("`{c}` has no stage number before its letter"))?;
+    let mb = mb
+        .parse()
+        .map_err(|_| format!("`{c}` has no microbatch number after its letter"))?;
+    Ok(Some(Pass::new(kind, stage, mb)))
+}
+
+/// Writes the schedule: one row per device, trailing blanks pad the rows to one length.
+pub fn write(s: &Schedule) -> String {
+    let width = s.lists.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = String::new();
+    for list in &s.lists {
+        let mut cells: Vec<String> = list.iter().map(|&p| action(p)).collect();
+        cells.resize(width, String::new());
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Reads a compute-only CSV. `name` becomes the schedule's name. Not validated.
+pub fn read(text: &str, name: &str) -> Result<Schedule, Error> {
+    let mut lists: Vec<Vec<Pass>> = Vec::new();
+    for (row, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() && row > 0 && text.lines().skip(row).all(|l| l.trim().is_empty())
+        {
+            break;
+        }
+        let mut list = Vec::new();
+        for (col, cell) in line.split(',').enumerate() {
+            match parse_action(cell) {
+                Ok(Some(p)) => list.push(p),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Error::parse(
+                        "torch CSV",
+                        format!("row {} column {}: {e}", row + 1, col + 1),
+                    ))
+                }
+            }
+        }
+        lists.push(list);
+    }
+    if lists.is_empty() {
+        return Err(Error::parse("torch CSV", "the file has no rows; it needs one row per rank"));
+    }
+    let p = lists.len() as u32;
+    let stages = lists.iter().flatten().map(|x| x.stage + 1).max().unwrap_or(0);
+    let m = lists.iter().flatten().map(|x| x.mb + 1).max().unwrap_or(0);
+    if stages == 0 || m == 0 {
+        return Err(Error::parse("torch CSV", "the file lists no actions"));
+    }
+    let mut dev = vec![u32::MAX; stages as usize];
+    for (d, list) in lists.iter().enumerate() {
+        for x in list {
+            let slot = &mut dev[x.stage as usize];
+            if *slot == u32::MAX {
+                *slot = d as u32;
+            } else if *slot != d as u32 {
+                return Err(ValidationError::StageOnTwoDevices {
+                    stage: x.stage,
+                    first: *slot,
+                    second: d as u32,
+                }
+                .into());
+            }
+        }
+    }
+    if let Some(s) = dev.iter().position(|&d| d == u32::MAX) {
+        return Err(Error::parse(
+            "torch CSV",
+            format!("stage {s} has no action, but stage {} does; every stage needs its passes", stages - 1),
+        ));
+    }
+    let placement = [
+        Placement::Sequential,
+        Placement::VShape,
+        Placement::Looped {
+            chunks: stages.div_ceil(p).max(1),
+        },
+    ]
+    .into_iter()
+    .find(|pl| pl.num_stages(p) == stages && pl.stage_devices(p) == dev)
+    .unwrap_or(Placement::Explicit { devices: dev });
+    Ok(Schedule {
+        name: name.to_string(),
+        devices: p,
+        stages,
+        microbatches: m,
+        placement,
+        lists,
+    })
+}

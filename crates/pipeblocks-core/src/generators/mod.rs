@@ -1,0 +1,210 @@
+//! Schedule generators and their registry.
+//!
+//! Every generator takes [`Params`] and returns a [`Schedule`]; [`generate`] looks a name up in
+//! [`registry`], builds the schedule and validates it, so nothing invalid leaves the engine.
+
+pub mod classic;
+pub mod greedy;
+
+use crate::error::Error;
+use crate::ir::Schedule;
+use crate::simulate::Costs;
+use crate::validate::validate;
+
+/// A memory budget per device.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MemoryBudget {
+    /// Absolute activation units (1 unit = one microbatch on one 1F1B stage).
+    Units(f64),
+    /// A multiple of 1F1B's peak, `min(p, m)` units.
+    Of1f1b(f64),
+}
+
+impl MemoryBudget {
+    /// Parses `0.5x` (a multiple of 1F1B's peak) or `4` (units).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let t = text.trim();
+        let bad = || {
+            Error::parse(
+                "memory budget",
+                format!("`{t}`: write units (`4`) or a multiple of 1F1B's peak (`0.5x`)"),
+            )
+        };
+        let (num, of) = match t.strip_suffix(['x', 'X']) {
+            Some(n) => (n, true),
+            None => (t, false),
+        };
+        let v: f64 = num.trim().parse().map_err(|_| bad())?;
+        if !(v.is_finite() && v > 0.0) {
+            return Err(bad());
+        }
+        Ok(if of {
+            MemoryBudget::Of1f1b(v)
+        } else {
+            MemoryBudget::Units(v)
+        })
+    }
+
+    /// The budget in units for `p` devices and `m` microbatches.
+    pub fn units(self, p: u32, m: u32) -> f64 {
+        match self {
+            MemoryBudget::Units(u) => u,
+            MemoryBudget::Of1f1b(k) => k * p.min(m) as f64,
+        }
+    }
+}
+
+/// Everything a generator may use.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    /// Devices `p`.
+    pub devices: u32,
+    /// Microbatches `m`.
+    pub microbatches: u32,
+    /// Chunks per device for looped placements (`None`: the schedule's default).
+    pub chunks: Option<u32>,
+    /// Pass costs, for cost-aware generators.
+    pub costs: Costs,
+    /// Memory budget, for memory-aware generators.
+    pub memory: Option<MemoryBudget>,
+}
+
+impl Params {
+    /// Parameters with unit costs and no budget.
+    pub fn new(devices: u32, microbatches: u32) -> Self {
+        Params {
+            devices,
+            microbatches,
+            chunks: None,
+            costs: Costs::default(),
+            memory: None,
+        }
+    }
+
+    /// Checks `p ≥ 1` and `m ≥ 1`.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.devices == 0 {
+            return Err(Error::config(
+                "the number of devices is 0; use at least 1 (-p 1)",
+            ));
+        }
+        if self.microbatches == 0 {
+            return Err(Error::config(
+                "the number of microbatches is 0; use at least 1 (-m 1)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A registered schedule generator.
+pub struct Generator {
+    /// Name on the command line.
+    pub name: &'static str,
+    /// One line on what it is.
+    pub summary: &'static str,
+    /// Its constraints, one line.
+    pub constraints: &'static str,
+    /// Builds the schedule (unvalidated).
+    pub build: fn(&Params) -> Result<Schedule, Error>,
+}
+
+/// ZB-H1: B/W split, 1F1B's warm-up; device `i` lets its W lag `i` microbatches behind its B so
+/// the lagging Ws fill the cool-down. Peak `p` units on every device.
+pub fn zb_h1(prm: &Params) -> Result<Schedule, Error> {
+    let p = prm.devices;
+    classic::zero_bubble_lagged("zb-h1", prm, |i| p - 1 - i, |i| i)
+}
+
+/// ZB-H2: B/W split, `2(p-1-i)` warm-up forwards on device `i` and W lagging `2i`; peak `2p - 1`.
+pub fn zb_h2(prm: &Params) -> Result<Schedule, Error> {
+    let p = prm.devices;
+    classic::zero_bubble_lagged("zb-h2", prm, |i| 2 * (p - 1 - i), |i| 2 * i)
+}
+
+static REGISTRY: &[Generator] = &[
+    Generator {
+        name: "gpipe",
+        summary: "GPipe: all forwards, then all fused backwards; memory grows with m",
+        constraints: "any p ≥ 1, m ≥ 1; sequential placement",
+        build: classic::gpipe,
+    },
+    Generator {
+        name: "1f1b",
+        summary: "one-forward-one-backward (PipeDream-flush): p-1-i warm-up forwards, memory p",
+        constraints: "any p ≥ 1, m ≥ 1; sequential placement",
+        build: classic::one_f_one_b,
+    },
+    Generator {
+        name: "interleaved-1f1b",
+        summary: "Megatron's interleaved 1F1B, depth-first over v chunks per device; bubble ≈ (p-1)/(v·m)",
+        constraints: "m ≥ p; looped placement, --chunks v (default 2)",
+        build: classic::interleaved,
+    },
+    Generator {
+        name: "bfs",
+        summary: "breadth-first looped pipeline: all microbatches through a chunk before the next; memory m",
+        constraints: "any p ≥ 1, m ≥ 1; looped placement, --chunks v (default 2)",
+        build: classic::breadth_first,
+    },
+    Generator {
+        name: "zb-h1",
+        summary: "zero-bubble H1: B/W split, W fills the cool-down; 1F1B's memory, bubble ≈ 1/3 of 1F1B",
+        constraints: "any p ≥ 1, m ≥ 1; sequential placement; uses --cost",
+        build: zb_h1,
+    },
+    Generator {
+        name: "zb-h2",
+        summary: "zero-bubble H2: B/W split, 2p-1 warm-up forwards; memory 2p-1, bubble near zero",
+        constraints: "any p ≥ 1, m ≥ 1; sequential placement; uses --cost",
+        build: zb_h2,
+    },
+];
+
+/// All registered generators, in the order `list` shows them.
+pub fn registry() -> &'static [Generator] {
+    REGISTRY
+}
+
+/// Looks a generator up by name, suggesting the nearest name on a miss.
+pub fn find(name: &str) -> Result<&'static Generator, Error> {
+    let key = name.trim().to_ascii_lowercase();
+    if let Some(g) = REGISTRY.iter().find(|g| g.name == key) {
+        return Ok(g);
+    }
+    let suggestion = REGISTRY
+        .iter()
+        .map(|g| (edit_distance(&key, g.name), g.name))
+        .min()
+        .filter(|(d, n)| *d <= (n.len() / 2).max(2))
+        .map(|(_, n)| n.to_string());
+    Err(Error::UnknownSchedule {
+        name: name.to_string(),
+        suggestion,
+    })
+}
+
+/// Builds a schedule by name and validates it.
+pub fn generate(name: &str, prm: &Params) -> Result<Schedule, Error> {
+    let g = find(name)?;
+    prm.check()?;
+    let s = (g.build)(prm)?;
+    validate(&s)?;
+    Ok(s)
+}
+
+/// Levenshtein distance, for name suggestions.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}

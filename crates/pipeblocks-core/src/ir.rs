@@ -1,0 +1,322 @@
+//! The schedule model: passes, placements and schedules.
+//!
+//! A [`Schedule`] is a [`Placement`] (which device holds which stage) plus one ordered list of
+//! [`Pass`]es per device. Stages are numbered in model order: stage 0 holds the embedding, stage
+//! `S-1` the head and the loss. Microbatches are numbered `0..m`.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::error::Error;
+
+/// The kind of a pass.
+///
+/// `B` computes the gradient for the stage's input (on the critical path), `W` the gradient for its
+/// weights (can be delayed), `BW` is the fused backward doing both. PyTorch spells `B` as `I` and
+/// `BW` as `B`; that translation happens only in [`crate::format::torch_csv`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PassKind {
+    /// Forward.
+    F,
+    /// Backward for the input (activation gradient).
+    B,
+    /// Backward for the weights.
+    W,
+    /// Fused backward (input and weights).
+    BW,
+}
+
+impl PassKind {
+    /// All compute pass kinds.
+    pub const ALL: [PassKind; 4] = [PassKind::F, PassKind::B, PassKind::W, PassKind::BW];
+
+    /// Dense index `0..4`, used to address per-kind tables.
+    pub fn index(self) -> usize {
+        match self {
+            PassKind::F => 0,
+            PassKind::B => 1,
+            PassKind::W => 2,
+            PassKind::BW => 3,
+        }
+    }
+
+    /// The letter(s) used in pipeblocks' own formats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassKind::F => "F",
+            PassKind::B => "B",
+            PassKind::W => "W",
+            PassKind::BW => "BW",
+        }
+    }
+
+    /// Whether this pass computes an input gradient that the previous stage waits for.
+    pub fn is_input_backward(self) -> bool {
+        matches!(self, PassKind::B | PassKind::BW)
+    }
+}
+
+impl fmt::Display for PassKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One pass: a kind applied to one stage for one microbatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pass {
+    /// What the pass computes.
+    pub kind: PassKind,
+    /// Global stage index, in model order.
+    pub stage: u32,
+    /// Microbatch index.
+    pub mb: u32,
+}
+
+impl Pass {
+    /// Builds a pass.
+    pub fn new(kind: PassKind, stage: u32, mb: u32) -> Self {
+        Pass { kind, stage, mb }
+    }
+    /// A forward pass.
+    pub fn f(stage: u32, mb: u32) -> Self {
+        Pass::new(PassKind::F, stage, mb)
+    }
+    /// An input-gradient pass.
+    pub fn b(stage: u32, mb: u32) -> Self {
+        Pass::new(PassKind::B, stage, mb)
+    }
+    /// A weight-gradient pass.
+    pub fn w(stage: u32, mb: u32) -> Self {
+        Pass::new(PassKind::W, stage, mb)
+    }
+    /// A fused backward pass.
+    pub fn bw(stage: u32, mb: u32) -> Self {
+        Pass::new(PassKind::BW, stage, mb)
+    }
+
+    /// Parses pipeblocks' action syntax `{kind}{stage}.{mb}`, e.g. `F3.7` or `BW0.2`.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let t = text.trim();
+        let bad = || Error::Parse {
+            what: "pass".into(),
+            detail: format!(
+                "`{t}` is not a pass; write {{kind}}{{stage}}.{{microbatch}} with kind F, B, W or BW, e.g. `F3.7`"
+            ),
+        };
+        let (kind, rest) = if let Some(r) = t.strip_prefix("BW") {
+            (PassKind::BW, r)
+        } else if let Some(r) = t.strip_prefix('F') {
+            (PassKind::F, r)
+        } else if let Some(r) = t.strip_prefix('B') {
+            (PassKind::B, r)
+        } else if let Some(r) = t.strip_prefix('W') {
+            (PassKind::W, r)
+        } else {
+            return Err(bad());
+        };
+        let (s, m) = rest.split_once('.').ok_or_else(bad)?;
+        let stage = s.parse().map_err(|_| bad())?;
+        let mb = m.parse().map_err(|_| bad())?;
+        Ok(Pass { kind, stage, mb })
+    }
+}
+
+impl fmt::Display for Pass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}.{}", self.kind, self.stage, self.mb)
+    }
+}
+
+impl Serialize for Pass {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pass {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Pass::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which device holds which stage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Placement {
+    /// Stage `i` on device `i`; `S = p`.
+    Sequential,
+    /// Stage `s` on device `s mod p`; `S = chunks * p`.
+    Looped {
+        /// Chunks (stages) per device, `v`.
+        chunks: u32,
+    },
+    /// Device `i` holds stages `i` and `2p-1-i`; `S = 2p`.
+    VShape,
+    /// Any map: `devices[s]` is the device of stage `s`.
+    Explicit {
+        /// Device of each stage, in stage order.
+        devices: Vec<u32>,
+    },
+}
+
+impl Placement {
+    /// Number of stages for `p` devices.
+    pub fn num_stages(&self, p: u32) -> u32 {
+        match self {
+            Placement::Sequential => p,
+            Placement::Looped { chunks } => chunks * p,
+            Placement::VShape => 2 * p,
+            Placement::Explicit { devices } => devices.len() as u32,
+        }
+    }
+
+    /// Device of `stage` for `p` devices.
+    pub fn device_of(&self, stage: u32, p: u32) -> u32 {
+        match self {
+            Placement::Sequential => stage,
+            Placement::Looped { .. } => stage % p,
+            Placement::VShape => {
+                if stage < p {
+                    stage
+                } else {
+                    2 * p - 1 - stage
+                }
+            }
+            Placement::Explicit { devices } => devices[stage as usize],
+        }
+    }
+
+    /// The full stage → device table for `p` devices.
+    pub fn stage_devices(&self, p: u32) -> Vec<u32> {
+        (0..self.num_stages(p))
+            .map(|s| self.device_of(s, p))
+            .collect()
+    }
+
+    /// Short human name.
+    pub fn describe(&self) -> String {
+        match self {
+            Placement::Sequential => "sequential".into(),
+            Placement::Looped { chunks } => format!("looped (v={chunks})"),
+            Placement::VShape => "V-shape".into(),
+            Placement::Explicit { .. } => "explicit".into(),
+        }
+    }
+
+    /// Checks the placement is usable with `p` devices.
+    pub fn check(&self, p: u32) -> Result<(), Error> {
+        if p == 0 {
+            return Err(Error::config(
+                "the number of devices is 0; use at least 1 (-p 1)",
+            ));
+        }
+        match self {
+            Placement::Looped { chunks: 0 } => Err(Error::config(
+                "a looped placement needs at least 1 chunk per device (--chunks 1 or more)",
+            )),
+            Placement::Explicit { devices } => {
+                if devices.is_empty() {
+                    return Err(Error::config("an explicit placement lists no stages"));
+                }
+                if let Some((s, d)) = devices.iter().enumerate().find(|(_, &d)| d >= p) {
+                    return Err(Error::config(format!(
+                        "stage {s} is placed on device {d}, but there are only {p} devices (0..{p})"
+                    )));
+                }
+                for dev in 0..p {
+                    if !devices.contains(&dev) {
+                        return Err(Error::config(format!(
+                            "device {dev} holds no stage; every device needs at least one"
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A complete pipeline schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// Name of the generator or file it came from.
+    pub name: String,
+    /// Number of devices `p`.
+    pub devices: u32,
+    /// Number of stages `S`.
+    pub stages: u32,
+    /// Number of microbatches `m`.
+    pub microbatches: u32,
+    /// Stage → device map.
+    pub placement: Placement,
+    /// One ordered list of passes per device.
+    pub lists: Vec<Vec<Pass>>,
+}
+
+impl Schedule {
+    /// Builds an empty schedule (no passes yet) for a placement, checking the sizes.
+    pub fn empty(name: &str, p: u32, m: u32, placement: Placement) -> Result<Self, Error> {
+        placement.check(p)?;
+        if m == 0 {
+            return Err(Error::config(
+                "the number of microbatches is 0; use at least 1 (-m 1)",
+            ));
+        }
+        let stages = placement.num_stages(p);
+        Ok(Schedule {
+            name: name.to_string(),
+            devices: p,
+            stages,
+            microbatches: m,
+            placement,
+            lists: vec![Vec::new(); p as usize],
+        })
+    }
+
+    /// Device holding `stage`.
+    pub fn device_of(&self, stage: u32) -> u32 {
+        self.placement.device_of(stage, self.devices)
+    }
+
+    /// Stages held by `device`, ascending.
+    pub fn stages_of(&self, device: u32) -> Vec<u32> {
+        (0..self.stages)
+            .filter(|&s| self.device_of(s) == device)
+            .collect()
+    }
+
+    /// Total number of passes.
+    pub fn num_passes(&self) -> usize {
+        self.lists.iter().map(Vec::len).sum()
+    }
+
+    /// Appends a pass to the list of the device that holds its stage.
+    pub fn push(&mut self, pass: Pass) {
+        let d = self.device_of(pass.stage) as usize;
+        self.lists[d].push(pass);
+    }
+
+    /// Activation units one microbatch leaves on one stage: `p / S`.
+    pub fn units_per_stage(&self) -> f64 {
+        self.devices as f64 / self.stages as f64
+    }
+
+    /// Whether the schedule splits the backward into B and W.
+    pub fn splits_backward(&self) -> bool {
+        self.lists
+            .iter()
+            .flatten()
+            .any(|p| matches!(p.kind, PassKind::B | PassKind::W))
+    }
+
+    /// Number of point-to-point transfers per step: each F output and B gradient crossing devices.
+    pub fn p2p_transfers(&self) -> u64 {
+        let crossings = (1..self.stages)
+            .filter(|&s| self.device_of(s) != self.device_of(s - 1))
+            .count() as u64;
+        2 * crossings * self.microbatches as u64
+    }
+}

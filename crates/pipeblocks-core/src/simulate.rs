@@ -1,0 +1,318 @@
+//! Event-driven simulation of a schedule: timings, bubbles and activation memory.
+//!
+//! Each device runs its list in order; a pass starts when the device is free and every pass it
+//! depends on has finished (plus the p2p latency when that pass ran on another device). Sends
+//! never block. This is exactly the runtime's execution model, so the simulated order is the one
+//! the runtime would follow with the same costs.
+//!
+//! **Costs** are given for the work of 1/p of the model (one 1F1B stage); a stage of a schedule
+//! with `S` stages takes `p/S` of it, so makespans of different placements of the same model are
+//! comparable. [`SimConfig::stage_costs`] overrides this with absolute per-stage costs.
+//!
+//! **Memory** follows the reference model: F allocates the stage's activation (`p/S` units by
+//! default), B frees a fraction [`SimConfig::b_release`] of it, W (or BW) frees the rest. The
+//! allocation counts from the start of F, the release from the end of B/W/BW.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::ir::{PassKind, Schedule};
+use crate::validate::{validate, Graph, InOrder};
+
+/// Costs of the passes of one stage.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Costs {
+    /// Forward.
+    pub f: f64,
+    /// Input backward.
+    pub b: f64,
+    /// Weight backward.
+    pub w: f64,
+    /// Fused backward; `None` means `b + w`.
+    pub bw: Option<f64>,
+    /// Point-to-point latency between two devices.
+    pub comm: f64,
+}
+
+impl Default for Costs {
+    fn default() -> Self {
+        Costs {
+            f: 1.0,
+            b: 1.0,
+            w: 1.0,
+            bw: None,
+            comm: 0.0,
+        }
+    }
+}
+
+impl Costs {
+    /// Parses `f=1,b=1.3,w=0.7,c=0.05` (keys `f`, `b`, `w`, `bw`, `c`; any subset, the rest default).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let mut c = Costs::default();
+        for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                Error::parse(
+                    "cost",
+                    format!("`{part}` has no `=`; write e.g. --cost f=1,b=1,w=1,c=0"),
+                )
+            })?;
+            let v: f64 = v.trim().parse().map_err(|_| {
+                Error::parse("cost", format!("`{v}` in `{part}` is not a number"))
+            })?;
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::parse(
+                    "cost",
+                    format!("`{part}`: costs must be finite and not negative"),
+                ));
+            }
+            match k.trim().to_ascii_lowercase().as_str() {
+                "f" => c.f = v,
+                "b" => c.b = v,
+                "w" => c.w = v,
+                "bw" => c.bw = Some(v),
+                "c" | "comm" => c.comm = v,
+                other => {
+                    return Err(Error::parse(
+                        "cost",
+                        format!("unknown key `{other}`; use f, b, w, bw and c"),
+                    ))
+                }
+            }
+        }
+        if c.f + c.b + c.w == 0.0 {
+            return Err(Error::parse(
+                "cost",
+                "all pass costs are 0; give at least one positive cost",
+            ));
+        }
+        Ok(c)
+    }
+
+    /// Cost of the fused backward.
+    pub fn bw_cost(&self) -> f64 {
+        self.bw.unwrap_or(self.b + self.w)
+    }
+
+    /// Cost of a pass kind.
+    pub fn of(&self, kind: PassKind) -> f64 {
+        match kind {
+            PassKind::F => self.f,
+            PassKind::B => self.b,
+            PassKind::W => self.w,
+            PassKind::BW => self.bw_cost(),
+        }
+    }
+
+    /// The same costs multiplied by `k` (latency unchanged).
+    pub fn scaled(&self, k: f64) -> Costs {
+        Costs {
+            f: self.f * k,
+            b: self.b * k,
+            w: self.w * k,
+            bw: self.bw.map(|x| x * k),
+            comm: self.comm,
+        }
+    }
+}
+
+/// What the simulator needs besides the schedule.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SimConfig {
+    /// Costs for 1/p of the model; scaled by `p/S` per stage.
+    pub costs: Costs,
+    /// Absolute per-stage costs, overriding `costs` (length `S`). Latency still from `costs.comm`.
+    pub stage_costs: Option<Vec<Costs>>,
+    /// Per-device speed factor: a pass takes `cost / speed` (length `p`, default all 1).
+    pub speed: Option<Vec<f64>>,
+    /// Activation units one microbatch leaves on each stage (length `S`, default `p/S`).
+    pub activation: Option<Vec<f64>>,
+    /// Fraction of a stage's activation freed by B (default 0).
+    pub b_release: f64,
+}
+
+impl SimConfig {
+    /// A config with the given costs and the other settings at their defaults.
+    pub fn with_costs(costs: Costs) -> Self {
+        SimConfig {
+            costs,
+            ..Default::default()
+        }
+    }
+
+    fn check(&self, s: &Schedule) -> Result<(), Error> {
+        fn len_ok<T>(v: &Option<Vec<T>>, n: u32) -> bool {
+            v.as_ref().is_none_or(|v| v.len() == n as usize)
+        }
+        if !len_ok(&self.stage_costs, s.stages) {
+            return Err(Error::config(format!(
+                "per-stage costs must list {} stages",
+                s.stages
+            )));
+        }
+        if !len_ok(&self.activation, s.stages) {
+            return Err(Error::config(format!(
+                "per-stage activations must list {} stages",
+                s.stages
+            )));
+        }
+        if let Some(sp) = &self.speed {
+            if sp.len() != s.devices as usize {
+                return Err(Error::config(format!(
+                    "speed factors must list {} devices, got {}",
+                    s.devices,
+                    sp.len()
+                )));
+            }
+            if sp.iter().any(|&x| !(x.is_finite() && x > 0.0)) {
+                return Err(Error::config("speed factors must be positive numbers"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.b_release) {
+            return Err(Error::config("the fraction released at B must be in 0..=1"));
+        }
+        Ok(())
+    }
+
+    /// Duration table `[stage][kind]` for a schedule.
+    pub fn durations(&self, s: &Schedule) -> Vec<[f64; 4]> {
+        let scale = s.devices as f64 / s.stages as f64;
+        (0..s.stages as usize)
+            .map(|st| {
+                let c = match &self.stage_costs {
+                    Some(v) => v[st],
+                    None => self.costs.scaled(scale),
+                };
+                PassKind::ALL.map(|k| c.of(k))
+            })
+            .collect()
+    }
+
+    /// Activation units per stage for a schedule.
+    pub fn activations(&self, s: &Schedule) -> Vec<f64> {
+        self.activation
+            .clone()
+            .unwrap_or_else(|| vec![s.units_per_stage(); s.stages as usize])
+    }
+}
+
+/// The simulator's figures for one schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimResult {
+    /// Start time of each pass, per device, in list order.
+    pub start: Vec<Vec<f64>>,
+    /// End time of each pass, per device, in list order.
+    pub end: Vec<Vec<f64>>,
+    /// Time from the first start to the last end.
+    pub makespan: f64,
+    /// Busy time per device.
+    pub busy: Vec<f64>,
+    /// `1 - Σ busy / (p · makespan)`.
+    pub bubble_rate: f64,
+    /// Peak activation per device, in units.
+    pub peak_activation: Vec<f64>,
+    /// Activation over time per device: `(time, units from then on)` at every change.
+    pub memory: Vec<Vec<(f64, f64)>>,
+    /// Cross-device transfers per step.
+    pub p2p_transfers: u64,
+}
+
+impl SimResult {
+    /// Largest per-device peak.
+    pub fn max_peak(&self) -> f64 {
+        self.peak_activation.iter().cloned().fold(0.0, f64::max)
+    }
+}
+
+/// Validates and simulates a schedule.
+pub fn simulate(s: &Schedule, cfg: &SimConfig) -> Result<SimResult, Error> {
+    let g = validate(s)?;
+    simulate_graph(s, &g, cfg)
+}
+
+/// Simulates a schedule already validated into `g`.
+pub fn simulate_graph(s: &Schedule, g: &Graph, cfg: &SimConfig) -> Result<SimResult, Error> {
+    cfg.check(s)?;
+    let dur = cfg.durations(s);
+    let act = cfg.activations(s);
+    let speed = cfg.speed.clone().unwrap_or_else(|| vec![1.0; s.devices as usize]);
+    let comm = cfg.costs.comm;
+    let p = s.devices as usize;
+    let mut end_of = vec![0.0f64; g.index.len()];
+    let mut start: Vec<Vec<f64>> = s.lists.iter().map(|l| vec![0.0; l.len()]).collect();
+    let mut end: Vec<Vec<f64>> = start.clone();
+    let mut free = vec![0.0f64; p];
+    let mut order = InOrder::new(s, g);
+    order.run(|d, i| {
+        let pass = s.lists[d][i];
+        let mut t = free[d];
+        let (deps, n) = g.deps(pass);
+        for dep in deps.iter().take(n).flatten() {
+            let ready = end_of[g.index.of(*dep)]
+                + if g.stage_device[dep.stage as usize] as usize != d {
+                    comm
+                } else {
+                    0.0
+                };
+            if ready > t {
+                t = ready;
+            }
+        }
+        let e = t + dur[pass.stage as usize][pass.kind.index()] / speed[d];
+        start[d][i] = t;
+        end[d][i] = e;
+        end_of[g.index.of(pass)] = e;
+        free[d] = e;
+    });
+    debug_assert!(order.blocked().is_none());
+    let makespan = free.iter().cloned().fold(0.0, f64::max);
+    let busy: Vec<f64> = (0..p)
+        .map(|d| {
+            s.lists[d]
+                .iter()
+                .map(|ps| dur[ps.stage as usize][ps.kind.index()] / speed[d])
+                .sum()
+        })
+        .collect();
+    let total: f64 = busy.iter().sum();
+    let bubble_rate = if makespan > 0.0 {
+        1.0 - total / (p as f64 * makespan)
+    } else {
+        0.0
+    };
+    let mut peak = vec![0.0f64; p];
+    let mut memory = Vec::with_capacity(p);
+    for d in 0..p {
+        let mut level = 0.0f64;
+        let mut curve = Vec::with_capacity(s.lists[d].len() + 1);
+        curve.push((0.0, 0.0));
+        for (i, ps) in s.lists[d].iter().enumerate() {
+            let a = act[ps.stage as usize];
+            let (t, delta) = match ps.kind {
+                PassKind::F => (start[d][i], a),
+                PassKind::B => (end[d][i], -a * cfg.b_release),
+                PassKind::W => (end[d][i], -a * (1.0 - cfg.b_release)),
+                PassKind::BW => (end[d][i], -a),
+            };
+            if delta == 0.0 {
+                continue;
+            }
+            level += delta;
+            if level > peak[d] {
+                peak[d] = level;
+            }
+            curve.push((t, level.max(0.0)));
+        }
+        memory.push(curve);
+    }
+    Ok(SimResult {
+        start,
+        end,
+        makespan,
+        busy,
+        bubble_rate,
+        peak_activation: peak,
+        memory,
+        p2p_transfers: s.p2p_transfers(),
+    })
+}

@@ -10,7 +10,10 @@ fn main() {
         let mut line = String::new();
         let mut t = 0.0;
         for (i, ps) in s.lists[d].iter().enumerate() {
-            while t + 1e-9 < r.start[d][i] { line.push_str(" .  "); t += 1.0; }
+            while t + 1e-9 < r.start[d][i] {
+                line.push_str(" .  ");
+                t += 1.0;
+            }
             line.push_str(&format!("{:<4}", format!("{}{}", ps.kind, ps.mb)));
             t = r.end[d][i];
         }

@@ -156,5 +156,8 @@ fn describe_waits(waits: &[Wait]) -> String {
             )
         })
         .collect();
-    format!("{}; reorder the lists so the wait can be met", parts.join("; "))
+    format!(
+        "{}; reorder the lists so the wait can be met",
+        parts.join("; ")
+    )
 }

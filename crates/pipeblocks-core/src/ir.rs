@@ -98,11 +98,13 @@ impl Pass {
     /// Parses pipeblocks' action syntax `{kind}{stage}.{mb}`, e.g. `F3.7` or `BW0.2`.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let t = text.trim();
-        let bad = || Error::Parse {
+        let bad = || {
+            Error::Parse {
             what: "pass".into(),
             detail: format!(
                 "`{t}` is not a pass; write {{kind}}{{stage}}.{{microbatch}} with kind F, B, W or BW, e.g. `F3.7`"
             ),
+        }
         };
         let (kind, rest) = if let Some(r) = t.strip_prefix("BW") {
             (PassKind::BW, r)

@@ -57,9 +57,10 @@ impl Costs {
                     format!("`{part}` has no `=`; write e.g. --cost f=1,b=1,w=1,c=0"),
                 )
             })?;
-            let v: f64 = v.trim().parse().map_err(|_| {
-                Error::parse("cost", format!("`{v}` in `{part}` is not a number"))
-            })?;
+            let v: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| Error::parse("cost", format!("`{v}` in `{part}` is not a number")))?;
             if !v.is_finite() || v < 0.0 {
                 return Err(Error::parse(
                     "cost",
@@ -235,7 +236,10 @@ pub fn simulate_graph(s: &Schedule, g: &Graph, cfg: &SimConfig) -> Result<SimRes
     cfg.check(s)?;
     let dur = cfg.durations(s);
     let act = cfg.activations(s);
-    let speed = cfg.speed.clone().unwrap_or_else(|| vec![1.0; s.devices as usize]);
+    let speed = cfg
+        .speed
+        .clone()
+        .unwrap_or_else(|| vec![1.0; s.devices as usize]);
     let comm = cfg.costs.comm;
     let p = s.devices as usize;
     let mut end_of = vec![0.0f64; g.index.len()];

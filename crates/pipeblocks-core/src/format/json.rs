@@ -63,8 +63,8 @@ pub fn write(s: &Schedule) -> String {
 
 /// Reads a schedule from JSON. The result is not validated; see [`crate::validate()`].
 pub fn read(text: &str) -> Result<Schedule, Error> {
-    let f: File = serde_json::from_str(text)
-        .map_err(|e| Error::parse("JSON schedule", e.to_string()))?;
+    let f: File =
+        serde_json::from_str(text).map_err(|e| Error::parse("JSON schedule", e.to_string()))?;
     if f.format != FORMAT {
         return Err(Error::parse(
             "JSON schedule",

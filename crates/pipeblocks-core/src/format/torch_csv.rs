@@ -92,10 +92,18 @@ pub fn read(text: &str, name: &str) -> Result<Schedule, Error> {
         lists.push(list);
     }
     if lists.is_empty() {
-        return Err(Error::parse("torch CSV", "the file has no rows; it needs one row per rank"));
+        return Err(Error::parse(
+            "torch CSV",
+            "the file has no rows; it needs one row per rank",
+        ));
     }
     let p = lists.len() as u32;
-    let stages = lists.iter().flatten().map(|x| x.stage + 1).max().unwrap_or(0);
+    let stages = lists
+        .iter()
+        .flatten()
+        .map(|x| x.stage + 1)
+        .max()
+        .unwrap_or(0);
     let m = lists.iter().flatten().map(|x| x.mb + 1).max().unwrap_or(0);
     if stages == 0 || m == 0 {
         return Err(Error::parse("torch CSV", "the file lists no actions"));
@@ -119,7 +127,10 @@ pub fn read(text: &str, name: &str) -> Result<Schedule, Error> {
     if let Some(s) = dev.iter().position(|&d| d == u32::MAX) {
         return Err(Error::parse(
             "torch CSV",
-            format!("stage {s} has no action, but stage {} does; every stage needs its passes", stages - 1),
+            format!(
+                "stage {s} has no action, but stage {} does; every stage needs its passes",
+                stages - 1
+            ),
         ));
     }
     let placement = [

@@ -37,8 +37,12 @@ pub fn one_forward_one_backward(
 }
 
 fn sequential_orders(p: u32, m: u32) -> (Vec<Vec<Pass>>, Vec<Vec<Pass>>) {
-    let fwd = (0..p).map(|d| (0..m).map(|mb| Pass::f(d, mb)).collect()).collect();
-    let bwd = (0..p).map(|d| (0..m).map(|mb| Pass::bw(d, mb)).collect()).collect();
+    let fwd = (0..p)
+        .map(|d| (0..m).map(|mb| Pass::f(d, mb)).collect())
+        .collect();
+    let bwd = (0..p)
+        .map(|d| (0..m).map(|mb| Pass::bw(d, mb)).collect())
+        .collect();
     (fwd, bwd)
 }
 
@@ -83,7 +87,11 @@ fn depth_first_order(d: u32, p: u32, v: u32, m: u32, backward: bool) -> Vec<Pass
             let chunk = if backward { v - 1 - c } else { c };
             for mb in g0..g1 {
                 let st = chunk * p + d;
-                out.push(if backward { Pass::bw(st, mb) } else { Pass::f(st, mb) });
+                out.push(if backward {
+                    Pass::bw(st, mb)
+                } else {
+                    Pass::f(st, mb)
+                });
             }
         }
         g0 = g1;
@@ -101,8 +109,12 @@ pub fn interleaved(prm: &Params) -> Result<Schedule, Error> {
         )));
     }
     let mut s = Schedule::empty("interleaved-1f1b", p, m, Placement::Looped { chunks: v })?;
-    let fwd: Vec<_> = (0..p).map(|d| depth_first_order(d, p, v, m, false)).collect();
-    let bwd: Vec<_> = (0..p).map(|d| depth_first_order(d, p, v, m, true)).collect();
+    let fwd: Vec<_> = (0..p)
+        .map(|d| depth_first_order(d, p, v, m, false))
+        .collect();
+    let bwd: Vec<_> = (0..p)
+        .map(|d| depth_first_order(d, p, v, m, true))
+        .collect();
     let warm: Vec<usize> = (0..p)
         .map(|d| ((p - 1 - d) * 2 + (v - 1) * p) as usize)
         .collect();

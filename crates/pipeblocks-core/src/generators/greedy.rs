@@ -77,7 +77,10 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
     let mut level = vec![0.0f64; p as usize];
     // Activations whose B has not run yet, per device.
     let mut awaiting_b = vec![0.0f64; p as usize];
-    let pace = o.pace.clone().unwrap_or_else(|| vec![f64::INFINITY; p as usize]);
+    let pace = o
+        .pace
+        .clone()
+        .unwrap_or_else(|| vec![f64::INFINITY; p as usize]);
     let mut t = vec![0.0f64; p as usize];
     // Devices that found nothing to do at their clock while another device shares that clock:
     // they wait for that device to act first.
@@ -123,7 +126,11 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
             };
             consider(ready);
             if ready <= now + EPS && choice.is_none_or(|c: Pass| mb < c.mb as usize) {
-                let kind = if o.split_backward { PassKind::B } else { PassKind::BW };
+                let kind = if o.split_backward {
+                    PassKind::B
+                } else {
+                    PassKind::BW
+                };
                 choice = Some(Pass::new(kind, st, mb as u32));
             }
         }
@@ -142,10 +149,7 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
                 consider(ready);
                 let fits = level[d] + o.activation[stu] <= o.limit[d] + EPS
                     && awaiting_b[d] + o.activation[stu] <= pace[d] + EPS;
-                if ready <= now + EPS
-                    && fits
-                    && choice.is_none_or(|c: Pass| mb < c.mb as usize)
-                {
+                if ready <= now + EPS && fits && choice.is_none_or(|c: Pass| mb < c.mb as usize) {
                     choice = Some(Pass::f(st, mb as u32));
                 }
             }

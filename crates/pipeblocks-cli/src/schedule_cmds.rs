@@ -1,0 +1,233 @@
+//! `list`, `generate`, `simulate`, `validate` and `compare`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use pipeblocks_core::compare::{baseline, compare as compare_all, summarize, Row};
+use pipeblocks_core::format::{json, torch_csv};
+use pipeblocks_core::generators::registry;
+use pipeblocks_core::{simulate as sim, validate as check, SimConfig};
+
+use crate::common::{read_schedule, write_output, CostArg, ScheduleSpec};
+
+/// Output formats of `generate`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Per-device timeline for the terminal.
+    Text,
+    /// pipeblocks JSON (versioned).
+    Json,
+    /// PyTorch compute-only CSV.
+    TorchCsv,
+}
+
+/// `generate` arguments.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    spec: ScheduleSpec,
+    #[command(flatten)]
+    cost: CostArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Write to FILE instead of standard output (atomically).
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+}
+
+/// `simulate` arguments.
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    spec: ScheduleSpec,
+    /// Read the schedule from FILE (JSON or torch CSV) instead of generating it.
+    #[arg(long = "from", conflicts_with = "schedule")]
+    from: Option<PathBuf>,
+    #[command(flatten)]
+    cost: CostArg,
+    /// Fraction of a stage's activation released at B (default 0).
+    #[arg(long = "b-release", default_value_t = 0.0)]
+    b_release: f64,
+    /// Print the JSON summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `validate` arguments.
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Schedule file: pipeblocks JSON or PyTorch CSV.
+    file: PathBuf,
+}
+
+/// `compare` arguments.
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Number of devices p.
+    #[arg(short = 'p', long = "devices")]
+    devices: u32,
+    /// Number of microbatches m.
+    #[arg(short = 'm', long = "microbatches")]
+    microbatches: u32,
+    /// Chunks per device for looped schedules (default 2).
+    #[arg(long = "chunks")]
+    chunks: Option<u32>,
+    /// Memory budget for memory-aware schedules (units or `0.5x`).
+    #[arg(long = "memory")]
+    memory: Option<String>,
+    #[command(flatten)]
+    cost: CostArg,
+    /// Print a JSON array of summaries.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `pipeblocks list`.
+pub fn list() -> Result<()> {
+    let width = registry().iter().map(|g| g.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for g in registry() {
+        out.push_str(&format!(
+            "{:width$}  {}\n{:width$}  constraints: {}\n",
+            g.name, g.summary, "", g.constraints
+        ));
+    }
+    write_output(None, &out)
+}
+
+/// `pipeblocks generate`.
+pub fn generate(a: GenerateArgs) -> Result<()> {
+    let costs = a.cost.costs()?;
+    let s = a.spec.generate(costs)?;
+    let text = match a.format {
+        Format::Json => json::write(&s),
+        Format::TorchCsv => torch_csv::write(&s),
+        Format::Text => {
+            let r = sim(&s, &SimConfig::with_costs(costs))?;
+            pipeblocks_viz::text::render(&s, &r)
+        }
+    };
+    write_output(a.output.as_ref(), &text)
+}
+
+/// `pipeblocks simulate`.
+pub fn simulate(a: SimulateArgs) -> Result<()> {
+    let costs = a.cost.costs()?;
+    let s = match &a.from {
+        Some(path) => read_schedule(path)?,
+        None => {
+            if a.spec.schedule.is_none() {
+                bail!("give -s NAME -p P -m M, or --from FILE");
+            }
+            a.spec.generate(costs)?
+        }
+    };
+    let cfg = SimConfig {
+        costs,
+        b_release: a.b_release,
+        ..Default::default()
+    };
+    let r = sim(&s, &cfg)?;
+    let base = baseline(s.devices, s.microbatches, &cfg)?;
+    let summary = summarize(&s, &r, base);
+    let text = if a.json {
+        serde_json::to_string_pretty(&summary)? + "\n"
+    } else {
+        let peaks: Vec<String> = summary
+            .peak_activation
+            .iter()
+            .map(|x| format!("{x:.3}"))
+            .collect();
+        format!(
+            "schedule      {}\nplacement     {}\ndevices       {}\nstages        {}\nmicrobatches  {}\nmakespan      {:.4}\nbubble rate   {:.4}\npeak (units)  {} (max {:.3}, {:.3}x 1F1B)\np2p transfers {} ({:.3}x 1F1B)\n",
+            summary.schedule,
+            summary.placement,
+            summary.devices,
+            summary.stages,
+            summary.microbatches,
+            summary.makespan,
+            summary.bubble_rate,
+            peaks.join(" "),
+            summary.max_peak_activation,
+            summary.peak_vs_1f1b,
+            summary.p2p_transfers,
+            summary.p2p_vs_1f1b
+        )
+    };
+    write_output(None, &text)
+}
+
+/// `pipeblocks validate`.
+pub fn validate(a: ValidateArgs) -> Result<()> {
+    let s = read_schedule(&a.file)?;
+    check(&s).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    write_output(
+        None,
+        &format!(
+            "{}: valid ({} devices, {} stages, {} microbatches, {} passes, {} placement)\n",
+            a.file.display(),
+            s.devices,
+            s.stages,
+            s.microbatches,
+            s.num_passes(),
+            s.placement.describe()
+        ),
+    )
+}
+
+/// `pipeblocks compare`.
+pub fn compare(a: CompareArgs) -> Result<()> {
+    let spec = ScheduleSpec {
+        schedule: None,
+        devices: Some(a.devices),
+        microbatches: Some(a.microbatches),
+        chunks: a.chunks,
+        memory: a.memory.clone(),
+    };
+    let costs = a.cost.costs()?;
+    let prm = spec.params(costs)?;
+    let rows = compare_all(&prm, &SimConfig::with_costs(costs))?;
+    let text = if a.json {
+        let ok: Vec<_> = rows
+            .iter()
+            .filter_map(|r| match r {
+                Row::Ok(s) => Some(s.as_ref()),
+                Row::NotApplicable { .. } => None,
+            })
+            .collect();
+        serde_json::to_string_pretty(&ok)? + "\n"
+    } else {
+        let mut t = format!(
+            "p={} m={} cost {}\n{:<18} {:>10} {:>10} {:>12} {:>11} {:>10}\n",
+            a.devices,
+            a.microbatches,
+            a.cost.cost,
+            "schedule",
+            "makespan",
+            "bubble",
+            "peak(units)",
+            "peak/1F1B",
+            "p2p/1F1B"
+        );
+        for r in &rows {
+            match r {
+                Row::Ok(s) => t.push_str(&format!(
+                    "{:<18} {:>10.3} {:>10.4} {:>12.3} {:>11.3} {:>10.3}\n",
+                    s.schedule,
+                    s.makespan,
+                    s.bubble_rate,
+                    s.max_peak_activation,
+                    s.peak_vs_1f1b,
+                    s.p2p_vs_1f1b
+                )),
+                Row::NotApplicable { schedule, reason } => {
+                    t.push_str(&format!("{schedule:<18} not applicable: {reason}\n"))
+                }
+            }
+        }
+        t
+    };
+    write_output(None, &text)
+}

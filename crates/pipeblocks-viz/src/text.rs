@@ -1,0 +1,89 @@
+//! A compact per-device timeline for a terminal.
+//!
+//! One line per device; each pass is a token `{kind}{microbatch}`, upper case for the device's
+//! first chunk, lower case for its second, with `:c` for chunk `c ≥ 2`. Fused backward is `X`.
+//! Idle time shows as `.` tokens, one per unit of the shortest pass.
+
+use pipeblocks_core::{PassKind, Schedule, SimResult};
+
+fn letter(kind: PassKind) -> char {
+    match kind {
+        PassKind::F => 'F',
+        PassKind::B => 'B',
+        PassKind::W => 'W',
+        PassKind::BW => 'X',
+    }
+}
+
+/// Renders the timeline of `s` as simulated in `r`.
+pub fn render(s: &Schedule, r: &SimResult) -> String {
+    let p = s.devices as usize;
+    let unit = r
+        .start
+        .iter()
+        .zip(&r.end)
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| y - x))
+        .filter(|d| *d > 1e-12)
+        .fold(f64::INFINITY, f64::min);
+    let unit = if unit.is_finite() { unit } else { 1.0 };
+    let local: Vec<Vec<u32>> = (0..s.devices).map(|d| s.stages_of(d)).collect();
+    let width = format!("{}", s.microbatches.saturating_sub(1)).len() + 1;
+    let mut out = format!(
+        "{}: p={} S={} m={} placement={} makespan={:.3} bubble={:.4}\n",
+        s.name,
+        s.devices,
+        s.stages,
+        s.microbatches,
+        s.placement.describe(),
+        r.makespan,
+        r.bubble_rate
+    );
+    out.push_str("legend: F forward, B input grad, W weight grad, X fused backward; lower case = 2nd chunk, :c = chunk c; . idle\n");
+    for d in 0..p {
+        let mut line = format!("dev {d:>3} |");
+        let mut t = 0.0;
+        for (i, pass) in s.lists[d].iter().enumerate() {
+            let gap = ((r.start[d][i] - t) / unit).round() as usize;
+            for _ in 0..gap.min(10_000) {
+                line.push_str(&format!(" {:<width$}", "."));
+            }
+            let chunk = local[d]
+                .iter()
+                .position(|&st| st == pass.stage)
+                .unwrap_or(0);
+            let l = letter(pass.kind);
+            let tok = match chunk {
+                0 => format!("{l}{}", pass.mb),
+                1 => format!("{}{}", l.to_ascii_lowercase(), pass.mb),
+                c => format!("{l}{}:{c}", pass.mb),
+            };
+            line.push_str(&format!(" {tok:<width$}"));
+            t = r.end[d][i];
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeblocks_core::generators::{generate, Params};
+    use pipeblocks_core::{simulate, SimConfig};
+
+    #[test]
+    fn one_line_per_device_with_every_pass() {
+        let s = generate("1f1b", &Params::new(3, 4)).unwrap();
+        let r = simulate(&s, &SimConfig::default()).unwrap();
+        let text = render(&s, &r);
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("dev")).collect();
+        assert_eq!(rows.len(), 3);
+        for row in &rows {
+            let toks = row.split('|').nth(1).unwrap().split_whitespace();
+            assert_eq!(toks.filter(|t| *t != ".").count(), 8);
+        }
+        // Device 2 starts after two idle slots (F chain).
+        assert!(rows[2].contains("| .  .  F0"), "{}", rows[2]);
+    }
+}

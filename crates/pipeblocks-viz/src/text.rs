@@ -17,7 +17,6 @@ fn letter(kind: PassKind) -> char {
 
 /// Renders the timeline of `s` as simulated in `r`.
 pub fn render(s: &Schedule, r: &SimResult) -> String {
-    let p = s.devices as usize;
     let unit = r
         .start
         .iter()
@@ -39,7 +38,7 @@ pub fn render(s: &Schedule, r: &SimResult) -> String {
         r.bubble_rate
     );
     out.push_str("legend: F forward, B input grad, W weight grad, X fused backward; lower case = 2nd chunk, :c = chunk c; . idle\n");
-    for d in 0..p {
+    for (d, stages) in local.iter().enumerate() {
         let mut line = format!("dev {d:>3} |");
         let mut t = 0.0;
         for (i, pass) in s.lists[d].iter().enumerate() {

@@ -97,14 +97,11 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
             end + o.comm
         }
     };
-    loop {
-        // The unfinished device with the earliest clock.
-        let Some(d) = (0..p as usize)
-            .filter(|&d| s.lists[d].len() < total_per_dev[d] && !blocked[d])
-            .min_by(|&a, &b| t[a].total_cmp(&t[b]).then(a.cmp(&b)))
-        else {
-            break;
-        };
+    // The unfinished device with the earliest clock.
+    while let Some(d) = (0..p as usize)
+        .filter(|&d| s.lists[d].len() < total_per_dev[d] && !blocked[d])
+        .min_by(|&a, &b| t[a].total_cmp(&t[b]).then(a.cmp(&b)))
+    {
         let now = t[d];
         let mut wake = UNKNOWN;
         let mut consider = |ready: f64| {

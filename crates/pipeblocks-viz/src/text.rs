@@ -46,10 +46,7 @@ pub fn render(s: &Schedule, r: &SimResult) -> String {
             for _ in 0..gap.min(10_000) {
                 line.push_str(&format!(" {:<width$}", "."));
             }
-            let chunk = local[d]
-                .iter()
-                .position(|&st| st == pass.stage)
-                .unwrap_or(0);
+            let chunk = stages.iter().position(|&st| st == pass.stage).unwrap_or(0);
             let l = letter(pass.kind);
             let tok = match chunk {
                 0 => format!("{l}{}", pass.mb),

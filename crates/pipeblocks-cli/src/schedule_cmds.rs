@@ -66,10 +66,10 @@ pub struct ValidateArgs {
 #[derive(Args, Debug)]
 pub struct CompareArgs {
     /// Number of devices p.
-    #[arg(short = 'p', long = "devices")]
+    #[arg(short = 'p', long = "devices", default_value_t = 8)]
     devices: u32,
     /// Number of microbatches m.
-    #[arg(short = 'm', long = "microbatches")]
+    #[arg(short = 'm', long = "microbatches", default_value_t = 32)]
     microbatches: u32,
     /// Chunks per device for looped schedules (default 2).
     #[arg(long = "chunks")]

@@ -77,7 +77,7 @@ fn chunks(prm: &Params) -> Result<u32, Error> {
 }
 
 /// Megatron's depth-first order: microbatches in groups of `p`, each group through chunk 0, then
-/// chunk 1, ... (backward: chunks in reverse). A last, smaller group takes the remainder.
+/// chunk 1, ... (backward: chunks in reverse).
 fn depth_first_order(d: u32, p: u32, v: u32, m: u32, backward: bool) -> Vec<Pass> {
     let mut out = Vec::with_capacity((v * m) as usize);
     let mut g0 = 0;
@@ -103,9 +103,10 @@ fn depth_first_order(d: u32, p: u32, v: u32, m: u32, backward: bool) -> Vec<Pass
 pub fn interleaved(prm: &Params) -> Result<Schedule, Error> {
     let (p, m) = (prm.devices, prm.microbatches);
     let v = chunks(prm)?;
-    if m < p {
+    if m % p != 0 {
         return Err(Error::config(format!(
-            "interleaved-1f1b needs at least as many microbatches as devices (m={m} < p={p}); use -m {p} or more"
+            "interleaved-1f1b needs the microbatches to be a multiple of the devices (m={m}, p={p}); use -m {}",
+            (m / p + 1) * p
         )));
     }
     let mut s = Schedule::empty("interleaved-1f1b", p, m, Placement::Looped { chunks: v })?;

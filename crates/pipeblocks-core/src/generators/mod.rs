@@ -138,7 +138,7 @@ static REGISTRY: &[Generator] = &[
     Generator {
         name: "interleaved-1f1b",
         summary: "Megatron's interleaved 1F1B, depth-first over v chunks per device; bubble ≈ (p-1)/(v·m)",
-        constraints: "m ≥ p; looped placement, --chunks v (default 2)",
+        constraints: "m a multiple of p; looped placement, --chunks v (default 2)",
         build: classic::interleaved,
     },
     Generator {

@@ -22,6 +22,7 @@
 //! assert_eq!(r.peak_activation[0], 4.0);
 //! ```
 
+pub mod block;
 pub mod compare;
 pub mod error;
 pub mod format;

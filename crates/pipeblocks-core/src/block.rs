@@ -443,7 +443,8 @@ const EPS: f64 = 1e-9;
 /// The lists run in time order as in the simulator, except where a device would wait: there a
 /// later pass of one of the first or last `edge` microbatches (default `p`: the warm-up and the
 /// cool-down, where the repeats of a block are incomplete) runs instead when its inputs are
-/// there and its activation fits under `peak_limit` (default: the squeezed schedule's peak).
+/// there and its activation fits under `peak_limit` (default: each device's peak in the squeezed
+/// schedule; never below it).
 /// In the cool-down (no forward left on the device) a ready backward goes ahead of the pending
 /// Ws, which fill the waits, as in ZB-H1. Several look-ahead windows are tried; a result is kept
 /// only when the simulator confirms that the peak stays within the limit and the makespan
@@ -456,16 +457,32 @@ pub fn reorder(
 ) -> Result<(Schedule, SimResult), Error> {
     let g = validate(&s)?;
     let mut r = simulate_graph(&s, &g, cfg)?;
-    let limit = peak_limit.unwrap_or_else(|| r.max_peak()).max(r.max_peak()) + EPS;
+    let limits: Vec<f64> = r
+        .peak_activation
+        .iter()
+        .map(|&pk| peak_limit.unwrap_or(pk).max(pk) + EPS)
+        .collect();
     let edge = edge.unwrap_or(s.devices);
     let base = s.clone();
-    for window in [4usize, 8, 16, 64] {
-        let Some(c) = fill_gaps(&base, cfg, limit, edge, window) else {
+    for (window, defer_w) in [
+        (4usize, false),
+        (8, false),
+        (16, false),
+        (64, false),
+        (8, true),
+        (64, true),
+    ] {
+        let Some(c) = fill_gaps(&base, cfg, &limits, edge, window, defer_w) else {
             continue;
         };
         let Ok(cg) = validate(&c) else { continue };
         let cr = simulate_graph(&c, &cg, cfg)?;
-        if cr.max_peak() <= limit && cr.makespan < r.makespan - EPS {
+        let within = cr
+            .peak_activation
+            .iter()
+            .zip(&limits)
+            .all(|(pk, l)| pk <= l);
+        if within && cr.makespan < r.makespan - EPS {
             s = c;
             r = cr;
         }
@@ -700,9 +717,10 @@ pub fn v_half(p: u32) -> Result<Block, Error> {
 fn fill_gaps(
     s: &Schedule,
     cfg: &SimConfig,
-    limit: f64,
+    limit: &[f64],
     edge: u32,
     window: usize,
+    defer_w: bool,
 ) -> Option<Schedule> {
     let p = s.devices as usize;
     let m = s.microbatches;
@@ -778,6 +796,8 @@ fn fill_gaps(
         }
         let mut seen = 0;
         let mut i = head[d];
+        // A W of the cool-down that could wait for a ready B or F behind it.
+        let mut deferred = None;
         while choice.is_none() && i < list.len() && seen < window {
             if done[d][i] {
                 i += 1;
@@ -792,19 +812,25 @@ fn fill_gaps(
                 }
             }
             let ok = r.is_some_and(|r| r <= now + EPS);
-            if i == head[d] {
-                if ok {
+            let fits =
+                pass.kind != PassKind::F || level[d] + act[pass.stage as usize] <= limit[d] + EPS;
+            if ok && defer_w && pass.kind == PassKind::W && pass.mb + edge >= m {
+                if deferred.is_none() {
+                    deferred = Some(i);
+                }
+            } else if i == head[d] || deferred == Some(head[d]) && i > head[d] {
+                if ok && (i == head[d] || fits) {
                     choice = Some(i);
                     break;
                 }
-            } else if ok
-                && in_edge(pass.mb)
-                && (pass.kind != PassKind::F || level[d] + act[pass.stage as usize] <= limit + EPS)
-            {
+            } else if ok && in_edge(pass.mb) && fits {
                 choice = Some(i);
                 break;
             }
             i += 1;
+        }
+        if choice.is_none() {
+            choice = deferred;
         }
         let Some(i) = choice else {
             // Sleep until a known arrival, or until an input of this device is produced.
@@ -951,9 +977,10 @@ impl Block {
     }
 }
 
-/// V-ZB: the reference's offsets (δ = 4 between adjacent chunk-0 stages, 2 between chunk-1
-/// stages, forward and backward alike). Lifespan of stage 0 is `12p - 6` slots, bound and peak
-/// `p` units; after the reorder the bubble is nearly zero at F = B = W.
+/// V-ZB: forward steps of 4 slots between adjacent chunk-0 stages and 2 between chunk-1 stages,
+/// backward steps of 4 down chunk 1 and 2 up chunk 0. The lifespan of stage 0 is `12p - 6`
+/// slots, the bound and the peak `p` units; after the reorder the bubble is nearly zero at
+/// F = B = W.
 pub fn v_zb(p: u32) -> Result<Block, Error> {
     v_shape(
         "v-zb",
@@ -961,8 +988,8 @@ pub fn v_zb(p: u32) -> Result<Block, Error> {
         VOffsets {
             f0: 4,
             f1: 2,
-            b1: 2,
-            b0: 4,
+            b1: 4,
+            b0: 2,
             gap_last: 0,
             gap_turn: 0,
         },

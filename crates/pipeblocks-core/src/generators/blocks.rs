@@ -7,7 +7,7 @@
 //!   ([`Block::delay_ws`]), squeezed and reordered with the budget as the peak limit;
 //! - **greedy**: the list scheduler ([`super::greedy`]) on V-shape and sequential placements,
 //!   with the budget as the memory limit and several in-flight caps;
-//! - **direct**: 1F1B, ZB-H1 and ZB-H2 when they fit.
+//! - **named**: the registered 1F1B, ZB-H1, ZB-H2, V-Min, V-Half, V-ZB and ZB-V when they fit.
 //!
 //! Every candidate is simulated; the best makespan whose simulated peak stays within the budget
 //! wins, so `auto` never exceeds the budget it was given.
@@ -198,7 +198,7 @@ impl Search<'_> {
             }
         }
         squeezed.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for (_, label, s) in squeezed.into_iter().take(3) {
+        for (_, label, s) in squeezed.into_iter().take(4) {
             if let Ok((s, r)) = block::reorder(s, &self.cfg, Some(self.budget), Some(m)) {
                 self.offer(format!("{label}, reordered"), s, r);
             }
@@ -240,7 +240,7 @@ impl Search<'_> {
     }
 
     fn direct(&mut self) {
-        for name in ["1f1b", "zb-h1", "zb-h2"] {
+        for name in ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb", "zb-v"] {
             let prm = Params {
                 memory: None,
                 ..self.prm.clone()
@@ -251,7 +251,7 @@ impl Search<'_> {
             let Ok(r) = simulate(&s, &self.cfg) else {
                 continue;
             };
-            self.offer(format!("direct {name}"), s, r);
+            self.offer(format!("named {name}"), s, r);
         }
     }
 }

@@ -379,8 +379,11 @@ impl Block {
     ) -> Result<(Schedule, SimResult), Error> {
         let s = self.expand(m)?;
         if reorder_passes {
-            let edge = self.analyse()?.length.div_ceil(self.period);
-            reorder(s, cfg, None, Some(edge))
+            let info = self.analyse()?;
+            let edge = info.length.div_ceil(self.period);
+            let peak = squeeze(&s, cfg)?.max_peak();
+            let limits: Vec<f64> = info.memory_bound.iter().map(|b| b.min(peak)).collect();
+            reorder(s, cfg, Some(&limits), Some(edge))
         } else {
             let r = squeeze(&s, cfg)?;
             Ok((s, r))
@@ -443,8 +446,8 @@ const EPS: f64 = 1e-9;
 /// The lists run in time order as in the simulator, except where a device would wait: there a
 /// later pass of one of the first or last `edge` microbatches (default `p`: the warm-up and the
 /// cool-down, where the repeats of a block are incomplete) runs instead when its inputs are
-/// there and its activation fits under `peak_limit` (default: each device's peak in the squeezed
-/// schedule; never below it).
+/// there and its activation fits under the device's `peak_limit` (default: its peak in the
+/// squeezed schedule; never below that).
 /// In the cool-down (no forward left on the device) a ready backward goes ahead of the pending
 /// Ws, which fill the waits, as in ZB-H1. Several look-ahead windows are tried; a result is kept
 /// only when the simulator confirms that the peak stays within the limit and the makespan
@@ -452,15 +455,22 @@ const EPS: f64 = 1e-9;
 pub fn reorder(
     mut s: Schedule,
     cfg: &SimConfig,
-    peak_limit: Option<f64>,
+    peak_limit: Option<&[f64]>,
     edge: Option<u32>,
 ) -> Result<(Schedule, SimResult), Error> {
     let g = validate(&s)?;
     let mut r = simulate_graph(&s, &g, cfg)?;
+    if peak_limit.is_some_and(|l| l.len() != s.devices as usize) {
+        return Err(Error::config(format!(
+            "reorder: the peak limits must list {} devices",
+            s.devices
+        )));
+    }
     let limits: Vec<f64> = r
         .peak_activation
         .iter()
-        .map(|&pk| peak_limit.unwrap_or(pk).max(pk) + EPS)
+        .enumerate()
+        .map(|(d, &pk)| peak_limit.map_or(pk, |l| l[d]).max(pk) + EPS)
         .collect();
     let edge = edge.unwrap_or(s.devices);
     let base = s.clone();

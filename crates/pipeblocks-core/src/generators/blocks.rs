@@ -199,7 +199,8 @@ impl Search<'_> {
         }
         squeezed.sort_by(|a, b| a.0.total_cmp(&b.0));
         for (_, label, s) in squeezed.into_iter().take(4) {
-            if let Ok((s, r)) = block::reorder(s, &self.cfg, Some(self.budget), Some(m)) {
+            let limits = vec![self.budget; self.prm.devices as usize];
+            if let Ok((s, r)) = block::reorder(s, &self.cfg, Some(&limits), Some(m)) {
                 self.offer(format!("{label}, reordered"), s, r);
             }
         }

@@ -341,30 +341,33 @@ impl Block {
     pub fn expand(&self, m: u32) -> Result<Schedule, Error> {
         self.analyse()?;
         let mut s = Schedule::empty(&self.name, self.devices, m, self.placement.clone())?;
-        let mut timed: Vec<Vec<(u64, Pass)>> = vec![Vec::new(); self.devices as usize];
-        let per_dev: Vec<Vec<BlockPass>> = (0..self.devices)
-            .map(|d| {
-                let mut v: Vec<BlockPass> = self
-                    .passes
-                    .iter()
-                    .filter(|q| self.placement.device_of(q.stage, self.devices) == d)
-                    .copied()
-                    .collect();
-                v.sort_by_key(|q| q.offset);
-                v
-            })
-            .collect();
-        for (d, pats) in per_dev.iter().enumerate() {
-            let list = &mut timed[d];
+        // Pass j of microbatch k starts at o_j + kT = (q_j + k)·T + r_j: walking the rounds
+        // n = q_j + k in order, and within a round the passes by residue r_j, lists every
+        // device's passes in time order without sorting them all.
+        let t = self.period;
+        for d in 0..self.devices {
+            let mut pats: Vec<(u32, u32, BlockPass)> = self
+                .passes
+                .iter()
+                .filter(|q| self.placement.device_of(q.stage, self.devices) == d)
+                .map(|q| (q.offset % t, q.offset / t, *q))
+                .collect();
+            pats.sort_by_key(|x| (x.0, x.1));
+            let (Some(qmin), Some(qmax)) = (
+                pats.iter().map(|x| x.1).min(),
+                pats.iter().map(|x| x.1).max(),
+            ) else {
+                continue;
+            };
+            let list = &mut s.lists[d as usize];
             list.reserve(pats.len() * m as usize);
-            for k in 0..m {
-                let base = k as u64 * self.period as u64;
-                for q in pats {
-                    list.push((base + q.offset as u64, Pass::new(q.kind, q.stage, k)));
+            for n in qmin..qmax + m {
+                for &(_, q, bp) in &pats {
+                    if n >= q && n - q < m {
+                        list.push(Pass::new(bp.kind, bp.stage, n - q));
+                    }
                 }
             }
-            list.sort_unstable_by_key(|x| x.0);
-            s.lists[d] = list.iter().map(|x| x.1).collect();
         }
         Ok(s)
     }
@@ -474,14 +477,7 @@ pub fn reorder(
         .collect();
     let edge = edge.unwrap_or(s.devices);
     let base = s.clone();
-    for (window, defer_w) in [
-        (4usize, false),
-        (8, false),
-        (16, false),
-        (64, false),
-        (8, true),
-        (64, true),
-    ] {
+    for (window, defer_w) in [(3usize, true), (4, false), (4, true), (16, false)] {
         let Some(c) = fill_gaps(&base, cfg, &limits, edge, window, defer_w) else {
             continue;
         };

@@ -56,11 +56,7 @@ fn bubble_rates_at_p8_m32() {
     let (_, vmin) = run("v-min", 8, 32);
     assert!(vmin.bubble_rate <= 0.124, "v-min {}", vmin.bubble_rate);
     let (_, vhalf) = run("v-half", 8, 32);
-    assert!(
-        vhalf.bubble_rate < vmin.bubble_rate,
-        "v-half {}",
-        vhalf.bubble_rate
-    );
+    assert!(vhalf.bubble_rate <= 0.082, "v-half {}", vhalf.bubble_rate);
     for name in ["v-zb", "zb-v"] {
         let (_, r) = run(name, 8, 32);
         assert!(r.bubble_rate <= 0.036, "{name} {}", r.bubble_rate);

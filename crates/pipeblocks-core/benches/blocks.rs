@@ -4,6 +4,7 @@
 //! the earliest times (squeeze) and measured (simulate); the target is under 50 ms.
 //! `v-half with reorder`: the registry's `v-half`, whose warm-up and cool-down are also
 //! reordered, then simulated.
+//! `auto 0.5x p=32 m=256`: the whole budgeted search under unequal costs; the target is under 1 s.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pipeblocks_core::block;
@@ -28,6 +29,12 @@ fn bench(c: &mut Criterion) {
             let r = simulate(&s, &cfg).expect("simulate");
             std::hint::black_box(r.bubble_rate)
         })
+    });
+    let mut prm = Params::new(32, 256);
+    prm.costs = pipeblocks_core::Costs::parse("f=1,b=1.3,w=0.7,c=0.05").expect("costs");
+    prm.memory = Some(pipeblocks_core::generators::MemoryBudget::Of1f1b(0.5));
+    g.bench_function("auto 0.5x p=32 m=256 f=1,b=1.3,w=0.7,c=0.05", |b| {
+        b.iter(|| std::hint::black_box(generate("auto", &prm).expect("auto").num_passes()))
     });
     g.finish();
 }

@@ -7,7 +7,7 @@
 //!   ([`Block::delay_ws`]), squeezed and reordered with the budget as the peak limit;
 //! - **greedy**: the list scheduler ([`super::greedy`]) on V-shape and sequential placements,
 //!   with the budget as the memory limit and several in-flight caps;
-//! - **named**: the registered 1F1B, ZB-H1, ZB-H2, V-Min, V-Half, V-ZB and ZB-V when they fit.
+//! - **named**: the registered 1F1B, ZB-H1, ZB-H2, V-Min, V-Half and V-ZB when they fit.
 //!
 //! Every candidate is simulated; the best makespan whose simulated peak stays within the budget
 //! wins, so `auto` never exceeds the budget it was given.
@@ -80,7 +80,6 @@ fn greedy_options(
         split_backward: true,
         max_in_flight: cap,
         reserve,
-        b_lookahead: 0.0,
     }
 }
 
@@ -211,7 +210,12 @@ impl Search<'_> {
             (Placement::VShape, "v-shape"),
             (Placement::Sequential, "sequential"),
         ] {
-            for cap in caps(self.budget, self.prm.microbatches) {
+            let mut cs = caps(self.budget, self.prm.microbatches);
+            if placement == Placement::Sequential {
+                // The sequential placement only wins at the smallest budgets; two caps do.
+                cs.truncate(2);
+            }
+            for cap in cs {
                 for reserve in [false, true] {
                     if reserve && placement == Placement::Sequential {
                         continue;
@@ -241,7 +245,8 @@ impl Search<'_> {
     }
 
     fn direct(&mut self) {
-        for name in ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb", "zb-v"] {
+        // zb-v is left out: it is the greedy V-shape search above at a budget of p units.
+        for name in ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb"] {
             let prm = Params {
                 memory: None,
                 ..self.prm.clone()
@@ -333,14 +338,16 @@ pub struct FrontierPoint {
 }
 
 /// The memory/bubble frontier: for budgets from the smallest feasible to twice 1F1B's peak, in
-/// steps of half a unit, the best bubble rate found; only budgets that improve on the previous
-/// point are kept.
+/// steps of half a unit (coarser when 1F1B's peak is above 16 units), the best bubble rate
+/// found; only budgets that improve on the previous point are kept.
 pub fn frontier(prm: &Params) -> Result<Vec<FrontierPoint>, Error> {
     prm.check()?;
     let base = prm.devices.min(prm.microbatches) as f64;
     let top = 2.0 * base;
     let mut out: Vec<FrontierPoint> = Vec::new();
-    let mut budget = 0.5;
+    // Half-unit steps, coarser for large p so the frontier takes at most about 32 searches.
+    let step = ((base / 16.0) * 2.0).round().max(1.0) / 2.0;
+    let mut budget = step;
     while budget <= top + EPS {
         if let Ok(c) = search(prm, budget) {
             if out
@@ -357,7 +364,7 @@ pub fn frontier(prm: &Params) -> Result<Vec<FrontierPoint>, Error> {
                 });
             }
         }
-        budget += 0.5;
+        budget += step;
     }
     if out.is_empty() {
         return Err(Error::config(

@@ -48,10 +48,6 @@ pub struct GreedyOptions {
     /// deadlock of V-shape schedules, where device 0 fills up with chunk-0 forwards and cannot
     /// run the chunk-1 forward of the microbatches it holds.
     pub reserve: bool,
-    /// Keep a device free for a backward that arrives soon: when no B is ready but one arrives
-    /// within `b_lookahead ×` the length of the F or W the device would start, it idles until
-    /// then (the B is on the critical path). 0 disables it.
-    pub b_lookahead: f64,
 }
 
 const EPS: f64 = 1e-9;
@@ -139,7 +135,6 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
         };
         // 1. B (or BW) whose gradient has arrived.
         let mut choice: Option<Pass> = None;
-        let mut b_soon = UNKNOWN;
         for &st in local[d].iter().rev() {
             let (stu, mb) = (st as usize, next_b[st as usize]);
             if mb >= m || end_f[at(stu, mb)] > now + EPS {
@@ -151,7 +146,6 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
                 arrival(end_b[at(stu + 1, mb)], dev[stu + 1], d as u32)
             };
             consider(ready);
-            b_soon = b_soon.min(ready);
             if ready <= now + EPS && choice.is_none_or(|c: Pass| mb < c.mb as usize) {
                 let kind = if o.split_backward {
                     PassKind::B
@@ -191,19 +185,6 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
         if choice.is_none() {
             if let Some((st, mb)) = pending_w[d].pop_front() {
                 choice = Some(Pass::w(st, mb));
-            }
-        }
-        if let Some(c) = choice {
-            if !c.kind.is_input_backward()
-                && o.b_lookahead > 0.0
-                && b_soon > now + EPS
-                && b_soon < now + o.b_lookahead * o.durations[c.stage as usize][c.kind.index()]
-            {
-                if c.kind == PassKind::W {
-                    pending_w[d].push_front((c.stage, c.mb));
-                }
-                t[d] = b_soon;
-                continue;
             }
         }
         let Some(pass) = choice else {

@@ -155,7 +155,6 @@ fn cost_aware(direct: Schedule, prm: &Params, limit: f64) -> Result<Schedule, Er
             split_backward: true,
             max_in_flight: None,
             reserve: false,
-            b_lookahead: 0.0,
         };
         let Ok(s) = greedy::list_schedule(&o) else {
             continue;

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 2 bad input (flags, files, impossible configurations), 1 a failure
 //! while running (for example a training run that failed).
 
+mod block_cmd;
 mod common;
 mod schedule_cmds;
 
@@ -30,6 +31,10 @@ enum Command {
     Validate(schedule_cmds::ValidateArgs),
     /// Compare every applicable schedule for p devices and m microbatches.
     Compare(schedule_cmds::CompareArgs),
+    /// Show a building block: passes by offset, lifespans and the memory bound.
+    Block(block_cmd::BlockArgs),
+    /// Memory/bubble frontier: best bubble rate for budgets up to twice 1F1B's memory.
+    Frontier(block_cmd::FrontierArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,8 @@ fn main() -> ExitCode {
         Command::Simulate(a) => schedule_cmds::simulate(a),
         Command::Validate(a) => schedule_cmds::validate(a),
         Command::Compare(a) => schedule_cmds::compare(a),
+        Command::Block(a) => block_cmd::block(a),
+        Command::Frontier(a) => block_cmd::frontier(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,6 +35,9 @@ pub struct GenerateArgs {
     /// Write to FILE instead of standard output (atomically).
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
+    /// Build the schedule from a JSON building-block file (see docs/blocks.md) with -m M.
+    #[arg(long = "block", conflicts_with = "schedule")]
+    block: Option<PathBuf>,
 }
 
 /// `simulate` arguments.
@@ -100,7 +103,10 @@ pub fn list() -> Result<()> {
 /// `pipeblocks generate`.
 pub fn generate(a: GenerateArgs) -> Result<()> {
     let costs = a.cost.costs()?;
-    let s = a.spec.generate(costs)?;
+    let s = match &a.block {
+        Some(path) => crate::block_cmd::schedule_from_block(path, &a.spec, costs)?,
+        None => a.spec.generate(costs)?,
+    };
     let text = match a.format {
         Format::Json => json::write(&s),
         Format::TorchCsv => torch_csv::write(&s),

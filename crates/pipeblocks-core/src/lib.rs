@@ -5,7 +5,10 @@
 //!
 //! - [`ir`]: passes (F, B, W, BW), placements (sequential, looped, V-shape, explicit) and schedules;
 //! - [`generators`]: the registry of named schedules (`gpipe`, `1f1b`, `interleaved-1f1b`, `bfs`,
-//!   `zb-h1`, `zb-h2`, ...) and the greedy list scheduler they share;
+//!   `zb-h1`, `zb-h2`, `v-min`, `v-half`, `v-zb`, `zb-v`, `auto`, ...), the greedy list scheduler
+//!   and the memory-budgeted search behind `auto` and the frontier;
+//! - [`block`]: building blocks (one microbatch's passes repeated every `T` slots): collision
+//!   check, lifespans, memory bound, expansion, squeeze and reorder; `v-min`, `v-half`, `v-zb`;
 //! - [`validate()`]: completeness, placement, dependency order and deadlock-freedom;
 //! - [`simulate()`]: event-driven timings, bubble rate and activation memory;
 //! - [`format`]: pipeblocks' versioned JSON and PyTorch's compute-only CSV;
@@ -22,6 +25,7 @@
 //! assert_eq!(r.peak_activation[0], 4.0);
 //! ```
 
+pub mod block;
 pub mod compare;
 pub mod error;
 pub mod format;

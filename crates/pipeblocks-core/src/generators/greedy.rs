@@ -37,6 +37,17 @@ pub struct GreedyOptions {
     pub pace: Option<Vec<f64>>,
     /// Split the backward into B and W (otherwise BW).
     pub split_backward: bool,
+    /// At most this many microbatches in flight: a forward of stage 0 (a new microbatch) is
+    /// admitted only while fewer microbatches have entered than have finished the backward of
+    /// stage 0, plus this cap. Tight budgets need it, or the devices fill up with forwards that
+    /// can never finish. `None`: no cap.
+    pub max_in_flight: Option<u32>,
+    /// On a device holding several stages, start a microbatch on its first local stage only
+    /// while the device can also hold that microbatch's later local stages and those of every
+    /// microbatch already started there (pending Ws counted as freed). Rules out the memory
+    /// deadlock of V-shape schedules, where device 0 fills up with chunk-0 forwards and cannot
+    /// run the chunk-1 forward of the microbatches it holds.
+    pub reserve: bool,
 }
 
 const EPS: f64 = 1e-9;
@@ -75,6 +86,13 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
     let mut pending_w: Vec<std::collections::VecDeque<(u32, u32)>> =
         vec![Default::default(); p as usize];
     let mut level = vec![0.0f64; p as usize];
+    // Activation held by Ws not yet run, and allocations still to come for admitted microbatches.
+    let mut pending_mem = vec![0.0f64; p as usize];
+    let mut reserved = vec![0.0f64; p as usize];
+    let mut need = vec![0.0f64; p as usize];
+    for st in 0..n_st {
+        need[dev[st] as usize] += o.activation[st];
+    }
     // Activations whose B has not run yet, per device.
     let mut awaiting_b = vec![0.0f64; p as usize];
     let pace = o
@@ -82,9 +100,8 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
         .clone()
         .unwrap_or_else(|| vec![f64::INFINITY; p as usize]);
     let mut t = vec![0.0f64; p as usize];
-    // Devices that found nothing to do at their clock while another device shares that clock:
-    // they wait for that device to act first.
-    let mut blocked = vec![false; p as usize];
+    // Devices waiting for an input, with the clock at which they went to sleep.
+    let mut asleep: Vec<Option<f64>> = vec![None; p as usize];
     let total_per_dev: Vec<usize> = local
         .iter()
         .map(|st| st.len() * m * if o.split_backward { 3 } else { 2 })
@@ -99,10 +116,17 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
     };
     // The unfinished device with the earliest clock.
     while let Some(d) = (0..p as usize)
-        .filter(|&d| s.lists[d].len() < total_per_dev[d] && !blocked[d])
+        .filter(|&d| s.lists[d].len() < total_per_dev[d])
         .min_by(|&a, &b| t[a].total_cmp(&t[b]).then(a.cmp(&b)))
     {
         let now = t[d];
+        if now == UNKNOWN {
+            return Err(Error::config(format!(
+                "the memory budget is too small for {}: device {d} can neither start a forward nor wait for a backward; raise the budget",
+                o.name
+            )));
+        }
+        asleep[d] = None;
         let mut wake = UNKNOWN;
         let mut consider = |ready: f64| {
             if ready > now + EPS && ready < wake {
@@ -145,7 +169,13 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
                 };
                 consider(ready);
                 let fits = level[d] + o.activation[stu] <= o.limit[d] + EPS
-                    && awaiting_b[d] + o.activation[stu] <= pace[d] + EPS;
+                    && awaiting_b[d] + o.activation[stu] <= pace[d] + EPS
+                    && (stu != 0
+                        || o.max_in_flight
+                            .is_none_or(|k| next_f[0] < next_b[0] + k as usize))
+                    && (!o.reserve
+                        || st != local[d][0]
+                        || level[d] - pending_mem[d] + reserved[d] + need[d] <= o.limit[d] + EPS);
                 if ready <= now + EPS && fits && choice.is_none_or(|c: Pass| mb < c.mb as usize) {
                     choice = Some(Pass::f(st, mb as u32));
                 }
@@ -158,25 +188,9 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
             }
         }
         let Some(pass) = choice else {
-            // 4. Idle until something may change: a known arrival or another device's clock.
-            let mut tie = false;
-            for (e, &te) in t.iter().enumerate() {
-                if e != d && s.lists[e].len() < total_per_dev[e] {
-                    consider(te);
-                    tie |= !blocked[e] && te <= now + EPS;
-                }
-            }
-            if tie {
-                blocked[d] = true;
-                continue;
-            }
-            if wake == UNKNOWN {
-                return Err(Error::config(format!(
-                    "the memory budget is too small for {}: device {d} can neither start a forward nor wait for a backward; raise the budget",
-                    o.name
-                )));
-            }
+            // 4. Idle until a known arrival, or until an input of this device is produced.
             t[d] = wake;
+            asleep[d] = Some(now);
             continue;
         };
         let stu = pass.stage as usize;
@@ -189,12 +203,19 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
                 next_f[stu] += 1;
                 level[d] += a;
                 awaiting_b[d] += a;
+                if o.reserve {
+                    if pass.stage == local[d][0] {
+                        reserved[d] += need[d];
+                    }
+                    reserved[d] -= a;
+                }
             }
             PassKind::B => {
                 end_b[at(stu, pass.mb as usize)] = end;
                 next_b[stu] += 1;
                 awaiting_b[d] -= a;
                 pending_w[d].push_back((pass.stage, pass.mb));
+                pending_mem[d] += a;
             }
             PassKind::BW => {
                 end_b[at(stu, pass.mb as usize)] = end;
@@ -202,11 +223,25 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
                 awaiting_b[d] -= a;
                 level[d] -= a;
             }
-            PassKind::W => level[d] -= a,
+            PassKind::W => {
+                level[d] -= a;
+                pending_mem[d] -= a;
+            }
         }
         s.lists[d].push(pass);
         t[d] = end;
-        blocked.iter_mut().for_each(|b| *b = false);
+        // Wake the device that consumes this pass's output.
+        let consumer = match pass.kind {
+            PassKind::F if stu + 1 < n_st => Some(stu + 1),
+            PassKind::B | PassKind::BW if stu > 0 => Some(stu - 1),
+            _ => None,
+        };
+        if let Some(c) = consumer {
+            let cd = dev[c] as usize;
+            if let Some(base) = asleep[cd] {
+                t[cd] = t[cd].min(base.max(arrival(end, d as u32, cd as u32)));
+            }
+        }
     }
     Ok(s)
 }

@@ -3,6 +3,7 @@
 //! Every generator takes [`Params`] and returns a [`Schedule`]; [`generate`] looks a name up in
 //! [`registry`], builds the schedule and validates it, so nothing invalid leaves the engine.
 
+pub mod blocks;
 pub mod classic;
 pub mod greedy;
 
@@ -110,16 +111,62 @@ pub struct Generator {
 }
 
 /// ZB-H1: B/W split, 1F1B's warm-up; device `i` lets its W lag `i` microbatches behind its B so
-/// the lagging Ws fill the cool-down. Peak `p` units on every device.
+/// the lagging Ws fill the cool-down. Peak `p` units on every device. Under unequal costs the
+/// greedy list scheduler at the same memory is tried too and kept when it is faster.
 pub fn zb_h1(prm: &Params) -> Result<Schedule, Error> {
     let p = prm.devices;
-    classic::zero_bubble_lagged("zb-h1", prm, |i| p - 1 - i, |i| i)
+    let direct = classic::zero_bubble_lagged("zb-h1", prm, |i| p - 1 - i, |i| i)?;
+    cost_aware(direct, prm, p as f64)
 }
 
 /// ZB-H2: B/W split, `2(p-1-i)` warm-up forwards on device `i` and W lagging `2i`; peak `2p - 1`.
+/// Under unequal costs the greedy list scheduler at the same memory is tried too.
 pub fn zb_h2(prm: &Params) -> Result<Schedule, Error> {
     let p = prm.devices;
-    classic::zero_bubble_lagged("zb-h2", prm, |i| 2 * (p - 1 - i), |i| 2 * i)
+    let direct = classic::zero_bubble_lagged("zb-h2", prm, |i| 2 * (p - 1 - i), |i| 2 * i)?;
+    let limit = (2 * p - 1).min(prm.microbatches.max(1) + p - 1) as f64;
+    cost_aware(direct, prm, limit)
+}
+
+/// The direct schedule, or the sequential greedy list schedule at the same memory `limit` when
+/// that is faster under `prm.costs` (never at equal F, B, W costs with no latency, where the
+/// direct schedules are already the reference).
+fn cost_aware(direct: Schedule, prm: &Params, limit: f64) -> Result<Schedule, Error> {
+    let c = prm.costs;
+    if c.f == c.b && c.b == c.w && c.comm == 0.0 {
+        return Ok(direct);
+    }
+    let cfg = crate::simulate::SimConfig::with_costs(c);
+    let base = crate::simulate::simulate(&direct, &cfg)?;
+    let limit = limit.max(base.max_peak());
+    let p = prm.devices;
+    let mut best = (base.makespan, direct);
+    for pace in [None, Some(p as f64)] {
+        let o = greedy::GreedyOptions {
+            name: best.1.name.clone(),
+            devices: p,
+            microbatches: prm.microbatches,
+            placement: crate::ir::Placement::Sequential,
+            durations: vec![[c.f, c.b, c.w, c.bw_cost()]; p as usize],
+            comm: c.comm,
+            activation: vec![1.0; p as usize],
+            limit: vec![limit; p as usize],
+            pace: pace.map(|x| vec![x; p as usize]),
+            split_backward: true,
+            max_in_flight: None,
+            reserve: false,
+        };
+        let Ok(s) = greedy::list_schedule(&o) else {
+            continue;
+        };
+        let Ok(r) = crate::simulate::simulate(&s, &cfg) else {
+            continue;
+        };
+        if r.makespan < best.0 - 1e-9 && r.max_peak() <= limit + 1e-9 {
+            best = (r.makespan, s);
+        }
+    }
+    Ok(best.1)
 }
 
 static REGISTRY: &[Generator] = &[
@@ -158,6 +205,36 @@ static REGISTRY: &[Generator] = &[
         summary: "zero-bubble H2: B/W split, 2p-1 warm-up forwards; memory 2p-1, bubble near zero",
         constraints: "any p ≥ 1, m ≥ 1; sequential placement; uses --cost",
         build: zb_h2,
+    },
+    Generator {
+        name: "v-min",
+        summary: "V-Min building block: V-shape, about 1/3 of 1F1B's activation memory",
+        constraints: "any p ≥ 1, m ≥ 1; V-shape placement (2 stages per device); uses --cost",
+        build: blocks::v_min,
+    },
+    Generator {
+        name: "v-half",
+        summary: "V-Half building block: V-shape, about 1/2 of 1F1B's activation memory",
+        constraints: "any p ≥ 1, m ≥ 1; V-shape placement (2 stages per device); uses --cost",
+        build: blocks::v_half,
+    },
+    Generator {
+        name: "v-zb",
+        summary: "V-ZB building block: V-shape, 1F1B's memory, nearly zero bubble",
+        constraints: "any p ≥ 1, m ≥ 1; V-shape placement (2 stages per device); uses --cost",
+        build: blocks::v_zb,
+    },
+    Generator {
+        name: "zb-v",
+        summary: "ZB-V: V-shape, B/W split, greedy at 1F1B's memory; nearly zero bubble",
+        constraints: "any p ≥ 1, m ≥ 1; V-shape placement (2 stages per device); uses --cost",
+        build: blocks::zb_v,
+    },
+    Generator {
+        name: "auto",
+        summary: "best schedule found within a memory budget (blocks, greedy, direct) under the costs",
+        constraints: "any p ≥ 1, m ≥ 1; --memory (default 1x = 1F1B's), uses --cost",
+        build: blocks::auto,
     },
 ];
 

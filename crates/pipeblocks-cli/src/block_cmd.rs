@@ -1,0 +1,118 @@
+//! `block` (show a building block), `frontier` (memory/bubble Pareto frontier) and the
+//! `generate --block FILE` path.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use pipeblocks_core::block::{self, Block};
+use pipeblocks_core::generators::blocks::{from_block, frontier as frontier_points};
+use pipeblocks_core::generators::Params;
+use pipeblocks_core::{validate, Costs, Schedule};
+
+use crate::common::{write_output, CostArg, ScheduleSpec};
+
+/// `block` arguments.
+#[derive(Args, Debug)]
+pub struct BlockArgs {
+    /// Named block: 1f1b, zb-h1, v-min, v-half or v-zb.
+    #[arg(short = 's', long = "schedule", required_unless_present = "from")]
+    schedule: Option<String>,
+    /// Number of devices p (for a named block).
+    #[arg(short = 'p', long = "devices", required_unless_present = "from")]
+    devices: Option<u32>,
+    /// Read the block from a JSON block file instead.
+    #[arg(long = "from", conflicts_with_all = ["schedule", "devices"])]
+    from: Option<PathBuf>,
+    /// Print the block as a JSON block file (a starting point for your own).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `frontier` arguments.
+#[derive(Args, Debug)]
+pub struct FrontierArgs {
+    /// Number of devices p.
+    #[arg(short = 'p', long = "devices")]
+    devices: u32,
+    /// Number of microbatches m.
+    #[arg(short = 'm', long = "microbatches")]
+    microbatches: u32,
+    #[command(flatten)]
+    cost: CostArg,
+    /// Print the points as a JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Reads a JSON block file.
+pub fn read_block(path: &Path) -> Result<Block> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Block::from_json(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// `pipeblocks block`.
+pub fn block(a: BlockArgs) -> Result<()> {
+    let b = match (&a.from, &a.schedule, a.devices) {
+        (Some(path), _, _) => read_block(path)?,
+        (None, Some(name), Some(p)) => block::named(name, p)?,
+        _ => bail!("give -s NAME -p P, or --from FILE"),
+    };
+    let text = if a.json {
+        b.analyse()?;
+        b.to_json()
+    } else {
+        b.describe()?
+    };
+    write_output(None, &text)
+}
+
+/// The schedule of `generate --block FILE -m M`: the block expanded, squeezed and reordered
+/// under the given costs, then validated.
+pub fn schedule_from_block(path: &Path, spec: &ScheduleSpec, costs: Costs) -> Result<Schedule> {
+    let b = read_block(path)?;
+    if let Some(p) = spec.devices {
+        if p != b.devices {
+            bail!(
+                "{}: the block is for {} devices but -p is {p}; drop -p or use -p {}",
+                path.display(),
+                b.devices,
+                b.devices
+            );
+        }
+    }
+    let m = spec
+        .microbatches
+        .ok_or_else(|| anyhow::anyhow!("missing -m M (number of microbatches)"))?;
+    let mut prm = Params::new(b.devices, m);
+    prm.costs = costs;
+    prm.check()?;
+    let s = from_block(&b, &prm).with_context(|| format!("{}", path.display()))?;
+    validate(&s)?;
+    Ok(s)
+}
+
+/// `pipeblocks frontier`.
+pub fn frontier(a: FrontierArgs) -> Result<()> {
+    let mut prm = Params::new(a.devices, a.microbatches);
+    prm.costs = a.cost.costs()?;
+    prm.check()?;
+    let points = frontier_points(&prm)?;
+    let text = if a.json {
+        serde_json::to_string_pretty(&points)? + "\n"
+    } else {
+        let mut t = format!(
+            "p={} m={} cost {}: best bubble rate within each memory budget\n{:>12} {:>10} {:>9} {:>11}  {}\n",
+            a.devices, a.microbatches, a.cost.cost, "budget", "vs 1F1B", "bubble", "peak", "family"
+        );
+        for pt in &points {
+            t.push_str(&format!(
+                "{:>12.3} {:>9.3}x {:>9.4} {:>11.3}  {}\n",
+                pt.budget, pt.budget_vs_1f1b, pt.bubble_rate, pt.peak, pt.family
+            ));
+        }
+        t
+    };
+    write_output(None, &text)
+}

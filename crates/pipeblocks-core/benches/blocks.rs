@@ -1,0 +1,43 @@
+//! Building blocks at scale: V-Half for p = 64, m = 1024 (393 216 passes).
+//!
+//! `v-half expand+squeeze+simulate`: the block repeated and truncated (generate), run in order at
+//! the earliest times (squeeze) and measured (simulate); the target is under 50 ms.
+//! `v-half with reorder`: the registry's `v-half`, whose warm-up and cool-down are also
+//! reordered, then simulated.
+//! `auto 0.5x p=32 m=256`: the whole budgeted search under unequal costs; the target is under 1 s.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use pipeblocks_core::block;
+use pipeblocks_core::generators::{generate, Params};
+use pipeblocks_core::{simulate, SimConfig};
+
+fn bench(c: &mut Criterion) {
+    let cfg = SimConfig::default();
+    let mut g = c.benchmark_group("blocks");
+    g.sample_size(10);
+    g.bench_function("v-half expand+squeeze+simulate p=64 m=1024", |b| {
+        b.iter(|| {
+            let blk = block::v_half(64).expect("v-half block");
+            let s = blk.expand(1024).expect("expand");
+            let r = block::squeeze(&s, &cfg).expect("squeeze");
+            std::hint::black_box(r.bubble_rate)
+        })
+    });
+    g.bench_function("v-half with reorder p=64 m=1024", |b| {
+        b.iter(|| {
+            let s = generate("v-half", &Params::new(64, 1024)).expect("v-half");
+            let r = simulate(&s, &cfg).expect("simulate");
+            std::hint::black_box(r.bubble_rate)
+        })
+    });
+    let mut prm = Params::new(32, 256);
+    prm.costs = pipeblocks_core::Costs::parse("f=1,b=1.3,w=0.7,c=0.05").expect("costs");
+    prm.memory = Some(pipeblocks_core::generators::MemoryBudget::Of1f1b(0.5));
+    g.bench_function("auto 0.5x p=32 m=256 f=1,b=1.3,w=0.7,c=0.05", |b| {
+        b.iter(|| std::hint::black_box(generate("auto", &prm).expect("auto").num_passes()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,375 @@
+//! Schedules built from building blocks (`v-min`, `v-half`, `v-zb`), `zb-v`, and the cost- and
+//! memory-aware search behind `auto` and the memory/bubble frontier.
+//!
+//! `auto` searches three families under the real costs and latency and a memory budget:
+//! - **blocks**: the named blocks and the V-shape block family ([`block::v_shape_family`]) whose
+//!   memory bound fits the budget, with the memory left over spent on delaying Ws
+//!   ([`Block::delay_ws`]), squeezed and reordered with the budget as the peak limit;
+//! - **greedy**: the list scheduler ([`super::greedy`]) on V-shape and sequential placements,
+//!   with the budget as the memory limit and several in-flight caps;
+//! - **named**: the registered 1F1B, ZB-H1, ZB-H2, V-Min, V-Half and V-ZB when they fit.
+//!
+//! Every candidate is simulated; the best makespan whose simulated peak stays within the budget
+//! wins, so `auto` never exceeds the budget it was given.
+
+use serde::Serialize;
+
+use crate::block::{self, Block, DelaySplit};
+use crate::error::Error;
+use crate::ir::{Placement, Schedule};
+use crate::simulate::{simulate, SimConfig, SimResult};
+
+use super::greedy::{list_schedule, GreedyOptions};
+use super::{MemoryBudget, Params};
+
+const EPS: f64 = 1e-9;
+
+fn sim_cfg(prm: &Params) -> SimConfig {
+    SimConfig::with_costs(prm.costs)
+}
+
+/// Expands a block for `prm`, squeezes it under `prm.costs` and reorders its warm-up and
+/// cool-down. The schedule keeps the block's name.
+pub fn from_block(b: &Block, prm: &Params) -> Result<Schedule, Error> {
+    if b.devices != prm.devices {
+        return Err(Error::config(format!(
+            "the block is for {} devices but -p is {}; use -p {}",
+            b.devices, prm.devices, b.devices
+        )));
+    }
+    Ok(b.build(prm.microbatches, &sim_cfg(prm), true)?.0)
+}
+
+/// V-Min from its block: about 1/3 of 1F1B's activation memory.
+pub fn v_min(prm: &Params) -> Result<Schedule, Error> {
+    from_block(&block::v_min(prm.devices)?, prm)
+}
+
+/// V-Half from its block: about 1/2 of 1F1B's activation memory.
+pub fn v_half(prm: &Params) -> Result<Schedule, Error> {
+    from_block(&block::v_half(prm.devices)?, prm)
+}
+
+/// V-ZB from its block: 1F1B's memory, nearly no bubble.
+pub fn v_zb(prm: &Params) -> Result<Schedule, Error> {
+    from_block(&block::v_zb(prm.devices)?, prm)
+}
+
+/// Options of the list scheduler for `prm`, a placement and a per-device limit.
+fn greedy_options(
+    name: &str,
+    prm: &Params,
+    placement: Placement,
+    limit: f64,
+    cap: Option<u32>,
+    reserve: bool,
+) -> GreedyOptions {
+    let p = prm.devices;
+    let n = placement.num_stages(p) as usize;
+    let c = prm.costs.scaled(p as f64 / n as f64);
+    GreedyOptions {
+        name: name.into(),
+        devices: p,
+        microbatches: prm.microbatches,
+        placement,
+        durations: vec![[c.f, c.b, c.w, c.bw_cost()]; n],
+        comm: prm.costs.comm,
+        activation: vec![p as f64 / n as f64; n],
+        limit: vec![limit; p as usize],
+        pace: None,
+        split_backward: true,
+        max_in_flight: cap,
+        reserve,
+    }
+}
+
+/// The in-flight caps tried for a budget of `units`.
+fn caps(units: f64, m: u32) -> Vec<Option<u32>> {
+    let b = units.floor().max(1.0) as u32;
+    let mut v = vec![
+        None,
+        Some(b),
+        Some(b + 1),
+        Some(b + 2),
+        Some(b + b / 2),
+        Some(2 * b),
+    ];
+    v.retain(|c| c.is_none_or(|c| c <= m));
+    v.dedup();
+    v
+}
+
+/// ZB-V: V-shape placement, B/W split, at 1F1B's memory (`p` units per device): the greedy list
+/// scheduler (B first, F while memory allows, W fills the waits) under the given costs; the
+/// best of a few in-flight caps.
+pub fn zb_v(prm: &Params) -> Result<Schedule, Error> {
+    let limit = prm.devices as f64;
+    let cfg = sim_cfg(prm);
+    let mut best: Option<(f64, Schedule)> = None;
+    let mut last_err = None;
+    for cap in caps(limit, prm.microbatches) {
+        for reserve in [false, true] {
+            let o = greedy_options("zb-v", prm, Placement::VShape, limit, cap, reserve);
+            match list_schedule(&o).and_then(|s| simulate(&s, &cfg).map(|r| (s, r))) {
+                Ok((s, r)) => {
+                    if best.as_ref().is_none_or(|(ms, _)| r.makespan < ms - EPS) {
+                        best = Some((r.makespan, s));
+                    }
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+    }
+    best.map(|(_, s)| s)
+        .ok_or_else(|| last_err.unwrap_or_else(|| Error::config("zb-v: no schedule found")))
+}
+
+/// One schedule found by the search, with its simulation.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// Family and variant that produced it, e.g. `block v-half` or `greedy v-shape cap 5`.
+    pub family: String,
+    /// The schedule.
+    pub schedule: Schedule,
+    /// Its simulation under the search's costs.
+    pub result: SimResult,
+}
+
+struct Search<'a> {
+    prm: &'a Params,
+    cfg: SimConfig,
+    budget: f64,
+    best: Option<Candidate>,
+}
+
+impl Search<'_> {
+    fn offer(&mut self, family: String, s: Schedule, r: SimResult) {
+        if r.max_peak() > self.budget + 1e-6 {
+            return;
+        }
+        if self
+            .best
+            .as_ref()
+            .is_none_or(|b| r.makespan < b.result.makespan - EPS)
+        {
+            self.best = Some(Candidate {
+                family,
+                schedule: s,
+                result: r,
+            });
+        }
+    }
+
+    /// Squeezes every variant of the blocks, then reorders the best few.
+    fn blocks(&mut self, blocks: Vec<(String, Block)>) {
+        let m = self.prm.microbatches;
+        let mut squeezed: Vec<(f64, String, Schedule)> = Vec::new();
+        for (label, b) in blocks {
+            let Ok(info) = b.analyse() else { continue };
+            if info.max_bound() > self.budget + EPS {
+                continue;
+            }
+            let has_w = b.passes.iter().any(|q| q.kind == crate::ir::PassKind::W);
+            let splits: &[Option<DelaySplit>] = if has_w && info.max_bound() + EPS < self.budget {
+                &[
+                    None,
+                    Some(DelaySplit::Last),
+                    Some(DelaySplit::First),
+                    Some(DelaySplit::Even),
+                ]
+            } else {
+                &[None]
+            };
+            for split in splits {
+                let (bb, tag) = match split {
+                    None => (b.clone(), String::new()),
+                    Some(sp) => match b.delay_ws(self.budget, *sp) {
+                        Ok(x) => (x, format!(", W delayed ({sp:?})")),
+                        Err(_) => continue,
+                    },
+                };
+                let Ok(s) = bb.expand(m) else { continue };
+                let Ok(r) = simulate(&s, &self.cfg) else {
+                    continue;
+                };
+                squeezed.push((r.makespan, format!("{label}{tag}"), s.clone()));
+                self.offer(format!("{label}{tag}"), s, r);
+            }
+        }
+        squeezed.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (_, label, s) in squeezed.into_iter().take(4) {
+            let limits = vec![self.budget; self.prm.devices as usize];
+            if let Ok((s, r)) = block::reorder(s, &self.cfg, Some(&limits), Some(m)) {
+                self.offer(format!("{label}, reordered"), s, r);
+            }
+        }
+    }
+
+    fn greedy(&mut self) {
+        for (placement, tag) in [
+            (Placement::VShape, "v-shape"),
+            (Placement::Sequential, "sequential"),
+        ] {
+            let mut cs = caps(self.budget, self.prm.microbatches);
+            if placement == Placement::Sequential {
+                // The sequential placement only wins at the smallest budgets; two caps do.
+                cs.truncate(2);
+            }
+            for cap in cs {
+                for reserve in [false, true] {
+                    if reserve && placement == Placement::Sequential {
+                        continue;
+                    }
+                    let o = greedy_options(
+                        "auto",
+                        self.prm,
+                        placement.clone(),
+                        self.budget,
+                        cap,
+                        reserve,
+                    );
+                    let Ok(s) = list_schedule(&o) else { continue };
+                    let Ok(r) = simulate(&s, &self.cfg) else {
+                        continue;
+                    };
+                    let label = format!(
+                        "greedy {tag}{}{}",
+                        cap.map(|c| format!(", at most {c} in flight"))
+                            .unwrap_or_default(),
+                        if reserve { ", reserving" } else { "" }
+                    );
+                    self.offer(label, s, r);
+                }
+            }
+        }
+    }
+
+    fn direct(&mut self) {
+        // zb-v is left out: it is the greedy V-shape search above at a budget of p units.
+        for name in ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb"] {
+            let prm = Params {
+                memory: None,
+                ..self.prm.clone()
+            };
+            let Ok(s) = super::generate(name, &prm) else {
+                continue;
+            };
+            let Ok(r) = simulate(&s, &self.cfg) else {
+                continue;
+            };
+            self.offer(format!("named {name}"), s, r);
+        }
+    }
+}
+
+/// The budget in units for `prm` (default: 1F1B's peak).
+pub fn budget_units(prm: &Params) -> f64 {
+    prm.memory
+        .unwrap_or(MemoryBudget::Of1f1b(1.0))
+        .units(prm.devices, prm.microbatches)
+}
+
+/// Searches blocks, the greedy list scheduler and the direct schedules for the shortest step
+/// whose simulated peak stays within `budget` units per device.
+pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
+    prm.check()?;
+    if !(budget.is_finite() && budget > 0.0) {
+        return Err(Error::config(
+            "the memory budget must be a positive number of units",
+        ));
+    }
+    let p = prm.devices;
+    let mut st = Search {
+        prm,
+        cfg: sim_cfg(prm),
+        budget,
+        best: None,
+    };
+    let mut blocks: Vec<(String, Block)> = Vec::new();
+    for name in block::NAMED {
+        if let Ok(b) = block::named(name, p) {
+            blocks.push((format!("block {name}"), b));
+        }
+    }
+    let family = block::v_shape_family(p, budget, 3, 4);
+    for (o, b, _) in family.into_iter().take(6) {
+        blocks.push((
+            format!(
+                "block v-shape steps {}/{}/{}/{} gaps {}/{}",
+                o.f0, o.f1, o.b1, o.b0, o.gap_last, o.gap_turn
+            ),
+            b,
+        ));
+    }
+    st.blocks(blocks);
+    st.greedy();
+    st.direct();
+    st.best.ok_or_else(|| {
+        Error::config(format!(
+            "no schedule fits a memory budget of {budget:.3} units per device for p={p}, m={}; raise --memory (one microbatch on a V-shape stage takes 0.5 units)",
+            prm.microbatches
+        ))
+    })
+}
+
+/// `auto`: the best schedule the search finds within `prm.memory` (default 1F1B's memory).
+pub fn auto(prm: &Params) -> Result<Schedule, Error> {
+    let c = search(prm, budget_units(prm))?;
+    let mut s = c.schedule;
+    s.name = "auto".into();
+    Ok(s)
+}
+
+/// One point of the memory/bubble frontier.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FrontierPoint {
+    /// Budget in units per device.
+    pub budget: f64,
+    /// Budget as a multiple of 1F1B's peak.
+    pub budget_vs_1f1b: f64,
+    /// Best bubble rate found within the budget.
+    pub bubble_rate: f64,
+    /// Its simulated peak, in units.
+    pub peak: f64,
+    /// Its makespan.
+    pub makespan: f64,
+    /// The family and variant that gave it.
+    pub family: String,
+}
+
+/// The memory/bubble frontier: for budgets from the smallest feasible to twice 1F1B's peak, in
+/// steps of half a unit (coarser when 1F1B's peak is above 16 units), the best bubble rate
+/// found; only budgets that improve on the previous point are kept.
+pub fn frontier(prm: &Params) -> Result<Vec<FrontierPoint>, Error> {
+    prm.check()?;
+    let base = prm.devices.min(prm.microbatches) as f64;
+    let top = 2.0 * base;
+    let mut out: Vec<FrontierPoint> = Vec::new();
+    // Half-unit steps, coarser for large p so the frontier takes at most about 32 searches.
+    let step = ((base / 16.0) * 2.0).round().max(1.0) / 2.0;
+    let mut budget = step;
+    while budget <= top + EPS {
+        if let Ok(c) = search(prm, budget) {
+            if out
+                .last()
+                .is_none_or(|l| c.result.bubble_rate < l.bubble_rate - 1e-6)
+            {
+                out.push(FrontierPoint {
+                    budget,
+                    budget_vs_1f1b: budget / base,
+                    bubble_rate: c.result.bubble_rate,
+                    peak: c.result.max_peak(),
+                    makespan: c.result.makespan,
+                    family: c.family,
+                });
+            }
+        }
+        budget += step;
+    }
+    if out.is_empty() {
+        return Err(Error::config(
+            "no schedule fits any budget up to twice 1F1B's memory",
+        ));
+    }
+    Ok(out)
+}

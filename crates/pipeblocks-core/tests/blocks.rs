@@ -1,0 +1,349 @@
+//! Building blocks, the V-shape schedules, `zb-v`, `auto` and the frontier.
+
+use pipeblocks_core::block::{self, Block, BlockPass, SlotLengths};
+use pipeblocks_core::generators::blocks::{frontier, search};
+use pipeblocks_core::generators::{generate, MemoryBudget, Params};
+use pipeblocks_core::{simulate, Costs, Error, PassKind, Placement, SimConfig};
+use proptest::prelude::*;
+
+fn unit() -> SimConfig {
+    SimConfig::default()
+}
+
+fn run(name: &str, p: u32, m: u32) -> (pipeblocks_core::Schedule, pipeblocks_core::SimResult) {
+    let s = generate(name, &Params::new(p, m)).unwrap_or_else(|e| panic!("{name} p={p}: {e}"));
+    let r = simulate(&s, &unit()).unwrap();
+    (s, r)
+}
+
+/// The reference's lower bound on the bubble of a V schedule whose peak is `k` half-chunk
+/// activations, in chunk passes (half a unit time each at F = B = W = 1) per device.
+fn lower_bound_slots(p: u32, k: u32) -> f64 {
+    let (p, k) = (p as f64, k as f64);
+    3.0 * p - 1.0 - 3.0 * k + (3.0 * p).max(p - 1.0 + 2.0 * (1.0 + ((k + 1.0) / 2.0).floor()))
+}
+
+/// Idle time per device.
+fn bubble_per_device(r: &pipeblocks_core::SimResult) -> f64 {
+    let p = r.busy.len() as f64;
+    r.makespan - r.busy.iter().sum::<f64>() / p
+}
+
+#[test]
+fn peaks_match_the_reference_for_every_p() {
+    for p in 2..=32u32 {
+        for m in [2 * p, 3 * p] {
+            let want = [
+                ("v-min", ((p + 4) / 3) as f64),
+                ("v-half", ((p + 2) / 2) as f64),
+                ("v-zb", p as f64),
+                ("zb-v", p as f64),
+            ];
+            for (name, peak) in want {
+                let (_, r) = run(name, p, m);
+                assert!(
+                    (r.max_peak() - peak).abs() < 1e-9,
+                    "{name} p={p} m={m}: peak {} units, expected {peak}",
+                    r.max_peak()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bubble_rates_at_p8_m32() {
+    let (_, vmin) = run("v-min", 8, 32);
+    assert!(vmin.bubble_rate <= 0.124, "v-min {}", vmin.bubble_rate);
+    let (_, vhalf) = run("v-half", 8, 32);
+    assert!(vhalf.bubble_rate <= 0.082, "v-half {}", vhalf.bubble_rate);
+    for name in ["v-zb", "zb-v"] {
+        let (_, r) = run(name, 8, 32);
+        assert!(r.bubble_rate <= 0.036, "{name} {}", r.bubble_rate);
+    }
+}
+
+#[test]
+fn v_schedules_respect_the_lower_bound_and_auto_comes_within_one_unit_pass() {
+    let (p, m) = (8, 32);
+    for name in ["v-min", "v-half", "v-zb", "zb-v"] {
+        let (_, r) = run(name, p, m);
+        let k = (r.max_peak() * 2.0).round() as u32;
+        let lb = lower_bound_slots(p, k) * 0.5;
+        assert!(
+            bubble_per_device(&r) >= lb - 1e-9,
+            "{name}: bubble {} below the bound {lb}",
+            bubble_per_device(&r)
+        );
+    }
+    // auto at V-Min's and V-Half's memory.
+    for units in [4.0, 5.0] {
+        let c = search(&Params::new(p, m), units).unwrap();
+        let k = (c.result.max_peak() * 2.0).round() as u32;
+        let lb = lower_bound_slots(p, k) * 0.5;
+        let b = bubble_per_device(&c.result);
+        assert!(c.result.max_peak() <= units + 1e-9);
+        assert!(
+            b >= lb - 1e-9 && b <= lb + 1.0 + 1e-9,
+            "auto at {units} units ({}): bubble {b} per device, bound {lb}",
+            c.family
+        );
+    }
+}
+
+#[test]
+fn one_f_one_b_and_zb_h1_blocks_agree_with_the_direct_generators() {
+    for p in 1..=8u32 {
+        for m in [1, 2, p, 2 * p + 1, 4 * p] {
+            let cfg = unit();
+            let (s, r) = block::one_f_one_b(p).build(m, &cfg, false).unwrap();
+            let d = generate("1f1b", &Params::new(p, m)).unwrap();
+            assert_eq!(s.lists, d.lists, "1f1b p={p} m={m}");
+            let rd = simulate(&d, &cfg).unwrap();
+            assert_eq!(r.makespan, rd.makespan);
+            let (s, r) = block::zb_h1(p).build(m, &cfg, false).unwrap();
+            let d = generate("zb-h1", &Params::new(p, m)).unwrap();
+            let rd = simulate(&d, &cfg).unwrap();
+            assert_eq!(s.lists, d.lists, "zb-h1 p={p} m={m}");
+            assert!((r.bubble_rate - rd.bubble_rate).abs() < 1e-12);
+            assert_eq!(r.max_peak(), rd.max_peak());
+        }
+    }
+}
+
+#[test]
+fn zb_h1_keeps_its_figures_at_equal_costs() {
+    let (_, r) = run("zb-h1", 8, 32);
+    // (p-1)(F+B-W) of bubble per device over 3m + p - 1 at F = B = W.
+    assert!(
+        (r.bubble_rate - 7.0 / 103.0).abs() < 1e-9,
+        "{}",
+        r.bubble_rate
+    );
+    assert_eq!(r.max_peak(), 8.0);
+}
+
+#[test]
+fn zb_h1_uses_unequal_costs_without_losing_to_the_direct_schedule() {
+    let costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
+    let mut prm = Params::new(8, 32);
+    prm.costs = costs;
+    let cfg = SimConfig::with_costs(costs);
+    let s = generate("zb-h1", &prm).unwrap();
+    let r = simulate(&s, &cfg).unwrap();
+    let direct =
+        pipeblocks_core::generators::classic::zero_bubble_lagged("zb-h1", &prm, |i| 7 - i, |i| i)
+            .unwrap();
+    let rd = simulate(&direct, &cfg).unwrap();
+    assert!(r.makespan <= rd.makespan + 1e-9);
+    assert!(r.max_peak() <= 8.0 + 1e-9);
+}
+
+#[test]
+fn auto_under_unequal_costs_stays_in_budget_and_beats_the_fixed_patterns() {
+    let costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
+    let cfg = SimConfig::with_costs(costs);
+    for (k, fixed) in [(0.5, "v-min"), (0.625, "v-half"), (1.0, "v-zb")] {
+        let mut prm = Params::new(8, 32);
+        prm.costs = costs;
+        prm.memory = Some(MemoryBudget::Of1f1b(k));
+        let s = generate("auto", &prm).unwrap();
+        let r = simulate(&s, &cfg).unwrap();
+        assert!(
+            r.max_peak() <= 8.0 * k + 1e-9,
+            "auto at {k}x: peak {}",
+            r.max_peak()
+        );
+        let f = simulate(&generate(fixed, &prm).unwrap(), &cfg).unwrap();
+        assert!(
+            r.bubble_rate <= f.bubble_rate + 1e-9,
+            "auto at {k}x: {} vs {fixed} {}",
+            r.bubble_rate,
+            f.bubble_rate
+        );
+    }
+}
+
+#[test]
+fn named_block_bounds_cover_the_simulated_peak() {
+    for p in 1..=12u32 {
+        for name in block::NAMED {
+            let Ok(b) = block::named(name, p) else {
+                continue;
+            };
+            let info = b.analyse().unwrap();
+            for m in [1, p, 2 * p + 1, 5 * p] {
+                for reorder in [false, true] {
+                    let (_, r) = b.build(m, &unit(), reorder).unwrap();
+                    for d in 0..p as usize {
+                        assert!(
+                            r.peak_activation[d] <= info.memory_bound[d] + 1e-9,
+                            "{name} p={p} m={m} device {d}: peak {} > bound {}",
+                            r.peak_activation[d],
+                            info.memory_bound[d]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn lifespans_and_bound_of_1f1b() {
+    let info = block::one_f_one_b(4).analyse().unwrap();
+    assert_eq!(info.lifespan, vec![12, 9, 6, 3]);
+    assert_eq!(info.memory_bound, vec![4.0, 3.0, 2.0, 1.0]);
+    assert_eq!(info.busy, vec![3; 4]);
+}
+
+fn tiny(passes: Vec<(PassKind, u32, u32)>, period: u32) -> Block {
+    Block {
+        name: "tiny".into(),
+        devices: 2,
+        placement: Placement::Sequential,
+        period,
+        slots: SlotLengths::default(),
+        passes: passes
+            .into_iter()
+            .map(|(kind, stage, offset)| BlockPass {
+                kind,
+                stage,
+                offset,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn colliding_repeats_are_refused_with_a_clear_error() {
+    // F1 at slot 1 and BW1 at slot 2..4: slot 4 ≡ 1 (mod 3) collides with F1's next repeat.
+    let b = tiny(
+        vec![
+            (PassKind::F, 0, 0),
+            (PassKind::F, 1, 1),
+            (PassKind::BW, 1, 3),
+            (PassKind::BW, 0, 5),
+        ],
+        3,
+    );
+    let e = b.analyse().unwrap_err();
+    assert!(matches!(e, Error::Config(_)));
+    let msg = e.to_string();
+    assert!(msg.contains("collide") && msg.contains("device 1"), "{msg}");
+}
+
+#[test]
+fn broken_dependencies_and_missing_passes_are_refused() {
+    let early = tiny(
+        vec![
+            (PassKind::F, 0, 0),
+            (PassKind::F, 1, 0),
+            (PassKind::BW, 1, 2),
+            (PassKind::BW, 0, 4),
+        ],
+        3,
+    );
+    assert!(early.analyse().unwrap_err().to_string().contains("F1"));
+    let missing = tiny(
+        vec![
+            (PassKind::F, 0, 0),
+            (PassKind::F, 1, 1),
+            (PassKind::BW, 1, 2),
+        ],
+        3,
+    );
+    assert!(missing
+        .analyse()
+        .unwrap_err()
+        .to_string()
+        .contains("stage 0 needs a backward"));
+}
+
+#[test]
+fn block_json_round_trips_and_checks_its_header() {
+    let b = block::v_half(4).unwrap();
+    let text = b.to_json();
+    assert_eq!(Block::from_json(&text).unwrap(), b);
+    let wrong = text.replace("pipeblocks-block", "something-else");
+    assert!(Block::from_json(&wrong).is_err());
+    let v2 = text.replace("\"version\": 1", "\"version\": 2");
+    assert!(Block::from_json(&v2)
+        .unwrap_err()
+        .to_string()
+        .contains("version 2"));
+    // Slot lengths default when left out.
+    let short = r#"{"format":"pipeblocks-block","version":1,"name":"x","devices":1,
+        "placement":{"kind":"sequential"},"period":3,
+        "passes":[{"kind":"F","stage":0,"offset":0},{"kind":"BW","stage":0,"offset":1}]}"#;
+    let b = Block::from_json(short).unwrap();
+    assert_eq!(b.slots, SlotLengths::default());
+    let s = b.expand(3).unwrap();
+    pipeblocks_core::validate(&s).unwrap();
+}
+
+#[test]
+fn w_delays_spend_memory_without_collisions() {
+    let b = block::v_min(6).unwrap();
+    let before = b.analyse().unwrap();
+    let after = b.delay_ws(6.0, block::DelaySplit::Last).unwrap();
+    let info = after.analyse().unwrap();
+    assert!(info.max_bound() <= 6.0 + 1e-9);
+    assert!(info.max_bound() > before.max_bound());
+}
+
+#[test]
+fn frontier_improves_with_memory_and_stays_in_budget() {
+    let pts = frontier(&Params::new(4, 8)).unwrap();
+    assert!(!pts.is_empty());
+    for w in pts.windows(2) {
+        assert!(w[1].budget > w[0].budget);
+        assert!(w[1].bubble_rate < w[0].bubble_rate);
+    }
+    for pt in &pts {
+        assert!(pt.peak <= pt.budget + 1e-9);
+        assert!(pt.budget <= 8.0 + 1e-9);
+    }
+}
+
+#[test]
+fn too_small_a_budget_is_a_clear_config_error() {
+    let mut prm = Params::new(4, 8);
+    prm.memory = Some(MemoryBudget::Units(0.25));
+    let e = generate("auto", &prm).unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e}");
+    assert!(e.to_string().contains("raise --memory"), "{e}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn block_schedules_validate_or_refuse(p in 1u32..=16, m in 1u32..=64) {
+        for name in ["v-min", "v-half", "v-zb", "zb-v"] {
+            match generate(name, &Params::new(p, m)) {
+                Ok(s) => {
+                    let r = simulate(&s, &unit()).unwrap();
+                    prop_assert!(r.makespan > 0.0);
+                }
+                Err(Error::Config(msg)) => prop_assert!(!msg.is_empty()),
+                Err(e) => prop_assert!(false, "{name} p={p} m={m}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn auto_never_exceeds_its_budget(p in 1u32..=12, m in 1u32..=40, k in 0.2f64..2.0) {
+        let mut prm = Params::new(p, m);
+        prm.costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
+        prm.memory = Some(MemoryBudget::Of1f1b(k));
+        match generate("auto", &prm) {
+            Ok(s) => {
+                let r = simulate(&s, &SimConfig::with_costs(prm.costs)).unwrap();
+                prop_assert!(r.max_peak() <= k * p.min(m) as f64 + 1e-9);
+            }
+            Err(Error::Config(msg)) => prop_assert!(msg.contains("memory")),
+            Err(e) => prop_assert!(false, "p={p} m={m} k={k}: {e}"),
+        }
+    }
+}

@@ -5,6 +5,7 @@
 
 pub mod classic;
 pub mod greedy;
+pub mod zeropp;
 
 use crate::error::Error;
 use crate::ir::Schedule;
@@ -158,6 +159,12 @@ static REGISTRY: &[Generator] = &[
         summary: "zero-bubble H2: B/W split, 2p-1 warm-up forwards; memory 2p-1, bubble near zero",
         constraints: "any p ≥ 1, m ≥ 1; sequential placement; uses --cost",
         build: zb_h2,
+    },
+    Generator {
+        name: "zeropp",
+        summary: "ZeroPP: looped, units of U microbatches (F breadth-first, B critical, W fills), units overlap",
+        constraints: "any p ≥ 1, m ≥ 1; looped placement, --chunks v (default 2); U = smallest divisor of m ≥ p (--unit with --fsdp)",
+        build: zeropp::zeropp,
     },
 ];
 

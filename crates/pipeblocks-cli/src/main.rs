@@ -4,6 +4,7 @@
 //! while running (for example a training run that failed).
 
 mod common;
+mod fsdp_cmd;
 mod schedule_cmds;
 
 use std::process::ExitCode;

@@ -352,12 +352,14 @@ impl DeviceSpec {
                 "bandwidth" | "bw" => d.bandwidth = rate(v)?,
                 "p2p" => p2p = Some(rate(v)?),
                 "latency" => d.latency = num(v)?,
-                other => return Err(Error::parse(
-                    "device",
-                    format!(
+                other => {
+                    return Err(Error::parse(
+                        "device",
+                        format!(
                         "unknown key `{other}`; use flops, eff, memory, bandwidth, p2p and latency"
                     ),
-                )),
+                    ))
+                }
             }
         }
         d.p2p_bandwidth = p2p.unwrap_or(d.bandwidth);

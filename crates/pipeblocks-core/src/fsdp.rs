@@ -934,7 +934,7 @@ pub fn auto_unit(
     let budget = budget.unwrap_or(setup.device.memory);
     let mut best: Option<AutoUnit> = None;
     let mut tried = Vec::new();
-    for u in (1..=m).filter(|u| m % u == 0) {
+    for u in (1..=m).filter(|u| m.is_multiple_of(*u)) {
         let s = zeropp_schedule(prm, u, setup)?;
         let (plan, r) = run(&s, u, setup)?;
         let peak = r.max_peak_memory();

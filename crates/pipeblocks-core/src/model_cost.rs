@@ -55,8 +55,11 @@ pub struct ModelSpec {
     pub gated: bool,
 }
 
-/// Named public model sizes: `(name, layers, hidden, heads, seq, vocab, ffn, gated)`.
-const PRESETS: &[(&str, u32, u64, u64, u64, u64, u64, bool)] = &[
+/// A named public model size: `(name, layers, hidden, heads, seq, vocab, ffn, gated)`.
+type Preset = (&'static str, u32, u64, u64, u64, u64, u64, bool);
+
+/// Named public model sizes.
+const PRESETS: &[Preset] = &[
     ("gpt-1.3b", 24, 2048, 16, 2048, 50257, 8192, false),
     ("gpt-2.7b", 32, 2560, 32, 2048, 50257, 10240, false),
     ("gpt-7b", 32, 4096, 32, 2048, 50257, 16384, false),
@@ -213,7 +216,7 @@ impl ModelSpec {
                 "layers, hidden, heads and seq must all be at least 1",
             ));
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return Err(Error::parse(
                 "model",
                 format!(

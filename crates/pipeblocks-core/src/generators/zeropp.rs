@@ -52,7 +52,10 @@ pub struct ZeroppOptions {
 /// The default unit: the smallest divisor of `m` that is at least `p` (a unit that fills the
 /// pipeline), or `m` when there is none.
 pub fn default_unit(p: u32, m: u32) -> u32 {
-    (p.max(1)..=m).find(|u| m % u == 0).unwrap_or(m).max(1)
+    (p.max(1)..=m)
+        .find(|u| m.is_multiple_of(*u))
+        .unwrap_or(m)
+        .max(1)
 }
 
 /// Registry entry: ZeroPP with the default unit ([`default_unit`]) and `--chunks` (default 2).

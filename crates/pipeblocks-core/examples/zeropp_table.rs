@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         setup.device.flops / 1e12,
         setup.device.efficiency
     );
-    println!("| schedule | step (ms) | step, free comm (ms) | zeropp speed-up | bubble | peak memory (GiB) | activations (GiB) | parameters (GiB) | traffic/device (GiB) | exposed comm (ms) |");
+    println!("| schedule | step (ms) | step, free comm (ms) | zeropp (first row) faster by | bubble | peak memory (GiB) | activations (GiB) | parameters (GiB) | traffic/device (GiB) | exposed comm (ms) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
     for &u in &units {

@@ -851,15 +851,6 @@ impl FsdpSetup {
     }
 }
 
-/// The FSDP window unit a schedule is simulated with: `U` for `zeropp`, otherwise `m` (one
-/// forward and one backward window per stage and step, merged where they overlap).
-pub fn default_window_unit(s: &Schedule, zeropp_unit: Option<u32>) -> u32 {
-    match zeropp_unit {
-        Some(u) if s.name == "zeropp" => u,
-        _ => s.microbatches,
-    }
-}
-
 /// Derives the plan and simulates a schedule under a setup.
 pub fn run(
     s: &Schedule,

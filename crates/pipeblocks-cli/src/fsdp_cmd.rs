@@ -149,6 +149,7 @@ fn summary_json(s: &Schedule, unit: u32, setup: &FsdpSetup, r: &FsdpResult) -> s
 pub fn simulate(fa: &FsdpArgs, spec: &ScheduleSpec, from: Option<&Path>, json: bool) -> Result<()> {
     let setup = fa.setup()?;
     let unit = fa.unit()?;
+    let mut tried = String::new();
     let (s, u, plan, r) = match from {
         Some(path) => {
             let s = read_schedule(path)?;
@@ -166,7 +167,18 @@ pub fn simulate(fa: &FsdpArgs, spec: &ScheduleSpec, from: Option<&Path>, json: b
                 .as_deref()
                 .ok_or_else(|| anyhow!("give -s NAME -p P -m M, or --from FILE"))?;
             let prm = spec.params(Costs::default())?;
-            build(name, &prm, unit, &setup)?
+            if unit == Unit::Auto && name.trim().eq_ignore_ascii_case("zeropp") {
+                let a = auto_unit(&prm, &setup, None)?;
+                tried = a
+                    .tried
+                    .iter()
+                    .map(|&(u, t, m)| format!("U={u}: {:.2} ms, {:.2} GiB", t * 1e3, m / GIB))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (a.schedule, a.unit, a.plan, a.result)
+            } else {
+                build(name, &prm, unit, &setup)?
+            }
         }
     };
     if let Some(path) = &fa.torch_csv {
@@ -197,7 +209,11 @@ pub fn simulate(fa: &FsdpArgs, spec: &ScheduleSpec, from: Option<&Path>, json: b
             list(&r.comm_bytes, gib),
             list(&r.comm_time, ms),
             list(&r.exposed_comm, ms),
-        )
+        ) + &if tried.is_empty() {
+            String::new()
+        } else {
+            format!("unit auto tried {tried} (budget {} GiB)\n", gib(setup.device.memory))
+        }
     };
     write_output(None, &text)
 }

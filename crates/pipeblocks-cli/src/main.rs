@@ -5,6 +5,7 @@
 
 mod block_cmd;
 mod common;
+mod fsdp_cmd;
 mod schedule_cmds;
 
 use std::process::ExitCode;

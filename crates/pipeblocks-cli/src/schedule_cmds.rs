@@ -56,6 +56,8 @@ pub struct SimulateArgs {
     /// Print the JSON summary.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    fsdp: crate::fsdp_cmd::FsdpArgs,
 }
 
 /// `validate` arguments.
@@ -85,6 +87,8 @@ pub struct CompareArgs {
     /// Print a JSON array of summaries.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    fsdp: crate::fsdp_cmd::FsdpArgs,
 }
 
 /// `pipeblocks list`.
@@ -120,6 +124,9 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
 
 /// `pipeblocks simulate`.
 pub fn simulate(a: SimulateArgs) -> Result<()> {
+    if a.fsdp.active() {
+        return crate::fsdp_cmd::simulate(&a.fsdp, &a.spec, a.from.as_deref(), a.json);
+    }
     let costs = a.cost.costs()?;
     let s = match &a.from {
         Some(path) => read_schedule(path)?,
@@ -194,6 +201,9 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     };
     let costs = a.cost.costs()?;
     let prm = spec.params(costs)?;
+    if a.fsdp.active() {
+        return crate::fsdp_cmd::compare(&a.fsdp, &prm, a.json);
+    }
     let rows = compare_all(&prm, &SimConfig::with_costs(costs))?;
     let text = if a.json {
         let ok: Vec<_> = rows

@@ -29,8 +29,10 @@ pub mod block;
 pub mod compare;
 pub mod error;
 pub mod format;
+pub mod fsdp;
 pub mod generators;
 pub mod ir;
+pub mod model_cost;
 pub mod simulate;
 pub mod validate;
 

@@ -152,3 +152,31 @@ pub fn read(text: &str, name: &str) -> Result<Schedule, Error> {
         lists,
     })
 }
+
+/// Formats one FSDP plan action as a PyTorch action string: compute passes as [`action`],
+/// collectives with PyTorch's names and no microbatch: `{stage}UNSHARD`, `{stage}RESHARD`,
+/// `{stage}REDUCE_GRAD`.
+pub fn plan_action(a: crate::fsdp::Action) -> String {
+    use crate::fsdp::Action;
+    match a {
+        Action::Compute(p) => action(p),
+        Action::Unshard(s) => format!("{s}UNSHARD"),
+        Action::Reshard(s) => format!("{s}RESHARD"),
+        Action::ReduceGrad(s) => format!("{s}REDUCE_GRAD"),
+    }
+}
+
+/// Writes a schedule with its FSDP collectives, one row per rank as [`write`] does, with the
+/// `UNSHARD`, `RESHARD` and `REDUCE_GRAD` actions of the plan between the compute actions.
+/// [`read`] does not accept these actions: the compute-only CSV stays the interchange format.
+pub fn write_with_collectives(plan: &crate::fsdp::FsdpPlan) -> String {
+    let width = plan.lists.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = String::new();
+    for list in &plan.lists {
+        let mut cells: Vec<String> = list.iter().map(|&a| plan_action(a)).collect();
+        cells.resize(width, String::new());
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}

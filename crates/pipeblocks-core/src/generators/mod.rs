@@ -6,6 +6,7 @@
 pub mod blocks;
 pub mod classic;
 pub mod greedy;
+pub mod zeropp;
 
 use crate::error::Error;
 use crate::ir::Schedule;
@@ -235,6 +236,12 @@ static REGISTRY: &[Generator] = &[
         summary: "best schedule found within a memory budget (blocks, greedy, direct) under the costs",
         constraints: "any p ≥ 1, m ≥ 1; --memory (default 1x = 1F1B's), uses --cost",
         build: blocks::auto,
+    },
+    Generator {
+        name: "zeropp",
+        summary: "ZeroPP: looped, units of U microbatches (F breadth-first, B critical, W fills), units overlap",
+        constraints: "any p ≥ 1, m ≥ 1; looped placement, --chunks v (default 2); U = smallest divisor of m ≥ p (--unit with --fsdp)",
+        build: zeropp::zeropp,
     },
 ];
 

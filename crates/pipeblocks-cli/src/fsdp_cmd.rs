@@ -1,0 +1,279 @@
+//! `simulate` and `compare` with fully sharded data parallelism (`--fsdp D`) and a model-level
+//! cost model (`--model`, `--microbatch-size`, `--device`), and ZeroPP's `--unit U|auto`.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use pipeblocks_core::format::torch_csv;
+use pipeblocks_core::fsdp::{auto_unit, run, schedule_for, FsdpPlan, FsdpResult, FsdpSetup, GIB};
+use pipeblocks_core::generators::{registry, zeropp, Params};
+use pipeblocks_core::model_cost::{DeviceSpec, ModelSpec};
+use pipeblocks_core::{Costs, Schedule};
+use serde_json::json;
+
+use crate::common::{read_schedule, write_output, ScheduleSpec};
+
+/// Options for FSDP and model-level costs.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FsdpArgs {
+    /// Fully sharded data parallelism over D replicas of every pipeline device: simulate the
+    /// parameter all-gathers and gradient reduce-scatters (needs --model).
+    #[arg(long = "fsdp", value_name = "D")]
+    pub fsdp: Option<u32>,
+    /// Model: a preset (gpt-1.3b, gpt-2.7b, gpt-7b, gpt-13b, llama-7b, llama-13b) or
+    /// layers=..,hidden=..,heads=..,seq=..,vocab=.. (optional ffn=.., gated=1); costs in seconds.
+    #[arg(long = "model")]
+    pub model: Option<String>,
+    /// Samples per microbatch.
+    #[arg(long = "microbatch-size", default_value_t = 1)]
+    pub microbatch_size: u32,
+    /// Device: flops=989e12,eff=0.5,memory=80GiB,bandwidth=50GB/s (p2p=.., latency=..).
+    #[arg(long = "device")]
+    pub device: Option<String>,
+    /// ZeroPP scheduling unit: microbatches per unit, or `auto` (the fastest unit whose peak
+    /// memory fits the device).
+    #[arg(long = "unit")]
+    pub unit: Option<String>,
+    /// With `simulate`: write the schedule with its collectives as a PyTorch CSV
+    /// (`{stage}UNSHARD`, `{stage}RESHARD`, `{stage}REDUCE_GRAD`) to FILE.
+    #[arg(long = "torch-csv", value_name = "FILE")]
+    pub torch_csv: Option<std::path::PathBuf>,
+}
+
+/// The parsed `--unit`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Unit {
+    Default,
+    Fixed(u32),
+    Auto,
+}
+
+impl FsdpArgs {
+    /// Whether any FSDP or model option was given (the FSDP path handles the command).
+    pub fn active(&self) -> bool {
+        self.fsdp.is_some() || self.model.is_some()
+    }
+
+    fn setup(&self) -> Result<FsdpSetup> {
+        let model = self.model.as_deref().ok_or_else(|| {
+            anyhow!("--fsdp needs --model: a preset such as --model gpt-7b, or --model layers=32,hidden=4096,heads=32,seq=4096,vocab=32000")
+        })?;
+        let dp = self.fsdp.unwrap_or(1);
+        if dp == 0 {
+            bail!("--fsdp 0: the data-parallel group needs at least 1 replica (--fsdp 1 or more)");
+        }
+        Ok(FsdpSetup {
+            model: ModelSpec::parse(model)?,
+            microbatch_size: self.microbatch_size,
+            device: match &self.device {
+                Some(d) => DeviceSpec::parse(d)?,
+                None => DeviceSpec::default(),
+            },
+            dp,
+        })
+    }
+
+    fn unit(&self) -> Result<Unit> {
+        match self.unit.as_deref().map(str::trim) {
+            None => Ok(Unit::Default),
+            Some(u) if u.eq_ignore_ascii_case("auto") => Ok(Unit::Auto),
+            Some(u) => match u.parse::<u32>() {
+                Ok(0) | Err(_) => {
+                    bail!("--unit {u}: give a number of microbatches (1 or more) or `auto`")
+                }
+                Ok(n) => Ok(Unit::Fixed(n)),
+            },
+        }
+    }
+}
+
+/// Generates `name` for FSDP, resolving ZeroPP's unit; returns the schedule, its window unit and
+/// the simulation.
+fn build(
+    name: &str,
+    prm: &Params,
+    unit: Unit,
+    setup: &FsdpSetup,
+) -> Result<(Schedule, u32, FsdpPlan, FsdpResult)> {
+    let is_zeropp = name.trim().eq_ignore_ascii_case("zeropp");
+    if is_zeropp && unit == Unit::Auto {
+        let a = auto_unit(prm, setup, None)?;
+        return Ok((a.schedule, a.unit, a.plan, a.result));
+    }
+    let u = match (is_zeropp, unit) {
+        (true, Unit::Fixed(u)) => u,
+        (true, _) => zeropp::default_unit(prm.devices, prm.microbatches),
+        (false, _) => prm.microbatches,
+    };
+    let s = schedule_for(name, prm, Some(u), setup)?;
+    let (plan, r) = run(&s, u, setup)?;
+    Ok((s, u, plan, r))
+}
+
+fn gib(x: f64) -> String {
+    format!("{:.2}", x / GIB)
+}
+
+fn list(v: &[f64], f: impl Fn(f64) -> String) -> String {
+    v.iter().map(|&x| f(x)).collect::<Vec<_>>().join(" ")
+}
+
+fn summary_json(s: &Schedule, unit: u32, setup: &FsdpSetup, r: &FsdpResult) -> serde_json::Value {
+    json!({
+        "schedule": s.name,
+        "placement": s.placement.describe(),
+        "devices": s.devices,
+        "stages": s.stages,
+        "microbatches": s.microbatches,
+        "unit": unit,
+        "model": setup.model,
+        "microbatch_size": setup.microbatch_size,
+        "device": setup.device,
+        "fsdp": setup.dp,
+        "step_seconds": r.makespan,
+        "step_seconds_free_comm": r.compute_only_makespan,
+        "bubble_rate": r.compute.bubble_rate,
+        "shard_memory_bytes": r.shard_memory,
+        "peak_param_memory_bytes": r.peak_param_memory,
+        "peak_activation_bytes": r.peak_activation,
+        "peak_memory_bytes": r.peak_memory,
+        "comm_bytes": r.comm_bytes,
+        "wire_bytes": r.wire_bytes,
+        "comm_seconds": r.comm_time,
+        "exposed_comm_seconds": r.exposed_comm,
+    })
+}
+
+/// `simulate` with `--fsdp`/`--model`.
+pub fn simulate(fa: &FsdpArgs, spec: &ScheduleSpec, from: Option<&Path>, json: bool) -> Result<()> {
+    let setup = fa.setup()?;
+    let unit = fa.unit()?;
+    let mut tried = String::new();
+    let (s, u, plan, r) = match from {
+        Some(path) => {
+            let s = read_schedule(path)?;
+            let u = match unit {
+                Unit::Fixed(u) => u,
+                Unit::Auto => bail!("--unit auto needs a generated zeropp schedule, not --from"),
+                Unit::Default => s.microbatches,
+            };
+            let (plan, r) = run(&s, u, &setup)?;
+            (s, u, plan, r)
+        }
+        None => {
+            let name = spec
+                .schedule
+                .as_deref()
+                .ok_or_else(|| anyhow!("give -s NAME -p P -m M, or --from FILE"))?;
+            let prm = spec.params(Costs::default())?;
+            if unit == Unit::Auto && name.trim().eq_ignore_ascii_case("zeropp") {
+                let a = auto_unit(&prm, &setup, None)?;
+                tried = a
+                    .tried
+                    .iter()
+                    .map(|&(u, t, m)| format!("U={u}: {:.2} ms, {:.2} GiB", t * 1e3, m / GIB))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (a.schedule, a.unit, a.plan, a.result)
+            } else {
+                build(name, &prm, unit, &setup)?
+            }
+        }
+    };
+    if let Some(path) = &fa.torch_csv {
+        crate::common::write_atomic(path, torch_csv::write_with_collectives(&plan).as_bytes())?;
+    }
+    let text = if json {
+        serde_json::to_string_pretty(&summary_json(&s, u, &setup, &r))? + "\n"
+    } else {
+        let (ag, _, rs) = plan.counts();
+        let ms = |x: f64| format!("{:.2}", x * 1e3);
+        format!(
+            "schedule        {} ({}, unit {u})\nmodel           {} (microbatch size {}), FSDP d={}\ndevices/stages  {}/{}, {} microbatches\nstep            {} ms ({} ms with free communication)\nbubble rate     {:.4}\ncollectives     {ag} all-gathers, {rs} reduce-scatters\nper device:\n  param memory peak (GiB)   {}\n  shards (GiB)              {}\n  activation peak (GiB)     {}\n  total peak (GiB)          {}\n  comm volume (GiB)         {}\n  comm time (ms)            {}\n  exposed comm (ms)         {}\n",
+            s.name,
+            s.placement.describe(),
+            setup.model.name,
+            setup.microbatch_size,
+            setup.dp,
+            s.devices,
+            s.stages,
+            s.microbatches,
+            ms(r.makespan),
+            ms(r.compute_only_makespan),
+            r.compute.bubble_rate,
+            list(&r.peak_param_memory, gib),
+            list(&r.shard_memory, gib),
+            list(&r.peak_activation, gib),
+            list(&r.peak_memory, gib),
+            list(&r.comm_bytes, gib),
+            list(&r.comm_time, ms),
+            list(&r.exposed_comm, ms),
+        ) + &if tried.is_empty() {
+            String::new()
+        } else {
+            format!("unit auto tried {tried} (budget {} GiB)\n", gib(setup.device.memory))
+        }
+    };
+    write_output(None, &text)
+}
+
+/// `compare` with `--fsdp`/`--model`: every applicable schedule under the same setup.
+pub fn compare(fa: &FsdpArgs, prm: &Params, json: bool) -> Result<()> {
+    let setup = fa.setup()?;
+    let unit = fa.unit()?;
+    let mut rows = Vec::new();
+    for g in registry() {
+        rows.push((g.name, build(g.name, prm, unit, &setup)));
+    }
+    let text = if json {
+        let ok: Vec<_> = rows
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .map(|(s, u, _, r)| summary_json(s, *u, &setup, r))
+            .collect();
+        serde_json::to_string_pretty(&ok)? + "\n"
+    } else {
+        let max = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+        let mut t = format!(
+            "p={} m={} model {} (microbatch size {}), FSDP d={}, {:.0} GB/s\n{:<18} {:>5} {:>10} {:>10} {:>7} {:>10} {:>10} {:>10} {:>11}\n",
+            prm.devices,
+            prm.microbatches,
+            setup.model.name,
+            setup.microbatch_size,
+            setup.dp,
+            setup.device.bandwidth / 1e9,
+            "schedule",
+            "unit",
+            "step(ms)",
+            "free(ms)",
+            "bubble",
+            "peak(GiB)",
+            "param(GiB)",
+            "comm(GiB)",
+            "exposed(ms)"
+        );
+        for (name, row) in &rows {
+            match row {
+                Ok((_, u, _, r)) => t.push_str(&format!(
+                    "{:<18} {:>5} {:>10.2} {:>10.2} {:>7.4} {:>10.2} {:>10.2} {:>10.2} {:>11.2}\n",
+                    name,
+                    u,
+                    r.makespan * 1e3,
+                    r.compute_only_makespan * 1e3,
+                    r.compute.bubble_rate,
+                    r.max_peak_memory() / GIB,
+                    max(&r.peak_param_memory) / GIB,
+                    max(&r.comm_bytes) / GIB,
+                    r.max_exposed_comm() * 1e3
+                )),
+                Err(e) => t.push_str(&format!(
+                    "{name:<18} not applicable: {}\n",
+                    crate::common::one_line(e)
+                )),
+            }
+        }
+        t
+    };
+    write_output(None, &text)
+}

@@ -1,0 +1,1035 @@
+//! Fully sharded data parallelism (FSDP) on top of a pipeline schedule: collective actions, their
+//! plan, and a simulator where communication is a resource of its own.
+//!
+//! # Model
+//!
+//! Every pipeline device is replicated `d` times (the data-parallel group); each replica keeps a
+//! `1/d` shard of its stages' parameters, gradients and optimizer state. Before a stage computes,
+//! its parameters are **all-gathered** into a full buffer; the buffer is **released** after the
+//! last pass that uses it; the full gradients accumulated by the weight backwards are
+//! **reduce-scattered** back to the shards. The replicas of one pipeline device run the same
+//! lists in lockstep, so one replica is simulated and the group only enters through the costs.
+//!
+//! # Representation
+//!
+//! A [`Schedule`] stays compute-only. An [`FsdpPlan`] is a second view of it: per device one list
+//! of [`Action`]s, the device's compute passes in the schedule's order with collective actions
+//! ([`Action::Unshard`], [`Action::Reshard`], [`Action::ReduceGrad`], per stage) inserted between
+//! them. Keeping the plan beside the schedule leaves validation, simulation, formats and every
+//! generator of compute-only schedules untouched, lets any schedule gain FSDP ([`FsdpPlan::derive`]),
+//! and mirrors PyTorch, whose runtime lists `UNSHARD`, `RESHARD` and `REDUCE_GRAD` actions in the
+//! same per-rank lists as the compute (written by
+//! [`crate::format::torch_csv::write_with_collectives`]). [`validate_plan`] checks that a plan
+//! matches its schedule and never computes on a stage whose parameters are not gathered.
+//!
+//! # Simulation ([`simulate_fsdp`])
+//!
+//! Each device has three resources: a **compute stream** running its passes in order, a
+//! **collective stream** running its collectives in plan order, and the point-to-point link to its
+//! neighbours (the schedule simulator's latency, not shared with collectives). Timing rules:
+//! - an action is *issued* when the compute pass before it in the plan starts (time 0 if none):
+//!   the control thread launches a pass and moves on;
+//! - an all-gather starts at `max(issue, collective stream free)` and takes
+//!   `latency + (d−1)/d · bytes / bandwidth` (ring); a pass of the stage waits for it;
+//! - a release frees the buffer when the pass before it in the plan ends;
+//! - a reduce-scatter starts when the pass before it ends and the collective stream is free; the
+//!   gradient buffer lives from the stage's first weight backward after the previous
+//!   reduce-scatter to the end of this one.
+//!
+//! Memory per device: the shards (`params · (2·param_bytes + state_bytes) / d`, parameters,
+//! gradients and optimizer state), plus gathered parameter buffers (from the gather's issue to
+//! the release), plus full gradient buffers, plus activations as in [`crate::simulate`].
+//!
+//! **Exposed communication** of a device is the time its compute stream waits for an all-gather
+//! beyond what its other inputs impose, plus the collective time left after its last pass. With
+//! infinite bandwidth and no latency every collective takes 0 and nothing is exposed.
+//!
+//! # Traffic
+//!
+//! A plan derived with units of `U` microbatches gathers each stage twice and reduce-scatters it
+//! once per unit: `3 · ⌈N/U⌉` collectives of the stage's parameters per step. For a GPT layer
+//! (`12h²` parameters, plus `13h` biases and norms) that is `36·N·h²/U` parameter elements per layer
+//! and step when `U | N` (`72·N·h²/U` bytes in 16 bits); `U = N` is breadth-first.
+
+use std::fmt;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::error::{Error, ValidationError};
+use crate::generators::{generate, zeropp, Params};
+use crate::ir::{Pass, PassKind, Schedule};
+use crate::model_cost::{DeviceSpec, ModelCosts, ModelSpec};
+use crate::simulate::{simulate_graph, SimConfig, SimResult};
+use crate::validate::{validate, InOrder};
+
+/// Errors of the FSDP layer.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum FsdpError {
+    /// A plan that does not fit its schedule or misuses a collective.
+    #[error("FSDP plan, device {device}, position {position}: {why}")]
+    Plan {
+        /// Device of the list.
+        device: u32,
+        /// Position in the device's plan list.
+        position: usize,
+        /// What is wrong, and how to fix it.
+        why: String,
+    },
+    /// An impossible FSDP configuration.
+    #[error("{0}")]
+    Config(String),
+    /// An error of the schedule engine.
+    #[error(transparent)]
+    Engine(#[from] Error),
+}
+
+impl From<ValidationError> for FsdpError {
+    fn from(e: ValidationError) -> Self {
+        FsdpError::Engine(Error::Invalid(e))
+    }
+}
+
+/// One entry of a device's FSDP plan list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Action {
+    /// A compute pass of the schedule.
+    Compute(Pass),
+    /// All-gather the parameters of a stage (PyTorch `UNSHARD`).
+    Unshard(u32),
+    /// Release the gathered parameters of a stage (PyTorch `RESHARD`).
+    Reshard(u32),
+    /// Reduce-scatter the accumulated gradients of a stage (PyTorch `REDUCE_GRAD`).
+    ReduceGrad(u32),
+}
+
+impl Action {
+    /// The stage the action concerns.
+    pub fn stage(&self) -> u32 {
+        match *self {
+            Action::Compute(p) => p.stage,
+            Action::Unshard(s) | Action::Reshard(s) | Action::ReduceGrad(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    /// pipeblocks' own spelling: the pass (`F3.7`), or `AG3` (gather), `RL3` (release), `RS3`
+    /// (reduce-scatter).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Compute(p) => write!(f, "{p}"),
+            Action::Unshard(s) => write!(f, "AG{s}"),
+            Action::Reshard(s) => write!(f, "RL{s}"),
+            Action::ReduceGrad(s) => write!(f, "RS{s}"),
+        }
+    }
+}
+
+/// The collective actions of a schedule, merged with its compute passes per device.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FsdpPlan {
+    /// Microbatches per gather window (`m`: once per phase and step).
+    pub unit: u32,
+    /// Per device, the compute passes in schedule order with collectives in between.
+    pub lists: Vec<Vec<Action>>,
+}
+
+/// FSDP settings of a simulation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FsdpConfig {
+    /// Data-parallel group size `d` (1: nothing is sharded, collectives are free).
+    pub dp: u32,
+    /// Collective bandwidth per device, bytes per time unit of the costs; may be infinite.
+    pub bandwidth: f64,
+    /// Latency of one collective, in time units.
+    pub latency: f64,
+    /// Parameters of each stage (length `S`).
+    pub stage_params: Vec<f64>,
+    /// Bytes per gathered parameter and per gradient element (2 for 16-bit).
+    pub param_bytes: f64,
+    /// Optimizer bytes per parameter, sharded (12: fp32 master copy and two Adam moments).
+    pub state_bytes: f64,
+    /// Prefetch: a gather is issued at least this many gather-durations of compute before the
+    /// window's first pass (as far as the list allows).
+    pub prefetch: f64,
+}
+
+impl FsdpConfig {
+    /// Defaults for `stage_params`: 16-bit parameters and gradients, Adam state, prefetch 1.
+    pub fn new(dp: u32, bandwidth: f64, latency: f64, stage_params: Vec<f64>) -> Self {
+        FsdpConfig {
+            dp,
+            bandwidth,
+            latency,
+            stage_params,
+            param_bytes: 2.0,
+            state_bytes: 12.0,
+            prefetch: 1.0,
+        }
+    }
+
+    /// Bytes of a stage's full parameters (and of its full gradients).
+    pub fn stage_bytes(&self, stage: u32) -> f64 {
+        self.stage_params[stage as usize] * self.param_bytes
+    }
+
+    /// Time of one ring collective over `bytes`: `latency + (d−1)/d · bytes / bandwidth`, 0 when
+    /// `d = 1`.
+    pub fn collective_time(&self, bytes: f64) -> f64 {
+        if self.dp <= 1 {
+            return 0.0;
+        }
+        let d = self.dp as f64;
+        let transfer = if self.bandwidth.is_infinite() {
+            0.0
+        } else {
+            (d - 1.0) / d * bytes / self.bandwidth
+        };
+        self.latency + transfer
+    }
+
+    fn check(&self, s: &Schedule) -> Result<(), FsdpError> {
+        if self.dp == 0 {
+            return Err(FsdpError::Config(
+                "--fsdp 0: the data-parallel group needs at least 1 replica".into(),
+            ));
+        }
+        if self.stage_params.len() != s.stages as usize {
+            return Err(FsdpError::Config(format!(
+                "FSDP parameter sizes list {} stages, the schedule has {}",
+                self.stage_params.len(),
+                s.stages
+            )));
+        }
+        let bad = |x: f64| x.is_nan() || x < 0.0;
+        if self.bandwidth.is_nan() || self.bandwidth <= 0.0 {
+            return Err(FsdpError::Config(
+                "the collective bandwidth must be positive (or inf)".into(),
+            ));
+        }
+        if bad(self.latency) || !self.latency.is_finite() || bad(self.prefetch) {
+            return Err(FsdpError::Config(
+                "latency and prefetch must be finite and not negative".into(),
+            ));
+        }
+        if self.stage_params.iter().any(|&x| bad(x) || !x.is_finite())
+            || bad(self.param_bytes)
+            || bad(self.state_bytes)
+        {
+            return Err(FsdpError::Config(
+                "parameter sizes must be finite and not negative".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    stage: u32,
+    first: usize,
+    last: usize,
+    backward: bool,
+}
+
+impl FsdpPlan {
+    /// Derives the plan of any schedule: for each stage, one window per unit of `unit`
+    /// microbatches and phase (forward; backward), from the window's first pass to its last.
+    /// Windows of one stage that overlap in the list are merged (a stage is never gathered twice
+    /// at once). Each window gets a gather, prefetched backwards over enough compute to cover
+    /// `prefetch ×` its duration (never before the previous window of the stage is released), a
+    /// release after its last pass, and a reduce-scatter there when it holds weight backwards.
+    pub fn derive(
+        s: &Schedule,
+        unit: u32,
+        cfg: &SimConfig,
+        f: &FsdpConfig,
+    ) -> Result<FsdpPlan, FsdpError> {
+        if unit == 0 {
+            return Err(FsdpError::Config(
+                "the FSDP unit must be at least 1 microbatch".into(),
+            ));
+        }
+        f.check(s)?;
+        if cfg
+            .stage_costs
+            .as_ref()
+            .is_some_and(|c| c.len() != s.stages as usize)
+        {
+            return Err(FsdpError::Config(format!(
+                "per-stage costs must list {} stages",
+                s.stages
+            )));
+        }
+        let dur = cfg.durations(s);
+        let mut lists = Vec::with_capacity(s.devices as usize);
+        for list in &s.lists {
+            // Windows keyed by (stage, unit, backward), in order of first appearance.
+            let mut windows: Vec<Window> = Vec::new();
+            let mut key_of: std::collections::HashMap<(u32, u32, bool), usize> = Default::default();
+            for (i, p) in list.iter().enumerate() {
+                let bwd = p.kind != PassKind::F;
+                let key = (p.stage, p.mb / unit, bwd);
+                match key_of.get(&key) {
+                    Some(&w) => windows[w].last = i,
+                    None => {
+                        key_of.insert(key, windows.len());
+                        windows.push(Window {
+                            stage: p.stage,
+                            first: i,
+                            last: i,
+                            backward: bwd,
+                        });
+                    }
+                }
+            }
+            // Merge overlapping windows of one stage.
+            windows.sort_by_key(|w| (w.stage, w.first));
+            let mut merged: Vec<Window> = Vec::new();
+            for w in windows {
+                match merged.last_mut() {
+                    Some(prev) if prev.stage == w.stage && w.first <= prev.last => {
+                        prev.last = prev.last.max(w.last);
+                        prev.backward |= w.backward;
+                    }
+                    _ => merged.push(w),
+                }
+            }
+            let n = list.len();
+            let mut before: Vec<Vec<(usize, u32)>> = vec![Vec::new(); n + 1];
+            let mut release_after: Vec<Vec<u32>> = vec![Vec::new(); n];
+            let mut reduce_after: Vec<Vec<u32>> = vec![Vec::new(); n];
+            let mut prev_last: Option<(u32, usize)> = None;
+            for w in &merged {
+                let lb = match prev_last {
+                    Some((st, last)) if st == w.stage => last + 1,
+                    _ => 0,
+                };
+                let need = f.prefetch * f.collective_time(f.stage_bytes(w.stage));
+                let mut q = w.first;
+                // Compute overlapping a gather placed before position q: passes q-1 .. first-1.
+                let mut overlap: f64 = if q >= 1 {
+                    (q - 1..w.first)
+                        .map(|j| dur[list[j].stage as usize][list[j].kind.index()])
+                        .sum()
+                } else {
+                    0.0
+                };
+                while q > lb && overlap < need {
+                    q -= 1;
+                    if q >= 1 {
+                        let x = list[q - 1];
+                        overlap += dur[x.stage as usize][x.kind.index()];
+                    }
+                }
+                before[q].push((w.first, w.stage));
+                release_after[w.last].push(w.stage);
+                if w.backward {
+                    reduce_after[w.last].push(w.stage);
+                }
+                prev_last = Some((w.stage, w.last));
+            }
+            let mut out = Vec::with_capacity(n + 3 * merged.len());
+            for i in 0..=n {
+                if i > 0 {
+                    out.extend(release_after[i - 1].iter().map(|&st| Action::Reshard(st)));
+                }
+                before[i].sort();
+                out.extend(before[i].iter().map(|&(_, st)| Action::Unshard(st)));
+                if i > 0 {
+                    out.extend(reduce_after[i - 1].iter().map(|&st| Action::ReduceGrad(st)));
+                }
+                if i < n {
+                    out.push(Action::Compute(list[i]));
+                }
+            }
+            lists.push(out);
+        }
+        Ok(FsdpPlan { unit, lists })
+    }
+
+    /// Number of collectives of each kind in the plan: (gathers, releases, reduce-scatters).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for a in self.lists.iter().flatten() {
+            match a {
+                Action::Unshard(_) => c.0 += 1,
+                Action::Reshard(_) => c.1 += 1,
+                Action::ReduceGrad(_) => c.2 += 1,
+                Action::Compute(_) => {}
+            }
+        }
+        c
+    }
+}
+
+/// Checks that a plan fits its schedule: the compute passes of each device list are the
+/// schedule's in the same order, collectives name stages of their device, a stage computes only
+/// while gathered, is never gathered twice at once, and ends the step released with every weight
+/// gradient reduce-scattered.
+pub fn validate_plan(s: &Schedule, plan: &FsdpPlan) -> Result<(), FsdpError> {
+    if plan.lists.len() != s.devices as usize {
+        return Err(FsdpError::Config(format!(
+            "the FSDP plan has {} device lists, the schedule {} devices",
+            plan.lists.len(),
+            s.devices
+        )));
+    }
+    let n_st = s.stages as usize;
+    for (d, (acts, passes)) in plan.lists.iter().zip(&s.lists).enumerate() {
+        let err = |position: usize, why: String| FsdpError::Plan {
+            device: d as u32,
+            position,
+            why,
+        };
+        let mut gathered = vec![false; n_st];
+        let mut grads = vec![false; n_st];
+        let mut k = 0;
+        for (i, a) in acts.iter().enumerate() {
+            let st = a.stage();
+            if st as usize >= n_st || s.device_of(st) != d as u32 {
+                return Err(err(
+                    i,
+                    format!("{a} concerns stage {st}, which device {d} does not hold"),
+                ));
+            }
+            match *a {
+                Action::Compute(p) => {
+                    if passes.get(k) != Some(&p) {
+                        let want = passes
+                            .get(k)
+                            .map(|x| x.to_string())
+                            .unwrap_or_else(|| "nothing more".into());
+                        return Err(err(
+                            i,
+                            format!("{p} differs from the schedule, which runs {want} here"),
+                        ));
+                    }
+                    k += 1;
+                    if !gathered[st as usize] {
+                        return Err(err(
+                            i,
+                            format!("{p} runs while stage {st} is not gathered; gather (AG{st}) before it"),
+                        ));
+                    }
+                    if matches!(p.kind, PassKind::W | PassKind::BW) {
+                        grads[st as usize] = true;
+                    }
+                }
+                Action::Unshard(_) => {
+                    if gathered[st as usize] {
+                        return Err(err(
+                            i,
+                            format!("AG{st} gathers stage {st} again before releasing it"),
+                        ));
+                    }
+                    gathered[st as usize] = true;
+                }
+                Action::Reshard(_) => {
+                    if !gathered[st as usize] {
+                        return Err(err(
+                            i,
+                            format!("RL{st} releases stage {st}, which is not gathered"),
+                        ));
+                    }
+                    gathered[st as usize] = false;
+                }
+                Action::ReduceGrad(_) => {
+                    if !grads[st as usize] {
+                        return Err(err(
+                            i,
+                            format!("RS{st} reduce-scatters stage {st} with no new weight gradient since the last one"),
+                        ));
+                    }
+                    grads[st as usize] = false;
+                }
+            }
+        }
+        if k != passes.len() {
+            return Err(err(
+                acts.len(),
+                format!(
+                    "the plan lists {k} compute passes, the schedule {}",
+                    passes.len()
+                ),
+            ));
+        }
+        if let Some(st) = (0..n_st).find(|&st| gathered[st]) {
+            return Err(err(
+                acts.len(),
+                format!("stage {st} is still gathered at the end of the step; release it (RL{st})"),
+            ));
+        }
+        if let Some(st) = (0..n_st).find(|&st| grads[st]) {
+            return Err(err(
+                acts.len(),
+                format!("stage {st}'s last gradients are never reduce-scattered; add RS{st} after its last weight backward"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Kind of a simulated collective.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum CollectiveKind {
+    /// All-gather of parameters.
+    AllGather,
+    /// Reduce-scatter of gradients.
+    ReduceScatter,
+}
+
+/// Timing of one collective.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CollectiveTiming {
+    /// Kind.
+    pub kind: CollectiveKind,
+    /// Stage.
+    pub stage: u32,
+    /// When it was issued.
+    pub issue: f64,
+    /// When it started on the collective stream.
+    pub start: f64,
+    /// When it ended.
+    pub end: f64,
+    /// Payload: the full buffer's bytes.
+    pub bytes: f64,
+}
+
+/// A point of a device's memory curve.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MemoryPoint {
+    /// Time.
+    pub time: f64,
+    /// Parameter memory from then on: shards, gathered buffers, gradient buffers (bytes).
+    pub params: f64,
+    /// Activation memory from then on (the simulator's activation units; bytes with a model).
+    pub activation: f64,
+}
+
+/// The FSDP simulator's figures.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FsdpResult {
+    /// Compute timings, bubble and activation figures (as the compute-only simulator reports
+    /// them, with the waits for gathers included).
+    pub compute: SimResult,
+    /// Step time: the last pass or collective to end.
+    pub makespan: f64,
+    /// Step time of the same schedule with free communication.
+    pub compute_only_makespan: f64,
+    /// Every collective, per device, in stream order.
+    pub collectives: Vec<Vec<CollectiveTiming>>,
+    /// Collective payload per device (full buffers gathered and reduce-scattered), bytes.
+    pub comm_bytes: Vec<f64>,
+    /// Bytes each device sends (and receives) in the ring: `(d−1)/d` of the payload.
+    pub wire_bytes: Vec<f64>,
+    /// Busy time of each device's collective stream.
+    pub comm_time: Vec<f64>,
+    /// Communication time not hidden behind compute, per device.
+    pub exposed_comm: Vec<f64>,
+    /// Static shard memory per device (parameters, gradients, optimizer state), bytes.
+    pub shard_memory: Vec<f64>,
+    /// Peak parameter memory per device: shards plus gathered and gradient buffers, bytes.
+    pub peak_param_memory: Vec<f64>,
+    /// Peak activation per device.
+    pub peak_activation: Vec<f64>,
+    /// Peak of parameter plus activation memory per device.
+    pub peak_memory: Vec<f64>,
+    /// Collective payload per stage, bytes.
+    pub stage_traffic: Vec<f64>,
+    /// Memory over time per device.
+    pub memory: Vec<Vec<MemoryPoint>>,
+}
+
+impl FsdpResult {
+    /// Largest per-device peak memory.
+    pub fn max_peak_memory(&self) -> f64 {
+        self.peak_memory.iter().cloned().fold(0.0, f64::max)
+    }
+    /// Largest per-device exposed communication.
+    pub fn max_exposed_comm(&self) -> f64 {
+        self.exposed_comm.iter().cloned().fold(0.0, f64::max)
+    }
+}
+
+/// Simulates a schedule with its FSDP plan (validating both).
+pub fn simulate_fsdp(
+    s: &Schedule,
+    plan: &FsdpPlan,
+    cfg: &SimConfig,
+    f: &FsdpConfig,
+) -> Result<FsdpResult, FsdpError> {
+    let g = validate(s)?;
+    f.check(s)?;
+    validate_plan(s, plan)?;
+    // The compute-only run checks the config and gives the free-communication step time.
+    let base = simulate_graph(s, &g, cfg)?;
+    let dur = cfg.durations(s);
+    let act = cfg.activations(s);
+    let speed = cfg
+        .speed
+        .clone()
+        .unwrap_or_else(|| vec![1.0; s.devices as usize]);
+    let comm = cfg.costs.comm;
+    let p = s.devices as usize;
+    let n_st = s.stages as usize;
+
+    let mut st = State {
+        f,
+        pos: vec![0; p],
+        prev_start: vec![0.0; p],
+        prev_end: vec![0.0; p],
+        coll_free: vec![0.0; p],
+        gather_ready: vec![f64::NAN; n_st],
+        grad_open: vec![false; n_st],
+        events: vec![Vec::new(); p],
+        collectives: vec![Vec::new(); p],
+        comm_bytes: vec![0.0; p],
+        comm_time: vec![0.0; p],
+        stage_traffic: vec![0.0; n_st],
+    };
+    let mut free = vec![0.0f64; p];
+    let mut exposed = vec![0.0f64; p];
+    let mut end_of = vec![0.0f64; g.index.len()];
+    let mut start: Vec<Vec<f64>> = s.lists.iter().map(|l| vec![0.0; l.len()]).collect();
+    let mut end = start.clone();
+    let mut order = InOrder::new(s, &g);
+    order.run(|d, i| {
+        let pass = s.lists[d][i];
+        st.advance(d, &plan.lists[d]);
+        // The plan's pointer now sits on this pass.
+        st.pos[d] += 1;
+        let mut ready = free[d];
+        let (deps, n) = g.deps(pass);
+        for dep in deps.iter().take(n).flatten() {
+            let lat = if g.stage_device[dep.stage as usize] as usize != d {
+                comm
+            } else {
+                0.0
+            };
+            ready = ready.max(end_of[g.index.of(*dep)] + lat);
+        }
+        let su = pass.stage as usize;
+        let gr = st.gather_ready[su];
+        let t = if gr > ready {
+            exposed[d] += gr - ready;
+            gr
+        } else {
+            ready
+        };
+        let e = t + dur[su][pass.kind.index()] / speed[d];
+        if matches!(pass.kind, PassKind::W | PassKind::BW) && !st.grad_open[su] {
+            st.grad_open[su] = true;
+            st.events[d].push((t, f.stage_bytes(pass.stage), 0.0));
+        }
+        let a = act[su];
+        let (ta, da) = match pass.kind {
+            PassKind::F => (t, a),
+            PassKind::B => (e, -a * cfg.b_release),
+            PassKind::W => (e, -a * (1.0 - cfg.b_release)),
+            PassKind::BW => (e, -a),
+        };
+        if da != 0.0 {
+            st.events[d].push((ta, 0.0, da));
+        }
+        start[d][i] = t;
+        end[d][i] = e;
+        end_of[g.index.of(pass)] = e;
+        free[d] = e;
+        st.prev_start[d] = t;
+        st.prev_end[d] = e;
+    });
+    debug_assert!(order.blocked().is_none());
+    for d in 0..p {
+        st.advance(d, &plan.lists[d]);
+        exposed[d] += (st.coll_free[d] - free[d]).max(0.0);
+    }
+    let makespan = (0..p)
+        .map(|d| free[d].max(st.coll_free[d]))
+        .fold(0.0, f64::max);
+    let compute_end = free.iter().cloned().fold(0.0, f64::max);
+    let busy: Vec<f64> = (0..p)
+        .map(|d| {
+            s.lists[d]
+                .iter()
+                .map(|x| dur[x.stage as usize][x.kind.index()] / speed[d])
+                .sum()
+        })
+        .collect();
+    let total_busy: f64 = busy.iter().sum();
+    let dp = f.dp.max(1) as f64;
+    let shard_memory: Vec<f64> = (0..p as u32)
+        .map(|d| {
+            s.stages_of(d)
+                .iter()
+                .map(|&x| f.stage_params[x as usize] * (2.0 * f.param_bytes + f.state_bytes) / dp)
+                .sum()
+        })
+        .collect();
+    let mut memory = Vec::with_capacity(p);
+    let mut peak_param = vec![0.0; p];
+    let mut peak_act = vec![0.0; p];
+    let mut peak_total = vec![0.0; p];
+    let mut act_curves = Vec::with_capacity(p);
+    for d in 0..p {
+        let ev = &mut st.events[d];
+        // Releases before allocations at the same instant.
+        ev.sort_by(|a, b| {
+            a.0.total_cmp(&b.0)
+                .then((a.1 + a.2 >= 0.0).cmp(&(b.1 + b.2 >= 0.0)))
+        });
+        let (mut pm, mut am) = (shard_memory[d], 0.0f64);
+        peak_param[d] = pm;
+        peak_total[d] = pm;
+        let mut curve = vec![MemoryPoint {
+            time: 0.0,
+            params: pm,
+            activation: 0.0,
+        }];
+        let mut acurve = vec![(0.0, 0.0)];
+        for &(t, dpm, dam) in ev.iter() {
+            pm += dpm;
+            am += dam;
+            peak_param[d] = f64::max(peak_param[d], pm);
+            peak_act[d] = f64::max(peak_act[d], am);
+            peak_total[d] = f64::max(peak_total[d], pm + am);
+            curve.push(MemoryPoint {
+                time: t,
+                params: pm,
+                activation: am,
+            });
+            if dam != 0.0 {
+                acurve.push((t, am));
+            }
+        }
+        memory.push(curve);
+        act_curves.push(acurve);
+    }
+    let frac = if f.dp > 1 { (dp - 1.0) / dp } else { 0.0 };
+    let compute = SimResult {
+        start,
+        end,
+        makespan: compute_end,
+        busy: busy.clone(),
+        bubble_rate: if makespan > 0.0 {
+            1.0 - total_busy / (p as f64 * makespan)
+        } else {
+            0.0
+        },
+        peak_activation: peak_act.clone(),
+        memory: act_curves,
+        p2p_transfers: s.p2p_transfers(),
+    };
+    Ok(FsdpResult {
+        compute,
+        makespan,
+        compute_only_makespan: base.makespan,
+        collectives: st.collectives,
+        wire_bytes: st.comm_bytes.iter().map(|b| b * frac).collect(),
+        comm_bytes: st.comm_bytes,
+        comm_time: st.comm_time,
+        exposed_comm: exposed,
+        shard_memory,
+        peak_param_memory: peak_param,
+        peak_activation: peak_act,
+        peak_memory: peak_total,
+        stage_traffic: st.stage_traffic,
+        memory,
+    })
+}
+
+/// Per-device state of the collective stream while simulating.
+struct State<'a> {
+    f: &'a FsdpConfig,
+    pos: Vec<usize>,
+    prev_start: Vec<f64>,
+    prev_end: Vec<f64>,
+    coll_free: Vec<f64>,
+    gather_ready: Vec<f64>,
+    grad_open: Vec<bool>,
+    /// (time, parameter-memory change, activation change).
+    events: Vec<Vec<(f64, f64, f64)>>,
+    collectives: Vec<Vec<CollectiveTiming>>,
+    comm_bytes: Vec<f64>,
+    comm_time: Vec<f64>,
+    stage_traffic: Vec<f64>,
+}
+
+impl State<'_> {
+    /// Runs device `d`'s collective actions up to its next compute pass (or the list's end).
+    fn advance(&mut self, d: usize, acts: &[Action]) {
+        while let Some(a) = acts.get(self.pos[d]) {
+            let (kind, stage) = match *a {
+                Action::Compute(_) => return,
+                Action::Reshard(stage) => {
+                    self.events[d].push((self.prev_end[d], -self.f.stage_bytes(stage), 0.0));
+                    self.gather_ready[stage as usize] = f64::NAN;
+                    self.pos[d] += 1;
+                    continue;
+                }
+                Action::Unshard(stage) => (CollectiveKind::AllGather, stage),
+                Action::ReduceGrad(stage) => (CollectiveKind::ReduceScatter, stage),
+            };
+            let bytes = self.f.stage_bytes(stage);
+            let time = self.f.collective_time(bytes);
+            let issue = match kind {
+                CollectiveKind::AllGather => self.prev_start[d],
+                CollectiveKind::ReduceScatter => self.prev_end[d],
+            };
+            let start = issue.max(self.coll_free[d]);
+            let end = start + time;
+            self.coll_free[d] = end;
+            match kind {
+                CollectiveKind::AllGather => {
+                    self.events[d].push((issue, bytes, 0.0));
+                    self.gather_ready[stage as usize] = end;
+                }
+                CollectiveKind::ReduceScatter => {
+                    self.events[d].push((end, -bytes, 0.0));
+                    self.grad_open[stage as usize] = false;
+                }
+            }
+            self.collectives[d].push(CollectiveTiming {
+                kind,
+                stage,
+                issue,
+                start,
+                end,
+                bytes,
+            });
+            self.comm_bytes[d] += bytes;
+            self.comm_time[d] += time;
+            self.stage_traffic[stage as usize] += bytes;
+            self.pos[d] += 1;
+        }
+    }
+}
+
+/// A model, microbatch size, device and data-parallel degree: everything the FSDP simulation of
+/// a schedule needs besides the schedule.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FsdpSetup {
+    /// The model.
+    pub model: ModelSpec,
+    /// Samples per microbatch.
+    pub microbatch_size: u32,
+    /// The device.
+    pub device: DeviceSpec,
+    /// Data-parallel group size `d`.
+    pub dp: u32,
+}
+
+impl FsdpSetup {
+    /// Simulator and FSDP configs for a schedule of this setup (times in seconds).
+    pub fn configs(&self, s: &Schedule) -> Result<(SimConfig, FsdpConfig), FsdpError> {
+        let mc = ModelCosts::for_stages(&self.model, self.microbatch_size, &self.device, s.stages)?;
+        let comm = mc.costs.first().map(|c| c.comm).unwrap_or(0.0);
+        let mut cfg = SimConfig::with_costs(crate::simulate::Costs {
+            comm,
+            ..Default::default()
+        });
+        cfg.stage_costs = Some(mc.costs);
+        cfg.activation = Some(mc.activation_bytes);
+        let f = FsdpConfig::new(
+            self.dp,
+            self.device.bandwidth,
+            self.device.latency,
+            mc.params,
+        );
+        Ok((cfg, f))
+    }
+
+    /// Per-stage durations `[F, B, W, BW]` of the model split into `stages` stages.
+    pub fn durations(&self, stages: u32) -> Result<Vec<[f64; 4]>, FsdpError> {
+        let mc = ModelCosts::for_stages(&self.model, self.microbatch_size, &self.device, stages)?;
+        Ok(mc
+            .costs
+            .iter()
+            .map(|c| PassKind::ALL.map(|k| c.of(k)))
+            .collect())
+    }
+}
+
+/// Derives the plan and simulates a schedule under a setup.
+pub fn run(
+    s: &Schedule,
+    unit: u32,
+    setup: &FsdpSetup,
+) -> Result<(FsdpPlan, FsdpResult), FsdpError> {
+    let (cfg, f) = setup.configs(s)?;
+    let plan = FsdpPlan::derive(s, unit, &cfg, &f)?;
+    let r = simulate_fsdp(s, &plan, &cfg, &f)?;
+    Ok((plan, r))
+}
+
+/// Builds a `zeropp` schedule ordered with the model's real pass times.
+pub fn zeropp_schedule(prm: &Params, unit: u32, setup: &FsdpSetup) -> Result<Schedule, FsdpError> {
+    prm.check()?;
+    let v = prm.chunks.unwrap_or(2);
+    let durations = setup.durations(prm.devices.saturating_mul(v))?;
+    let s = zeropp::build(
+        prm,
+        &zeropp::ZeroppOptions {
+            unit,
+            durations: Some(durations),
+            limit: None,
+        },
+    )?;
+    validate(&s)?;
+    Ok(s)
+}
+
+/// Generates a named schedule for FSDP: `zeropp` with `unit` (and the model's pass times), any
+/// other registered name as usual.
+pub fn schedule_for(
+    name: &str,
+    prm: &Params,
+    unit: Option<u32>,
+    setup: &FsdpSetup,
+) -> Result<Schedule, FsdpError> {
+    if name.trim().eq_ignore_ascii_case("zeropp") {
+        let u = unit.unwrap_or_else(|| zeropp::default_unit(prm.devices, prm.microbatches));
+        zeropp_schedule(prm, u, setup)
+    } else {
+        Ok(generate(name, prm)?)
+    }
+}
+
+/// The outcome of [`auto_unit`].
+#[derive(Clone, Debug)]
+pub struct AutoUnit {
+    /// The chosen unit.
+    pub unit: u32,
+    /// Its schedule.
+    pub schedule: Schedule,
+    /// Its plan.
+    pub plan: FsdpPlan,
+    /// Its simulation.
+    pub result: FsdpResult,
+    /// Every unit tried: `(U, step time, peak memory)`.
+    pub tried: Vec<(u32, f64, f64)>,
+}
+
+/// Picks the scheduling unit for `zeropp`: among the divisors of `m`, the one with the shortest
+/// simulated step whose peak memory fits `budget` bytes per device (the device's memory when
+/// `None`). Larger units hide more of the pipeline bubble and move less parameter traffic; smaller
+/// units keep fewer activations alive.
+pub fn auto_unit(
+    prm: &Params,
+    setup: &FsdpSetup,
+    budget: Option<f64>,
+) -> Result<AutoUnit, FsdpError> {
+    prm.check()?;
+    let m = prm.microbatches;
+    let budget = budget.unwrap_or(setup.device.memory);
+    let mut best: Option<AutoUnit> = None;
+    let mut tried = Vec::new();
+    for u in (1..=m).filter(|u| m.is_multiple_of(*u)) {
+        let s = zeropp_schedule(prm, u, setup)?;
+        let (plan, r) = run(&s, u, setup)?;
+        let peak = r.max_peak_memory();
+        tried.push((u, r.makespan, peak));
+        if peak <= budget && best.as_ref().is_none_or(|b| r.makespan < b.result.makespan) {
+            best = Some(AutoUnit {
+                unit: u,
+                schedule: s,
+                plan,
+                result: r,
+                tried: Vec::new(),
+            });
+        }
+    }
+    match best {
+        Some(mut b) => {
+            b.tried = tried;
+            Ok(b)
+        }
+        None => {
+            let (u, _, peak) = tried
+                .iter()
+                .cloned()
+                .min_by(|a, b| a.2.total_cmp(&b.2))
+                .unwrap_or((1, 0.0, 0.0));
+            Err(FsdpError::Config(format!(
+                "no scheduling unit fits the memory budget of {:.2} GiB per device (the smallest peak is {:.2} GiB at --unit {u}); use more devices, a smaller microbatch or a larger budget",
+                budget / GIB,
+                peak / GIB
+            )))
+        }
+    }
+}
+
+/// Bytes in a GiB.
+pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generators::Params;
+
+    fn unit_fsdp(s: &Schedule, dp: u32, bw: f64) -> FsdpConfig {
+        FsdpConfig::new(dp, bw, 0.0, vec![1.0; s.stages as usize])
+    }
+
+    #[test]
+    fn derived_plans_validate_for_every_registered_schedule() {
+        for g in crate::generators::registry() {
+            let s = generate(g.name, &Params::new(4, 8)).unwrap();
+            let cfg = SimConfig::default();
+            let f = unit_fsdp(&s, 4, 1.0);
+            let plan = FsdpPlan::derive(&s, s.microbatches, &cfg, &f).unwrap();
+            validate_plan(&s, &plan).unwrap();
+            let r = simulate_fsdp(&s, &plan, &cfg, &f).unwrap();
+            assert!(r.makespan >= r.compute_only_makespan - 1e-9, "{}", g.name);
+        }
+    }
+
+    #[test]
+    fn plan_errors_name_the_problem() {
+        let s = generate("1f1b", &Params::new(2, 2)).unwrap();
+        let cfg = SimConfig::default();
+        let f = unit_fsdp(&s, 2, 1.0);
+        let mut plan = FsdpPlan::derive(&s, 2, &cfg, &f).unwrap();
+        // Drop the first gather of device 0.
+        let i = plan.lists[0]
+            .iter()
+            .position(|a| matches!(a, Action::Unshard(_)))
+            .unwrap();
+        plan.lists[0].remove(i);
+        let e = validate_plan(&s, &plan).unwrap_err().to_string();
+        assert!(e.contains("not gathered"), "{e}");
+        let mut plan = FsdpPlan::derive(&s, 2, &cfg, &f).unwrap();
+        plan.lists[1].retain(|a| !matches!(a, Action::ReduceGrad(_)));
+        let e = validate_plan(&s, &plan).unwrap_err().to_string();
+        assert!(e.contains("never reduce-scattered"), "{e}");
+        let mut plan = FsdpPlan::derive(&s, 2, &cfg, &f).unwrap();
+        plan.lists[0].insert(0, Action::Unshard(1));
+        let e = validate_plan(&s, &plan).unwrap_err().to_string();
+        assert!(e.contains("does not hold"), "{e}");
+    }
+
+    #[test]
+    fn collective_time_is_the_ring_formula() {
+        let f = FsdpConfig::new(8, 100.0, 0.5, vec![]);
+        assert!((f.collective_time(800.0) - (0.5 + 7.0)).abs() < 1e-12);
+        let one = FsdpConfig::new(1, 100.0, 0.5, vec![]);
+        assert_eq!(one.collective_time(800.0), 0.0);
+    }
+
+    #[test]
+    fn a_slow_gather_is_exposed_once_at_the_start() {
+        // One device, one stage, 1 microbatch: gather (4), F, B, W, reduce-scatter (4).
+        let s = generate("zeropp", &Params::new(1, 1)).unwrap();
+        let cfg = SimConfig::default();
+        let mut f = FsdpConfig::new(2, 1.0, 0.0, vec![4.0; s.stages as usize]);
+        f.param_bytes = 2.0;
+        let plan = FsdpPlan::derive(&s, 1, &cfg, &f).unwrap();
+        let r = simulate_fsdp(&s, &plan, &cfg, &f).unwrap();
+        assert!(r.exposed_comm[0] > 0.0);
+        assert!(r.makespan > r.compute_only_makespan);
+        // Collective time 1/2 · 8 bytes / 1 = 4 each; 6 collectives for 2 chunks.
+        assert_eq!(r.collectives[0].len(), 6);
+        assert!((r.comm_time[0] - 24.0).abs() < 1e-9);
+    }
+}

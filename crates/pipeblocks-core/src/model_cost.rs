@@ -1,0 +1,542 @@
+//! A model-level cost model: from a transformer's shape and a device's speed to per-stage pass
+//! times, activation bytes and parameter counts.
+//!
+//! Users describe the model (`layers=32,hidden=4096,heads=32,seq=4096,vocab=32000` or a preset
+//! name such as `llama-7b`), the microbatch size `b` and the device
+//! (`flops=989e12,memory=80GiB,bandwidth=50GB/s`); [`ModelCosts::for_stages`] splits the model into
+//! `S` pipeline stages and gives absolute [`Costs`] in seconds, ready for
+//! [`SimConfig::stage_costs`](crate::simulate::SimConfig::stage_costs).
+//!
+//! # Formulas (per transformer layer, per microbatch; `s` sequence, `b` microbatch size, `h`
+//! hidden, `a` heads, `f` feed-forward width, `V` vocabulary)
+//!
+//! - Matmul parameters `P_m = 4h² + 2hf` (GPT MLP) or `4h² + 3hf` (gated MLP, LLaMA).
+//!   Layer parameters add biases and norms: `P_m + 9h + f` for GPT (attention biases `4h`, MLP
+//!   biases `f + h`, two layer norms `4h`), with `f = 4h` the familiar `12h² + 13h`; gated models
+//!   have no biases and two RMS norms: `P_m + 2h`.
+//! - Forward FLOPs `F = 2·s·b·P_m + 4·b·s²·h` (every matmul, plus `QKᵀ` and `AV`).
+//! - Input backward `B = 2·s·b·P_m + 8·b·s²·h` (activation gradients of the matmuls and of attention).
+//! - Weight backward `W = 2·s·b·P_m` (weight gradients of the matmuls). `B + W = 2F` up to the
+//!   attention term, the usual "backward is twice the forward".
+//! - The last stage also runs the output head: `F = B = W = 2·s·b·h·V`; the embedding lookup
+//!   costs no FLOPs. Time = FLOPs / (peak FLOP/s × efficiency).
+//! - Activations kept for the backward (16-bit, no recomputation, Korthikanti et al.):
+//!   `34·s·b·h + 5·a·s²·b` bytes per layer; the last stage adds `4·s·b·V` bytes of logits.
+//! - Parameters: the layers' parameters, plus the embedding `V·h` on the first stage and an
+//!   untied output head `V·h` on the last one.
+//! - Point-to-point latency between stages: the `2·s·b·h` bytes of a 16-bit activation over the
+//!   point-to-point bandwidth, plus the device latency.
+//!
+//! Layers are split as evenly as possible, earlier stages taking the remainder.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::simulate::Costs;
+
+/// The shape of a transformer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Preset name, when it came from one.
+    pub name: String,
+    /// Transformer layers `L`.
+    pub layers: u32,
+    /// Hidden size `h`.
+    pub hidden: u64,
+    /// Attention heads `a`.
+    pub heads: u64,
+    /// Sequence length `s`.
+    pub seq: u64,
+    /// Vocabulary size `V`.
+    pub vocab: u64,
+    /// Feed-forward width `f` (default `4h`).
+    pub ffn: u64,
+    /// Gated MLP without biases (LLaMA) instead of GPT's MLP with biases.
+    pub gated: bool,
+}
+
+/// A named public model size: `(name, layers, hidden, heads, seq, vocab, ffn, gated)`.
+type Preset = (&'static str, u32, u64, u64, u64, u64, u64, bool);
+
+/// Named public model sizes.
+const PRESETS: &[Preset] = &[
+    ("gpt-1.3b", 24, 2048, 16, 2048, 50257, 8192, false),
+    ("gpt-2.7b", 32, 2560, 32, 2048, 50257, 10240, false),
+    ("gpt-7b", 32, 4096, 32, 2048, 50257, 16384, false),
+    ("gpt-13b", 40, 5120, 40, 2048, 50257, 20480, false),
+    ("llama-7b", 32, 4096, 32, 4096, 32000, 11008, true),
+    ("llama-13b", 40, 5120, 40, 4096, 32000, 13824, true),
+];
+
+impl ModelSpec {
+    /// Names of the presets.
+    pub fn preset_names() -> Vec<&'static str> {
+        PRESETS.iter().map(|p| p.0).collect()
+    }
+
+    /// A preset by name (`gpt-1.3b`, `gpt-7b`, `llama-7b`, `llama-13b`, ...).
+    pub fn preset(name: &str) -> Option<ModelSpec> {
+        let key = name.trim().to_ascii_lowercase();
+        PRESETS.iter().find(|p| p.0 == key).map(
+            |&(n, layers, hidden, heads, seq, vocab, ffn, gated)| ModelSpec {
+                name: n.to_string(),
+                layers,
+                hidden,
+                heads,
+                seq,
+                vocab,
+                ffn,
+                gated,
+            },
+        )
+    }
+
+    /// Parses a preset name, `key=value` pairs, or a preset followed by overrides
+    /// (`llama-7b,seq=2048`). Keys: `layers`, `hidden`, `heads`, `seq`, `vocab`, `ffn`, `gated`
+    /// (0 or 1). Without a preset, `layers`, `hidden`, `heads` and `seq` are required.
+    pub fn parse(text: &str) -> Result<ModelSpec, Error> {
+        let presets = Self::preset_names().join(", ");
+        let mut spec: Option<ModelSpec> = None;
+        let mut fields: [Option<u64>; 6] = [None; 6];
+        let mut gated = None;
+        for (i, part) in text.split(',').map(str::trim).enumerate() {
+            if part.is_empty() {
+                continue;
+            }
+            let Some((k, v)) = part.split_once('=') else {
+                if i == 0 {
+                    spec = Some(Self::preset(part).ok_or_else(|| {
+                        Error::parse(
+                            "model",
+                            format!("unknown model preset `{part}`; use one of {presets}, or layers=..,hidden=..,heads=..,seq=..,vocab=.."),
+                        )
+                    })?);
+                    continue;
+                }
+                return Err(Error::parse(
+                    "model",
+                    format!("`{part}` has no `=`; write e.g. --model layers=32,hidden=4096,heads=32,seq=4096,vocab=32000"),
+                ));
+            };
+            let v = v.trim();
+            let key = k.trim().to_ascii_lowercase();
+            if key == "gated" {
+                gated = Some(match v {
+                    "1" | "true" | "yes" => true,
+                    "0" | "false" | "no" => false,
+                    _ => {
+                        return Err(Error::parse(
+                            "model",
+                            format!("gated={v}: write gated=1 or gated=0"),
+                        ))
+                    }
+                });
+                continue;
+            }
+            let n: u64 = v.parse().map_err(|_| {
+                Error::parse("model", format!("`{v}` in `{part}` is not a whole number"))
+            })?;
+            let slot = match key.as_str() {
+                "layers" => 0,
+                "hidden" => 1,
+                "heads" => 2,
+                "seq" => 3,
+                "vocab" => 4,
+                "ffn" => 5,
+                other => {
+                    return Err(Error::parse(
+                        "model",
+                        format!("unknown key `{other}`; use layers, hidden, heads, seq, vocab, ffn and gated"),
+                    ))
+                }
+            };
+            fields[slot] = Some(n);
+        }
+        let mut m = match spec {
+            Some(m) => m,
+            None => {
+                let need = |i: usize, name: &str| {
+                    fields[i].ok_or_else(|| {
+                        Error::parse(
+                            "model",
+                            format!("missing `{name}=`; give layers, hidden, heads and seq (or a preset: {presets})"),
+                        )
+                    })
+                };
+                let hidden = need(1, "hidden")?;
+                ModelSpec {
+                    name: "custom".into(),
+                    layers: need(0, "layers")? as u32,
+                    hidden,
+                    heads: need(2, "heads")?,
+                    seq: need(3, "seq")?,
+                    vocab: 0,
+                    ffn: 4 * hidden,
+                    gated: false,
+                }
+            }
+        };
+        let custom_ffn = fields[5].is_some();
+        if let Some(x) = fields[0] {
+            m.layers = u32::try_from(x)
+                .map_err(|_| Error::parse("model", format!("layers={x} is too large")))?;
+        }
+        if let Some(x) = fields[1] {
+            if !custom_ffn && m.ffn == 4 * m.hidden {
+                m.ffn = 4 * x;
+            }
+            m.hidden = x;
+        }
+        if let Some(x) = fields[2] {
+            m.heads = x;
+        }
+        if let Some(x) = fields[3] {
+            m.seq = x;
+        }
+        if let Some(x) = fields[4] {
+            m.vocab = x;
+        }
+        if let Some(x) = fields[5] {
+            m.ffn = x;
+        }
+        if let Some(g) = gated {
+            m.gated = g;
+        }
+        if m.name != "custom" && ModelSpec::preset(&m.name).is_none_or(|p| p != m) {
+            m.name = format!("{} (modified)", m.name);
+        }
+        m.check()?;
+        Ok(m)
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.layers == 0 || self.hidden == 0 || self.heads == 0 || self.seq == 0 {
+            return Err(Error::parse(
+                "model",
+                "layers, hidden, heads and seq must all be at least 1",
+            ));
+        }
+        if !self.hidden.is_multiple_of(self.heads) {
+            return Err(Error::parse(
+                "model",
+                format!(
+                    "hidden={} is not a multiple of heads={}; pick sizes where heads divides hidden",
+                    self.hidden, self.heads
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Matmul parameters of one layer, `P_m`.
+    pub fn matmul_params(&self) -> f64 {
+        let h = self.hidden as f64;
+        let f = self.ffn as f64;
+        4.0 * h * h + if self.gated { 3.0 } else { 2.0 } * h * f
+    }
+
+    /// All parameters of one layer: `12h² + 13h` for GPT with `f = 4h`.
+    pub fn layer_params(&self) -> f64 {
+        let h = self.hidden as f64;
+        let f = self.ffn as f64;
+        if self.gated {
+            self.matmul_params() + 2.0 * h
+        } else {
+            // QKV and output biases (4h), MLP biases (f + h), two layer norms (4h).
+            self.matmul_params() + 9.0 * h + f
+        }
+    }
+
+    /// Parameters of the whole model (layers, embedding, untied head).
+    pub fn total_params(&self) -> f64 {
+        self.layers as f64 * self.layer_params() + 2.0 * (self.vocab * self.hidden) as f64
+    }
+}
+
+/// Parses a size in bytes: `80GiB`, `80GB`, `512MiB`, `1e9`, `inf`.
+pub fn parse_bytes(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let lower = t.to_ascii_lowercase();
+    if lower == "inf" || lower == "infinite" {
+        return Ok(f64::INFINITY);
+    }
+    let units: [(&str, f64); 9] = [
+        ("kib", 1024.0),
+        ("mib", 1024f64.powi(2)),
+        ("gib", 1024f64.powi(3)),
+        ("tib", 1024f64.powi(4)),
+        ("kb", 1e3),
+        ("mb", 1e6),
+        ("gb", 1e9),
+        ("tb", 1e12),
+        ("b", 1.0),
+    ];
+    let (num, mult) = units
+        .iter()
+        .find_map(|&(u, k)| lower.strip_suffix(u).map(|n| (n, k)))
+        .unwrap_or((lower.as_str(), 1.0));
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{t}` is not a size; write e.g. 80GiB, 50GB or 1e9"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("`{t}`: a size must be a positive number"));
+    }
+    Ok(v * mult)
+}
+
+/// The accelerator and its links.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSpec {
+    /// Peak FLOP/s.
+    pub flops: f64,
+    /// Fraction of the peak a pass reaches (default 0.5).
+    pub efficiency: f64,
+    /// Memory per device, bytes.
+    pub memory: f64,
+    /// Collective (data-parallel) bandwidth per device, bytes/s; may be infinite.
+    pub bandwidth: f64,
+    /// Point-to-point bandwidth between pipeline neighbours, bytes/s (default: `bandwidth`).
+    pub p2p_bandwidth: f64,
+    /// Latency of one collective or transfer, seconds.
+    pub latency: f64,
+}
+
+impl Default for DeviceSpec {
+    /// An H100-class device: 989 TFLOP/s (16-bit dense), 80 GiB, 50 GB/s between nodes.
+    fn default() -> Self {
+        DeviceSpec {
+            flops: 989e12,
+            efficiency: 0.5,
+            memory: 80.0 * 1024f64.powi(3),
+            bandwidth: 50e9,
+            p2p_bandwidth: 50e9,
+            latency: 0.0,
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// Parses `flops=989e12,memory=80GiB,bandwidth=50GB/s` (also `eff=0.5`, `p2p=100GB/s`,
+    /// `latency=10e-6`); unspecified keys keep the defaults of [`DeviceSpec::default`].
+    pub fn parse(text: &str) -> Result<DeviceSpec, Error> {
+        let mut d = DeviceSpec::default();
+        let mut p2p = None;
+        for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                Error::parse(
+                    "device",
+                    format!("`{part}` has no `=`; write e.g. --device flops=989e12,memory=80GiB,bandwidth=50GB/s"),
+                )
+            })?;
+            let v = v.trim();
+            let num = |x: &str| -> Result<f64, Error> {
+                let n: f64 = x.parse().map_err(|_| {
+                    Error::parse("device", format!("`{x}` in `{part}` is not a number"))
+                })?;
+                if n.is_nan() || n < 0.0 {
+                    return Err(Error::parse(
+                        "device",
+                        format!("`{part}` must not be negative"),
+                    ));
+                }
+                Ok(n)
+            };
+            let rate = |x: &str| -> Result<f64, Error> {
+                let x = x.trim_end_matches("/s").trim_end_matches("/S");
+                parse_bytes(x).map_err(|e| Error::parse("device", e))
+            };
+            match k.trim().to_ascii_lowercase().as_str() {
+                "flops" => d.flops = num(v)?,
+                "eff" | "efficiency" => d.efficiency = num(v)?,
+                "memory" | "mem" => {
+                    d.memory = parse_bytes(v).map_err(|e| Error::parse("device", e))?
+                }
+                "bandwidth" | "bw" => d.bandwidth = rate(v)?,
+                "p2p" => p2p = Some(rate(v)?),
+                "latency" => d.latency = num(v)?,
+                other => {
+                    return Err(Error::parse(
+                        "device",
+                        format!(
+                        "unknown key `{other}`; use flops, eff, memory, bandwidth, p2p and latency"
+                    ),
+                    ))
+                }
+            }
+        }
+        d.p2p_bandwidth = p2p.unwrap_or(d.bandwidth);
+        if !(d.flops.is_finite() && d.flops > 0.0) {
+            return Err(Error::parse("device", "flops must be a positive number"));
+        }
+        if !(d.efficiency > 0.0 && d.efficiency <= 1.0) {
+            return Err(Error::parse("device", "eff must be in (0, 1]"));
+        }
+        if !d.latency.is_finite() {
+            return Err(Error::parse("device", "latency must be finite"));
+        }
+        Ok(d)
+    }
+
+    /// Sustained FLOP/s.
+    pub fn sustained(&self) -> f64 {
+        self.flops * self.efficiency
+    }
+}
+
+/// Per-stage figures of a model split into `S` stages.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelCosts {
+    /// Pass times per stage, seconds (`comm` is the point-to-point latency).
+    pub costs: Vec<Costs>,
+    /// Activation bytes one microbatch leaves on each stage.
+    pub activation_bytes: Vec<f64>,
+    /// Parameters of each stage.
+    pub params: Vec<f64>,
+    /// Transformer layers of each stage.
+    pub layers: Vec<u32>,
+}
+
+impl ModelCosts {
+    /// Splits `model` into `stages` stages for microbatch size `mbs` on `device`.
+    pub fn for_stages(
+        model: &ModelSpec,
+        mbs: u32,
+        device: &DeviceSpec,
+        stages: u32,
+    ) -> Result<ModelCosts, Error> {
+        model.check()?;
+        if mbs == 0 {
+            return Err(Error::config(
+                "--microbatch-size 0: use at least 1 sample per microbatch",
+            ));
+        }
+        if stages == 0 || stages > model.layers {
+            return Err(Error::config(format!(
+                "the model has {} layers but the schedule has {stages} stages; use fewer devices or chunks (at most one stage per layer)",
+                model.layers
+            )));
+        }
+        let (s, b, h, a, v) = (
+            model.seq as f64,
+            mbs as f64,
+            model.hidden as f64,
+            model.heads as f64,
+            model.vocab as f64,
+        );
+        let pm = model.matmul_params();
+        let lf = 2.0 * s * b * pm + 4.0 * b * s * s * h;
+        let lb = 2.0 * s * b * pm + 8.0 * b * s * s * h;
+        let lw = 2.0 * s * b * pm;
+        let head = 2.0 * s * b * h * v;
+        let act_layer = 34.0 * s * b * h + 5.0 * a * s * s * b;
+        let rate = device.sustained();
+        let comm = 2.0 * s * b * h / device.p2p_bandwidth + device.latency;
+        let base = model.layers / stages;
+        let extra = model.layers % stages;
+        let mut out = ModelCosts {
+            costs: Vec::with_capacity(stages as usize),
+            activation_bytes: Vec::with_capacity(stages as usize),
+            params: Vec::with_capacity(stages as usize),
+            layers: Vec::with_capacity(stages as usize),
+        };
+        for st in 0..stages {
+            let n = base + u32::from(st < extra);
+            let nf = n as f64;
+            let last = st + 1 == stages;
+            let (mut f, mut bb, mut w) = (nf * lf, nf * lb, nf * lw);
+            let mut act = nf * act_layer;
+            let mut params = nf * model.layer_params();
+            if st == 0 {
+                params += v * h;
+            }
+            if last {
+                f += head;
+                bb += head;
+                w += head;
+                act += 4.0 * s * b * v;
+                params += v * h;
+            }
+            out.costs.push(Costs {
+                f: f / rate,
+                b: bb / rate,
+                w: w / rate,
+                bw: None,
+                comm,
+            });
+            out.activation_bytes.push(act);
+            out.params.push(params);
+            out.layers.push(n);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpt_layer_params_are_12h2_plus_13h() {
+        let m = ModelSpec::parse("layers=2,hidden=1024,heads=16,seq=512").unwrap();
+        let h = 1024.0;
+        assert_eq!(m.layer_params(), 12.0 * h * h + 13.0 * h);
+    }
+
+    #[test]
+    fn presets_have_their_public_sizes() {
+        let l7 = ModelSpec::preset("llama-7b").unwrap();
+        let n = l7.total_params();
+        assert!((6.5e9..7.0e9).contains(&n), "llama-7b has {n} parameters");
+        let l13 = ModelSpec::preset("llama-13b").unwrap();
+        let n = l13.total_params();
+        assert!(
+            (12.8e9..13.3e9).contains(&n),
+            "llama-13b has {n} parameters"
+        );
+        let g = ModelSpec::preset("gpt-1.3b").unwrap();
+        let n = g.total_params();
+        assert!((1.2e9..1.5e9).contains(&n), "gpt-1.3b has {n} parameters");
+    }
+
+    #[test]
+    fn overrides_and_errors() {
+        let m = ModelSpec::parse("llama-7b,seq=2048").unwrap();
+        assert_eq!(m.seq, 2048);
+        assert_eq!(m.hidden, 4096);
+        assert!(ModelSpec::parse("llama-8b").is_err());
+        assert!(ModelSpec::parse("layers=2,hidden=100").is_err());
+        assert!(ModelSpec::parse("layers=2,hidden=100,heads=3,seq=4").is_err());
+        assert!(ModelSpec::parse("layers=2,hidden=96,heads=3,seq=4,depth=1").is_err());
+    }
+
+    #[test]
+    fn device_parsing() {
+        let d = DeviceSpec::parse("flops=989e12,memory=80GiB,bandwidth=50GB/s").unwrap();
+        assert_eq!(d.memory, 80.0 * 1024f64.powi(3));
+        assert_eq!(d.bandwidth, 50e9);
+        let inf = DeviceSpec::parse("bandwidth=inf").unwrap();
+        assert!(inf.bandwidth.is_infinite());
+        assert!(DeviceSpec::parse("flops=-1").is_err());
+        assert!(DeviceSpec::parse("speed=3").is_err());
+        assert!(DeviceSpec::parse("memory=lots").is_err());
+    }
+
+    #[test]
+    fn stage_costs_follow_the_formulas() {
+        let m = ModelSpec::parse("layers=4,hidden=1024,heads=16,seq=2048,vocab=0").unwrap();
+        let d = DeviceSpec::parse("flops=1e15,eff=1").unwrap();
+        let c = ModelCosts::for_stages(&m, 2, &d, 2).unwrap();
+        let (s, b, h) = (2048.0, 2.0, 1024.0);
+        let f_layer = 24.0 * s * b * h * h + 4.0 * b * s * s * h;
+        assert!((c.costs[0].f - 2.0 * f_layer / 1e15).abs() < 1e-12);
+        // W is the weight-gradient matmuls only; B + W is twice F up to the attention term.
+        let w_layer = 24.0 * s * b * h * h;
+        assert!((c.costs[1].w - 2.0 * w_layer / 1e15).abs() < 1e-12);
+        let act = 34.0 * s * b * h + 5.0 * 16.0 * s * s * b;
+        assert!((c.activation_bytes[0] - 2.0 * act).abs() < 1e-3);
+        assert_eq!(c.layers, vec![2, 2]);
+        assert!(ModelCosts::for_stages(&m, 1, &d, 5).is_err());
+        assert!(ModelCosts::for_stages(&m, 0, &d, 2).is_err());
+    }
+}

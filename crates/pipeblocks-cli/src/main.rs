@@ -5,6 +5,7 @@
 
 mod common;
 mod schedule_cmds;
+mod viz_cmd;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,10 @@ enum Command {
     Validate(schedule_cmds::ValidateArgs),
     /// Compare every applicable schedule for p devices and m microbatches.
     Compare(schedule_cmds::CompareArgs),
+    /// Draw one schedule's timeline and memory as SVG.
+    Plot(viz_cmd::PlotArgs),
+    /// Write one self-contained HTML page comparing every applicable schedule.
+    Report(viz_cmd::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,8 @@ fn main() -> ExitCode {
         Command::Simulate(a) => schedule_cmds::simulate(a),
         Command::Validate(a) => schedule_cmds::validate(a),
         Command::Compare(a) => schedule_cmds::compare(a),
+        Command::Plot(a) => viz_cmd::plot(a),
+        Command::Report(a) => viz_cmd::report(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use pipeblocks_core::compare::{baseline, compare, summarize, Row};
 use pipeblocks_core::generators::generate;
 use pipeblocks_core::{simulate, Schedule, SimConfig, SimResult};
 use pipeblocks_viz::html::{report as render_report, Entry, Report};
-use pipeblocks_viz::svg::{render, SvgOptions};
+use pipeblocks_viz::svg::{auto_width, render, SvgOptions};
 
 use crate::common::{read_schedule, write_output, CostArg, ScheduleSpec};
 
@@ -33,9 +33,10 @@ pub struct PlotArgs {
     /// Fraction of a stage's activation released at B (default 0).
     #[arg(long = "b-release", default_value_t = 0.0)]
     b_release: f64,
-    /// Width of the time axis in pixels.
-    #[arg(long, default_value_t = 1100.0)]
-    width: f64,
+    /// Width of the time axis in pixels (default: wide enough to number the shortest pass,
+    /// 1100 to 6000).
+    #[arg(long)]
+    width: Option<f64>,
     /// Write the SVG to FILE (atomically) instead of standard output.
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
@@ -68,7 +69,7 @@ pub struct ReportArgs {
 
 /// `pipeblocks plot`.
 pub fn plot(a: PlotArgs) -> Result<()> {
-    let width = width(a.width)?;
+    let fixed = a.width.map(width).transpose()?;
     let costs = a.cost.costs()?;
     let s: Schedule = match &a.from {
         Some(path) => read_schedule(path)?,
@@ -86,6 +87,7 @@ pub fn plot(a: PlotArgs) -> Result<()> {
     };
     let r = simulate(&s, &cfg)?;
     let (base_peak, _) = baseline(s.devices, s.microbatches, &cfg)?;
+    let width = fixed.unwrap_or_else(|| auto_width(&s, &r));
     let svg = render(
         &s,
         &r,

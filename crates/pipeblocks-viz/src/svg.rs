@@ -113,6 +113,24 @@ pub fn title_lines(s: &Schedule, r: &SimResult, baseline_peak: Option<f64>) -> (
     (head, figures)
 }
 
+/// A time-axis width, in pixels, at which the shortest pass is wide enough for its microbatch
+/// number: at least 1100, at most 6000.
+pub fn auto_width(s: &Schedule, r: &SimResult) -> f64 {
+    let shortest = r
+        .start
+        .iter()
+        .zip(&r.end)
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| y - x))
+        .filter(|d| *d > 1e-9)
+        .fold(f64::INFINITY, f64::min);
+    if !shortest.is_finite() || r.makespan <= 0.0 {
+        return 1100.0;
+    }
+    let digits = s.microbatches.saturating_sub(1).to_string().len();
+    let px = 6.3 * digits as f64 + 5.0;
+    (r.makespan / shortest * px).clamp(1100.0, 6000.0)
+}
+
 /// Renders the timeline and memory picture of `s` as simulated in `r`.
 pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, VizError> {
     check(s, r)?;
@@ -283,7 +301,10 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
         axis_y + 30.0
     );
 
-    // Pass boxes.
+    // Pass boxes. A box gets its microbatch number when the widest number of the schedule
+    // fits, so either all boxes of a width are numbered or none (no misleading half-labels).
+    let digits = s.microbatches.saturating_sub(1).to_string().len();
+    let label_room = 6.3 * digits as f64 + 3.0;
     for (d, list) in s.lists.iter().enumerate() {
         let y = row_y(d);
         let nchunks = chunks_on.get(d).copied().unwrap_or(1).max(1);
@@ -308,8 +329,7 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
                 b = num(t1),
             );
             let label = ps.mb.to_string();
-            let need = 6.3 * label.len() as f64 + 3.0;
-            if w >= need {
+            if w >= label_room {
                 let _ = write!(
                     o,
                     r##"<text x="{:.3}" y="{}" font-size="10.5" text-anchor="middle" fill="{ink}" pointer-events="none">{label}</text>"##,
@@ -601,6 +621,27 @@ mod tests {
         let d0 = settle(&r.memory[0]);
         let at4: Vec<_> = d0.iter().filter(|x| x.1 == 4.0).collect();
         assert_eq!(at4.len(), 1, "{d0:?}");
+    }
+
+    #[test]
+    fn auto_width_leaves_room_for_numbers() {
+        let s = generate("zb-h2", &Params::new(16, 32)).unwrap();
+        let r = simulate(&s, &SimConfig::default()).unwrap();
+        let w = auto_width(&s, &r);
+        let svg = render(
+            &s,
+            &r,
+            &SvgOptions {
+                width: w,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let labels = svg.matches("pointer-events=\"none\"").count();
+        assert_eq!(labels, s.num_passes());
+        let small = generate("1f1b", &Params::new(2, 2)).unwrap();
+        let rs = simulate(&small, &SimConfig::default()).unwrap();
+        assert_eq!(auto_width(&small, &rs), 1100.0);
     }
 
     proptest! {

@@ -139,15 +139,37 @@ fn bad_input_is_one_line_and_exit_code_2() {
 
 /// Chromium's path, or `None` (after a notice) when it is missing and not required.
 fn chromium() -> Option<PathBuf> {
-    let path = PathBuf::from("/usr/bin/chromium");
+    let required = std::env::var("PIPEBLOCKS_REQUIRE_CHROMIUM").as_deref() == Ok("1");
+    find_browser(Path::new("/usr/bin/chromium"), required)
+}
+
+/// `path` when it exists; otherwise a failure when `required`, else a notice and `None`.
+fn find_browser(path: &Path, required: bool) -> Option<PathBuf> {
     if path.exists() {
-        return Some(path);
+        return Some(path.to_path_buf());
     }
-    if std::env::var("PIPEBLOCKS_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
-        panic!("PIPEBLOCKS_REQUIRE_CHROMIUM=1 but /usr/bin/chromium is missing; install the Debian packages chromium and chromium-driver");
+    if required {
+        panic!(
+            "PIPEBLOCKS_REQUIRE_CHROMIUM=1 but {} is missing; install the Debian packages chromium and chromium-driver",
+            path.display()
+        );
     }
-    eprintln!("NOTICE: skipping the headless-browser test: /usr/bin/chromium is not installed (apt-get install chromium chromium-driver; set PIPEBLOCKS_REQUIRE_CHROMIUM=1 to make this a failure)");
+    eprintln!(
+        "NOTICE: skipping the headless-browser test: {} is not installed (apt-get install chromium chromium-driver; set PIPEBLOCKS_REQUIRE_CHROMIUM=1 to make this a failure)",
+        path.display()
+    );
     None
+}
+
+#[test]
+fn a_missing_browser_skips_unless_required() {
+    let nowhere = Path::new("/nonexistent/pipeblocks/chromium");
+    assert_eq!(find_browser(nowhere, false), None);
+    let required = std::panic::catch_unwind(|| find_browser(nowhere, true));
+    assert!(
+        required.is_err(),
+        "a required but missing browser must fail the test"
+    );
 }
 
 /// Runs headless Chromium on `page` with `extra` flags, killing it after 120 s.

@@ -7,6 +7,7 @@ mod block_cmd;
 mod common;
 mod fsdp_cmd;
 mod schedule_cmds;
+mod viz_cmd;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,10 @@ enum Command {
     Block(block_cmd::BlockArgs),
     /// Memory/bubble frontier: best bubble rate for budgets up to twice 1F1B's memory.
     Frontier(block_cmd::FrontierArgs),
+    /// Draw one schedule's timeline and memory as SVG.
+    Plot(viz_cmd::PlotArgs),
+    /// Write one self-contained HTML page comparing every applicable schedule.
+    Report(viz_cmd::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +60,8 @@ fn main() -> ExitCode {
         Command::Compare(a) => schedule_cmds::compare(a),
         Command::Block(a) => block_cmd::block(a),
         Command::Frontier(a) => block_cmd::frontier(a),
+        Command::Plot(a) => viz_cmd::plot(a),
+        Command::Report(a) => viz_cmd::report(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

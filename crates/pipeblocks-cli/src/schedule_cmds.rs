@@ -8,6 +8,7 @@ use pipeblocks_core::compare::{baseline, compare as compare_all, summarize, Row}
 use pipeblocks_core::format::{json, torch_csv};
 use pipeblocks_core::generators::registry;
 use pipeblocks_core::{simulate as sim, validate as check, SimConfig};
+use pipeblocks_viz::chrome_trace::{self, TraceOptions};
 
 use crate::common::{read_schedule, write_output, CostArg, ScheduleSpec};
 
@@ -20,6 +21,19 @@ pub enum Format {
     Json,
     /// PyTorch compute-only CSV.
     TorchCsv,
+    /// Chrome trace JSON of the simulated timeline (chrome://tracing, Perfetto).
+    ChromeTrace,
+}
+
+/// Output formats of `simulate`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimFormat {
+    /// Summary for people.
+    Text,
+    /// JSON summary.
+    Json,
+    /// Chrome trace JSON (chrome://tracing, Perfetto): compute and p2p tracks per device.
+    ChromeTrace,
 }
 
 /// `generate` arguments.
@@ -53,11 +67,17 @@ pub struct SimulateArgs {
     /// Fraction of a stage's activation released at B (default 0).
     #[arg(long = "b-release", default_value_t = 0.0)]
     b_release: f64,
-    /// Print the JSON summary.
-    #[arg(long)]
+    /// Print the JSON summary (same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
     json: bool,
     #[command(flatten)]
     fsdp: crate::fsdp_cmd::FsdpArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SimFormat::Text)]
+    format: SimFormat,
+    /// Write to FILE instead of standard output (atomically).
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
 }
 
 /// `validate` arguments.
@@ -118,6 +138,10 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
             let r = sim(&s, &SimConfig::with_costs(costs))?;
             pipeblocks_viz::text::render(&s, &r)
         }
+        Format::ChromeTrace => {
+            let r = sim(&s, &SimConfig::with_costs(costs))?;
+            chrome_trace::export(&s, &r, costs.comm, &TraceOptions::default())?
+        }
     };
     write_output(a.output.as_ref(), &text)
 }
@@ -145,7 +169,10 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     let r = sim(&s, &cfg)?;
     let base = baseline(s.devices, s.microbatches, &cfg)?;
     let summary = summarize(&s, &r, base);
-    let text = if a.json {
+    let format = if a.json { SimFormat::Json } else { a.format };
+    let text = if format == SimFormat::ChromeTrace {
+        chrome_trace::export(&s, &r, costs.comm, &TraceOptions::default())?
+    } else if format == SimFormat::Json {
         serde_json::to_string_pretty(&summary)? + "\n"
     } else {
         let peaks: Vec<String> = summary
@@ -169,7 +196,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             summary.p2p_vs_1f1b
         )
     };
-    write_output(None, &text)
+    write_output(a.output.as_ref(), &text)
 }
 
 /// `pipeblocks validate`.

@@ -1,0 +1,153 @@
+//! `plot` (one schedule as SVG) and `report` (every applicable schedule in one HTML page).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use pipeblocks_core::compare::{baseline, compare, summarize, Row};
+use pipeblocks_core::generators::generate;
+use pipeblocks_core::{simulate, Schedule, SimConfig, SimResult};
+use pipeblocks_viz::html::{report as render_report, Entry, Report};
+use pipeblocks_viz::svg::{auto_width, render, SvgOptions};
+
+use crate::common::{read_schedule, write_output, CostArg, ScheduleSpec};
+
+/// Width of the time axis, checked.
+fn width(w: f64) -> Result<f64> {
+    if !(w.is_finite() && (100.0..=20000.0).contains(&w)) {
+        bail!("--width {w} is out of range; give a pixel width from 100 to 20000");
+    }
+    Ok(w)
+}
+
+/// `plot` arguments.
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    #[command(flatten)]
+    spec: ScheduleSpec,
+    /// Read the schedule from FILE (JSON or torch CSV) instead of generating it.
+    #[arg(long = "from", conflicts_with = "schedule")]
+    from: Option<PathBuf>,
+    #[command(flatten)]
+    cost: CostArg,
+    /// Fraction of a stage's activation released at B (default 0).
+    #[arg(long = "b-release", default_value_t = 0.0)]
+    b_release: f64,
+    /// Width of the time axis in pixels (default: wide enough to number the shortest pass,
+    /// 1100 to 6000).
+    #[arg(long)]
+    width: Option<f64>,
+    /// Write the SVG to FILE (atomically) instead of standard output.
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+}
+
+/// `report` arguments.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Number of devices p.
+    #[arg(short = 'p', long = "devices")]
+    devices: u32,
+    /// Number of microbatches m.
+    #[arg(short = 'm', long = "microbatches")]
+    microbatches: u32,
+    /// Chunks per device for looped schedules (default 2).
+    #[arg(long = "chunks")]
+    chunks: Option<u32>,
+    /// Memory budget for memory-aware schedules (units or `0.5x`).
+    #[arg(long = "memory")]
+    memory: Option<String>,
+    #[command(flatten)]
+    cost: CostArg,
+    /// Width of each timeline's time axis in pixels.
+    #[arg(long, default_value_t = 1100.0)]
+    width: f64,
+    /// Write the HTML to FILE (atomically) instead of standard output.
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+}
+
+/// `pipeblocks plot`.
+pub fn plot(a: PlotArgs) -> Result<()> {
+    let fixed = a.width.map(width).transpose()?;
+    let costs = a.cost.costs()?;
+    let s: Schedule = match &a.from {
+        Some(path) => read_schedule(path)?,
+        None => {
+            if a.spec.schedule.is_none() {
+                bail!("give -s NAME -p P -m M, or --from FILE");
+            }
+            a.spec.generate(costs)?
+        }
+    };
+    let cfg = SimConfig {
+        costs,
+        b_release: a.b_release,
+        ..Default::default()
+    };
+    let r = simulate(&s, &cfg)?;
+    let (base_peak, _) = baseline(s.devices, s.microbatches, &cfg)?;
+    let width = fixed.unwrap_or_else(|| auto_width(&s, &r));
+    let svg = render(
+        &s,
+        &r,
+        &SvgOptions {
+            width,
+            baseline_peak: Some(base_peak),
+            ..Default::default()
+        },
+    )?;
+    write_output(a.output.as_ref(), &svg)
+}
+
+/// `pipeblocks report`.
+pub fn report(a: ReportArgs) -> Result<()> {
+    let width = width(a.width)?;
+    let spec = ScheduleSpec {
+        schedule: None,
+        devices: Some(a.devices),
+        microbatches: Some(a.microbatches),
+        chunks: a.chunks,
+        memory: a.memory.clone(),
+    };
+    let costs = a.cost.costs()?;
+    let prm = spec.params(costs)?;
+    let cfg = SimConfig::with_costs(costs);
+    let rows = compare(&prm, &cfg)?;
+    let base = baseline(prm.devices, prm.microbatches, &cfg)?;
+    let mut drawn: Vec<(Schedule, SimResult, _)> = Vec::new();
+    for row in &rows {
+        if let Row::Ok(sum) = row {
+            let s = generate(&sum.schedule, &prm)?;
+            let r = simulate(&s, &cfg)?;
+            let summary = summarize(&s, &r, base);
+            drawn.push((s, r, summary));
+        }
+    }
+    let rep = Report {
+        title: format!(
+            "Pipeline schedules for p={}, m={}",
+            prm.devices, prm.microbatches
+        ),
+        subtitle: format!(
+            "costs {} (per 1/p of the model; c = p2p latency) · {} of {} schedules apply · made by pipeblocks {}",
+            a.cost.cost,
+            drawn.len(),
+            rows.len(),
+            env!("CARGO_PKG_VERSION")
+        ),
+        rows: &rows,
+        entries: drawn
+            .iter()
+            .map(|(schedule, result, summary)| Entry {
+                schedule,
+                result,
+                summary,
+            })
+            .collect(),
+        baseline_peak: Some(base.0),
+        width,
+    };
+    let html = render_report(&rep)?;
+    write_output(a.output.as_ref(), &html)
+}

@@ -1,0 +1,367 @@
+//! Export to the Trace Event JSON format read by `chrome://tracing` and Perfetto.
+//!
+//! One process per device (`device 0`, `device 1`, ...). In each process a `compute` thread
+//! holds the passes as complete (`"X"`) events, and a `communication` thread holds the
+//! point-to-point transfers the schedule implies: an F output whose next stage sits on another
+//! device, and a B (or BW) input gradient whose previous stage sits on another device. A
+//! transfer spans from the end of the producing pass to the earliest time its consumer may start
+//! (`end + c`, the p2p latency); it appears as `send` on the producer's device and as `recv` on
+//! the consumer's. When transfers on one device overlap (latency longer than the passes), extra
+//! `communication (2)`, ... threads keep them properly nested. A counter per device plots its
+//! activation memory.
+//!
+//! Times are the simulator's cost units; the trace format counts microseconds, so one cost unit
+//! becomes [`TraceOptions::us_per_unit`] microseconds (1000 by default: read the viewer's
+//! milliseconds as cost units).
+
+use std::collections::HashMap;
+
+use pipeblocks_core::{Pass, PassKind, Schedule, SimResult};
+use serde_json::{json, Value};
+
+use crate::common::{check, chunks};
+use crate::VizError;
+
+/// Export settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceOptions {
+    /// Microseconds per cost unit in the trace.
+    pub us_per_unit: f64,
+    /// Add the activation-memory counter of each device.
+    pub memory: bool,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions {
+            us_per_unit: 1000.0,
+            memory: true,
+        }
+    }
+}
+
+/// One point-to-point transfer implied by the schedule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Transfer {
+    /// The pass whose output is sent (an F, or the B/BW producing an input gradient).
+    pub producer: Pass,
+    /// The pass that needs it, on the other device.
+    pub consumer: Pass,
+    /// Sending device.
+    pub from: u32,
+    /// Receiving device.
+    pub to: u32,
+    /// End of the producer: the transfer starts.
+    pub start: f64,
+    /// `start + latency`: the earliest the consumer may start.
+    pub end: f64,
+    /// When the consumer actually started in the simulation.
+    pub consumer_start: f64,
+}
+
+/// The cross-device transfers of `s` as simulated in `r`, with p2p latency `comm`, ordered by
+/// start time.
+pub fn transfers(s: &Schedule, r: &SimResult, comm: f64) -> Result<Vec<Transfer>, VizError> {
+    check(s, r)?;
+    let mut at: HashMap<Pass, (usize, usize)> = HashMap::with_capacity(s.num_passes());
+    for (d, list) in s.lists.iter().enumerate() {
+        for (i, ps) in list.iter().enumerate() {
+            at.insert(*ps, (d, i));
+        }
+    }
+    let comm = if comm.is_finite() && comm > 0.0 {
+        comm
+    } else {
+        0.0
+    };
+    let mut out = Vec::new();
+    for (d, list) in s.lists.iter().enumerate() {
+        for (i, ps) in list.iter().enumerate() {
+            let next = match ps.kind {
+                PassKind::F if ps.stage + 1 < s.stages => Some(ps.stage + 1),
+                PassKind::B | PassKind::BW if ps.stage > 0 => Some(ps.stage - 1),
+                _ => None,
+            };
+            let Some(ns) = next else { continue };
+            let to = s.device_of(ns);
+            if to as usize == d {
+                continue;
+            }
+            let consumer = if ps.kind == PassKind::F {
+                Some(Pass::f(ns, ps.mb))
+            } else {
+                [PassKind::B, PassKind::BW]
+                    .into_iter()
+                    .map(|k| Pass::new(k, ns, ps.mb))
+                    .find(|c| at.contains_key(c))
+            };
+            let Some(consumer) = consumer else { continue };
+            let Some(&(cd, ci)) = at.get(&consumer) else {
+                continue;
+            };
+            let start = r.end[d][i];
+            out.push(Transfer {
+                producer: *ps,
+                consumer,
+                from: d as u32,
+                to,
+                start,
+                end: start + comm,
+                consumer_start: r.start[cd][ci],
+            });
+        }
+    }
+    out.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.from.cmp(&b.from)));
+    Ok(out)
+}
+
+/// Thread id of the compute track.
+const COMPUTE_TID: u32 = 1;
+/// Thread id of the first communication track.
+const COMM_TID: u32 = 2;
+
+/// Exports `s` as simulated in `r` (p2p latency `comm`) as Trace Event JSON.
+pub fn export(
+    s: &Schedule,
+    r: &SimResult,
+    comm: f64,
+    opts: &TraceOptions,
+) -> Result<String, VizError> {
+    let value = export_value(s, r, comm, opts)?;
+    Ok(serde_json::to_string(&value).unwrap_or_default() + "\n")
+}
+
+/// Like [`export`], as a JSON value.
+pub fn export_value(
+    s: &Schedule,
+    r: &SimResult,
+    comm: f64,
+    opts: &TraceOptions,
+) -> Result<Value, VizError> {
+    let moves = transfers(s, r, comm)?;
+    let k = if opts.us_per_unit.is_finite() && opts.us_per_unit > 0.0 {
+        opts.us_per_unit
+    } else {
+        1000.0
+    };
+    let us = |t: f64| t * k;
+    let pid = |d: u32| d + 1;
+    let (chunk_of, _) = chunks(s);
+    let mut ev: Vec<Value> = Vec::with_capacity(s.num_passes() + 4 * moves.len() + 8);
+
+    // Communication lanes: per device, the end time of each lane so far.
+    let mut lanes: Vec<Vec<f64>> = vec![Vec::new(); s.devices as usize];
+    let mut comm_events = Vec::with_capacity(2 * moves.len());
+    for t in &moves {
+        for (dev, dir, other) in [(t.from, "send", t.to), (t.to, "recv", t.from)] {
+            let dl = &mut lanes[dev as usize];
+            let lane = match dl.iter().position(|&e| e <= t.start + 1e-12) {
+                Some(l) => l,
+                None => {
+                    dl.push(f64::NEG_INFINITY);
+                    dl.len() - 1
+                }
+            };
+            dl[lane] = t.end;
+            let arrow = if dir == "send" { "→" } else { "←" };
+            comm_events.push(json!({
+                "ph": "X",
+                "name": format!("{dir} {} {arrow} dev {other}", t.producer),
+                "cat": "p2p",
+                "pid": pid(dev),
+                "tid": COMM_TID + lane as u32,
+                "ts": us(t.start),
+                "dur": us(t.end - t.start),
+                "args": {
+                    "producer": t.producer.to_string(),
+                    "consumer": t.consumer.to_string(),
+                    "from_device": t.from,
+                    "to_device": t.to,
+                    "consumer_start": t.consumer_start,
+                },
+            }));
+        }
+    }
+
+    for d in 0..s.devices {
+        ev.push(json!({"ph": "M", "name": "process_name", "pid": pid(d), "args": {"name": format!("device {d}")}}));
+        ev.push(json!({"ph": "M", "name": "process_sort_index", "pid": pid(d), "args": {"sort_index": d}}));
+        ev.push(json!({"ph": "M", "name": "thread_name", "pid": pid(d), "tid": COMPUTE_TID, "args": {"name": "compute"}}));
+        ev.push(json!({"ph": "M", "name": "thread_sort_index", "pid": pid(d), "tid": COMPUTE_TID, "args": {"sort_index": 0}}));
+        let n = lanes[d as usize].len().max(1);
+        for lane in 0..n {
+            let name = if lane == 0 {
+                "communication".to_string()
+            } else {
+                format!("communication ({})", lane + 1)
+            };
+            ev.push(json!({"ph": "M", "name": "thread_name", "pid": pid(d), "tid": COMM_TID + lane as u32, "args": {"name": name}}));
+            ev.push(json!({"ph": "M", "name": "thread_sort_index", "pid": pid(d), "tid": COMM_TID + lane as u32, "args": {"sort_index": 1 + lane}}));
+        }
+    }
+    for (d, list) in s.lists.iter().enumerate() {
+        for (i, ps) in list.iter().enumerate() {
+            ev.push(json!({
+                "ph": "X",
+                "name": ps.to_string(),
+                "cat": ps.kind.as_str(),
+                "pid": pid(d as u32),
+                "tid": COMPUTE_TID,
+                "ts": us(r.start[d][i]),
+                "dur": us(r.end[d][i] - r.start[d][i]),
+                "args": {
+                    "kind": ps.kind.as_str(),
+                    "stage": ps.stage,
+                    "chunk": chunk_of[ps.stage as usize],
+                    "microbatch": ps.mb,
+                    "start": r.start[d][i],
+                    "end": r.end[d][i],
+                },
+            }));
+        }
+    }
+    ev.extend(comm_events);
+    if opts.memory {
+        for (d, curve) in r.memory.iter().enumerate() {
+            for &(t, v) in curve {
+                ev.push(json!({
+                    "ph": "C",
+                    "name": "activation memory (units)",
+                    "pid": pid(d as u32),
+                    "ts": us(t),
+                    "args": {"units": v},
+                }));
+            }
+        }
+    }
+    Ok(json!({
+        "traceEvents": ev,
+        "displayTimeUnit": "ms",
+        "otherData": {
+            "generator": "pipeblocks",
+            "schedule": s.name,
+            "placement": s.placement.describe(),
+            "devices": s.devices,
+            "stages": s.stages,
+            "microbatches": s.microbatches,
+            "makespan": r.makespan,
+            "bubble_rate": r.bubble_rate,
+            "p2p_latency": comm,
+            "microseconds_per_cost_unit": k,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeblocks_core::generators::{generate, registry, Params};
+    use pipeblocks_core::{simulate, Costs, SimConfig};
+
+    fn events<'a>(v: &'a Value, ph: &str) -> Vec<&'a Value> {
+        v["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["ph"] == ph)
+            .collect()
+    }
+
+    #[test]
+    fn one_process_per_device_and_one_slice_per_pass() {
+        let costs = Costs::parse("f=1,b=1,w=1,c=0.25").unwrap();
+        for g in registry() {
+            let s = generate(
+                g.name,
+                &Params {
+                    costs,
+                    ..Params::new(3, 4)
+                },
+            )
+            .unwrap();
+            let r = simulate(&s, &SimConfig::with_costs(costs)).unwrap();
+            let text = export(&s, &r, costs.comm, &TraceOptions::default()).unwrap();
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let procs: Vec<_> = events(&v, "M")
+                .into_iter()
+                .filter(|e| e["name"] == "process_name")
+                .collect();
+            assert_eq!(procs.len(), 3);
+            let compute: Vec<_> = events(&v, "X")
+                .into_iter()
+                .filter(|e| e["tid"] == COMPUTE_TID)
+                .collect();
+            assert_eq!(compute.len(), s.num_passes());
+            for e in &compute {
+                let d = e["pid"].as_u64().unwrap() as usize - 1;
+                let name = e["name"].as_str().unwrap();
+                let i = s.lists[d]
+                    .iter()
+                    .position(|p| p.to_string() == name)
+                    .unwrap();
+                assert!((e["ts"].as_f64().unwrap() - 1000.0 * r.start[d][i]).abs() < 1e-6);
+                let end = e["ts"].as_f64().unwrap() + e["dur"].as_f64().unwrap();
+                assert!((end - 1000.0 * r.end[d][i]).abs() < 1e-6);
+            }
+            // Every transfer shows twice: a send and a receive.
+            let comm = events(&v, "X").len() - compute.len();
+            assert_eq!(comm as u64, 2 * r.p2p_transfers, "{}", g.name);
+        }
+    }
+
+    #[test]
+    fn transfers_run_from_producer_end_and_never_after_the_consumer_starts() {
+        let costs = Costs::parse("f=1,b=2,w=1,c=0.5").unwrap();
+        for g in registry() {
+            let s = generate(
+                g.name,
+                &Params {
+                    costs,
+                    ..Params::new(4, 6)
+                },
+            )
+            .unwrap();
+            let r = simulate(&s, &SimConfig::with_costs(costs)).unwrap();
+            let ts = transfers(&s, &r, costs.comm).unwrap();
+            assert_eq!(ts.len() as u64, r.p2p_transfers);
+            for t in &ts {
+                assert_ne!(t.from, t.to);
+                assert!((t.end - t.start - 0.5).abs() < 1e-12);
+                assert!(t.consumer_start >= t.end - 1e-9, "{t:?}");
+                assert_eq!(s.device_of(t.consumer.stage), t.to);
+            }
+        }
+    }
+
+    #[test]
+    fn overlapping_transfers_get_their_own_lane() {
+        // Latency 3 is longer than a forward, so consecutive sends overlap.
+        let costs = Costs::parse("f=1,b=1,w=1,c=3").unwrap();
+        let s = generate(
+            "gpipe",
+            &Params {
+                costs,
+                ..Params::new(2, 4)
+            },
+        )
+        .unwrap();
+        let r = simulate(&s, &SimConfig::with_costs(costs)).unwrap();
+        let v = export_value(&s, &r, costs.comm, &TraceOptions::default()).unwrap();
+        let mut by_track: HashMap<(u64, u64), Vec<(f64, f64)>> = HashMap::new();
+        for e in events(&v, "X") {
+            let key = (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap());
+            let ts = e["ts"].as_f64().unwrap();
+            by_track
+                .entry(key)
+                .or_default()
+                .push((ts, ts + e["dur"].as_f64().unwrap()));
+        }
+        assert!(by_track.keys().any(|(_, tid)| *tid > COMM_TID as u64));
+        for spans in by_track.values_mut() {
+            spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for w in spans.windows(2) {
+                assert!(w[1].0 >= w[0].1 - 1e-9, "overlap on one track: {w:?}");
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 
 mod common;
 mod schedule_cmds;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,8 @@ enum Command {
     Validate(schedule_cmds::ValidateArgs),
     /// Compare every applicable schedule for p devices and m microbatches.
     Compare(schedule_cmds::CompareArgs),
+    /// Train a small GPT-style model with a schedule, one thread per device.
+    Train(train_cmd::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => schedule_cmds::simulate(a),
         Command::Validate(a) => schedule_cmds::validate(a),
         Command::Compare(a) => schedule_cmds::compare(a),
+        Command::Train(a) => train_cmd::train(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

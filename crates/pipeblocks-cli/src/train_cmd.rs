@@ -8,7 +8,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pipeblocks_core::Costs;
 use pipeblocks_runtime::data::Corpus;
-use pipeblocks_runtime::{checkpoint, AdamW, ModelConfig, RuntimeError, StepReport, TrainConfig, Trainer};
+use pipeblocks_runtime::{
+    checkpoint, AdamW, ModelConfig, RuntimeError, StepReport, TrainConfig, Trainer,
+};
 use serde_json::json;
 
 use crate::common::{write_atomic, RuntimeFailure, ScheduleSpec};
@@ -134,7 +136,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
         let batch = corpus.batch(cfg.batch, cfg.model.seq, cfg.seed, first + i);
         let r = trainer.step(&batch).map_err(classify)?;
         losses.push(r.loss);
-        bar.set_message(format!("loss {:.3}  {:.0} tokens/s", r.loss, r.tokens_per_s()));
+        bar.set_message(format!(
+            "loss {:.3}  {:.0} tokens/s",
+            r.loss,
+            r.tokens_per_s()
+        ));
         bar.inc(1);
         reports.push(r);
     }
@@ -152,17 +158,29 @@ pub fn train(a: TrainArgs) -> Result<()> {
         return Ok(());
     };
     // Timings skip the first steps (warm-up) when there are enough of them.
-    let warm = if reports.len() > 4 { reports.len() / 4 } else { 0 };
+    let warm = if reports.len() > 4 {
+        reports.len() / 4
+    } else {
+        0
+    };
     let timed = &reports[warm..];
     let n = timed.len() as f64;
     let step_time = timed.iter().map(|r| r.step_time_s).sum::<f64>() / n;
     let bubble_measured = timed.iter().map(StepReport::bubble_rate).sum::<f64>() / n;
     let mut bubble_sim = 0.0;
     for r in timed {
-        bubble_sim += r.simulate_measured(&schedule).map_err(classify)?.bubble_rate / n;
+        bubble_sim += r
+            .simulate_measured(&schedule)
+            .map_err(classify)?
+            .bubble_rate
+            / n;
     }
     let tokens_per_s = last.tokens as f64 / step_time;
-    let busy: f64 = timed.iter().map(|r| r.busy_s.iter().sum::<f64>()).sum::<f64>() / n;
+    let busy: f64 = timed
+        .iter()
+        .map(|r| r.busy_s.iter().sum::<f64>())
+        .sum::<f64>()
+        / n;
     // Matrix-product FLOPs of the step over the device-seconds spent in passes.
     let gflops = cfg.model.matmul_flops(last.tokens) / busy / 1e9;
     let peak = &last.peak_activation_bytes;

@@ -75,7 +75,10 @@ pub fn save(trainer: &mut Trainer, path: &Path) -> Result<()> {
         model,
         seed,
         steps_done,
-        params: params.iter().map(|p| (p.name.clone(), p.value.dims().to_vec())).collect(),
+        params: params
+            .iter()
+            .map(|p| (p.name.clone(), p.value.dims().to_vec()))
+            .collect(),
     };
     let head = serde_json::to_vec(&header).map_err(|e| err(path, e.to_string()))?;
     let mut buf = Vec::new();
@@ -127,7 +130,10 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
         return Err(truncated(bytes.len(), 16));
     }
     if &bytes[..8] != MAGIC {
-        return Err(err(path, "is not a pipeblocks checkpoint (wrong magic bytes)"));
+        return Err(err(
+            path,
+            "is not a pipeblocks checkpoint (wrong magic bytes)",
+        ));
     }
     let mut len8 = [0u8; 8];
     len8.copy_from_slice(&bytes[8..16]);
@@ -141,7 +147,10 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
     if header.version != VERSION {
         return Err(err(
             path,
-            format!("has format version {}, this build reads version {VERSION}", header.version),
+            format!(
+                "has format version {}, this build reads version {VERSION}",
+                header.version
+            ),
         ));
     }
     let want = trainer.config().model;
@@ -155,13 +164,23 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
             ),
         ));
     }
-    let floats: usize = header.params.iter().map(|(_, s)| 3 * s.iter().product::<usize>()).sum();
+    let floats: usize = header
+        .params
+        .iter()
+        .map(|(_, s)| 3 * s.iter().product::<usize>())
+        .sum();
     let need = body + 4 * floats + 8;
     if bytes.len() < need {
         return Err(truncated(bytes.len(), need));
     }
     if bytes.len() > need {
-        return Err(err(path, format!("has {} bytes after its end; the file is corrupt", bytes.len() - need)));
+        return Err(err(
+            path,
+            format!(
+                "has {} bytes after its end; the file is corrupt",
+                bytes.len() - need
+            ),
+        ));
     }
     let mut sum8 = [0u8; 8];
     sum8.copy_from_slice(&bytes[need - 8..]);
@@ -175,7 +194,10 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
             .zip(&header.params)
             .any(|(p, (n, s))| &p.name != n || p.value.dims() != s.as_slice())
     {
-        return Err(err(path, "lists different parameters than this model; it was written by another model"));
+        return Err(err(
+            path,
+            "lists different parameters than this model; it was written by another model",
+        ));
     }
     let mut off = body;
     let mut take = |n: usize, like: &Tensor| -> Result<Tensor> {

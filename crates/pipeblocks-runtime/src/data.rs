@@ -14,19 +14,48 @@ pub struct Corpus {
 }
 
 const SUBJECTS: &[&str] = &[
-    "the pipeline", "a stage", "every device", "the scheduler", "the first worker",
-    "a microbatch", "the last stage", "the optimiser", "each layer", "the gradient",
+    "the pipeline",
+    "a stage",
+    "every device",
+    "the scheduler",
+    "the first worker",
+    "a microbatch",
+    "the last stage",
+    "the optimiser",
+    "each layer",
+    "the gradient",
 ];
 const VERBS: &[&str] = &[
-    "waits for", "sends", "receives", "computes", "releases", "stores", "delays", "fills",
+    "waits for",
+    "sends",
+    "receives",
+    "computes",
+    "releases",
+    "stores",
+    "delays",
+    "fills",
 ];
 const OBJECTS: &[&str] = &[
-    "the activation", "a bubble", "the weight gradient", "its input", "the next pass",
-    "the loss", "some memory", "the warm-up", "the cool-down", "a message",
+    "the activation",
+    "a bubble",
+    "the weight gradient",
+    "its input",
+    "the next pass",
+    "the loss",
+    "some memory",
+    "the warm-up",
+    "the cool-down",
+    "a message",
 ];
 const ENDINGS: &[&str] = &[
-    "before the step ends", "while the others work", "in order", "without blocking",
-    "after the forward", "and then rests", "as the schedule says", "on time",
+    "before the step ends",
+    "while the others work",
+    "in order",
+    "without blocking",
+    "after the forward",
+    "and then rests",
+    "as the schedule says",
+    "on time",
 ];
 
 impl Corpus {
@@ -172,7 +201,10 @@ mod tests {
         assert_eq!(a, c.batch(3, 16, 7, 5));
         assert_ne!(a, c.batch(3, 16, 7, 6));
         for r in 0..3 {
-            assert_eq!(a.tokens[r * 16 + 1..(r + 1) * 16], a.targets[r * 16..(r + 1) * 16 - 1]);
+            assert_eq!(
+                a.tokens[r * 16 + 1..(r + 1) * 16],
+                a.targets[r * 16..(r + 1) * 16 - 1]
+            );
         }
     }
 

@@ -36,7 +36,9 @@ pub enum RuntimeError {
         message: String,
     },
     /// A receive waited longer than the timeout.
-    #[error("device {device}, pass {pass}: timed out after {seconds:.1} s waiting for {waited_for}")]
+    #[error(
+        "device {device}, pass {pass}: timed out after {seconds:.1} s waiting for {waited_for}"
+    )]
     Timeout {
         /// The waiting device.
         device: u32,

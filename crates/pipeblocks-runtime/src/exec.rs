@@ -110,7 +110,10 @@ impl Trainer {
         }
         if let Some(f) = cfg.fault {
             if f.device >= schedule.devices {
-                return Err(RuntimeError::config(format!("fault on device {} which does not exist", f.device)));
+                return Err(RuntimeError::config(format!(
+                    "fault on device {} which does not exist",
+                    f.device
+                )));
             }
         }
         let devices = (0..schedule.devices)
@@ -248,7 +251,9 @@ impl Trainer {
                 .enumerate()
                 .map(|(d, h)| {
                     h.join().unwrap_or_else(|_| {
-                        Err(RuntimeError::State(format!("the worker of device {d} panicked outside a pass")))
+                        Err(RuntimeError::State(format!(
+                            "the worker of device {d} panicked outside a pass"
+                        )))
                     })
                 })
                 .collect()
@@ -261,7 +266,9 @@ impl Trainer {
                 Ok(o) => outputs.push(o),
                 Err(e) => {
                     let secondary = matches!(e, RuntimeError::Aborted { .. });
-                    if first_err.is_none() || (!secondary && matches!(first_err, Some(RuntimeError::Aborted { .. }))) {
+                    if first_err.is_none()
+                        || (!secondary && matches!(first_err, Some(RuntimeError::Aborted { .. })))
+                    {
                         first_err = Some(e);
                     }
                 }
@@ -277,7 +284,10 @@ impl Trainer {
             self.steps_done = step_no;
         }
         let tokens = batch.rows * batch.seq;
-        let loss_sum: f64 = outputs.iter().flat_map(|o| o.losses.iter().map(|x| x.1)).sum();
+        let loss_sum: f64 = outputs
+            .iter()
+            .flat_map(|o| o.losses.iter().map(|x| x.1))
+            .sum();
         Ok(StepReport::new(
             loss_sum / tokens as f64,
             outputs.into_iter().map(|o| o.records).collect(),
@@ -323,7 +333,10 @@ impl Worker<'_> {
         let mut losses = Vec::new();
         for &pass in self.list {
             if self.abort.load(Ordering::SeqCst) {
-                return Err(RuntimeError::Aborted { device: self.device, pass });
+                return Err(RuntimeError::Aborted {
+                    device: self.device,
+                    pass,
+                });
             }
             let start = self.origin.elapsed().as_secs_f64();
             let outcome = catch_unwind(AssertUnwindSafe(|| self.pass(ep, pass)));
@@ -344,7 +357,12 @@ impl Worker<'_> {
                 }
             }
             let held = self.stages.iter().map(|s| s.held_bytes()).sum();
-            records.push(PassRecord { pass, start, end, held_after: held });
+            records.push(PassRecord {
+                pass,
+                start,
+                end,
+                held_after: held,
+            });
         }
         if let Some((opt, step)) = update {
             for st in self.stages.iter_mut() {
@@ -358,7 +376,9 @@ impl Worker<'_> {
 
     fn wrap(&self, pass: Pass, e: RuntimeError) -> RuntimeError {
         match e {
-            e @ (RuntimeError::Timeout { .. } | RuntimeError::Aborted { .. } | RuntimeError::Pass { .. }) => e,
+            e @ (RuntimeError::Timeout { .. }
+            | RuntimeError::Aborted { .. }
+            | RuntimeError::Pass { .. }) => e,
             other => RuntimeError::Pass {
                 device: self.device,
                 pass,
@@ -376,7 +396,14 @@ impl Worker<'_> {
             .ok_or_else(|| RuntimeError::State(format!("device {device} does not hold stage {s}")))
     }
 
-    fn send(&mut self, ep: &mut dyn Transport, pass: Pass, to_stage: u32, key: Key, t: Tensor) -> Result<()> {
+    fn send(
+        &mut self,
+        ep: &mut dyn Transport,
+        pass: Pass,
+        to_stage: u32,
+        key: Key,
+        t: Tensor,
+    ) -> Result<()> {
         let to = self.stage_device[to_stage as usize];
         if to == self.device {
             self.local.insert(key, t);
@@ -389,11 +416,19 @@ impl Worker<'_> {
         })
     }
 
-    fn recv(&mut self, ep: &mut dyn Transport, pass: Pass, from_stage: u32, key: Key) -> Result<Tensor> {
+    fn recv(
+        &mut self,
+        ep: &mut dyn Transport,
+        pass: Pass,
+        from_stage: u32,
+        key: Key,
+    ) -> Result<Tensor> {
         let from = self.stage_device[from_stage as usize];
         if from == self.device {
             return self.local.remove(&key).ok_or_else(|| {
-                RuntimeError::State(format!("{key} should have been computed on this device before"))
+                RuntimeError::State(format!(
+                    "{key} should have been computed on this device before"
+                ))
             });
         }
         let t0 = Instant::now();
@@ -405,7 +440,10 @@ impl Worker<'_> {
                 waited_for: format!("{key} from device {from}"),
                 seconds: t0.elapsed().as_secs_f64(),
             }),
-            Err(RecvError::Aborted) => Err(RuntimeError::Aborted { device: self.device, pass }),
+            Err(RecvError::Aborted) => Err(RuntimeError::Aborted {
+                device: self.device,
+                pass,
+            }),
             Err(RecvError::Disconnected) => Err(RuntimeError::Pass {
                 device: self.device,
                 pass,
@@ -465,7 +503,10 @@ impl Worker<'_> {
 
 /// Loss and parameter gradients of the same model without pipelining: one stage, the whole batch
 /// as one microbatch, fused backward. The reference the pipelined runs must match.
-pub fn reference_gradients(cfg: &TrainConfig, batch: &Batch) -> Result<(f64, Vec<(String, Vec<f32>)>)> {
+pub fn reference_gradients(
+    cfg: &TrainConfig,
+    batch: &Batch,
+) -> Result<(f64, Vec<(String, Vec<f32>)>)> {
     let dev = Device::Cpu;
     let mut st = Stage::new(&cfg.model, 0, 1, cfg.seed, &dev)?;
     let tokens = batch.rows * batch.seq;
@@ -473,7 +514,11 @@ pub fn reference_gradients(cfg: &TrainConfig, batch: &Batch) -> Result<(f64, Vec
     let whole = batch.whole(&dev)?;
     let loss = match st.forward(0, &whole.tokens, Some(&whole.targets))? {
         StageOutput::Loss(l) => l / tokens as f64,
-        StageOutput::Activation(_) => return Err(RuntimeError::State("a single stage must end in the loss".into())),
+        StageOutput::Activation(_) => {
+            return Err(RuntimeError::State(
+                "a single stage must end in the loss".into(),
+            ))
+        }
     };
     st.backward(0, None)?;
     let grads = st

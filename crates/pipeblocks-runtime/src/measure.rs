@@ -63,7 +63,11 @@ impl StepReport {
             .iter()
             .map(|l| l.iter().map(|r| r.end - r.start).sum())
             .collect();
-        let first = timeline.iter().flatten().map(|r| r.start).fold(f64::INFINITY, f64::min);
+        let first = timeline
+            .iter()
+            .flatten()
+            .map(|r| r.start)
+            .fold(f64::INFINITY, f64::min);
         let last = timeline.iter().flatten().map(|r| r.end).fold(0.0, f64::max);
         StepReport {
             loss,
@@ -97,10 +101,23 @@ impl StepReport {
     /// The measured step in the simulator's result shape (times in seconds from the first pass,
     /// activations in bytes), so renderers can draw it next to a prediction.
     pub fn as_sim_result(&self, schedule: &Schedule) -> SimResult {
-        let t0 = self.timeline.iter().flatten().map(|r| r.start).fold(f64::INFINITY, f64::min);
+        let t0 = self
+            .timeline
+            .iter()
+            .flatten()
+            .map(|r| r.start)
+            .fold(f64::INFINITY, f64::min);
         let t0 = if t0.is_finite() { t0 } else { 0.0 };
-        let start = self.timeline.iter().map(|l| l.iter().map(|r| r.start - t0).collect()).collect();
-        let end = self.timeline.iter().map(|l| l.iter().map(|r| r.end - t0).collect()).collect();
+        let start = self
+            .timeline
+            .iter()
+            .map(|l| l.iter().map(|r| r.start - t0).collect())
+            .collect();
+        let end = self
+            .timeline
+            .iter()
+            .map(|l| l.iter().map(|r| r.end - t0).collect())
+            .collect();
         let memory = self
             .timeline
             .iter()
@@ -124,7 +141,11 @@ impl StepReport {
             makespan: self.makespan_s,
             busy: self.busy_s.clone(),
             bubble_rate: self.bubble_rate(),
-            peak_activation: self.peak_activation_bytes.iter().map(|&b| b as f64).collect(),
+            peak_activation: self
+                .peak_activation_bytes
+                .iter()
+                .map(|&b| b as f64)
+                .collect(),
             memory,
             p2p_transfers: schedule.p2p_transfers(),
         }
@@ -154,19 +175,27 @@ impl StepReport {
                     (_, _, Some(x)) => (x / 2.0, x / 2.0),
                     (b, w, None) => (b.unwrap_or(0.0), w.unwrap_or(0.0)),
                 };
-                Costs { f, b, w, bw, comm: 0.0 }
+                Costs {
+                    f,
+                    b,
+                    w,
+                    bw,
+                    comm: 0.0,
+                }
             })
             .collect()
     }
 
-    /// Activation bytes one microbatch leaves on each stage after F, and the fraction of all
-    /// stages' activation that B releases (what W does not need), read off the memory trace.
-    pub fn activation_profile(&self, schedule: &Schedule) -> (Vec<f64>, f64) {
+    /// Activation bytes one microbatch leaves on each stage after F, and per device the fraction
+    /// of its stages' activation that B releases (what W does not need), read off the memory
+    /// trace. The fraction is 0 on devices that run no split backward.
+    pub fn activation_profile(&self, schedule: &Schedule) -> (Vec<f64>, Vec<f64>) {
         let s = schedule.stages as usize;
         let mut alloc = vec![0.0f64; s];
         let mut count = vec![0usize; s];
-        let (mut stored, mut released_at_b) = (0.0f64, 0.0f64);
+        let mut fractions = Vec::with_capacity(self.timeline.len());
         for l in &self.timeline {
+            let (mut stored, mut released_at_b) = (0.0f64, 0.0f64);
             let mut prev = 0i64;
             for r in l {
                 let now = r.held_after as i64;
@@ -182,23 +211,56 @@ impl StepReport {
                 }
                 prev = now;
             }
+            let has_b = l.iter().any(|r| r.pass.kind == PassKind::B);
+            fractions.push(if has_b && stored > 0.0 {
+                (released_at_b / stored).clamp(0.0, 1.0)
+            } else {
+                0.0
+            });
         }
-        let per_stage = (0..s).map(|i| if count[i] > 0 { alloc[i] / count[i] as f64 } else { 0.0 }).collect();
-        let has_b = self.timeline.iter().flatten().any(|r| r.pass.kind == PassKind::B);
-        let frac = if has_b && stored > 0.0 { (released_at_b / stored).clamp(0.0, 1.0) } else { 0.0 };
-        (per_stage, frac)
+        let per_stage = (0..s)
+            .map(|i| {
+                if count[i] > 0 {
+                    alloc[i] / count[i] as f64
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        (per_stage, fractions)
+    }
+
+    /// Peak activation bytes per device as the simulator predicts them from this model's
+    /// per-stage activation sizes. The simulator takes one B-release fraction for all devices,
+    /// while a real model's differs per stage (the head keeps the logit gradient for W), so the
+    /// simulator runs once per device with that device's own fraction.
+    pub fn predicted_peaks(&self, schedule: &Schedule) -> Result<Vec<f64>> {
+        let (activation, fractions) = self.activation_profile(schedule);
+        (0..schedule.devices as usize)
+            .map(|d| {
+                let cfg = SimConfig {
+                    activation: Some(activation.clone()),
+                    b_release: fractions.get(d).copied().unwrap_or(0.0),
+                    ..SimConfig::default()
+                };
+                simulate(schedule, &cfg)
+                    .map(|r| r.peak_activation[d])
+                    .map_err(|e| crate::error::RuntimeError::config(e.to_string()))
+            })
+            .collect()
     }
 
     /// The simulator's prediction for this schedule fed with this step's measured per-pass costs
     /// and activation sizes.
     pub fn simulate_measured(&self, schedule: &Schedule) -> Result<SimResult> {
-        let (activation, b_release) = self.activation_profile(schedule);
+        let (activation, fractions) = self.activation_profile(schedule);
         let cfg = SimConfig {
             stage_costs: Some(self.stage_costs(schedule)),
             activation: Some(activation),
-            b_release,
+            b_release: fractions.iter().sum::<f64>() / fractions.len().max(1) as f64,
             ..SimConfig::default()
         };
-        Ok(simulate(schedule, &cfg).map_err(|e| crate::error::RuntimeError::config(e.to_string()))?)
+        Ok(simulate(schedule, &cfg)
+            .map_err(|e| crate::error::RuntimeError::config(e.to_string()))?)
     }
 }

@@ -4,9 +4,15 @@
 //!
 //! - `forward` (F) computes the output and stores the forward cache;
 //! - `backward_input` (B) computes the gradient for the input, drops what only B needed and keeps
-//!   exactly what the weight gradient needs (the layer input and the output gradient);
-//! - `backward_weight` (W) accumulates the parameter gradients and drops the rest;
+//!   exactly what the weight gradient needs: for every weight matrix its input and its output
+//!   gradient;
+//! - `backward_weight` (W) computes the weight-matrix gradients `dW = xᵀ·dy`, accumulates them and
+//!   drops the rest;
 //! - `backward` (BW) does both at once.
+//!
+//! The gradients of biases, LayerNorm gains and shifts and of the embedding tables are sums over
+//! the output gradient, which B holds anyway; B accumulates them at once, so W keeps nothing but
+//! the matrices' operands (as in the zero-bubble papers, W is the matrix-product half).
 //!
 //! Activations are 2-D `(tokens, channels)` tensors, tokens being `batch · seq` in row-major
 //! order. The maths follows llm.c: a linear layer is `y = x·W + b`, so `dx = dy·Wᵀ`,
@@ -66,7 +72,8 @@ impl ModelConfig {
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
         let (v, c, t) = (self.vocab, self.hidden, self.seq);
-        let block = 2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c) + (4 * c * c + c);
+        let block =
+            2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c) + (4 * c * c + c);
         v * c + t * c + self.layers * block + 2 * c + c * v + v
     }
 
@@ -159,7 +166,13 @@ pub struct Param {
 }
 
 impl Param {
-    fn from_vec(name: String, data: Vec<f32>, shape: &[usize], decay: bool, dev: &Device) -> Result<Self> {
+    fn from_vec(
+        name: String,
+        data: Vec<f32>,
+        shape: &[usize],
+        decay: bool,
+        dev: &Device,
+    ) -> Result<Self> {
         let value = Tensor::from_vec(data, shape, dev)?;
         let zeros = value.zeros_like()?;
         Ok(Param {
@@ -278,7 +291,14 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn new(name: &str, fan_in: usize, fan_out: usize, std: f64, seed: u64, dev: &Device) -> Result<Self> {
+    fn new(
+        name: &str,
+        fan_in: usize,
+        fan_out: usize,
+        std: f64,
+        seed: u64,
+        dev: &Device,
+    ) -> Result<Self> {
         Ok(Linear {
             w: Param::normal(format!("{name}.w"), &[fan_in, fan_out], std, seed, dev)?,
             b: Param::constant(format!("{name}.b"), &[fan_out], 0.0, dev)?,
@@ -296,21 +316,30 @@ impl Layer for Linear {
     }
 
     fn backward_input(&mut self, mb: u32, dy: &Tensor) -> Result<Tensor> {
-        let x = self.inputs.remove(&mb).ok_or_else(|| missing("linear B", mb))?;
+        let x = self
+            .inputs
+            .remove(&mb)
+            .ok_or_else(|| missing("linear B", mb))?;
         let dx = dy.matmul(&self.w.value.t()?)?;
+        self.b.accumulate(&dy.sum(0)?)?;
         self.for_w.insert(mb, (x, dy.clone()));
         Ok(dx)
     }
 
     fn backward_weight(&mut self, mb: u32) -> Result<()> {
-        let (x, dy) = self.for_w.remove(&mb).ok_or_else(|| missing("linear W", mb))?;
+        let (x, dy) = self
+            .for_w
+            .remove(&mb)
+            .ok_or_else(|| missing("linear W", mb))?;
         self.w.accumulate(&x.t()?.matmul(&dy)?)?;
-        self.b.accumulate(&dy.sum(0)?)?;
         Ok(())
     }
 
     fn backward(&mut self, mb: u32, dy: &Tensor) -> Result<Tensor> {
-        let x = self.inputs.remove(&mb).ok_or_else(|| missing("linear BW", mb))?;
+        let x = self
+            .inputs
+            .remove(&mb)
+            .ok_or_else(|| missing("linear BW", mb))?;
         let dx = dy.matmul(&self.w.value.t()?)?;
         self.w.accumulate(&x.t()?.matmul(dy)?)?;
         self.b.accumulate(&dy.sum(0)?)?;
@@ -339,7 +368,6 @@ pub struct LayerNorm {
     /// Shift β.
     pub b: Param,
     fwd: HashMap<u32, (Tensor, Tensor)>,
-    for_w: HashMap<u32, (Tensor, Tensor)>,
 }
 
 const LN_EPS: f64 = 1e-5;
@@ -350,7 +378,6 @@ impl LayerNorm {
             g: Param::constant(format!("{name}.g"), &[c], 1.0, dev)?,
             b: Param::constant(format!("{name}.b"), &[c], 0.0, dev)?,
             fwd: HashMap::new(),
-            for_w: HashMap::new(),
         })
     }
 
@@ -377,28 +404,26 @@ impl Layer for LayerNorm {
         let var = xc.sqr()?.mean_keepdim(1)?;
         let rstd = var.affine(1.0, LN_EPS)?.sqrt()?.recip()?;
         let xhat = xc.broadcast_mul(&rstd)?;
-        let y = xhat.broadcast_mul(&self.g.value)?.broadcast_add(&self.b.value)?;
+        let y = xhat
+            .broadcast_mul(&self.g.value)?
+            .broadcast_add(&self.b.value)?;
         self.fwd.insert(mb, (xhat, rstd));
         Ok(y)
     }
 
     fn backward_input(&mut self, mb: u32, dy: &Tensor) -> Result<Tensor> {
-        let (xhat, rstd) = self.fwd.remove(&mb).ok_or_else(|| missing("layernorm B", mb))?;
-        let dx = self.input_grad(&xhat, &rstd, dy)?;
-        self.for_w.insert(mb, (xhat, dy.clone()));
-        Ok(dx)
-    }
-
-    fn backward_weight(&mut self, mb: u32) -> Result<()> {
-        let (xhat, dy) = self.for_w.remove(&mb).ok_or_else(|| missing("layernorm W", mb))?;
-        self.weight_grad(&xhat, &dy)
-    }
-
-    fn backward(&mut self, mb: u32, dy: &Tensor) -> Result<Tensor> {
-        let (xhat, rstd) = self.fwd.remove(&mb).ok_or_else(|| missing("layernorm BW", mb))?;
+        // γ and β gradients are reductions over dy: done here, nothing is kept for W.
+        let (xhat, rstd) = self
+            .fwd
+            .remove(&mb)
+            .ok_or_else(|| missing("layernorm B", mb))?;
         let dx = self.input_grad(&xhat, &rstd, dy)?;
         self.weight_grad(&xhat, dy)?;
         Ok(dx)
+    }
+
+    fn backward_weight(&mut self, _mb: u32) -> Result<()> {
+        Ok(())
     }
 
     fn params_mut(&mut self) -> Vec<&mut Param> {
@@ -407,12 +432,10 @@ impl Layer for LayerNorm {
 
     fn held_bytes(&self) -> usize {
         sum_bytes(self.fwd.values().flat_map(|(a, b)| [a, b]))
-            + sum_bytes(self.for_w.values().flat_map(|(a, b)| [a, b]))
     }
 
     fn clear(&mut self) {
         self.fwd.clear();
-        self.for_w.clear();
     }
 }
 
@@ -434,9 +457,14 @@ impl Layer for Gelu {
     }
 
     fn backward_input(&mut self, mb: u32, dy: &Tensor) -> Result<Tensor> {
-        let x = self.inputs.remove(&mb).ok_or_else(|| missing("gelu B", mb))?;
+        let x = self
+            .inputs
+            .remove(&mb)
+            .ok_or_else(|| missing("gelu B", mb))?;
         // d/dx = ½(1 + tanh u) + ½x(1 - tanh²u)·√(2/π)(1 + 3·0.044715x²)
-        let th = (x.clone() + x.powf(3.0)?.affine(GELU_K, 0.0)?)?.affine(GELU_C, 0.0)?.tanh()?;
+        let th = (x.clone() + x.powf(3.0)?.affine(GELU_K, 0.0)?)?
+            .affine(GELU_C, 0.0)?
+            .tanh()?;
         let left = th.affine(0.5, 0.5)?;
         let sech2 = th.sqr()?.affine(-1.0, 1.0)?;
         let du = x.sqr()?.affine(3.0 * GELU_K * GELU_C, GELU_C)?;
@@ -474,7 +502,13 @@ pub struct Attention {
 impl Attention {
     fn new(heads: usize, seq: usize, dev: &Device) -> Result<Self> {
         let mask: Vec<f32> = (0..seq * seq)
-            .map(|i| if i % seq > i / seq { f32::NEG_INFINITY } else { 0.0 })
+            .map(|i| {
+                if i % seq > i / seq {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
             .collect();
         Ok(Attention {
             heads,
@@ -520,7 +554,10 @@ impl Layer for Attention {
     }
 
     fn backward_input(&mut self, mb: u32, dy: &Tensor) -> Result<Tensor> {
-        let [q, k, v, p] = self.fwd.remove(&mb).ok_or_else(|| missing("attention B", mb))?;
+        let [q, k, v, p] = self
+            .fwd
+            .remove(&mb)
+            .ok_or_else(|| missing("attention B", mb))?;
         let scale = 1.0 / (q.dim(3)? as f64).sqrt();
         let dy = self.split_heads(dy)?;
         let dp = dy.matmul(&v.t()?)?;
@@ -531,7 +568,11 @@ impl Layer for Attention {
         let dq = ds.matmul(&k)?.affine(scale, 0.0)?;
         let dk = ds.t()?.matmul(&q)?.affine(scale, 0.0)?;
         Ok(Tensor::cat(
-            &[self.merge_heads(&dq)?, self.merge_heads(&dk)?, self.merge_heads(&dv)?],
+            &[
+                self.merge_heads(&dq)?,
+                self.merge_heads(&dk)?,
+                self.merge_heads(&dv)?,
+            ],
             1,
         )?)
     }
@@ -600,7 +641,8 @@ impl Block {
 
     fn layers(&self) -> [&dyn Layer; 8] {
         [
-            &self.ln1, &self.qkv, &self.attn, &self.proj, &self.ln2, &self.fc, &self.gelu, &self.fc2,
+            &self.ln1, &self.qkv, &self.attn, &self.proj, &self.ln2, &self.fc, &self.gelu,
+            &self.fc2,
         ]
     }
 
@@ -682,7 +724,6 @@ pub struct Embedding {
     wte: Param,
     wpe: Param,
     tokens: HashMap<u32, Tensor>,
-    for_w: HashMap<u32, (Tensor, Tensor)>,
 }
 
 impl Embedding {
@@ -691,7 +732,6 @@ impl Embedding {
             wte: Param::normal("wte".into(), &[cfg.vocab, cfg.hidden], 0.02, seed, dev)?,
             wpe: Param::normal("wpe".into(), &[cfg.seq, cfg.hidden], 0.01, seed, dev)?,
             tokens: HashMap::new(),
-            for_w: HashMap::new(),
         })
     }
 
@@ -709,15 +749,13 @@ impl Embedding {
         Ok(x)
     }
 
-    /// B: there is no input gradient (tokens are not differentiable); keeps the tokens and `dy`.
+    /// B: tokens have no gradient; the table gradients are scatter-sums of `dy`, accumulated
+    /// here so nothing is kept for W.
     fn backward_input(&mut self, mb: u32, dy: &Tensor) -> Result<()> {
-        let tok = self.tokens.remove(&mb).ok_or_else(|| missing("embedding B", mb))?;
-        self.for_w.insert(mb, (tok, dy.clone()));
-        Ok(())
-    }
-
-    fn backward_weight(&mut self, mb: u32) -> Result<()> {
-        let (tok, dy) = self.for_w.remove(&mb).ok_or_else(|| missing("embedding W", mb))?;
+        let tok = self
+            .tokens
+            .remove(&mb)
+            .ok_or_else(|| missing("embedding B", mb))?;
         let dwte = self.wte.value.zeros_like()?.index_add(&tok, &dy, 0)?;
         self.wte.accumulate(&dwte)?;
         let (n, c) = dy.dims2()?;
@@ -728,7 +766,7 @@ impl Embedding {
     }
 
     fn held_bytes(&self) -> usize {
-        sum_bytes(self.tokens.values()) + sum_bytes(self.for_w.values().flat_map(|(a, b)| [a, b]))
+        sum_bytes(self.tokens.values())
     }
 }
 
@@ -789,8 +827,7 @@ impl Head {
     }
 
     fn backward_weight(&mut self, mb: u32) -> Result<()> {
-        self.lm.backward_weight(mb)?;
-        self.lnf.backward_weight(mb)
+        self.lm.backward_weight(mb)
     }
 
     fn held_bytes(&self) -> usize {
@@ -826,10 +863,18 @@ pub struct Stage {
 impl Stage {
     /// Builds stage `index` of `stages`, its parameters initialised from `seed` by name (so the
     /// split does not change the initial model), on `dev`.
-    pub fn new(cfg: &ModelConfig, index: u32, stages: u32, seed: u64, dev: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: &ModelConfig,
+        index: u32,
+        stages: u32,
+        seed: u64,
+        dev: &Device,
+    ) -> Result<Self> {
         cfg.check()?;
         if stages == 0 || index >= stages {
-            return Err(RuntimeError::config(format!("stage {index} of {stages} does not exist")));
+            return Err(RuntimeError::config(format!(
+                "stage {index} of {stages} does not exist"
+            )));
         }
         if cfg.layers < stages as usize {
             return Err(RuntimeError::config(format!(
@@ -845,9 +890,17 @@ impl Stage {
         Ok(Stage {
             index,
             block_range: range,
-            embed: if index == 0 { Some(Embedding::new(cfg, seed, dev)?) } else { None },
+            embed: if index == 0 {
+                Some(Embedding::new(cfg, seed, dev)?)
+            } else {
+                None
+            },
             blocks,
-            head: if index + 1 == stages { Some(Head::new(cfg, seed, dev)?) } else { None },
+            head: if index + 1 == stages {
+                Some(Head::new(cfg, seed, dev)?)
+            } else {
+                None
+            },
             loss_scale: 1.0,
         })
     }
@@ -869,7 +922,12 @@ impl Stage {
 
     /// F: `input` is `(batch, seq)` tokens for the first stage, else the previous activation;
     /// `targets` (flattened token ids) are needed by the last stage.
-    pub fn forward(&mut self, mb: u32, input: &Tensor, targets: Option<&Tensor>) -> Result<StageOutput> {
+    pub fn forward(
+        &mut self,
+        mb: u32,
+        input: &Tensor,
+        targets: Option<&Tensor>,
+    ) -> Result<StageOutput> {
         let mut x = match &mut self.embed {
             Some(e) => e.forward(mb, input)?,
             None => input.clone(),
@@ -880,7 +938,10 @@ impl Stage {
         match &mut self.head {
             Some(h) => {
                 let t = targets.ok_or_else(|| {
-                    RuntimeError::State(format!("stage {} has no targets for microbatch {mb}", self.index))
+                    RuntimeError::State(format!(
+                        "stage {} has no targets for microbatch {mb}",
+                        self.index
+                    ))
                 })?;
                 Ok(StageOutput::Loss(h.forward(mb, &x, t)?))
             }
@@ -888,7 +949,12 @@ impl Stage {
         }
     }
 
-    fn backward_impl(&mut self, mb: u32, dy: Option<&Tensor>, fused: bool) -> Result<Option<Tensor>> {
+    fn backward_impl(
+        &mut self,
+        mb: u32,
+        dy: Option<&Tensor>,
+        fused: bool,
+    ) -> Result<Option<Tensor>> {
         let mut d = match (&mut self.head, dy) {
             (Some(h), _) if fused => h.backward(mb, self.loss_scale)?,
             (Some(h), _) => h.backward_input(mb, self.loss_scale)?,
@@ -901,14 +967,15 @@ impl Stage {
             }
         };
         for b in self.blocks.iter_mut().rev() {
-            d = if fused { b.backward(mb, &d)? } else { b.backward_input(mb, &d)? };
+            d = if fused {
+                b.backward(mb, &d)?
+            } else {
+                b.backward_input(mb, &d)?
+            };
         }
         match &mut self.embed {
             Some(e) => {
                 e.backward_input(mb, &d)?;
-                if fused {
-                    e.backward_weight(mb)?;
-                }
                 Ok(None)
             }
             None => Ok(Some(d)),
@@ -933,9 +1000,6 @@ impl Stage {
         }
         for b in self.blocks.iter_mut() {
             b.backward_weight(mb)?;
-        }
-        if let Some(e) = &mut self.embed {
-            e.backward_weight(mb)?;
         }
         Ok(())
     }
@@ -968,7 +1032,6 @@ impl Stage {
     pub fn clear(&mut self) {
         if let Some(e) = &mut self.embed {
             e.tokens.clear();
-            e.for_w.clear();
         }
         for b in &mut self.blocks {
             b.clear();

@@ -65,7 +65,12 @@ pub trait Transport: Send {
     /// Sends `tensor` to device `to` without blocking.
     fn send(&mut self, to: u32, key: Key, tensor: Tensor) -> Result<(), RecvError>;
     /// Blocks until the message `key` arrives, `deadline` passes or `abort` is raised.
-    fn recv(&mut self, key: Key, deadline: Instant, abort: &AtomicBool) -> Result<Tensor, RecvError>;
+    fn recv(
+        &mut self,
+        key: Key,
+        deadline: Instant,
+        abort: &AtomicBool,
+    ) -> Result<Tensor, RecvError>;
 }
 
 /// In-process endpoint: a queue per device, plus a mailbox for early arrivals.
@@ -96,7 +101,12 @@ impl Transport for ChannelEndpoint {
         tx.send((key, tensor)).map_err(|_| RecvError::Disconnected)
     }
 
-    fn recv(&mut self, key: Key, deadline: Instant, abort: &AtomicBool) -> Result<Tensor, RecvError> {
+    fn recv(
+        &mut self,
+        key: Key,
+        deadline: Instant,
+        abort: &AtomicBool,
+    ) -> Result<Tensor, RecvError> {
         if let Some(t) = self.mailbox.remove(&key) {
             return Ok(t);
         }

@@ -11,7 +11,10 @@ fn every_schedule_matches_full_batch_gradients() {
     let b = batch(&cfg, 0);
     let (ref_loss, reference) = reference_gradients(&cfg, &b).unwrap();
     let schedules = all_schedules(2, 4);
-    assert!(schedules.len() >= 4, "expected the classic schedules at p=2, m=4");
+    assert!(
+        schedules.len() >= 4,
+        "expected the classic schedules at p=2, m=4"
+    );
     for s in schedules {
         let name = s.name.clone();
         let mut t = Trainer::new(cfg.clone(), s).unwrap();
@@ -26,7 +29,10 @@ fn every_schedule_matches_full_batch_gradients() {
         for ((n, g), (rn, rg)) in grads.iter().zip(&reference) {
             assert_eq!(n, rn, "{name}: parameter order");
             let e = rel_err(g, rg);
-            assert!(e <= 1e-5, "{name}: gradient of {n} off by {e:.2e} (relative)");
+            assert!(
+                e <= 1e-5,
+                "{name}: gradient of {n} off by {e:.2e} (relative)"
+            );
         }
     }
 }
@@ -61,7 +67,10 @@ fn losses_agree_across_schedules_over_several_steps() {
         curves.push((name, losses));
     }
     let (base_name, base) = &curves[0];
-    assert!(base[steps as usize - 1] < base[0], "{base_name}: the loss did not fall");
+    assert!(
+        base[steps as usize - 1] < base[0],
+        "{base_name}: the loss did not fall"
+    );
     for (name, c) in &curves[1..] {
         for (i, (x, y)) in c.iter().zip(base).enumerate() {
             assert!(

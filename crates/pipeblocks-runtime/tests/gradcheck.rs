@@ -17,7 +17,13 @@ fn loss(st: &mut Stage, tokens: &Tensor, targets: &Tensor) -> f64 {
 
 #[test]
 fn gradients_match_finite_differences() {
-    let cfg = ModelConfig { vocab: 256, hidden: 8, heads: 2, layers: 2, seq: 6 };
+    let cfg = ModelConfig {
+        vocab: 256,
+        hidden: 8,
+        heads: 2,
+        layers: 2,
+        seq: 6,
+    };
     let dev = Device::Cpu;
     let mut st = Stage::new(&cfg, 0, 1, 4, &dev).unwrap();
     let b = Corpus::generated(2, 1000).batch(2, cfg.seq, 4, 0);
@@ -30,11 +36,17 @@ fn gradients_match_finite_differences() {
     for pi in 0..n_params {
         let (name, grad, value) = {
             let p = &mut st.params_mut()[pi];
-            (p.name.clone(), p.grad.flatten_all().unwrap().to_vec1::<f32>().unwrap(), p.value.clone())
+            (
+                p.name.clone(),
+                p.grad.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                p.value.clone(),
+            )
         };
         let flat = value.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         // The coordinate with the largest gradient, and one at random.
-        let big = (0..grad.len()).max_by(|&a, &b| grad[a].abs().total_cmp(&grad[b].abs())).unwrap();
+        let big = (0..grad.len())
+            .max_by(|&a, &b| grad[a].abs().total_cmp(&grad[b].abs()))
+            .unwrap();
         for i in [big, rng.below(grad.len())] {
             if grad[i].abs() < 5e-2 {
                 continue;
@@ -50,9 +62,15 @@ fn gradients_match_finite_differences() {
             st.params_mut()[pi].value = value.clone();
             let analytic = f64::from(grad[i]);
             let rel = (numeric - analytic).abs() / analytic.abs().max(numeric.abs());
-            assert!(rel < 0.05, "{name}[{i}]: analytic {analytic} vs numeric {numeric}");
+            assert!(
+                rel < 0.05,
+                "{name}[{i}]: analytic {analytic} vs numeric {numeric}"
+            );
             checked += 1;
         }
     }
-    assert!(checked >= n_params / 3, "only {checked} coordinates had a usable gradient");
+    assert!(
+        checked >= n_params / 3,
+        "only {checked} coordinates had a usable gradient"
+    );
 }

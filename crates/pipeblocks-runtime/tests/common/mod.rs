@@ -42,7 +42,11 @@ pub fn all_schedules(p: u32, m: u32) -> Vec<Schedule> {
 
 /// `‖a - b‖ / ‖b‖` over all elements.
 pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum();
     let den: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
     (num / den.max(1e-30)).sqrt()
 }

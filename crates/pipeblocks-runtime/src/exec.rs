@@ -235,6 +235,8 @@ impl Trainer {
                         origin,
                         fault: fault.filter(|f| f.device == d as u32).map(|f| f.pass),
                         local: HashMap::new(),
+                        compute_start: None,
+                        compute_end: None,
                     };
                     let abort = &abort;
                     scope.spawn(move || {
@@ -315,6 +317,10 @@ struct Worker<'a> {
     origin: Instant,
     fault: Option<Pass>,
     local: HashMap<Key, Tensor>,
+    /// When the running pass had its inputs and began computing (waiting is not busy time).
+    compute_start: Option<f64>,
+    /// When its computation ended (before the send, which never blocks).
+    compute_end: Option<f64>,
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -338,9 +344,12 @@ impl Worker<'_> {
                     pass,
                 });
             }
-            let start = self.origin.elapsed().as_secs_f64();
+            self.compute_start = None;
+            self.compute_end = None;
             let outcome = catch_unwind(AssertUnwindSafe(|| self.pass(ep, pass)));
-            let end = self.origin.elapsed().as_secs_f64();
+            let now = self.origin.elapsed().as_secs_f64();
+            let end = self.compute_end.unwrap_or(now);
+            let start = self.compute_start.unwrap_or(end);
             match outcome {
                 Ok(Ok(loss)) => {
                     if let Some(l) = loss {
@@ -452,11 +461,22 @@ impl Worker<'_> {
         }
     }
 
-    /// Runs one pass; returns the microbatch loss for the last stage's forward.
-    fn pass(&mut self, ep: &mut dyn Transport, pass: Pass) -> Result<Option<f64>> {
+    /// Marks the start of the computation (inputs are there); injects the test fault.
+    fn begin(&mut self, pass: Pass) {
+        self.compute_start = Some(self.origin.elapsed().as_secs_f64());
         if self.fault == Some(pass) {
             panic!("injected fault");
         }
+    }
+
+    /// Marks the end of the computation (the send that may follow is not busy time: it never
+    /// blocks, and a thread descheduled right after it must not look busy).
+    fn finish(&mut self) {
+        self.compute_end = Some(self.origin.elapsed().as_secs_f64());
+    }
+
+    /// Runs one pass; returns the microbatch loss for the last stage's forward.
+    fn pass(&mut self, ep: &mut dyn Transport, pass: Pass) -> Result<Option<f64>> {
         let (s, mb) = (pass.stage, pass.mb);
         let last = self.stage_device.len() as u32 - 1;
         match pass.kind {
@@ -466,8 +486,10 @@ impl Worker<'_> {
                 } else {
                     self.recv(ep, pass, s - 1, Key::Activation { stage: s, mb })?
                 };
+                self.begin(pass);
                 let targets = self.targets[mb as usize].targets.clone();
                 let out = self.stage(s)?.forward(mb, &input, Some(&targets))?;
+                self.finish();
                 match out {
                     StageOutput::Loss(l) => Ok(Some(l)),
                     StageOutput::Activation(a) => {
@@ -482,19 +504,23 @@ impl Worker<'_> {
                 } else {
                     Some(self.recv(ep, pass, s + 1, Key::Gradient { stage: s, mb })?)
                 };
+                self.begin(pass);
                 let st = self.stage(s)?;
                 let dx = if pass.kind == PassKind::B {
                     st.backward_input(mb, dy.as_ref())?
                 } else {
                     st.backward(mb, dy.as_ref())?
                 };
+                self.finish();
                 if let Some(dx) = dx {
                     self.send(ep, pass, s - 1, Key::Gradient { stage: s - 1, mb }, dx)?;
                 }
                 Ok(None)
             }
             PassKind::W => {
+                self.begin(pass);
                 self.stage(s)?.backward_weight(mb)?;
+                self.finish();
                 Ok(None)
             }
         }

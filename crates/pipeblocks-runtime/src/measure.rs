@@ -250,11 +250,56 @@ impl StepReport {
             .collect()
     }
 
+    /// Mean measured hand-over latency between devices: over every cross-device dependency where
+    /// the receiver sat idle waiting, the time from the sender's end to the receiver's start.
+    /// It includes waking the receiving thread (and, on a loaded machine, waiting for a core).
+    pub fn measured_latency(&self, schedule: &Schedule) -> f64 {
+        let Ok(g) = pipeblocks_core::validate(schedule) else {
+            return 0.0;
+        };
+        let mut at: std::collections::HashMap<pipeblocks_core::Pass, (usize, f64, f64)> =
+            std::collections::HashMap::new();
+        for (d, l) in self.timeline.iter().enumerate() {
+            for r in l {
+                at.insert(r.pass, (d, r.start, r.end));
+            }
+        }
+        let (mut sum, mut n) = (0.0, 0usize);
+        for (d, l) in self.timeline.iter().enumerate() {
+            for (i, r) in l.iter().enumerate() {
+                let free = if i > 0 { l[i - 1].end } else { 0.0 };
+                let (deps, k) = g.deps(r.pass);
+                // The last dependency to finish is the one the pass waited for.
+                let latest = deps
+                    .iter()
+                    .take(k)
+                    .flatten()
+                    .filter_map(|p| at.get(p))
+                    .max_by(|a, b| a.2.total_cmp(&b.2));
+                if let Some(&(sd, _, send)) = latest {
+                    if sd != d && send >= free {
+                        sum += (r.start - send).max(0.0);
+                        n += 1;
+                    }
+                }
+            }
+        }
+        if n > 0 {
+            sum / n as f64
+        } else {
+            0.0
+        }
+    }
+
     /// The simulator's prediction for this schedule fed with this step's measured per-pass costs
-    /// and activation sizes.
+    /// (mean per stage and kind), hand-over latency and activation sizes.
     pub fn simulate_measured(&self, schedule: &Schedule) -> Result<SimResult> {
         let (activation, fractions) = self.activation_profile(schedule);
         let cfg = SimConfig {
+            costs: Costs {
+                comm: self.measured_latency(schedule),
+                ..Costs::default()
+            },
             stage_costs: Some(self.stage_costs(schedule)),
             activation: Some(activation),
             b_release: fractions.iter().sum::<f64>() / fractions.len().max(1) as f64,

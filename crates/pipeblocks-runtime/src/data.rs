@@ -77,7 +77,7 @@ impl Corpus {
                 sentence.replace_range(0..1, &first.to_uppercase());
             }
             text.push_str(&sentence);
-            text.push(if n % 4 == 0 { '\n' } else { ' ' });
+            text.push(if n.is_multiple_of(4) { '\n' } else { ' ' });
         }
         Corpus {
             bytes: text.into_bytes(),
@@ -169,7 +169,7 @@ impl Batch {
 
     /// Splits into `m` equal microbatches of consecutive rows.
     pub fn split(&self, m: usize, dev: &Device) -> Result<Vec<Micro>> {
-        if m == 0 || self.rows % m != 0 {
+        if m == 0 || !self.rows.is_multiple_of(m) {
             return Err(RuntimeError::config(format!(
                 "a batch of {} sequences cannot be split into {m} equal microbatches; make --batch a multiple of -m",
                 self.rows

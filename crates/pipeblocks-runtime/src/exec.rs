@@ -102,7 +102,7 @@ impl Trainer {
         validate(&schedule)?;
         cfg.model.check()?;
         let m = schedule.microbatches as usize;
-        if cfg.batch == 0 || cfg.batch % m != 0 {
+        if cfg.batch == 0 || !cfg.batch.is_multiple_of(m) {
             return Err(RuntimeError::config(format!(
                 "--batch {} cannot be split into {m} equal microbatches; make --batch a multiple of -m",
                 cfg.batch
@@ -163,7 +163,7 @@ impl Trainer {
     }
 
     /// The accumulated gradients, by parameter name, in model order.
-    pub fn gradients(&mut self) -> Result<Vec<(String, Vec<f32>)>> {
+    pub fn gradients(&mut self) -> Result<NamedGrads> {
         self.params_mut()
             .into_iter()
             .map(|p| Ok((p.name.clone(), p.grad.flatten_all()?.to_vec1::<f32>()?)))
@@ -527,12 +527,12 @@ impl Worker<'_> {
     }
 }
 
+/// Gradients by parameter name, in model order.
+pub type NamedGrads = Vec<(String, Vec<f32>)>;
+
 /// Loss and parameter gradients of the same model without pipelining: one stage, the whole batch
 /// as one microbatch, fused backward. The reference the pipelined runs must match.
-pub fn reference_gradients(
-    cfg: &TrainConfig,
-    batch: &Batch,
-) -> Result<(f64, Vec<(String, Vec<f32>)>)> {
+pub fn reference_gradients(cfg: &TrainConfig, batch: &Batch) -> Result<(f64, NamedGrads)> {
     let dev = Device::Cpu;
     let mut st = Stage::new(&cfg.model, 0, 1, cfg.seed, &dev)?;
     let tokens = batch.rows * batch.seq;

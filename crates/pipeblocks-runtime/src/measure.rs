@@ -305,7 +305,6 @@ impl StepReport {
             b_release: fractions.iter().sum::<f64>() / fractions.len().max(1) as f64,
             ..SimConfig::default()
         };
-        Ok(simulate(schedule, &cfg)
-            .map_err(|e| crate::error::RuntimeError::config(e.to_string()))?)
+        simulate(schedule, &cfg).map_err(|e| crate::error::RuntimeError::config(e.to_string()))
     }
 }

@@ -60,7 +60,7 @@ impl ModelConfig {
                 "vocab, hidden, heads and seq must all be at least 1",
             ));
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return Err(RuntimeError::config(format!(
                 "--hidden {} is not a multiple of --heads {}; pick sizes where heads divides hidden",
                 self.hidden, self.heads
@@ -756,7 +756,7 @@ impl Embedding {
             .tokens
             .remove(&mb)
             .ok_or_else(|| missing("embedding B", mb))?;
-        let dwte = self.wte.value.zeros_like()?.index_add(&tok, &dy, 0)?;
+        let dwte = self.wte.value.zeros_like()?.index_add(&tok, dy, 0)?;
         self.wte.accumulate(&dwte)?;
         let (n, c) = dy.dims2()?;
         let t = self.wpe.value.dim(0)?;

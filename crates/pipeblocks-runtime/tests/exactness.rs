@@ -80,3 +80,52 @@ fn losses_agree_across_schedules_over_several_steps() {
         }
     }
 }
+
+mod properties {
+    use super::common::{batch, rel_err, tiny};
+    use pipeblocks_core::generators::{generate, registry, Params};
+    use pipeblocks_runtime::model::block_range;
+    use pipeblocks_runtime::{reference_gradients, Trainer};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// Any registered schedule, any small p and m, any seed: the pipelined gradients are the
+        /// whole-batch gradients.
+        #[test]
+        fn random_configurations_are_exact(
+            which in 0usize..64, p in 1u32..4, m in 1u32..5, seed in 0u64..1000,
+        ) {
+            let gens = registry();
+            let g = &gens[which % gens.len()];
+            let Ok(s) = generate(g.name, &Params::new(p, m)) else {
+                return Ok(()); // the schedule refuses this configuration
+            };
+            let mut cfg = tiny(s.stages as usize, m as usize);
+            cfg.seed = seed;
+            let b = batch(&cfg, seed);
+            let (_, reference) = reference_gradients(&cfg, &b).unwrap();
+            let mut t = Trainer::new(cfg, s).unwrap();
+            t.accumulate(&b).unwrap();
+            for ((n, x), (_, y)) in t.gradients().unwrap().iter().zip(&reference) {
+                let e = rel_err(x, y);
+                prop_assert!(e <= 1e-5, "{}: {} off by {:e}", g.name, n, e);
+            }
+        }
+
+        /// The stage split covers every block once, in order, with no stage empty.
+        #[test]
+        fn block_ranges_partition_the_layers(stages in 1u32..12, extra in 0usize..20) {
+            let layers = stages as usize + extra;
+            let mut next = 0;
+            for i in 0..stages {
+                let r = block_range(layers, stages, i);
+                prop_assert_eq!(r.start, next);
+                prop_assert!(r.end > r.start);
+                next = r.end;
+            }
+            prop_assert_eq!(next, layers);
+        }
+    }
+}

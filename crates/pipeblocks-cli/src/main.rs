@@ -8,6 +8,7 @@ mod common;
 mod fsdp_cmd;
 mod schedule_cmds;
 mod viz_cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,8 @@ enum Command {
     Plot(viz_cmd::PlotArgs),
     /// Write one self-contained HTML page comparing every applicable schedule.
     Report(viz_cmd::ReportArgs),
+    /// Train a small GPT-style model with a schedule, one thread per device.
+    Train(train_cmd::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Frontier(a) => block_cmd::frontier(a),
         Command::Plot(a) => viz_cmd::plot(a),
         Command::Report(a) => viz_cmd::report(a),
+        Command::Train(a) => train_cmd::train(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -67,7 +67,8 @@ say "built in $(elapsed "$t")"
 t=$(date +%s)
 set +e
 # -p no:cacheprovider: leave no .pytest_cache in the checkout.
-(cd "$repo/python" && python -m pytest -p no:cacheprovider -q tests "$@")
+# PIPEBLOCKS_REQUIRE_TORCH=1: a torch that does not import fails the run instead of skipping tests.
+(cd "$repo/python" && PIPEBLOCKS_REQUIRE_TORCH=1 python -m pytest -p no:cacheprovider -q tests "$@")
 rc=$?
 set -e
 say "pytest finished in $(elapsed "$t") with exit code $rc"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from ._native import Schedule, generate, load, parse_torch_csv, schedules
 
-__all__ = ["Schedule", "generate", "load", "parse_torch_csv", "schedules", "names"]
+__all__ = ["Schedule", "generate", "load", "names", "parse_torch_csv", "schedules"]
 
 
 def names() -> list[str]:

@@ -1,6 +1,5 @@
 """Type stubs of the native module (Rust, PyO3) behind :mod:`pipeblocks`."""
 
-from __future__ import annotations
 
 import os
 from typing import Any, Literal, Optional, TypedDict, Union

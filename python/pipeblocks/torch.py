@@ -20,7 +20,8 @@ communication.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional, Union
 
 import torch  # noqa: F401  (the top-level PyTorch package, not this module)
 from torch.distributed.pipelining import schedules as _torch_schedules
@@ -29,7 +30,7 @@ from torch.distributed.pipelining.schedules import _Action, _PipelineScheduleRun
 import pipeblocks
 from pipeblocks import Schedule
 
-__all__ = ["PipeblocksSchedule", "StageMismatchError", "check_stages", "plan", "schedule"]
+__all__ = ["PipeblocksSchedule", "StageMismatchError", "check_stages", "plan_for", "schedule"]
 
 
 class StageMismatchError(ValueError):
@@ -96,7 +97,7 @@ def check_stages(plan: Schedule, stages: Sequence[Any], n_microbatches: Optional
         )
 
 
-def plan(
+def plan_for(
     name: Union[str, Schedule],
     stages: Sequence[Any],
     n_microbatches: int,
@@ -194,7 +195,7 @@ def schedule(
         ValueError: the engine refused the name or sizes (its message).
     """
     stage_list = list(stages) if isinstance(stages, (list, tuple)) else [stages]
-    sched = plan(name, stage_list, n_microbatches, **options)
+    sched = plan_for(name, stage_list, n_microbatches, **options)
     return PipeblocksSchedule(
         stage_list,
         n_microbatches,

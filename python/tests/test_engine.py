@@ -123,3 +123,10 @@ def test_engine_errors_are_value_errors_with_its_message(call, message):
 def test_load_missing_file_is_os_error(tmp_path):
     with pytest.raises(OSError, match="cannot read"):
         pb.load(tmp_path / "nope.csv")
+
+
+def test_package_docstring_examples_hold():
+    import doctest
+
+    failures, tried = doctest.testmod(pb, verbose=False)
+    assert tried > 0 and failures == 0

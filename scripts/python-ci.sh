@@ -73,8 +73,8 @@ rc=$?
 set -e
 say "pytest finished in $(elapsed "$t") with exit code $rc"
 if [ "$rc" -eq 5 ]; then
-    say "pytest collected no tests: python/tests is missing, or every test module failed to import or"
-    say "was skipped at module level (torch or gloo unavailable). Treating this as a failure."
+    say "pytest ran no tests: python/tests is missing, a -k/-m filter deselected everything, or every module"
+    say "was skipped at module level (gloo unavailable). Treating this as a failure."
     exit 1
 fi
 exit "$rc"

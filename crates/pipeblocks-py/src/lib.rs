@@ -1,0 +1,314 @@
+//! # pipeblocks-py: the engine as the Python module `pipeblocks._native`
+//!
+//! A thin PyO3 layer over [`pipeblocks_core`]: it generates, reads, simulates and exports
+//! schedules and hands Python plain values (lists of strings, dicts). Everything that touches
+//! PyTorch lives in the pure-Python part of the package (`python/pipeblocks/torch.py`), which
+//! builds on the action strings and stage lists exposed here.
+//!
+//! Errors of the engine surface as `ValueError` carrying the engine's message unchanged. The crate
+//! is built by maturin (`scripts/python-ci.sh`) and is not a member of the main Cargo workspace.
+
+use pipeblocks_core::compare::{baseline, summarize};
+use pipeblocks_core::format::{json, read_any, torch_csv};
+use pipeblocks_core::generators::{self, MemoryBudget, Params};
+use pipeblocks_core::{simulate as sim, validate, Costs, Error, Placement, SimConfig};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// Turns an engine error into a Python `ValueError` with the engine's message.
+fn value_error(e: Error) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Checks a Python integer is a count in `1..=u32::MAX`.
+fn count(what: &str, v: i64) -> PyResult<u32> {
+    u32::try_from(v)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| PyValueError::new_err(format!("{what} must be a positive integer, got {v}")))
+}
+
+/// Builds costs from keyword values, with the same checks as the CLI's `--cost`.
+fn costs(f: f64, b: f64, w: f64, bw: Option<f64>, comm: f64) -> PyResult<Costs> {
+    for (k, v) in [("f", f), ("b", b), ("w", w), ("comm", comm)]
+        .into_iter()
+        .chain(bw.map(|v| ("bw", v)))
+    {
+        if !v.is_finite() || v < 0.0 {
+            return Err(PyValueError::new_err(format!(
+                "cost {k}={v}: costs must be finite and not negative"
+            )));
+        }
+    }
+    if f + b + w == 0.0 {
+        return Err(PyValueError::new_err(
+            "all pass costs are 0; give at least one positive cost",
+        ));
+    }
+    Ok(Costs { f, b, w, bw, comm })
+}
+
+/// A complete pipeline schedule: a placement (which rank holds which stage) and one ordered list
+/// of passes per rank.
+///
+/// Made by `pipeblocks.generate`, `pipeblocks.parse_torch_csv` or `pipeblocks.load`; always valid
+/// (complete, dependency-ordered and deadlock-free).
+#[pyclass(name = "Schedule", module = "pipeblocks", frozen)]
+pub struct PySchedule {
+    inner: pipeblocks_core::Schedule,
+}
+
+impl PySchedule {
+    fn rank(&self, rank: i64) -> PyResult<usize> {
+        usize::try_from(rank)
+            .ok()
+            .filter(|&r| r < self.inner.devices as usize)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "rank {rank} is out of range: the schedule has {} ranks (0..{})",
+                    self.inner.devices, self.inner.devices
+                ))
+            })
+    }
+
+    fn new_checked(inner: pipeblocks_core::Schedule) -> PyResult<Self> {
+        validate(&inner).map_err(|e| value_error(e.into()))?;
+        Ok(PySchedule { inner })
+    }
+}
+
+#[pymethods]
+impl PySchedule {
+    /// Name of the generator or file the schedule came from.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Number of ranks (devices) `p`.
+    #[getter]
+    fn devices(&self) -> u32 {
+        self.inner.devices
+    }
+
+    /// Number of stages `S` (model pieces), over all ranks.
+    #[getter]
+    fn stages(&self) -> u32 {
+        self.inner.stages
+    }
+
+    /// Number of microbatches `m`.
+    #[getter]
+    fn microbatches(&self) -> u32 {
+        self.inner.microbatches
+    }
+
+    /// Placement kind: `"sequential"`, `"looped"`, `"v-shape"` or `"explicit"`.
+    #[getter]
+    fn placement(&self) -> &'static str {
+        match self.inner.placement {
+            Placement::Sequential => "sequential",
+            Placement::Looped { .. } => "looped",
+            Placement::VShape => "v-shape",
+            Placement::Explicit { .. } => "explicit",
+        }
+    }
+
+    /// The rank of each stage, in stage order.
+    #[getter]
+    fn stage_ranks(&self) -> Vec<u32> {
+        self.inner.placement.stage_devices(self.inner.devices)
+    }
+
+    /// Whether the backward is split into input (`I`) and weight (`W`) passes.
+    #[getter]
+    fn splits_backward(&self) -> bool {
+        self.inner.splits_backward()
+    }
+
+    /// The stages held by `rank`, ascending.
+    fn stage_ids(&self, rank: i64) -> PyResult<Vec<u32>> {
+        let r = self.rank(rank)?;
+        Ok(self.inner.stages_of(r as u32))
+    }
+
+    /// The ordered compute actions of `rank` in PyTorch's spelling (`"3I7"`: stage 3, input
+    /// backward, microbatch 7; letters F, I, W and B for the fused backward).
+    fn actions(&self, rank: i64) -> PyResult<Vec<String>> {
+        let r = self.rank(rank)?;
+        Ok(self.inner.lists[r]
+            .iter()
+            .map(|&p| torch_csv::action(p))
+            .collect())
+    }
+
+    /// The ordered passes of `rank` in pipeblocks' spelling (`"B3.7"`; kinds F, B, W, BW).
+    fn passes(&self, rank: i64) -> PyResult<Vec<String>> {
+        let r = self.rank(rank)?;
+        Ok(self.inner.lists[r].iter().map(|p| p.to_string()).collect())
+    }
+
+    /// The schedule as PyTorch's compute-only CSV text (one row per rank).
+    fn torch_csv(&self) -> String {
+        torch_csv::write(&self.inner)
+    }
+
+    /// Writes PyTorch's compute-only CSV to `path`, the file `_PipelineScheduleRuntime._load_csv`
+    /// and torchtitan's `pipeline_parallel_schedule_csv` read.
+    fn to_torch_csv(&self, path: std::path::PathBuf) -> PyResult<()> {
+        std::fs::write(&path, torch_csv::write(&self.inner)).map_err(|e| {
+            pyo3::exceptions::PyOSError::new_err(format!("cannot write {}: {e}", path.display()))
+        })
+    }
+
+    /// The schedule as pipeblocks' versioned JSON text.
+    fn to_json(&self) -> String {
+        json::write(&self.inner)
+    }
+
+    /// Simulates the schedule and returns the figures of `pipeblocks simulate --json` as a dict
+    /// (`makespan`, `bubble_rate`, `peak_activation`, `max_peak_activation`, `peak_vs_1f1b`,
+    /// `p2p_transfers`, ...). Costs are for 1/p of the model, as on the command line.
+    #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=0.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn simulate<'py>(
+        &self,
+        py: Python<'py>,
+        f: f64,
+        b: f64,
+        w: f64,
+        bw: Option<f64>,
+        comm: f64,
+        b_release: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let cfg = SimConfig {
+            costs: costs(f, b, w, bw, comm)?,
+            b_release,
+            ..Default::default()
+        };
+        let s = &self.inner;
+        let r = sim(s, &cfg).map_err(value_error)?;
+        let base = baseline(s.devices, s.microbatches, &cfg).map_err(value_error)?;
+        let text = serde_json::to_string(&summarize(s, &r, base))
+            .map_err(|e| PyValueError::new_err(format!("cannot encode the summary: {e}")))?;
+        py.import("json")?.call_method1("loads", (text,))
+    }
+
+    /// Equal when sizes, placement and every rank's order agree (the name is not compared).
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        match other.cast::<PySchedule>() {
+            Ok(o) => {
+                let (a, b) = (&self.inner, &o.get().inner);
+                a.devices == b.devices
+                    && a.stages == b.stages
+                    && a.microbatches == b.microbatches
+                    && a.placement.stage_devices(a.devices) == b.placement.stage_devices(b.devices)
+                    && a.lists == b.lists
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        let s = &self.inner;
+        format!(
+            "<pipeblocks.Schedule {} devices={} stages={} microbatches={} placement={}>",
+            s.name,
+            s.devices,
+            s.stages,
+            s.microbatches,
+            s.placement.describe()
+        )
+    }
+}
+
+/// Generates the named schedule for `devices` ranks and `microbatches` microbatches.
+///
+/// Options: `chunks` (stages per rank for looped schedules), `memory` (a per-rank activation
+/// budget: units as a number, or a string like `"0.5x"` for a multiple of 1F1B's peak), and the
+/// pass costs `f`, `b`, `w`, `bw`, `comm` used by cost-aware generators. Raises `ValueError` with
+/// the engine's message for unknown names or impossible sizes.
+#[pyfunction]
+#[pyo3(signature = (name, devices, microbatches, *, chunks=None, memory=None, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0))]
+#[allow(clippy::too_many_arguments)]
+fn generate(
+    name: &str,
+    devices: i64,
+    microbatches: i64,
+    chunks: Option<i64>,
+    memory: Option<&Bound<'_, PyAny>>,
+    f: f64,
+    b: f64,
+    w: f64,
+    bw: Option<f64>,
+    comm: f64,
+) -> PyResult<PySchedule> {
+    let mut prm = Params::new(
+        count("devices", devices)?,
+        count("microbatches", microbatches)?,
+    );
+    prm.chunks = chunks.map(|c| count("chunks", c)).transpose()?;
+    prm.costs = costs(f, b, w, bw, comm)?;
+    prm.memory = match memory {
+        None => None,
+        Some(m) => Some(if let Ok(text) = m.extract::<String>() {
+            MemoryBudget::parse(&text).map_err(value_error)?
+        } else {
+            let v: f64 = m.extract().map_err(|_| {
+                PyValueError::new_err("memory must be a number of units or a string like \"0.5x\"")
+            })?;
+            MemoryBudget::parse(&v.to_string()).map_err(value_error)?
+        }),
+    };
+    let s = generators::generate(name, &prm).map_err(value_error)?;
+    Ok(PySchedule { inner: s })
+}
+
+/// Reads PyTorch compute-only CSV text into a validated schedule; the placement is inferred from
+/// which row holds each stage.
+#[pyfunction]
+#[pyo3(signature = (text, name="torch-csv"))]
+fn parse_torch_csv(text: &str, name: &str) -> PyResult<PySchedule> {
+    PySchedule::new_checked(torch_csv::read(text, name).map_err(value_error)?)
+}
+
+/// Reads a schedule file (pipeblocks JSON or PyTorch CSV, guessed from the content) and
+/// validates it.
+#[pyfunction]
+fn load(path: std::path::PathBuf) -> PyResult<PySchedule> {
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        pyo3::exceptions::PyOSError::new_err(format!("cannot read {}: {e}", path.display()))
+    })?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    PySchedule::new_checked(read_any(&text, &name).map_err(value_error)?)
+}
+
+/// The engine's registry: one dict per generator with `name`, `summary` and `constraints`.
+#[pyfunction]
+fn schedules(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
+    generators::registry()
+        .iter()
+        .map(|g| {
+            let d = PyDict::new(py);
+            d.set_item("name", g.name)?;
+            d.set_item("summary", g.summary)?;
+            d.set_item("constraints", g.constraints)?;
+            Ok(d)
+        })
+        .collect()
+}
+
+/// The native module; `pipeblocks/__init__.py` re-exports it.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PySchedule>()?;
+    m.add_function(wrap_pyfunction!(generate, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_torch_csv, m)?)?;
+    m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(schedules, m)?)?;
+    Ok(())
+}

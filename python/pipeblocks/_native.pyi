@@ -1,0 +1,92 @@
+"""Type stubs of the native module (Rust, PyO3) behind :mod:`pipeblocks`."""
+
+
+import os
+from typing import Any, Literal, Optional, TypedDict, Union
+
+class GeneratorInfo(TypedDict):
+    """One entry of the engine's registry."""
+
+    name: str
+    summary: str
+    constraints: str
+
+class Schedule:
+    """A complete pipeline schedule: a placement and one ordered list of passes per rank.
+
+    Always valid: complete, in dependency order and free of deadlock.
+    """
+
+    @property
+    def name(self) -> str:
+        """Name of the generator or file the schedule came from."""
+    @property
+    def devices(self) -> int:
+        """Number of ranks ``p``."""
+    @property
+    def stages(self) -> int:
+        """Number of stages ``S`` over all ranks."""
+    @property
+    def microbatches(self) -> int:
+        """Number of microbatches ``m``."""
+    @property
+    def placement(self) -> Literal["sequential", "looped", "v-shape", "explicit"]:
+        """How stages are placed on ranks."""
+    @property
+    def stage_ranks(self) -> list[int]:
+        """The rank of each stage, in stage order."""
+    @property
+    def splits_backward(self) -> bool:
+        """Whether the backward is split into input (``I``) and weight (``W``) passes."""
+    def stage_ids(self, rank: int) -> list[int]:
+        """The stages held by ``rank``, ascending. ``ValueError`` for a rank out of range."""
+    def actions(self, rank: int) -> list[str]:
+        """The ordered compute actions of ``rank`` in PyTorch's spelling, e.g. ``"3I7"``."""
+    def passes(self, rank: int) -> list[str]:
+        """The ordered passes of ``rank`` in pipeblocks' spelling, e.g. ``"B3.7"``."""
+    def torch_csv(self) -> str:
+        """The schedule as PyTorch's compute-only CSV text."""
+    def to_torch_csv(self, path: Union[str, os.PathLike[str]]) -> None:
+        """Writes PyTorch's compute-only CSV (``_PipelineScheduleRuntime._load_csv``, torchtitan's
+        ``pipeline_parallel_schedule_csv``)."""
+    def to_json(self) -> str:
+        """The schedule as pipeblocks' versioned JSON."""
+    def simulate(
+        self,
+        *,
+        f: float = 1.0,
+        b: float = 1.0,
+        w: float = 1.0,
+        bw: Optional[float] = None,
+        comm: float = 0.0,
+        b_release: float = 0.0,
+    ) -> dict[str, Any]:
+        """Simulates the schedule; the dict has the keys of ``pipeblocks simulate --json``:
+        ``schedule``, ``placement``, ``devices``, ``stages``, ``microbatches``, ``passes``,
+        ``makespan``, ``bubble_rate``, ``busy``, ``peak_activation``, ``max_peak_activation``,
+        ``peak_vs_1f1b``, ``p2p_transfers``, ``p2p_vs_1f1b``."""
+    def __eq__(self, other: object) -> bool: ...
+
+def generate(
+    name: str,
+    devices: int,
+    microbatches: int,
+    *,
+    chunks: Optional[int] = None,
+    memory: Union[str, float, None] = None,
+    f: float = 1.0,
+    b: float = 1.0,
+    w: float = 1.0,
+    bw: Optional[float] = None,
+    comm: float = 0.0,
+) -> Schedule:
+    """Generates the named schedule; ``ValueError`` with the engine's message on failure."""
+
+def parse_torch_csv(text: str, name: str = "torch-csv") -> Schedule:
+    """Reads PyTorch compute-only CSV text into a validated schedule."""
+
+def load(path: Union[str, os.PathLike[str]]) -> Schedule:
+    """Reads a schedule file (pipeblocks JSON or PyTorch CSV) and validates it."""
+
+def schedules() -> list[GeneratorInfo]:
+    """The engine's registry of schedule generators."""

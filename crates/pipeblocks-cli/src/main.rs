@@ -7,8 +7,8 @@ mod block_cmd;
 mod common;
 mod fsdp_cmd;
 mod schedule_cmds;
-mod viz_cmd;
 mod train_cmd;
+mod viz_cmd;
 
 use std::process::ExitCode;
 

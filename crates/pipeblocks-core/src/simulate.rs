@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::ir::{PassKind, Schedule};
-use crate::validate::{validate, Graph, InOrder};
+use crate::validate::{validate, Graph};
 
 /// Costs of the passes of one stage.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -242,33 +242,88 @@ pub fn simulate_graph(s: &Schedule, g: &Graph, cfg: &SimConfig) -> Result<SimRes
         .unwrap_or_else(|| vec![1.0; s.devices as usize]);
     let comm = cfg.costs.comm;
     let p = s.devices as usize;
-    let mut end_of = vec![0.0f64; g.index.len()];
+    const NONE: u32 = u32::MAX;
+    // Flatten each list into index form once: the pass, its (at most two) inputs with their
+    // latency, and its duration. The loop below then touches only dense arrays.
+    struct Node {
+        me: u32,
+        dep: [u32; 2],
+        lat: [f64; 2],
+        dur: f64,
+    }
+    let nodes: Vec<Vec<Node>> = s
+        .lists
+        .iter()
+        .enumerate()
+        .map(|(d, list)| {
+            list.iter()
+                .map(|&pass| {
+                    let (deps, n) = g.deps(pass);
+                    let mut dep = [NONE; 2];
+                    let mut lat = [0.0; 2];
+                    for (k, x) in deps.iter().take(n).flatten().enumerate() {
+                        dep[k] = g.index.of(*x) as u32;
+                        if g.stage_device[x.stage as usize] as usize != d {
+                            lat[k] = comm;
+                        }
+                    }
+                    Node {
+                        me: g.index.of(pass) as u32,
+                        dep,
+                        lat,
+                        dur: dur[pass.stage as usize][pass.kind.index()] / speed[d],
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    // End time of each pass by dense index; NaN until it has run.
+    let mut end_of = vec![f64::NAN; g.index.len()];
+    let mut wait_head = vec![NONE; g.index.len()];
+    let mut wait_next = vec![NONE; p];
+    let mut ptr = vec![0usize; p];
     let mut start: Vec<Vec<f64>> = s.lists.iter().map(|l| vec![0.0; l.len()]).collect();
     let mut end: Vec<Vec<f64>> = start.clone();
     let mut free = vec![0.0f64; p];
-    let mut order = InOrder::new(s, g);
-    order.run(|d, i| {
-        let pass = s.lists[d][i];
-        let mut t = free[d];
-        let (deps, n) = g.deps(pass);
-        for dep in deps.iter().take(n).flatten() {
-            let ready = end_of[g.index.of(*dep)]
-                + if g.stage_device[dep.stage as usize] as usize != d {
-                    comm
-                } else {
-                    0.0
-                };
-            if ready > t {
-                t = ready;
+    let mut stack: Vec<u32> = (0..p as u32).rev().collect();
+    while let Some(d) = stack.pop() {
+        let d = d as usize;
+        let list = &nodes[d];
+        'advance: while ptr[d] < list.len() {
+            let node = &list[ptr[d]];
+            let mut t = free[d];
+            for k in 0..2 {
+                let dep = node.dep[k];
+                if dep == NONE {
+                    continue;
+                }
+                let e = end_of[dep as usize];
+                if e.is_nan() {
+                    wait_next[d] = wait_head[dep as usize];
+                    wait_head[dep as usize] = d as u32;
+                    break 'advance;
+                }
+                t = t.max(e + node.lat[k]);
             }
+            let e = t + node.dur;
+            start[d][ptr[d]] = t;
+            end[d][ptr[d]] = e;
+            end_of[node.me as usize] = e;
+            free[d] = e;
+            let mut w = std::mem::replace(&mut wait_head[node.me as usize], NONE);
+            while w != NONE {
+                stack.push(w);
+                w = wait_next[w as usize];
+            }
+            ptr[d] += 1;
         }
-        let e = t + dur[pass.stage as usize][pass.kind.index()] / speed[d];
-        start[d][i] = t;
-        end[d][i] = e;
-        end_of[g.index.of(pass)] = e;
-        free[d] = e;
-    });
-    debug_assert!(order.blocked().is_none());
+    }
+    if let Some(d) = (0..p).find(|&d| ptr[d] < s.lists[d].len()) {
+        return Err(Error::config(format!(
+            "the schedule blocks on device {d} at position {}; validate it first",
+            ptr[d]
+        )));
+    }
     let makespan = free.iter().cloned().fold(0.0, f64::max);
     let busy: Vec<f64> = (0..p)
         .map(|d| {

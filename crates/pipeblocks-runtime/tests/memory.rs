@@ -34,8 +34,18 @@ fn max(v: &[f64]) -> f64 {
 
 #[test]
 fn peak_memory_relative_to_1f1b_matches_the_simulator() {
-    let cfg = tiny(4, 8);
-    let runs: Vec<Run> = all_schedules(2, 8)
+    check_against_simulator(2, 8, 4);
+}
+
+/// At p = 6 the V family's peaks differ (v-min 3, v-half 4, v-zb 6 units), so their order shows.
+#[test]
+fn v_family_memory_order_at_six_devices() {
+    check_against_simulator(6, 12, 12);
+}
+
+fn check_against_simulator(p: u32, m: u32, layers: usize) {
+    let cfg = tiny(layers, m as usize);
+    let runs: Vec<Run> = all_schedules(p, m)
         .into_iter()
         .map(|s| run(s, &cfg))
         .collect();
@@ -59,18 +69,37 @@ fn peak_memory_relative_to_1f1b_matches_the_simulator() {
     for must in ["1f1b", "gpipe", "zb-h1", "interleaved-1f1b"] {
         assert!(covered.contains(&must), "{must} was not covered");
     }
-    // The V family, once registered: v-min < v-half < v-zb ≈ 1f1b.
-    let peak = |n: &str| runs.iter().find(|r| r.name == n).map(|r| max(&r.measured));
+    // The V family, once registered: v-min < v-half < v-zb ≈ 1f1b wherever the simulator
+    // separates them (at p = 2 all three hold p units, as the closed forms say).
+    let peak = |n: &str| {
+        runs.iter()
+            .find(|r| r.name == n)
+            .map(|r| (max(&r.measured), max(&r.simulated)))
+    };
     if let (Some(a), Some(b), Some(c)) = (peak("v-min"), peak("v-half"), peak("v-zb")) {
-        let one = max(&base.measured);
+        let one = (max(&base.measured), max(&base.simulated));
         assert!(
-            a < b && b < c,
-            "v-min {a} < v-half {b} < v-zb {c} does not hold"
+            p < 6 || (a.1 < b.1 && b.1 < c.1),
+            "p={p}: simulator does not separate the V family"
         );
+        if a.1 < b.1 && b.1 < c.1 {
+            assert!(
+                a.0 < b.0 && b.0 < c.0,
+                "p={p}: v-min {} < v-half {} < v-zb {} does not hold",
+                a.0,
+                b.0,
+                c.0
+            );
+        }
+        // v-zb holds 1F1B's memory in uniform units; with this model's heavy head stage (the
+        // logits) on device 0 next to stage 0 it holds more, as the simulator predicts too.
+        let (meas, sim) = (c.0 / one.0, c.1 / one.1);
         assert!(
-            (c / one - 1.0).abs() <= 0.15,
-            "v-zb {c} is not close to 1f1b {one}"
+            (meas / sim - 1.0).abs() <= 0.10,
+            "p={p}: v-zb measured {meas:.3}x 1f1b, simulated {sim:.3}x"
         );
+    } else if p >= 6 {
+        panic!("the V family is not registered");
     }
 }
 

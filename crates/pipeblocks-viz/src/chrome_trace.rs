@@ -275,7 +275,7 @@ mod tests {
                 g.name,
                 &Params {
                     costs,
-                    ..Params::new(3, 4)
+                    ..Params::new(3, 6)
                 },
             )
             .unwrap();
@@ -317,7 +317,7 @@ mod tests {
                 g.name,
                 &Params {
                     costs,
-                    ..Params::new(4, 6)
+                    ..Params::new(4, 8)
                 },
             )
             .unwrap();

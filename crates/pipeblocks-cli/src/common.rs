@@ -96,6 +96,17 @@ impl ScheduleSpec {
         Ok(prm)
     }
 
+    /// The schedule read from `from` when given, generated from these flags otherwise.
+    pub fn schedule_or_file(&self, from: Option<&Path>, costs: Costs) -> Result<Schedule> {
+        match from {
+            Some(path) => read_schedule(path),
+            None if self.schedule.is_none() => {
+                anyhow::bail!("give -s NAME -p P -m M, or --from FILE")
+            }
+            None => self.generate(costs),
+        }
+    }
+
     /// Generates the named schedule.
     pub fn generate(&self, costs: Costs) -> Result<Schedule> {
         let name = self

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use pipeblocks_core::compare::{baseline, compare as compare_all, summarize, Row};
 use pipeblocks_core::format::{json, torch_csv};
@@ -152,15 +152,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         return crate::fsdp_cmd::simulate(&a.fsdp, &a.spec, a.from.as_deref(), a.json);
     }
     let costs = a.cost.costs()?;
-    let s = match &a.from {
-        Some(path) => read_schedule(path)?,
-        None => {
-            if a.spec.schedule.is_none() {
-                bail!("give -s NAME -p P -m M, or --from FILE");
-            }
-            a.spec.generate(costs)?
-        }
-    };
+    let s = a.spec.schedule_or_file(a.from.as_deref(), costs)?;
     let cfg = SimConfig {
         costs,
         b_release: a.b_release,

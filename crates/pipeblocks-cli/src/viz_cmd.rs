@@ -10,7 +10,7 @@ use pipeblocks_core::{simulate, Schedule, SimConfig, SimResult};
 use pipeblocks_viz::html::{report as render_report, Entry, Report};
 use pipeblocks_viz::svg::{auto_width, render, SvgOptions};
 
-use crate::common::{read_schedule, write_output, CostArg, ScheduleSpec};
+use crate::common::{write_output, CostArg, ScheduleSpec};
 
 /// Width of the time axis, checked.
 fn width(w: f64) -> Result<f64> {
@@ -71,15 +71,7 @@ pub struct ReportArgs {
 pub fn plot(a: PlotArgs) -> Result<()> {
     let fixed = a.width.map(width).transpose()?;
     let costs = a.cost.costs()?;
-    let s: Schedule = match &a.from {
-        Some(path) => read_schedule(path)?,
-        None => {
-            if a.spec.schedule.is_none() {
-                bail!("give -s NAME -p P -m M, or --from FILE");
-            }
-            a.spec.generate(costs)?
-        }
-    };
+    let s: Schedule = a.spec.schedule_or_file(a.from.as_deref(), costs)?;
     let cfg = SimConfig {
         costs,
         b_release: a.b_release,

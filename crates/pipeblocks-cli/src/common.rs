@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use pipeblocks_core::generators::{generate, MemoryBudget, Params};
-use pipeblocks_core::{Costs, Schedule};
+use pipeblocks_core::{Costs, Schedule, SimConfig};
 
 /// A failure while running (not bad input): exits with code 1.
 #[derive(Debug)]
@@ -115,6 +115,35 @@ impl ScheduleSpec {
             .ok_or_else(|| anyhow::anyhow!("missing -s NAME (see `pipeblocks list`)"))?;
         let prm = self.params(costs)?;
         Ok(generate(name, &prm)?)
+    }
+}
+
+/// What a simulating command reads: a named or stored schedule, its costs and the memory model.
+#[derive(Args, Debug, Clone)]
+pub struct SimInput {
+    #[command(flatten)]
+    pub spec: ScheduleSpec,
+    /// Read the schedule from FILE (JSON or torch CSV) instead of generating it.
+    #[arg(long = "from", conflicts_with = "schedule")]
+    pub from: Option<PathBuf>,
+    #[command(flatten)]
+    pub cost: CostArg,
+    /// Fraction of a stage's activation released at B (default 0).
+    #[arg(long = "b-release", default_value_t = 0.0)]
+    pub b_release: f64,
+}
+
+impl SimInput {
+    /// The schedule (read or generated) and the simulator configuration for it.
+    pub fn load(&self) -> Result<(Schedule, SimConfig)> {
+        let costs = self.cost.costs()?;
+        let s = self.spec.schedule_or_file(self.from.as_deref(), costs)?;
+        let cfg = SimConfig {
+            costs,
+            b_release: self.b_release,
+            ..Default::default()
+        };
+        Ok((s, cfg))
     }
 }
 

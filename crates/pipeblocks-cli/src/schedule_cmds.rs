@@ -10,7 +10,7 @@ use pipeblocks_core::generators::registry;
 use pipeblocks_core::{simulate as sim, validate as check, SimConfig};
 use pipeblocks_viz::chrome_trace::{self, TraceOptions};
 
-use crate::common::{read_schedule, write_output, CostArg, ScheduleSpec};
+use crate::common::{read_schedule, write_output, CostArg, ScheduleSpec, SimInput};
 
 /// Output formats of `generate`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,15 +58,7 @@ pub struct GenerateArgs {
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
     #[command(flatten)]
-    spec: ScheduleSpec,
-    /// Read the schedule from FILE (JSON or torch CSV) instead of generating it.
-    #[arg(long = "from", conflicts_with = "schedule")]
-    from: Option<PathBuf>,
-    #[command(flatten)]
-    cost: CostArg,
-    /// Fraction of a stage's activation released at B (default 0).
-    #[arg(long = "b-release", default_value_t = 0.0)]
-    b_release: f64,
+    input: SimInput,
     /// Print the JSON summary (same as `--format json`).
     #[arg(long, conflicts_with = "format")]
     json: bool,
@@ -149,15 +141,10 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
 /// `pipeblocks simulate`.
 pub fn simulate(a: SimulateArgs) -> Result<()> {
     if a.fsdp.active() {
-        return crate::fsdp_cmd::simulate(&a.fsdp, &a.spec, a.from.as_deref(), a.json);
+        return crate::fsdp_cmd::simulate(&a.fsdp, &a.input.spec, a.input.from.as_deref(), a.json);
     }
-    let costs = a.cost.costs()?;
-    let s = a.spec.schedule_or_file(a.from.as_deref(), costs)?;
-    let cfg = SimConfig {
-        costs,
-        b_release: a.b_release,
-        ..Default::default()
-    };
+    let (s, cfg) = a.input.load()?;
+    let costs = cfg.costs;
     let r = sim(&s, &cfg)?;
     let base = baseline(s.devices, s.microbatches, &cfg)?;
     let summary = summarize(&s, &r, base);

@@ -10,7 +10,7 @@ use pipeblocks_core::{simulate, Schedule, SimConfig, SimResult};
 use pipeblocks_viz::html::{report as render_report, Entry, Report};
 use pipeblocks_viz::svg::{auto_width, render, SvgOptions};
 
-use crate::common::{write_output, CostArg, ScheduleSpec};
+use crate::common::{write_output, CostArg, ScheduleSpec, SimInput};
 
 /// Width of the time axis, checked.
 fn width(w: f64) -> Result<f64> {
@@ -24,15 +24,7 @@ fn width(w: f64) -> Result<f64> {
 #[derive(Args, Debug)]
 pub struct PlotArgs {
     #[command(flatten)]
-    spec: ScheduleSpec,
-    /// Read the schedule from FILE (JSON or torch CSV) instead of generating it.
-    #[arg(long = "from", conflicts_with = "schedule")]
-    from: Option<PathBuf>,
-    #[command(flatten)]
-    cost: CostArg,
-    /// Fraction of a stage's activation released at B (default 0).
-    #[arg(long = "b-release", default_value_t = 0.0)]
-    b_release: f64,
+    input: SimInput,
     /// Width of the time axis in pixels (default: wide enough to number the shortest pass,
     /// 1100 to 6000).
     #[arg(long)]
@@ -70,13 +62,7 @@ pub struct ReportArgs {
 /// `pipeblocks plot`.
 pub fn plot(a: PlotArgs) -> Result<()> {
     let fixed = a.width.map(width).transpose()?;
-    let costs = a.cost.costs()?;
-    let s: Schedule = a.spec.schedule_or_file(a.from.as_deref(), costs)?;
-    let cfg = SimConfig {
-        costs,
-        b_release: a.b_release,
-        ..Default::default()
-    };
+    let (s, cfg) = a.input.load()?;
     let r = simulate(&s, &cfg)?;
     let (base_peak, _) = baseline(s.devices, s.microbatches, &cfg)?;
     let width = fixed.unwrap_or_else(|| auto_width(&s, &r));

@@ -649,14 +649,7 @@ pub fn simulate_fsdp(
         .map(|d| free[d].max(st.coll_free[d]))
         .fold(0.0, f64::max);
     let compute_end = free.iter().cloned().fold(0.0, f64::max);
-    let busy: Vec<f64> = (0..p)
-        .map(|d| {
-            s.lists[d]
-                .iter()
-                .map(|x| dur[x.stage as usize][x.kind.index()] / speed[d])
-                .sum()
-        })
-        .collect();
+    let busy = crate::simulate::busy_per_device(s, &dur, &speed);
     let total_busy: f64 = busy.iter().sum();
     let dp = f.dp.max(1) as f64;
     let shard_memory: Vec<f64> = (0..p as u32)

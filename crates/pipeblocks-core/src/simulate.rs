@@ -225,6 +225,19 @@ impl SimResult {
     }
 }
 
+/// Compute time of each device: its passes' durations (`dur[stage][kind]`) over its speed.
+pub fn busy_per_device(s: &Schedule, dur: &[[f64; 4]], speed: &[f64]) -> Vec<f64> {
+    s.lists
+        .iter()
+        .zip(speed)
+        .map(|(list, sp)| {
+            list.iter()
+                .map(|ps| dur[ps.stage as usize][ps.kind.index()] / sp)
+                .sum()
+        })
+        .collect()
+}
+
 /// Validates and simulates a schedule.
 pub fn simulate(s: &Schedule, cfg: &SimConfig) -> Result<SimResult, Error> {
     let g = validate(s)?;
@@ -325,14 +338,7 @@ pub fn simulate_graph(s: &Schedule, g: &Graph, cfg: &SimConfig) -> Result<SimRes
         )));
     }
     let makespan = free.iter().cloned().fold(0.0, f64::max);
-    let busy: Vec<f64> = (0..p)
-        .map(|d| {
-            s.lists[d]
-                .iter()
-                .map(|ps| dur[ps.stage as usize][ps.kind.index()] / speed[d])
-                .sum()
-        })
-        .collect();
+    let busy = busy_per_device(s, &dur, &speed);
     let total: f64 = busy.iter().sum();
     let bubble_rate = if makespan > 0.0 {
         1.0 - total / (p as f64 * makespan)

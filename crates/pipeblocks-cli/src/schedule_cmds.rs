@@ -43,9 +43,10 @@ pub struct GenerateArgs {
     spec: ScheduleSpec,
     #[command(flatten)]
     cost: CostArg,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    /// Output format (default: from the extension of -o, `.json` JSON and `.csv` torch CSV;
+    /// text otherwise).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Write to FILE instead of standard output (atomically).
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
@@ -116,6 +117,21 @@ pub fn list() -> Result<()> {
     write_output(None, &out)
 }
 
+/// The format `generate` writes to `path` when `--format` is not given: JSON for `.json`,
+/// torch CSV for `.csv`, so that the file reads back with `--from`; text otherwise.
+fn format_of(path: Option<&std::path::Path>) -> Format {
+    match path
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("json") => Format::Json,
+        Some("csv") => Format::TorchCsv,
+        _ => Format::Text,
+    }
+}
+
 /// `pipeblocks generate`.
 pub fn generate(a: GenerateArgs) -> Result<()> {
     let costs = a.cost.costs()?;
@@ -123,7 +139,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
         Some(path) => crate::block_cmd::schedule_from_block(path, &a.spec, costs)?,
         None => a.spec.generate(costs)?,
     };
-    let text = match a.format {
+    let text = match a.format.unwrap_or_else(|| format_of(a.output.as_deref())) {
         Format::Json => json::write(&s),
         Format::TorchCsv => torch_csv::write(&s),
         Format::Text => {

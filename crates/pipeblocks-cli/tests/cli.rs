@@ -297,3 +297,47 @@ fn failed_run_leaves_existing_output_untouched() {
         .contains("pipeblocks-schedule"));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn generate_picks_the_format_from_the_output_extension() {
+    let dir = tmpdir("ext");
+    for (name, first) in [("s.json", "{"), ("s.csv", "0F0"), ("s.txt", "1f1b:")] {
+        let path = dir.join(name);
+        let o = run(&[
+            "generate",
+            "-s",
+            "1f1b",
+            "-p",
+            "2",
+            "-m",
+            "4",
+            "-o",
+            path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(first), "{name}: {text}");
+        if name != "s.txt" {
+            // Written files read back.
+            let v = run(&["simulate", "--from", path.to_str().unwrap(), "--json"]);
+            assert!(v.status.success(), "{name}: {}", stderr(&v));
+        }
+    }
+    // An explicit --format wins over the extension.
+    let path = dir.join("t.json");
+    let o = run(&[
+        "generate",
+        "-s",
+        "1f1b",
+        "-p",
+        "2",
+        "-m",
+        "4",
+        "--format",
+        "text",
+        "-o",
+        path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&path).unwrap().starts_with("1f1b:"));
+}

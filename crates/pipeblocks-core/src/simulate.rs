@@ -239,13 +239,20 @@ pub fn busy_per_device(s: &Schedule, dur: &[[f64; 4]], speed: &[f64]) -> Vec<f64
 }
 
 /// Validates and simulates a schedule.
+///
+/// The simulator's own in-order run finds any deadlock, so the validator's run is skipped; when
+/// the simulation blocks, [`validate`] explains why.
 pub fn simulate(s: &Schedule, cfg: &SimConfig) -> Result<SimResult, Error> {
-    let g = validate(s)?;
-    simulate_graph(s, &g, cfg)
+    let g = crate::validate::graph_of(s)?;
+    simulate_graph(s, &g, cfg).map_err(|e| match validate(s) {
+        Err(v) => v.into(),
+        Ok(_) => e,
+    })
 }
 
 /// Simulates a schedule already validated into `g`.
 pub fn simulate_graph(s: &Schedule, g: &Graph, cfg: &SimConfig) -> Result<SimResult, Error> {
+    const NONE: u32 = u32::MAX;
     cfg.check(s)?;
     let dur = cfg.durations(s);
     let act = cfg.activations(s);
@@ -255,75 +262,78 @@ pub fn simulate_graph(s: &Schedule, g: &Graph, cfg: &SimConfig) -> Result<SimRes
         .unwrap_or_else(|| vec![1.0; s.devices as usize]);
     let comm = cfg.costs.comm;
     let p = s.devices as usize;
-    const NONE: u32 = u32::MAX;
-    // Flatten each list into index form once: the pass, its (at most two) inputs with their
-    // latency, and its duration. The loop below then touches only dense arrays.
-    struct Node {
-        me: u32,
-        dep: [u32; 2],
-        lat: [f64; 2],
-        dur: f64,
-    }
-    let nodes: Vec<Vec<Node>> = s
-        .lists
-        .iter()
-        .enumerate()
-        .map(|(d, list)| {
-            list.iter()
-                .map(|&pass| {
-                    let (deps, n) = g.deps(pass);
-                    let mut dep = [NONE; 2];
-                    let mut lat = [0.0; 2];
-                    for (k, x) in deps.iter().take(n).flatten().enumerate() {
-                        dep[k] = g.index.of(*x) as u32;
-                        if g.stage_device[x.stage as usize] as usize != d {
-                            lat[k] = comm;
-                        }
-                    }
-                    Node {
-                        me: g.index.of(pass) as u32,
-                        dep,
-                        lat,
-                        dur: dur[pass.stage as usize][pass.kind.index()] / speed[d],
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    // Durations and each stage's device are looked up in the loop below; the inputs of a pass come from `Graph::deps`, so nothing is built per pass.
+    let stage_dev = &g.stage_device;
+    let index = g.index;
     // End time of each pass by dense index; NaN until it has run.
-    let mut end_of = vec![f64::NAN; g.index.len()];
-    let mut wait_head = vec![NONE; g.index.len()];
+    let mut end_of = vec![f64::NAN; index.len()];
+    let mut wait_head = vec![NONE; index.len()];
     let mut wait_next = vec![NONE; p];
     let mut ptr = vec![0usize; p];
     let mut start: Vec<Vec<f64>> = s.lists.iter().map(|l| vec![0.0; l.len()]).collect();
     let mut end: Vec<Vec<f64>> = start.clone();
     let mut free = vec![0.0f64; p];
+    // Busy time, activation level, peak and memory curve of each device, kept as its passes run
+    // (in list order, so the curve comes out in time order).
+    let mut busy = vec![0.0f64; p];
+    let mut level = vec![0.0f64; p];
+    let mut peak = vec![0.0f64; p];
+    let mut memory: Vec<Vec<(f64, f64)>> = s
+        .lists
+        .iter()
+        .map(|l| {
+            let mut c = Vec::with_capacity(l.len() + 1);
+            c.push((0.0, 0.0));
+            c
+        })
+        .collect();
+    let (keep_b, keep_w) = (cfg.b_release, 1.0 - cfg.b_release);
     let mut stack: Vec<u32> = (0..p as u32).rev().collect();
     while let Some(d) = stack.pop() {
         let d = d as usize;
-        let list = &nodes[d];
+        let list = &s.lists[d];
         'advance: while ptr[d] < list.len() {
-            let node = &list[ptr[d]];
+            let pass = list[ptr[d]];
             let mut t = free[d];
-            for k in 0..2 {
-                let dep = node.dep[k];
-                if dep == NONE {
-                    continue;
-                }
-                let e = end_of[dep as usize];
+            let (deps, n) = g.deps(pass);
+            for dep in deps.iter().take(n).flatten() {
+                let k = index.of(*dep);
+                let e = end_of[k];
                 if e.is_nan() {
-                    wait_next[d] = wait_head[dep as usize];
-                    wait_head[dep as usize] = d as u32;
+                    wait_next[d] = wait_head[k];
+                    wait_head[k] = d as u32;
                     break 'advance;
                 }
-                t = t.max(e + node.lat[k]);
+                let lat = if stage_dev[dep.stage as usize] as usize != d {
+                    comm
+                } else {
+                    0.0
+                };
+                t = t.max(e + lat);
             }
-            let e = t + node.dur;
+            let len = dur[pass.stage as usize][pass.kind.index()] / speed[d];
+            let e = t + len;
+            busy[d] += len;
+            let a = act[pass.stage as usize];
+            let (at, delta) = match pass.kind {
+                PassKind::F => (t, a),
+                PassKind::B => (e, -a * keep_b),
+                PassKind::W => (e, -a * keep_w),
+                PassKind::BW => (e, -a),
+            };
+            if delta != 0.0 {
+                level[d] += delta;
+                if level[d] > peak[d] {
+                    peak[d] = level[d];
+                }
+                memory[d].push((at, level[d].max(0.0)));
+            }
             start[d][ptr[d]] = t;
             end[d][ptr[d]] = e;
-            end_of[node.me as usize] = e;
+            let me = index.of(pass);
+            end_of[me] = e;
             free[d] = e;
-            let mut w = std::mem::replace(&mut wait_head[node.me as usize], NONE);
+            let mut w = std::mem::replace(&mut wait_head[me], NONE);
             while w != NONE {
                 stack.push(w);
                 w = wait_next[w as usize];
@@ -338,38 +348,12 @@ pub fn simulate_graph(s: &Schedule, g: &Graph, cfg: &SimConfig) -> Result<SimRes
         )));
     }
     let makespan = free.iter().cloned().fold(0.0, f64::max);
-    let busy = busy_per_device(s, &dur, &speed);
     let total: f64 = busy.iter().sum();
     let bubble_rate = if makespan > 0.0 {
         1.0 - total / (p as f64 * makespan)
     } else {
         0.0
     };
-    let mut peak = vec![0.0f64; p];
-    let mut memory = Vec::with_capacity(p);
-    for d in 0..p {
-        let mut level = 0.0f64;
-        let mut curve = Vec::with_capacity(s.lists[d].len() + 1);
-        curve.push((0.0, 0.0));
-        for (i, ps) in s.lists[d].iter().enumerate() {
-            let a = act[ps.stage as usize];
-            let (t, delta) = match ps.kind {
-                PassKind::F => (start[d][i], a),
-                PassKind::B => (end[d][i], -a * cfg.b_release),
-                PassKind::W => (end[d][i], -a * (1.0 - cfg.b_release)),
-                PassKind::BW => (end[d][i], -a),
-            };
-            if delta == 0.0 {
-                continue;
-            }
-            level += delta;
-            if level > peak[d] {
-                peak[d] = level;
-            }
-            curve.push((t, level.max(0.0)));
-        }
-        memory.push(curve);
-    }
     Ok(SimResult {
         start,
         end,

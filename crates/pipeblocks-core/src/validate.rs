@@ -86,6 +86,19 @@ impl Graph {
 
 /// Validates a schedule; on success returns its dependency graph.
 pub fn validate(s: &Schedule) -> Result<Graph, ValidationError> {
+    let (graph, where_) = structure(s)?;
+    // Deadlock freedom: run the lists in order. A pass listed before one of its inputs on the
+    // same device also blocks here; it is then reported as that ordering fault.
+    let mut order = InOrder::new(s, &graph);
+    order.run(|_, _| {});
+    if let Some(waits) = order.blocked() {
+        return Err(explain_block(s, &graph, &where_, waits));
+    }
+    Ok(graph)
+}
+
+/// Shape, placement, duplicates and completeness; the graph and where each pass is listed.
+fn structure(s: &Schedule) -> Result<(Graph, Vec<(u32, u32)>), ValidationError> {
     let p = s.devices;
     if p == 0 {
         return Err(ValidationError::Shape(
@@ -222,31 +235,43 @@ pub fn validate(s: &Schedule) -> Result<Graph, ValidationError> {
         bwd_kind,
         stage_device,
     };
-    // Dependency order on each device.
+    Ok((graph, where_))
+}
+
+/// Checks a schedule's shape, placement and completeness and builds its graph, without running
+/// the lists: for the simulator, whose own run finds any block (and then calls [`validate`] to
+/// explain it).
+pub(crate) fn graph_of(s: &Schedule) -> Result<Graph, ValidationError> {
+    structure(s).map(|(g, _)| g)
+}
+
+/// Why the in-order run blocked: the first pass listed before an input on its own device, or
+/// else the deadlock itself.
+fn explain_block(
+    s: &Schedule,
+    graph: &Graph,
+    where_: &[(u32, u32)],
+    waits: Vec<Wait>,
+) -> ValidationError {
+    let index = graph.index;
     for (d, list) in s.lists.iter().enumerate() {
         for (i, &pass) in list.iter().enumerate() {
             let (deps, n) = graph.deps(pass);
             for dep in deps.iter().take(n).flatten() {
                 let (dd, di) = where_[index.of(*dep)];
                 if dd == d as u32 && di as usize > i {
-                    return Err(ValidationError::OrderOnDevice {
+                    return ValidationError::OrderOnDevice {
                         device: d as u32,
                         position: i,
                         pass,
                         needs: *dep,
                         needs_position: di as usize,
-                    });
+                    };
                 }
             }
         }
     }
-    // Deadlock freedom.
-    let mut order = InOrder::new(s, &graph);
-    order.run(|_, _| {});
-    if let Some(waits) = order.blocked() {
-        return Err(ValidationError::Deadlock { waits });
-    }
-    Ok(graph)
+    ValidationError::Deadlock { waits }
 }
 
 /// Runs the device lists in order, releasing a device when the pass it waits for completes.

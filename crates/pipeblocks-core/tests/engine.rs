@@ -437,3 +437,32 @@ fn every_generator_exhaustively_small_sizes() {
         assert!(accepted > 0, "{} accepts nothing", g.name);
     }
 }
+
+#[test]
+fn simulate_reports_the_validators_error_for_blocked_lists() {
+    // The simulator skips the validator's in-order run and relies on its own; a blocked schedule
+    // must still come back as the validator's precise error, not as a generic one.
+    let cfg = SimConfig::default();
+    let deadlock = sched(
+        2,
+        2,
+        vec![
+            vec!["F0.0", "BW0.0", "F0.1", "BW0.1"],
+            vec!["F1.0", "F1.1", "BW1.0", "BW1.1"],
+        ],
+    );
+    let order = sched(1, 1, vec![vec!["BW0.0", "F0.0"]]);
+    for (s, want) in [(&deadlock, "deadlock"), (&order, "order")] {
+        let from_validate = validate(s).unwrap_err().to_string();
+        let from_simulate = simulate(s, &cfg).unwrap_err().to_string();
+        assert_eq!(
+            from_simulate,
+            format!("invalid schedule: {from_validate}"),
+            "{want}"
+        );
+    }
+    assert!(matches!(
+        simulate(&order, &cfg),
+        Err(Error::Invalid(ValidationError::OrderOnDevice { .. }))
+    ));
+}

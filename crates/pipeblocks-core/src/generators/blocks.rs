@@ -135,6 +135,21 @@ pub struct Candidate {
     pub result: SimResult,
 }
 
+/// A candidate before it is judged: family label, schedule and simulation.
+type Found = (String, Schedule, SimResult);
+
+/// One unit of the search's work, independent of the others.
+enum Task {
+    /// Expand a block (its Ws delayed by `split`, when given) and squeeze it.
+    Squeeze(String, Block, Option<DelaySplit>),
+    /// Run the list scheduler.
+    Greedy(Placement, &'static str, Option<u32>, bool),
+    /// Generate a registered schedule.
+    Direct(&'static str),
+    /// Reorder a squeezed schedule's warm-up and cool-down under the budget.
+    Reorder(String, Schedule),
+}
+
 struct Search<'a> {
     prm: &'a Params,
     cfg: SimConfig,
@@ -143,7 +158,7 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
-    fn offer(&mut self, family: String, s: Schedule, r: SimResult) {
+    fn offer(&mut self, (family, s, r): Found) {
         if r.max_peak() > self.budget + 1e-6 {
             return;
         }
@@ -160,52 +175,30 @@ impl Search<'_> {
         }
     }
 
-    /// Squeezes every variant of the blocks, then reorders the best few.
-    fn blocks(&mut self, blocks: Vec<(String, Block)>) {
-        let m = self.prm.microbatches;
-        let mut squeezed: Vec<(f64, String, Schedule)> = Vec::new();
+    /// The squeeze tasks of the blocks that fit: each block as it is and, when memory is left
+    /// over, with its Ws delayed in three ways.
+    fn block_tasks(&self, blocks: Vec<(String, Block)>) -> Vec<Task> {
+        let mut tasks = Vec::new();
         for (label, b) in blocks {
             let Ok(info) = b.analyse() else { continue };
             if info.max_bound() > self.budget + EPS {
                 continue;
             }
             let has_w = b.passes.iter().any(|q| q.kind == crate::ir::PassKind::W);
-            let splits: &[Option<DelaySplit>] = if has_w && info.max_bound() + EPS < self.budget {
-                &[
-                    None,
-                    Some(DelaySplit::Last),
-                    Some(DelaySplit::First),
-                    Some(DelaySplit::Even),
-                ]
-            } else {
-                &[None]
-            };
-            for split in splits {
-                let (bb, tag) = match split {
-                    None => (b.clone(), String::new()),
-                    Some(sp) => match b.delay_ws(self.budget, *sp) {
-                        Ok(x) => (x, format!(", W delayed ({sp:?})")),
-                        Err(_) => continue,
-                    },
-                };
-                let Ok(s) = bb.expand(m) else { continue };
-                let Ok(r) = simulate(&s, &self.cfg) else {
-                    continue;
-                };
-                squeezed.push((r.makespan, format!("{label}{tag}"), s.clone()));
-                self.offer(format!("{label}{tag}"), s, r);
+            tasks.push(Task::Squeeze(label.clone(), b.clone(), None));
+            if has_w && info.max_bound() + EPS < self.budget {
+                for split in [DelaySplit::Last, DelaySplit::First, DelaySplit::Even] {
+                    tasks.push(Task::Squeeze(label.clone(), b.clone(), Some(split)));
+                }
             }
         }
-        squeezed.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for (_, label, s) in squeezed.into_iter().take(4) {
-            let limits = vec![self.budget; self.prm.devices as usize];
-            if let Ok((s, r)) = block::reorder(s, &self.cfg, Some(&limits), Some(m)) {
-                self.offer(format!("{label}, reordered"), s, r);
-            }
-        }
+        tasks
     }
 
-    fn greedy(&mut self) {
+    /// The list scheduler's variants: V-shape and sequential placements, in-flight caps, with
+    /// and without the V-shape reservation.
+    fn greedy_tasks(&self) -> Vec<Task> {
+        let mut tasks = Vec::new();
         for (placement, tag) in [
             (Placement::VShape, "v-shape"),
             (Placement::Sequential, "sequential"),
@@ -220,46 +213,99 @@ impl Search<'_> {
                     if reserve && placement == Placement::Sequential {
                         continue;
                     }
-                    let o = greedy_options(
-                        "auto",
-                        self.prm,
-                        placement.clone(),
-                        self.budget,
-                        cap,
-                        reserve,
-                    );
-                    let Ok(s) = list_schedule(&o) else { continue };
-                    let Ok(r) = simulate(&s, &self.cfg) else {
-                        continue;
-                    };
-                    let label = format!(
-                        "greedy {tag}{}{}",
-                        cap.map(|c| format!(", at most {c} in flight"))
-                            .unwrap_or_default(),
-                        if reserve { ", reserving" } else { "" }
-                    );
-                    self.offer(label, s, r);
+                    tasks.push(Task::Greedy(placement.clone(), tag, cap, reserve));
                 }
             }
         }
+        tasks
     }
 
-    fn direct(&mut self) {
-        // zb-v is left out: it is the greedy V-shape search above at a budget of p units.
-        for name in ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb"] {
-            let prm = Params {
-                memory: None,
-                ..self.prm.clone()
-            };
-            let Ok(s) = super::generate(name, &prm) else {
-                continue;
-            };
-            let Ok(r) = simulate(&s, &self.cfg) else {
-                continue;
-            };
-            self.offer(format!("named {name}"), s, r);
+    /// Runs one task; `None` when it yields no schedule (a block that does not expand, a
+    /// generator that refuses the sizes).
+    fn run(&self, task: Task) -> Option<Found> {
+        match task {
+            Task::Squeeze(label, b, split) => {
+                let (bb, tag) = match split {
+                    None => (b, String::new()),
+                    Some(sp) => (
+                        b.delay_ws(self.budget, sp).ok()?,
+                        format!(", W delayed ({sp:?})"),
+                    ),
+                };
+                let s = bb.expand(self.prm.microbatches).ok()?;
+                let r = simulate(&s, &self.cfg).ok()?;
+                Some((format!("{label}{tag}"), s, r))
+            }
+            Task::Greedy(placement, tag, cap, reserve) => {
+                let o = greedy_options("auto", self.prm, placement, self.budget, cap, reserve);
+                let s = list_schedule(&o).ok()?;
+                let r = simulate(&s, &self.cfg).ok()?;
+                let label = format!(
+                    "greedy {tag}{}{}",
+                    cap.map(|c| format!(", at most {c} in flight"))
+                        .unwrap_or_default(),
+                    if reserve { ", reserving" } else { "" }
+                );
+                Some((label, s, r))
+            }
+            Task::Direct(name) => {
+                let prm = Params {
+                    memory: None,
+                    ..self.prm.clone()
+                };
+                let s = super::generate(name, &prm).ok()?;
+                let r = simulate(&s, &self.cfg).ok()?;
+                Some((format!("named {name}"), s, r))
+            }
+            Task::Reorder(label, s) => {
+                let limits = vec![self.budget; self.prm.devices as usize];
+                let (s, r) =
+                    block::reorder(s, &self.cfg, Some(&limits), Some(self.prm.microbatches))
+                        .ok()?;
+                Some((format!("{label}, reordered"), s, r))
+            }
         }
     }
+}
+
+/// Runs `tasks` on the machine's cores (a scoped work queue) and returns the results in task
+/// order, so the search's outcome does not depend on the timing of its threads.
+fn run_all(st: &Search<'_>, tasks: Vec<Task>) -> Vec<Option<Found>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let n = tasks.len();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(n);
+    if threads <= 1 {
+        return tasks.into_iter().map(|t| st.run(t)).collect();
+    }
+    let queue: Vec<Mutex<Option<Task>>> = tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let out: Vec<Mutex<Option<Found>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                // Each slot is taken by exactly one thread (the counter hands out each index
+                // once), so these locks never contend; a poisoned lock only means another task
+                // panicked, and that panic is re-raised when the scope ends.
+                let task = queue[i].lock().ok().and_then(|mut q| q.take());
+                if let Some(task) = task {
+                    let r = st.run(task);
+                    if let Ok(mut o) = out[i].lock() {
+                        *o = r;
+                    }
+                }
+            });
+        }
+    });
+    out.into_iter()
+        .map(|m| m.into_inner().ok().flatten())
+        .collect()
 }
 
 /// The budget in units for `prm` (default: 1F1B's peak).
@@ -301,9 +347,29 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
             b,
         ));
     }
-    st.blocks(blocks);
-    st.greedy();
-    st.direct();
+    // Phase 1, all independent: the squeezed blocks, the list scheduler, the named schedules
+    // (zb-v is left out: it is the greedy V-shape search at a budget of p units).
+    let squeeze = st.block_tasks(blocks);
+    let n_squeeze = squeeze.len();
+    let mut tasks = squeeze;
+    tasks.extend(st.greedy_tasks());
+    let direct = ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb"];
+    tasks.extend(direct.into_iter().map(Task::Direct));
+    let mut found = run_all(&st, tasks);
+    let others = found.split_off(n_squeeze);
+    // Phase 2: reorder the best few squeezed blocks.
+    let mut squeezed: Vec<&Found> = found.iter().flatten().collect();
+    squeezed.sort_by(|a, b| a.2.makespan.total_cmp(&b.2.makespan));
+    let reorder: Vec<Task> = squeezed
+        .into_iter()
+        .take(4)
+        .map(|(label, s, _)| Task::Reorder(label.clone(), s.clone()))
+        .collect();
+    let reordered = run_all(&st, reorder);
+    // Judge in a fixed order: squeezed blocks, their reorders, greedy, named.
+    for f in found.into_iter().chain(reordered).chain(others).flatten() {
+        st.offer(f);
+    }
     st.best.ok_or_else(|| {
         Error::config(format!(
             "no schedule fits a memory budget of {budget:.3} units per device for p={p}, m={}; raise --memory (one microbatch on a V-shape stage takes 0.5 units)",

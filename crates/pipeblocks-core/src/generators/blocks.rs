@@ -7,6 +7,8 @@
 //!   ([`Block::delay_ws`]), squeezed and reordered with the budget as the peak limit;
 //! - **greedy**: the list scheduler ([`super::greedy`]) on V-shape and sequential placements,
 //!   with the budget as the memory limit and several in-flight caps;
+//! - **rounds**: the round-based V-shape scheduler ([`super::rounds`], ZB-V's construction) with
+//!   the budget as its memory limit, several warm-ups and W-filling policies;
 //! - **named**: the registered 1F1B, ZB-H1, ZB-H2, V-Min, V-Half and V-ZB when they fit.
 //!
 //! Every candidate is simulated; the best makespan whose simulated peak stays within the budget
@@ -20,6 +22,7 @@ use crate::ir::{Placement, Schedule};
 use crate::simulate::{simulate, SimConfig, SimResult};
 
 use super::greedy::{list_schedule, GreedyOptions};
+use super::rounds::{self, RoundOptions};
 use super::{MemoryBudget, Params};
 
 const EPS: f64 = 1e-9;
@@ -99,9 +102,42 @@ fn caps(units: f64, m: u32) -> Vec<Option<u32>> {
     v
 }
 
-/// ZB-V: V-shape placement, B/W split, at 1F1B's memory (`p` units per device): the greedy list
-/// scheduler (B first, F while memory allows, W fills the waits) under the given costs; the
-/// best of a few in-flight caps.
+/// The round scheduler's runs for a budget of `units` per device (V-shape: a chunk activation
+/// is half a unit).
+fn round_tasks(prm: &Params, units: f64) -> Vec<RoundOptions> {
+    let p = prm.devices;
+    let c = prm.costs.scaled(0.5);
+    let limit = (2.0 * units + 1e-9).floor();
+    if limit < 2.0 || limit > u32::MAX as f64 {
+        return Vec::new();
+    }
+    rounds::variants(
+        p,
+        prm.microbatches,
+        [c.f, c.b, c.w],
+        prm.costs.comm,
+        limit as u32,
+    )
+}
+
+/// Refines one run of the round scheduler and keeps its shortest schedule under `cfg`.
+fn best_of_rounds(o: RoundOptions, cfg: &SimConfig) -> Option<(Schedule, SimResult)> {
+    let mut best: Option<(Schedule, SimResult)> = None;
+    for s in rounds::refined(o, 2) {
+        let Ok(r) = simulate(&s, cfg) else { continue };
+        if best
+            .as_ref()
+            .is_none_or(|(_, b)| r.makespan < b.makespan - EPS)
+        {
+            best = Some((s, r));
+        }
+    }
+    best
+}
+
+/// ZB-V: V-shape placement, B/W split, at 1F1B's memory (`p` units per device), under the given
+/// costs: the best of the round-based scheduler ([`super::rounds`]) and the greedy list
+/// scheduler (B first, F while memory allows, W fills the waits) with a few in-flight caps.
 pub fn zb_v(prm: &Params) -> Result<Schedule, Error> {
     let limit = prm.devices as f64;
     let cfg = sim_cfg(prm);
@@ -120,8 +156,18 @@ pub fn zb_v(prm: &Params) -> Result<Schedule, Error> {
             }
         }
     }
-    best.map(|(_, s)| s)
-        .ok_or_else(|| last_err.unwrap_or_else(|| Error::config("zb-v: no schedule found")))
+    for o in round_tasks(prm, limit) {
+        if let Some((s, r)) = best_of_rounds(o, &cfg) {
+            if best.as_ref().is_none_or(|(ms, _)| r.makespan < ms - EPS) {
+                best = Some((r.makespan, s));
+            }
+        }
+    }
+    best.map(|(_, mut s)| {
+        s.name = "zb-v".into();
+        s
+    })
+    .ok_or_else(|| last_err.unwrap_or_else(|| Error::config("zb-v: no schedule found")))
 }
 
 /// One schedule found by the search, with its simulation.
@@ -146,6 +192,8 @@ enum Task {
     Greedy(Placement, &'static str, Option<u32>, bool),
     /// Generate a registered schedule.
     Direct(&'static str),
+    /// Run the round-based V-shape scheduler, refined.
+    Rounds(RoundOptions),
     /// Reorder a squeezed schedule's warm-up and cool-down under the budget.
     Reorder(String, Schedule),
 }
@@ -257,6 +305,16 @@ impl Search<'_> {
                 let r = simulate(&s, &self.cfg).ok()?;
                 Some((format!("named {name}"), s, r))
             }
+            Task::Rounds(o) => {
+                let label = format!(
+                    "rounds v-shape, warm-up reserve {}+{}d{}{}",
+                    o.reserve,
+                    o.step,
+                    if o.fill_f { ", W before F" } else { "" },
+                    if o.fill_b { ", W before B" } else { "" }
+                );
+                best_of_rounds(o, &self.cfg).map(|(s, r)| (label, s, r))
+            }
             Task::Reorder(label, s) => {
                 let limits = vec![self.budget; self.prm.devices as usize];
                 let (s, r) =
@@ -353,6 +411,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     let n_squeeze = squeeze.len();
     let mut tasks = squeeze;
     tasks.extend(st.greedy_tasks());
+    tasks.extend(round_tasks(prm, budget).into_iter().map(Task::Rounds));
     let direct = ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb"];
     tasks.extend(direct.into_iter().map(Task::Direct));
     let mut found = run_all(&st, tasks);

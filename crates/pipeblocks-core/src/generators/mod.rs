@@ -6,6 +6,7 @@
 pub mod blocks;
 pub mod classic;
 pub mod greedy;
+pub mod rounds;
 pub mod zeropp;
 
 use crate::error::Error;

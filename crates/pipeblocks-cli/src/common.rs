@@ -59,7 +59,7 @@ pub struct ScheduleSpec {
 /// The `--cost` option.
 #[derive(Args, Debug, Clone)]
 pub struct CostArg {
-    /// Pass costs for 1/p of the model and p2p latency: `f=1,b=1,w=1,c=0` (bw defaults to b+w).
+    /// Cost of one pass of any stage and p2p latency: `f=1,b=1,w=1,c=0` (bw defaults to b+w).
     #[arg(long = "cost", default_value = "f=1,b=1,w=1,c=0")]
     pub cost: String,
 }

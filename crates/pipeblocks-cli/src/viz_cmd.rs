@@ -108,7 +108,7 @@ pub fn report(a: ReportArgs) -> Result<()> {
             prm.devices, prm.microbatches
         ),
         subtitle: format!(
-            "costs {} (per 1/p of the model; c = p2p latency) · {} of {} schedules apply · made by pipeblocks {}",
+            "costs {} (per pass; c = p2p latency) · {} of {} schedules apply · made by pipeblocks {}",
             a.cost.cost,
             drawn.len(),
             rows.len(),

@@ -496,6 +496,133 @@ pub fn reorder(
     Ok((s, r))
 }
 
+/// Local search on the critical path: swaps two neighbouring passes of a device list when the
+/// second one started the moment the first ended (the device, not an input, held it back) and
+/// the swap shortens the step, or keeps it and lets the passes end earlier in total; every swap
+/// is confirmed by the simulator, including the peak against `peak_limit` (per device). Stops
+/// when no swap helps or after `max_evals` simulations. Returns the schedule and its simulation.
+pub fn polish(
+    mut s: Schedule,
+    cfg: &SimConfig,
+    peak_limit: &[f64],
+    max_evals: usize,
+) -> Result<(Schedule, SimResult), Error> {
+    // A swap keeps the set of passes, so one graph serves every simulation; a swap that breaks
+    // an order on the device shows up as a blocked simulation and is undone.
+    let g = validate(&s)?;
+    let mut r = simulate_graph(&s, &g, cfg)?;
+    if peak_limit.len() != s.devices as usize {
+        return Err(Error::config(format!(
+            "polish: the peak limits must list {} devices",
+            s.devices
+        )));
+    }
+    let score = |r: &SimResult| {
+        let ends: f64 = r.end.iter().flatten().sum();
+        (r.makespan, ends)
+    };
+    let fits = |r: &SimResult| {
+        r.peak_activation
+            .iter()
+            .zip(peak_limit)
+            .all(|(pk, l)| *pk <= l + EPS)
+    };
+    let mut best = score(&r);
+    let mut evals = 0;
+    // Try the critical pairs first (the device held the critical path back there); only when
+    // none of them helps, every pair where the device held a pass back.
+    let mut critical_only = true;
+    loop {
+        let pairs: Vec<(usize, usize)> = if critical_only {
+            critical_pairs(&s, &g, &r, cfg.costs.comm)
+        } else {
+            (0..s.devices as usize)
+                .flat_map(|d| (1..s.lists[d].len()).map(move |i| (d, i)))
+                .filter(|&(d, i)| (r.start[d][i] - r.end[d][i - 1]).abs() <= EPS)
+                .collect()
+        };
+        let mut improved = false;
+        for (d, i) in pairs {
+            if evals >= max_evals {
+                return Ok((s, r));
+            }
+            s.lists[d].swap(i - 1, i);
+            evals += 1;
+            let better = match simulate_graph(&s, &g, cfg) {
+                Ok(c) if fits(&c) => {
+                    let k = score(&c);
+                    let gain = k.0 < best.0 - EPS || (k.0 < best.0 + EPS && k.1 < best.1 - EPS);
+                    gain.then_some((c, k))
+                }
+                _ => None,
+            };
+            match better {
+                Some((c, k)) => {
+                    r = c;
+                    best = k;
+                    improved = true;
+                    if critical_only {
+                        // The critical path moved: recompute it.
+                        break;
+                    }
+                }
+                None => s.lists[d].swap(i - 1, i),
+            }
+        }
+        match (improved, critical_only) {
+            (true, _) => critical_only = true,
+            (false, true) => critical_only = false,
+            (false, false) => return Ok((s, r)),
+        }
+    }
+}
+
+/// The positions `(device, i)` on one critical path where pass `i` started the moment pass
+/// `i - 1` of the same device ended, walking back from the pass that ends last.
+fn critical_pairs(
+    s: &Schedule,
+    g: &crate::validate::Graph,
+    r: &SimResult,
+    comm: f64,
+) -> Vec<(usize, usize)> {
+    let mut pos = vec![(u32::MAX, u32::MAX); g.index.len()];
+    for (d, list) in s.lists.iter().enumerate() {
+        for (i, &q) in list.iter().enumerate() {
+            pos[g.index.of(q)] = (d as u32, i as u32);
+        }
+    }
+    let mut out = Vec::new();
+    let Some((mut d, mut i)) = (0..s.lists.len())
+        .filter(|&d| !s.lists[d].is_empty())
+        .map(|d| (d, s.lists[d].len() - 1))
+        .max_by(|a, b| r.end[a.0][a.1].total_cmp(&r.end[b.0][b.1]))
+    else {
+        return out;
+    };
+    loop {
+        let start = r.start[d][i];
+        if i > 0 && (start - r.end[d][i - 1]).abs() <= EPS {
+            out.push((d, i));
+            i -= 1;
+            continue;
+        }
+        let (deps, n) = g.deps(s.lists[d][i]);
+        let from = deps.iter().take(n).flatten().find_map(|q| {
+            let (dd, di) = pos[g.index.of(*q)];
+            let lat = if dd as usize != d { comm } else { 0.0 };
+            ((r.end[dd as usize][di as usize] + lat - start).abs() <= EPS)
+                .then_some((dd as usize, di as usize))
+        });
+        match from {
+            Some((dd, di)) => {
+                d = dd;
+                i = di;
+            }
+            None => return out,
+        }
+    }
+}
+
 /// 1F1B as a block: sequential placement, `T = 3` (F one slot, BW two); stage `s` runs F at
 /// slot `s` and BW at `3p - 2 - 2s`. Lifespan `3(p - s)`, bound `p - s` units.
 pub fn one_f_one_b(p: u32) -> Block {

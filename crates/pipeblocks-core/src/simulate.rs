@@ -5,9 +5,10 @@
 //! never block. This is exactly the runtime's execution model, so the simulated order is the one
 //! the runtime would follow with the same costs.
 //!
-//! **Costs** are given for the work of 1/p of the model (one 1F1B stage); a stage of a schedule
-//! with `S` stages takes `p/S` of it, so makespans of different placements of the same model are
-//! comparable. [`SimConfig::stage_costs`] overrides this with absolute per-stage costs.
+//! **Costs** are per pass: every F of every stage takes `f`, every B `b`, every W `w`, whatever
+//! the placement (the papers' T_F, T_B, T_W). A V-shape or looped schedule therefore runs more
+//! passes per microbatch than 1F1B; to compare placements of one model, give each stage its own
+//! cost with [`SimConfig::stage_costs`] (what `--model` does).
 //!
 //! **Memory** follows the reference model: F allocates the stage's activation (`p/S` units by
 //! default), B frees a fraction [`SimConfig::b_release`] of it, W (or BW) frees the rest. The
@@ -120,7 +121,7 @@ impl Costs {
 /// What the simulator needs besides the schedule.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SimConfig {
-    /// Costs for 1/p of the model; scaled by `p/S` per stage.
+    /// Cost of one pass of any stage, and the p2p latency.
     pub costs: Costs,
     /// Absolute per-stage costs, overriding `costs` (length `S`). Latency still from `costs.comm`.
     pub stage_costs: Option<Vec<Costs>>,
@@ -177,12 +178,11 @@ impl SimConfig {
 
     /// Duration table `[stage][kind]` for a schedule.
     pub fn durations(&self, s: &Schedule) -> Vec<[f64; 4]> {
-        let scale = s.devices as f64 / s.stages as f64;
         (0..s.stages as usize)
             .map(|st| {
                 let c = match &self.stage_costs {
                     Some(v) => v[st],
-                    None => self.costs.scaled(scale),
+                    None => self.costs,
                 };
                 PassKind::ALL.map(|k| c.of(k))
             })

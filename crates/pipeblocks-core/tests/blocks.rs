@@ -17,7 +17,8 @@ fn run(name: &str, p: u32, m: u32) -> (pipeblocks_core::Schedule, pipeblocks_cor
 }
 
 /// The reference's lower bound on the bubble of a V schedule whose peak is `k` half-chunk
-/// activations, in chunk passes (half a unit time each at F = B = W = 1) per device.
+/// activations, in unit passes per device (costs are per pass, so one pass is one time unit at
+/// F = B = W = 1).
 fn lower_bound_slots(p: u32, k: u32) -> f64 {
     let (p, k) = (p as f64, k as f64);
     3.0 * p - 1.0 - 3.0 * k + (3.0 * p).max(p - 1.0 + 2.0 * (1.0 + ((k + 1.0) / 2.0).floor()))
@@ -69,7 +70,7 @@ fn v_schedules_respect_the_lower_bound_and_auto_comes_within_one_unit_pass() {
     for name in ["v-min", "v-half", "v-zb", "zb-v"] {
         let (_, r) = run(name, p, m);
         let k = (r.max_peak() * 2.0).round() as u32;
-        let lb = lower_bound_slots(p, k) * 0.5;
+        let lb = lower_bound_slots(p, k);
         assert!(
             bubble_per_device(&r) >= lb - 1e-9,
             "{name}: bubble {} below the bound {lb}",
@@ -80,7 +81,7 @@ fn v_schedules_respect_the_lower_bound_and_auto_comes_within_one_unit_pass() {
     for units in [4.0, 5.0] {
         let c = search(&Params::new(p, m), units).unwrap();
         let k = (c.result.max_peak() * 2.0).round() as u32;
-        let lb = lower_bound_slots(p, k) * 0.5;
+        let lb = lower_bound_slots(p, k);
         let b = bubble_per_device(&c.result);
         assert!(c.result.max_peak() <= units + 1e-9);
         assert!(
@@ -93,18 +94,18 @@ fn v_schedules_respect_the_lower_bound_and_auto_comes_within_one_unit_pass() {
 
 #[test]
 fn zb_v_follows_unequal_costs() {
-    // Under F=1, B=1.3, W=0.7, c=0.05 the round scheduler's ZB-V keeps device 0 busy through the
-    // steady state; the greedy list scheduler alone left 0.099 of bubble here.
+    // Under F=1, B=1.3, W=0.7, c=0.05 the round scheduler's ZB-V keeps every device busy through
+    // the steady state (the greedy list scheduler alone left about twice this bubble).
     let mut prm = Params::new(8, 32);
     prm.costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
     let s = generate("zb-v", &prm).unwrap();
     let r = simulate(&s, &SimConfig::with_costs(prm.costs)).unwrap();
-    assert!(r.bubble_rate < 0.065, "zb-v bubble {}", r.bubble_rate);
+    assert!(r.bubble_rate < 0.056, "zb-v bubble {}", r.bubble_rate);
     assert!(r.max_peak() <= 8.0 + 1e-9);
-    // ... and at equal costs it is ZB-V's (p - 1) chunk forwards of bubble per device.
+    // ... and at equal costs it is ZB-V's p - 1 forwards of bubble per device.
     let (_, r) = run("zb-v", 8, 32);
     assert!(
-        (bubble_per_device(&r) - 3.5).abs() < 1e-9,
+        (bubble_per_device(&r) - 7.0).abs() < 1e-9,
         "{}",
         bubble_per_device(&r)
     );

@@ -169,7 +169,7 @@ impl PySchedule {
 
     /// Simulates the schedule and returns the figures of `pipeblocks simulate --json` as a dict
     /// (`makespan`, `bubble_rate`, `peak_activation`, `max_peak_activation`, `peak_vs_1f1b`,
-    /// `p2p_transfers`, ...). Costs are for 1/p of the model, as on the command line.
+    /// `p2p_transfers`, ...). Costs are per pass, as on the command line.
     #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn simulate<'py>(

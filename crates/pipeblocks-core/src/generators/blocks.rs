@@ -11,8 +11,9 @@
 //!   the budget as its memory limit, several warm-ups and W-filling policies;
 //! - **named**: the registered 1F1B, ZB-H1, ZB-H2, V-Min, V-Half and V-ZB when they fit.
 //!
-//! Every candidate is simulated; the best makespan whose simulated peak stays within the budget
-//! wins, so `auto` never exceeds the budget it was given.
+//! Every candidate is simulated; the lowest bubble rate whose simulated peak stays within the
+//! budget wins (costs are per pass, so placements with more stages run more work per microbatch
+//! and only their bubble rates compare), so `auto` never exceeds the budget it was given.
 
 use serde::Serialize;
 
@@ -26,6 +27,11 @@ use super::rounds::{self, RoundOptions};
 use super::{MemoryBudget, Params};
 
 const EPS: f64 = 1e-9;
+
+/// The final polish may run `POLISH_WORK / passes²` simulations (at most 4000): its work grows
+/// with the square of the schedule's size, so small problems get a thorough search and large
+/// ones, whose bubble is already small, keep the search under a second.
+const POLISH_WORK: f64 = 5e9;
 
 fn sim_cfg(prm: &Params) -> SimConfig {
     SimConfig::with_costs(prm.costs)
@@ -69,7 +75,7 @@ fn greedy_options(
 ) -> GreedyOptions {
     let p = prm.devices;
     let n = placement.num_stages(p) as usize;
-    let c = prm.costs.scaled(p as f64 / n as f64);
+    let c = prm.costs;
     GreedyOptions {
         name: name.into(),
         devices: p,
@@ -106,7 +112,7 @@ fn caps(units: f64, m: u32) -> Vec<Option<u32>> {
 /// is half a unit).
 fn round_tasks(prm: &Params, units: f64) -> Vec<RoundOptions> {
     let p = prm.devices;
-    let c = prm.costs.scaled(0.5);
+    let c = prm.costs;
     let limit = (2.0 * units + 1e-9).floor();
     if limit < 2.0 || limit > u32::MAX as f64 {
         return Vec::new();
@@ -213,7 +219,7 @@ impl Search<'_> {
         if self
             .best
             .as_ref()
-            .is_none_or(|b| r.makespan < b.result.makespan - EPS)
+            .is_none_or(|b| r.bubble_rate < b.result.bubble_rate - EPS)
         {
             self.best = Some(Candidate {
                 family,
@@ -428,6 +434,16 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     // Judge in a fixed order: squeezed blocks, their reorders, greedy, named.
     for f in found.into_iter().chain(reordered).chain(others).flatten() {
         st.offer(f);
+    }
+    // Phase 3: local search on the winner's critical path, within a number of simulations that
+    // keeps the whole search near a fixed amount of work.
+    if let Some(best) = st.best.clone() {
+        let passes = best.schedule.num_passes().max(1) as f64;
+        let evals = (POLISH_WORK / (passes * passes)).min(4000.0) as usize;
+        let limits = vec![budget; p as usize];
+        if let Ok((s, r)) = block::polish(best.schedule, &st.cfg, &limits, evals) {
+            st.offer((format!("{}, polished", best.family), s, r));
+        }
     }
     st.best.ok_or_else(|| {
         Error::config(format!(

@@ -376,7 +376,7 @@ pub fn variants(
     limit: u32,
 ) -> Vec<RoundOptions> {
     let mut v = Vec::new();
-    for (reserve, step) in [(2, 2), (3, 1), (3, 0)] {
+    for (reserve, step) in [(2, 2), (3, 1)] {
         for fill_b in [true, false] {
             for fill_f in [true, false] {
                 v.push(RoundOptions {

@@ -41,8 +41,8 @@ use super::Params;
 pub struct ZeroppOptions {
     /// Microbatches per scheduling unit, `U ≥ 1`.
     pub unit: u32,
-    /// Absolute durations per stage `[F, B, W, BW]` (length `S`); `None`: `Params::costs` scaled
-    /// by `p/S` as in the simulator.
+    /// Absolute durations per stage `[F, B, W, BW]` (length `S`); `None`: `Params::costs` for
+    /// every stage, as in the simulator.
     pub durations: Option<Vec<[f64; 4]>>,
     /// Activation budget per device in units (one microbatch on one 1F1B stage); `None`:
     /// `Params::memory`, else unlimited.
@@ -114,7 +114,7 @@ pub fn build(prm: &Params, o: &ZeroppOptions) -> Result<Schedule, Error> {
             )))
         }
         None => {
-            let c = prm.costs.scaled(p as f64 / n_st as f64);
+            let c = prm.costs;
             vec![PassKind::ALL.map(|k| c.of(k)); n_st]
         }
     };

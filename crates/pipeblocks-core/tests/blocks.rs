@@ -112,6 +112,68 @@ fn zb_v_follows_unequal_costs() {
 }
 
 #[test]
+fn auto_under_unequal_costs_at_p8_m32() {
+    let costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
+    let cfg = SimConfig::with_costs(costs);
+    let fixed_v_min = simulate(&generate("v-min", &Params::new(8, 32)).unwrap(), &cfg).unwrap();
+    // The fixed V-Min pattern loses a bubble in every repeat when the costs differ.
+    assert!(
+        (fixed_v_min.bubble_rate - 0.327).abs() < 0.005,
+        "{}",
+        fixed_v_min.bubble_rate
+    );
+    for (k, at_most) in [(0.5, 0.26), (0.625, 0.128), (1.0, 0.053)] {
+        let mut prm = Params::new(8, 32);
+        prm.costs = costs;
+        prm.memory = Some(MemoryBudget::Of1f1b(k));
+        let s = generate("auto", &prm).unwrap();
+        let r = simulate(&s, &cfg).unwrap();
+        assert!(
+            r.max_peak() <= 8.0 * k + 1e-9,
+            "{k}x: peak {}",
+            r.max_peak()
+        );
+        assert!(r.bubble_rate <= at_most, "{k}x: bubble {}", r.bubble_rate);
+    }
+}
+
+#[test]
+fn polish_never_lengthens_the_step_nor_breaks_the_limit() {
+    let costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
+    let cfg = SimConfig::with_costs(costs);
+    for (name, p, m) in [
+        ("v-half", 8, 32),
+        ("zb-h1", 6, 12),
+        ("v-min", 5, 15),
+        ("1f1b", 4, 9),
+    ] {
+        let s = generate(name, &Params::new(p, m)).unwrap();
+        let before = simulate(&s, &cfg).unwrap();
+        let limits = before.peak_activation.clone();
+        let (t, after) = block::polish(s, &cfg, &limits, 500).unwrap();
+        assert_eq!(
+            simulate(&t, &cfg).unwrap(),
+            after,
+            "{name}: the result is its simulation"
+        );
+        assert!(after.makespan <= before.makespan + 1e-9, "{name}");
+        for (pk, l) in after.peak_activation.iter().zip(&limits) {
+            assert!(pk <= &(l + 1e-9), "{name}: peak {pk} over {l}");
+        }
+    }
+    // v-half under unequal costs has room to gain.
+    let s = generate("v-half", &Params::new(8, 32)).unwrap();
+    let before = simulate(&s, &cfg).unwrap();
+    let (_, after) = block::polish(s, &cfg, &[5.0; 8], 2000).unwrap();
+    assert!(
+        after.makespan < before.makespan - 0.1,
+        "{} -> {}",
+        before.makespan,
+        after.makespan
+    );
+}
+
+#[test]
 fn one_f_one_b_and_zb_h1_blocks_agree_with_the_direct_generators() {
     for p in 1..=8u32 {
         for m in [1, 2, p, 2 * p + 1, 4 * p] {

@@ -112,32 +112,6 @@ fn zb_v_follows_unequal_costs() {
 }
 
 #[test]
-fn auto_under_unequal_costs_at_p8_m32() {
-    let costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
-    let cfg = SimConfig::with_costs(costs);
-    let fixed_v_min = simulate(&generate("v-min", &Params::new(8, 32)).unwrap(), &cfg).unwrap();
-    // The fixed V-Min pattern loses a bubble in every repeat when the costs differ.
-    assert!(
-        (fixed_v_min.bubble_rate - 0.327).abs() < 0.005,
-        "{}",
-        fixed_v_min.bubble_rate
-    );
-    for (k, at_most) in [(0.5, 0.26), (0.625, 0.128), (1.0, 0.053)] {
-        let mut prm = Params::new(8, 32);
-        prm.costs = costs;
-        prm.memory = Some(MemoryBudget::Of1f1b(k));
-        let s = generate("auto", &prm).unwrap();
-        let r = simulate(&s, &cfg).unwrap();
-        assert!(
-            r.max_peak() <= 8.0 * k + 1e-9,
-            "{k}x: peak {}",
-            r.max_peak()
-        );
-        assert!(r.bubble_rate <= at_most, "{k}x: bubble {}", r.bubble_rate);
-    }
-}
-
-#[test]
 fn polish_never_lengthens_the_step_nor_breaks_the_limit() {
     let costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
     let cfg = SimConfig::with_costs(costs);
@@ -225,7 +199,14 @@ fn zb_h1_uses_unequal_costs_without_losing_to_the_direct_schedule() {
 fn auto_under_unequal_costs_stays_in_budget_and_beats_the_fixed_patterns() {
     let costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
     let cfg = SimConfig::with_costs(costs);
-    for (k, fixed) in [(0.5, "v-min"), (0.625, "v-half"), (1.0, "v-zb")] {
+    // The fixed V-Min pattern loses a bubble in every repeat when the costs differ (the issue's
+    // "about 0.33"); auto must stay within each budget, beat the fixed pattern of that memory and
+    // reach the figures at 0.625x and 1x (0.5x is still above its 0.15).
+    for (k, fixed, at_most) in [
+        (0.5, "v-min", 0.26),
+        (0.625, "v-half", 0.128),
+        (1.0, "v-zb", 0.053),
+    ] {
         let mut prm = Params::new(8, 32);
         prm.costs = costs;
         prm.memory = Some(MemoryBudget::Of1f1b(k));
@@ -236,7 +217,19 @@ fn auto_under_unequal_costs_stays_in_budget_and_beats_the_fixed_patterns() {
             "auto at {k}x: peak {}",
             r.max_peak()
         );
+        assert!(
+            r.bubble_rate <= at_most,
+            "auto at {k}x: bubble {}",
+            r.bubble_rate
+        );
         let f = simulate(&generate(fixed, &prm).unwrap(), &cfg).unwrap();
+        if fixed == "v-min" {
+            assert!(
+                (f.bubble_rate - 0.327).abs() < 0.005,
+                "v-min {}",
+                f.bubble_rate
+            );
+        }
         assert!(
             r.bubble_rate <= f.bubble_rate + 1e-9,
             "auto at {k}x: {} vs {fixed} {}",

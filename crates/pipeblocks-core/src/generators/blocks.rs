@@ -202,6 +202,8 @@ enum Task {
     Rounds(RoundOptions),
     /// Reorder a squeezed schedule's warm-up and cool-down under the budget.
     Reorder(String, Schedule),
+    /// Local search on a candidate's critical path, with at most this many simulations.
+    Polish(Candidate, usize),
 }
 
 struct Search<'a> {
@@ -209,23 +211,38 @@ struct Search<'a> {
     cfg: SimConfig,
     budget: f64,
     best: Option<Candidate>,
+    /// The best few candidates, best first, for the final polish.
+    top: Vec<Candidate>,
 }
+
+/// Candidates the final polish starts from (in parallel).
+const POLISH_STARTS: usize = 2;
 
 impl Search<'_> {
     fn offer(&mut self, (family, s, r): Found) {
         if r.max_peak() > self.budget + 1e-6 {
             return;
         }
+        let c = Candidate {
+            family,
+            schedule: s,
+            result: r,
+        };
+        let at = self
+            .top
+            .iter()
+            .position(|t| c.result.bubble_rate < t.result.bubble_rate - EPS)
+            .unwrap_or(self.top.len());
+        if at < POLISH_STARTS {
+            self.top.insert(at, c.clone());
+            self.top.truncate(POLISH_STARTS);
+        }
         if self
             .best
             .as_ref()
-            .is_none_or(|b| r.bubble_rate < b.result.bubble_rate - EPS)
+            .is_none_or(|b| c.result.bubble_rate < b.result.bubble_rate - EPS)
         {
-            self.best = Some(Candidate {
-                family,
-                schedule: s,
-                result: r,
-            });
+            self.best = Some(c);
         }
     }
 
@@ -328,6 +345,11 @@ impl Search<'_> {
                         .ok()?;
                 Some((format!("{label}, reordered"), s, r))
             }
+            Task::Polish(c, evals) => {
+                let limits = vec![self.budget; self.prm.devices as usize];
+                let (s, r) = block::polish(c.schedule, &self.cfg, &limits, evals).ok()?;
+                Some((format!("{}, polished", c.family), s, r))
+            }
         }
     }
 }
@@ -394,6 +416,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         cfg: sim_cfg(prm),
         budget,
         best: None,
+        top: Vec::new(),
     };
     let mut blocks: Vec<(String, Block)> = Vec::new();
     for name in block::NAMED {
@@ -435,15 +458,18 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     for f in found.into_iter().chain(reordered).chain(others).flatten() {
         st.offer(f);
     }
-    // Phase 3: local search on the winner's critical path, within a number of simulations that
-    // keeps the whole search near a fixed amount of work.
-    if let Some(best) = st.best.clone() {
-        let passes = best.schedule.num_passes().max(1) as f64;
-        let evals = (POLISH_WORK / (passes * passes)).min(4000.0) as usize;
-        let limits = vec![budget; p as usize];
-        if let Ok((s, r)) = block::polish(best.schedule, &st.cfg, &limits, evals) {
-            st.offer((format!("{}, polished", best.family), s, r));
-        }
+    // Phase 3: local search on the critical paths of the best few, within a number of
+    // simulations that keeps the whole search near a fixed amount of work.
+    let polish: Vec<Task> = std::mem::take(&mut st.top)
+        .into_iter()
+        .map(|c| {
+            let passes = c.schedule.num_passes().max(1) as f64;
+            let evals = (POLISH_WORK / (passes * passes)).min(4000.0) as usize;
+            Task::Polish(c, evals)
+        })
+        .collect();
+    for f in run_all(&st, polish).into_iter().flatten() {
+        st.offer(f);
     }
     st.best.ok_or_else(|| {
         Error::config(format!(

@@ -483,12 +483,7 @@ pub fn reorder(
         };
         let Ok(cg) = validate(&c) else { continue };
         let cr = simulate_graph(&c, &cg, cfg)?;
-        let within = cr
-            .peak_activation
-            .iter()
-            .zip(&limits)
-            .all(|(pk, l)| pk <= l);
-        if within && cr.makespan < r.makespan - EPS {
+        if within(&cr, &limits) && cr.makespan < r.makespan - EPS {
             s = c;
             r = cr;
         }
@@ -517,15 +512,10 @@ pub fn polish(
             s.devices
         )));
     }
+    let limits: Vec<f64> = peak_limit.iter().map(|l| l + EPS).collect();
     let score = |r: &SimResult| {
         let ends: f64 = r.end.iter().flatten().sum();
         (r.makespan, ends)
-    };
-    let fits = |r: &SimResult| {
-        r.peak_activation
-            .iter()
-            .zip(peak_limit)
-            .all(|(pk, l)| *pk <= l + EPS)
     };
     let mut best = score(&r);
     let mut evals = 0;
@@ -549,7 +539,7 @@ pub fn polish(
             s.lists[d].swap(i - 1, i);
             evals += 1;
             let better = match simulate_graph(&s, &g, cfg) {
-                Ok(c) if fits(&c) => {
+                Ok(c) if within(&c, &limits) => {
                     let k = score(&c);
                     let gain = k.0 < best.0 - EPS || (k.0 < best.0 + EPS && k.1 < best.1 - EPS);
                     gain.then_some((c, k))
@@ -621,6 +611,11 @@ fn critical_pairs(
             None => return out,
         }
     }
+}
+
+/// Whether every device's simulated peak stays within its limit (the limits carry the tolerance).
+fn within(r: &SimResult, limits: &[f64]) -> bool {
+    r.peak_activation.iter().zip(limits).all(|(pk, l)| pk <= l)
 }
 
 /// 1F1B as a block: sequential placement, `T = 3` (F one slot, BW two); stage `s` runs F at

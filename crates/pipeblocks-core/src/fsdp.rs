@@ -567,10 +567,7 @@ pub fn simulate_fsdp(
     let base = simulate_graph(s, &g, cfg)?;
     let dur = cfg.durations(s);
     let act = cfg.activations(s);
-    let speed = cfg
-        .speed
-        .clone()
-        .unwrap_or_else(|| vec![1.0; s.devices as usize]);
+    let speed = cfg.speeds(s);
     let comm = cfg.costs.comm;
     let p = s.devices as usize;
     let n_st = s.stages as usize;

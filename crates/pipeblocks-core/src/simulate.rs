@@ -189,6 +189,13 @@ impl SimConfig {
             .collect()
     }
 
+    /// Speed factor per device for a schedule (all 1 unless `speed` is set).
+    pub fn speeds(&self, s: &Schedule) -> Vec<f64> {
+        self.speed
+            .clone()
+            .unwrap_or_else(|| vec![1.0; s.devices as usize])
+    }
+
     /// Activation units per stage for a schedule.
     pub fn activations(&self, s: &Schedule) -> Vec<f64> {
         self.activation
@@ -256,13 +263,11 @@ pub fn simulate_graph(s: &Schedule, g: &Graph, cfg: &SimConfig) -> Result<SimRes
     cfg.check(s)?;
     let dur = cfg.durations(s);
     let act = cfg.activations(s);
-    let speed = cfg
-        .speed
-        .clone()
-        .unwrap_or_else(|| vec![1.0; s.devices as usize]);
+    let speed = cfg.speeds(s);
     let comm = cfg.costs.comm;
     let p = s.devices as usize;
-    // Durations and each stage's device are looked up in the loop below; the inputs of a pass come from `Graph::deps`, so nothing is built per pass.
+    // Durations and each stage's device are looked up in the loop below and the inputs of a pass
+    // come from `Graph::deps`, so nothing is built per pass.
     let stage_dev = &g.stage_device;
     let index = g.index;
     // End time of each pass by dense index; NaN until it has run.

@@ -210,8 +210,8 @@ struct Search<'a> {
     prm: &'a Params,
     cfg: SimConfig,
     budget: f64,
-    best: Option<Candidate>,
-    /// The best few candidates, best first, for the final polish.
+    /// The best few candidates within the budget, best first (ties: first offered first); the
+    /// first is the search's answer, all of them start the final polish.
     top: Vec<Candidate>,
 }
 
@@ -234,15 +234,8 @@ impl Search<'_> {
             .position(|t| c.result.bubble_rate < t.result.bubble_rate - EPS)
             .unwrap_or(self.top.len());
         if at < POLISH_STARTS {
-            self.top.insert(at, c.clone());
+            self.top.insert(at, c);
             self.top.truncate(POLISH_STARTS);
-        }
-        if self
-            .best
-            .as_ref()
-            .is_none_or(|b| c.result.bubble_rate < b.result.bubble_rate - EPS)
-        {
-            self.best = Some(c);
         }
     }
 
@@ -415,7 +408,6 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         prm,
         cfg: sim_cfg(prm),
         budget,
-        best: None,
         top: Vec::new(),
     };
     let mut blocks: Vec<(String, Block)> = Vec::new();
@@ -460,8 +452,10 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     }
     // Phase 3: local search on the critical paths of the best few, within a number of
     // simulations that keeps the whole search near a fixed amount of work.
-    let polish: Vec<Task> = std::mem::take(&mut st.top)
-        .into_iter()
+    let polish: Vec<Task> = st
+        .top
+        .iter()
+        .cloned()
         .map(|c| {
             let passes = c.schedule.num_passes().max(1) as f64;
             let evals = (POLISH_WORK / (passes * passes)).min(4000.0) as usize;
@@ -471,7 +465,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     for f in run_all(&st, polish).into_iter().flatten() {
         st.offer(f);
     }
-    st.best.ok_or_else(|| {
+    st.top.into_iter().next().ok_or_else(|| {
         Error::config(format!(
             "no schedule fits a memory budget of {budget:.3} units per device for p={p}, m={}; raise --memory (one microbatch on a V-shape stage takes 0.5 units)",
             prm.microbatches

@@ -211,6 +211,9 @@ pub fn round_schedule(o: &RoundOptions) -> Result<(Schedule, Vec<f64>), Error> {
             o.limit
         )));
     }
+    if o.approved.as_ref().is_some_and(|a| a.len() != p) {
+        return Err(Error::config("approved bubbles must list every device"));
+    }
     let stuck = || {
         Error::config(format!(
             "the round scheduler cannot fit {m} microbatches on {p} devices within {} chunk activations",
@@ -233,9 +236,6 @@ pub fn round_schedule(o: &RoundOptions) -> Result<(Schedule, Vec<f64>), Error> {
             .as_ref()
             .map_or(0.0, |a| a.iter().cloned().fold(0.0, f64::max)),
     };
-    if o.approved.as_ref().is_some_and(|a| a.len() != p) {
-        return Err(Error::config("approved bubbles must list every device"));
-    }
     // 1. Warm-up.
     for d in 0..p {
         st.put(F, DOWN, d);

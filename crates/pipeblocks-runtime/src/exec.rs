@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
@@ -210,13 +210,16 @@ impl Trainer {
             per_device[stage_device[st.index as usize] as usize].push(st);
         }
         let abort = AtomicBool::new(false);
+        // Order in which workers failed: the first real failure is the one to report,
+        // the others are its consequences (aborted waits, peers gone).
+        let failures = AtomicUsize::new(0);
         let origin = Instant::now();
         let step_no = self.steps_done + 1;
         let opt = self.cfg.opt;
         let timeout = self.cfg.recv_timeout;
         let fault = self.cfg.fault;
         let endpoints = channels(s.devices);
-        let results: Vec<Result<WorkerOutput>> = std::thread::scope(|scope| {
+        let results: Vec<(usize, Result<WorkerOutput>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = per_device
                 .into_iter()
                 .zip(endpoints)
@@ -239,12 +242,17 @@ impl Trainer {
                         compute_end: None,
                     };
                     let abort = &abort;
+                    let failures = &failures;
                     scope.spawn(move || {
                         let r = w.run(&mut ep, update.then_some((opt, step_no)));
+                        let mut rank = usize::MAX;
                         if r.is_err() {
+                            // Ranked before the flag is raised and before this endpoint
+                            // is dropped, so any failure it causes ranks later.
+                            rank = failures.fetch_add(1, Ordering::SeqCst);
                             abort.store(true, Ordering::SeqCst);
                         }
-                        r
+                        (rank, r)
                     })
                 })
                 .collect();
@@ -253,30 +261,36 @@ impl Trainer {
                 .enumerate()
                 .map(|(d, h)| {
                     h.join().unwrap_or_else(|_| {
-                        Err(RuntimeError::State(format!(
-                            "the worker of device {d} panicked outside a pass"
-                        )))
+                        (
+                            usize::MAX - 1,
+                            Err(RuntimeError::State(format!(
+                                "the worker of device {d} panicked outside a pass"
+                            ))),
+                        )
                     })
                 })
                 .collect()
         });
         let step_time = origin.elapsed().as_secs_f64();
         let mut outputs = Vec::with_capacity(results.len());
-        let mut first_err: Option<RuntimeError> = None;
-        for r in results {
+        // The error to report: the earliest failure that is not merely an abort.
+        let mut first_err: Option<((bool, usize), RuntimeError)> = None;
+        for (rank, r) in results {
             match r {
                 Ok(o) => outputs.push(o),
                 Err(e) => {
-                    let secondary = matches!(e, RuntimeError::Aborted { .. });
-                    if first_err.is_none()
-                        || (!secondary && matches!(first_err, Some(RuntimeError::Aborted { .. })))
-                    {
-                        first_err = Some(e);
+                    let key = (matches!(e, RuntimeError::Aborted { .. }), rank);
+                    let earlier = match &first_err {
+                        Some((k, _)) => key < *k,
+                        None => true,
+                    };
+                    if earlier {
+                        first_err = Some((key, e));
                     }
                 }
             }
         }
-        if let Some(e) = first_err {
+        if let Some((_, e)) = first_err {
             for st in &mut self.stages {
                 st.clear();
             }
@@ -418,10 +432,21 @@ impl Worker<'_> {
             self.local.insert(key, t);
             return Ok(());
         }
-        ep.send(to, key, t).map_err(|_| RuntimeError::Pass {
-            device: self.device,
-            pass,
-            message: format!("cannot send {key} to device {to}: its worker is gone"),
+        let aborted = self.abort;
+        ep.send(to, key, t).map_err(|_| {
+            if aborted.load(Ordering::SeqCst) {
+                // The receiver stopped because of another worker's failure.
+                RuntimeError::Aborted {
+                    device: self.device,
+                    pass,
+                }
+            } else {
+                RuntimeError::Pass {
+                    device: self.device,
+                    pass,
+                    message: format!("cannot send {key} to device {to}: its worker is gone"),
+                }
+            }
         })
     }
 
@@ -453,6 +478,12 @@ impl Worker<'_> {
                 device: self.device,
                 pass,
             }),
+            Err(RecvError::Disconnected) if self.abort.load(Ordering::SeqCst) => {
+                Err(RuntimeError::Aborted {
+                    device: self.device,
+                    pass,
+                })
+            }
             Err(RecvError::Disconnected) => Err(RuntimeError::Pass {
                 device: self.device,
                 pass,

@@ -301,21 +301,18 @@ fn failed_run_leaves_existing_output_untouched() {
 #[test]
 fn generate_picks_the_format_from_the_output_extension() {
     let dir = tmpdir("ext");
+    // `generate -s 1f1b -p 2 -m 4 [extra...] -o path`, which must succeed.
+    let generate = |path: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["generate", "-s", "1f1b", "-p", "2", "-m", "4"];
+        args.extend_from_slice(extra);
+        args.extend(["-o", path.to_str().unwrap()]);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read_to_string(path).unwrap()
+    };
     for (name, first) in [("s.json", "{"), ("s.csv", "0F0"), ("s.txt", "1f1b:")] {
         let path = dir.join(name);
-        let o = run(&[
-            "generate",
-            "-s",
-            "1f1b",
-            "-p",
-            "2",
-            "-m",
-            "4",
-            "-o",
-            path.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = generate(&path, &[]);
         assert!(text.starts_with(first), "{name}: {text}");
         if name != "s.txt" {
             // Written files read back.
@@ -324,20 +321,6 @@ fn generate_picks_the_format_from_the_output_extension() {
         }
     }
     // An explicit --format wins over the extension.
-    let path = dir.join("t.json");
-    let o = run(&[
-        "generate",
-        "-s",
-        "1f1b",
-        "-p",
-        "2",
-        "-m",
-        "4",
-        "--format",
-        "text",
-        "-o",
-        path.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(std::fs::read_to_string(&path).unwrap().starts_with("1f1b:"));
+    let text = generate(&dir.join("t.json"), &["--format", "text"]);
+    assert!(text.starts_with("1f1b:"), "{text}");
 }

@@ -213,10 +213,32 @@ struct Search<'a> {
     /// The best few candidates within the budget, best first (ties: first offered first); the
     /// first is the search's answer, all of them start the final polish.
     top: Vec<Candidate>,
+    /// The best candidate of each kind of generator (the first word of the family: `block`,
+    /// `greedy`, `rounds`, `named`), so the polish can start from a second kind when the
+    /// best few are all of one.
+    best_of_kind: Vec<Candidate>,
 }
 
 /// Candidates the final polish starts from (in parallel).
 const POLISH_STARTS: usize = 2;
+
+/// The kinds of candidate whose best is always polished (named schedules are not searched).
+const POLISHED_KINDS: [&str; 3] = ["block", "greedy", "rounds"];
+
+/// The kind of a candidate: the first word of its family label.
+fn kind_of(family: &str) -> &str {
+    family.split_whitespace().next().unwrap_or("")
+}
+
+/// The reorder phase reorders the shortest distinct squeezed blocks, as many as
+/// `REORDER_WORK / passes` (one reorder costs a few simulations, each linear in the passes),
+/// at least `REORDER_MIN` and at most `REORDER_MAX`: reordering changes the blocks' ranking,
+/// so small schedules reorder many, and p = 32, m = 256 still reorders six.
+const REORDER_WORK: f64 = 3.2e5;
+/// See [`REORDER_WORK`].
+const REORDER_MIN: usize = 6;
+/// See [`REORDER_WORK`].
+const REORDER_MAX: usize = 24;
 
 impl Search<'_> {
     fn offer(&mut self, (family, s, r): Found) {
@@ -228,6 +250,16 @@ impl Search<'_> {
             schedule: s,
             result: r,
         };
+        let kind = kind_of(&c.family);
+        match self
+            .best_of_kind
+            .iter_mut()
+            .find(|b| kind_of(&b.family) == kind)
+        {
+            Some(b) if c.result.bubble_rate < b.result.bubble_rate - EPS => *b = c.clone(),
+            Some(_) => {}
+            None => self.best_of_kind.push(c.clone()),
+        }
         let at = self
             .top
             .iter()
@@ -394,6 +426,37 @@ pub fn budget_units(prm: &Params) -> f64 {
         .units(prm.devices, prm.microbatches)
 }
 
+/// The V-shape blocks the search squeezes: the six shortest of `family` (sorted shortest
+/// first, as [`block::v_shape_family`] returns it) and the four shortest at each of the three
+/// highest memory bounds. Without the per-bound picks a larger budget lets shorter blocks with a
+/// higher bound push out the blocks a smaller budget would try, and `auto` could answer worse
+/// at 4.5 units than at 4.
+fn family_picks(
+    family: Vec<(block::VOffsets, Block, block::BlockInfo)>,
+) -> Vec<(block::VOffsets, Block)> {
+    let mut bounds: Vec<f64> = family.iter().map(|x| x.2.max_bound()).collect();
+    bounds.sort_by(|a, b| b.total_cmp(a));
+    bounds.dedup_by(|a, b| (*a - *b).abs() <= EPS);
+    let mut picked = vec![false; family.len()];
+    for x in picked.iter_mut().take(6) {
+        *x = true;
+    }
+    for &level in bounds.iter().take(3) {
+        family
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| (x.2.max_bound() - level).abs() <= EPS)
+            .take(4)
+            .for_each(|(i, _)| picked[i] = true);
+    }
+    family
+        .into_iter()
+        .zip(picked)
+        .filter(|(_, keep)| *keep)
+        .map(|((o, b, _), _)| (o, b))
+        .collect()
+}
+
 /// Searches blocks, the greedy list scheduler and the direct schedules for the shortest step
 /// whose simulated peak stays within `budget` units per device.
 pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
@@ -409,6 +472,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         cfg: sim_cfg(prm),
         budget,
         top: Vec::new(),
+        best_of_kind: Vec::new(),
     };
     let mut blocks: Vec<(String, Block)> = Vec::new();
     for name in block::NAMED {
@@ -416,8 +480,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
             blocks.push((format!("block {name}"), b));
         }
     }
-    let family = block::v_shape_family(p, budget, 3, 4);
-    for (o, b, _) in family.into_iter().take(6) {
+    for (o, b) in family_picks(block::v_shape_family(p, budget, 3, 4)) {
         blocks.push((
             format!(
                 "block v-shape steps {}/{}/{}/{} gaps {}/{}",
@@ -426,36 +489,55 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
             b,
         ));
     }
-    // Phase 1, all independent: the squeezed blocks, the list scheduler, the named schedules
-    // (zb-v is left out: it is the greedy V-shape search at a budget of p units).
-    let squeeze = st.block_tasks(blocks);
-    let n_squeeze = squeeze.len();
-    let mut tasks = squeeze;
+    // Phase 1: squeeze the blocks (one simulation each, quick).
+    let squeezed = run_all(&st, st.block_tasks(blocks));
+    // Phase 2, all independent: reorder the shortest few distinct squeezed blocks, run the list
+    // scheduler, the round scheduler and the named schedules (zb-v is left out: it is the
+    // greedy V-shape search at a budget of p units). The reorders go first: they are the
+    // longest tasks, and the others fill the cores around them.
+    let mut ranked: Vec<&Found> = squeezed.iter().flatten().collect();
+    ranked.sort_by(|a, b| a.2.makespan.total_cmp(&b.2.makespan));
+    // Named blocks and family members can be the same block (v-min is steps 1/1/1/1, gaps
+    // 0/0): reorder distinct schedules only.
+    let mut distinct: Vec<&Found> = Vec::new();
+    for f in ranked {
+        if !distinct.iter().any(|g| g.1.lists == f.1.lists) {
+            distinct.push(f);
+        }
+    }
+    let passes = distinct.first().map_or(1, |f| f.1.num_passes()).max(1) as f64;
+    let n_reorder = ((REORDER_WORK / passes) as usize).clamp(REORDER_MIN, REORDER_MAX);
+    let mut tasks: Vec<Task> = distinct
+        .into_iter()
+        .take(n_reorder)
+        .map(|(label, s, _)| Task::Reorder(label.clone(), s.clone()))
+        .collect();
     tasks.extend(st.greedy_tasks());
     tasks.extend(round_tasks(prm, budget).into_iter().map(Task::Rounds));
     let direct = ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb"];
     tasks.extend(direct.into_iter().map(Task::Direct));
-    let mut found = run_all(&st, tasks);
-    let others = found.split_off(n_squeeze);
-    // Phase 2: reorder the best few squeezed blocks.
-    let mut squeezed: Vec<&Found> = found.iter().flatten().collect();
-    squeezed.sort_by(|a, b| a.2.makespan.total_cmp(&b.2.makespan));
-    let reorder: Vec<Task> = squeezed
-        .into_iter()
-        .take(4)
-        .map(|(label, s, _)| Task::Reorder(label.clone(), s.clone()))
-        .collect();
-    let reordered = run_all(&st, reorder);
-    // Judge in a fixed order: squeezed blocks, their reorders, greedy, named.
-    for f in found.into_iter().chain(reordered).chain(others).flatten() {
+    let found = run_all(&st, tasks);
+    // Judge in a fixed order: squeezed blocks, their reorders, greedy, rounds, named.
+    for f in squeezed.into_iter().chain(found).flatten() {
         st.offer(f);
     }
-    // Phase 3: local search on the critical paths of the best few, within a number of
-    // simulations that keeps the whole search near a fixed amount of work.
-    let polish: Vec<Task> = st
-        .top
-        .iter()
-        .cloned()
+    // Phase 3: local search on the critical paths of the best few, and of the best of each
+    // searching kind not among them if its bubble is within a quarter of the best (a list or
+    // round schedule a little behind the blocks often polishes further than they do), each
+    // within a number of simulations that keeps the search near a fixed amount of work.
+    let mut starts: Vec<Candidate> = st.top.clone();
+    let near = st.top.first().map_or(0.0, |c| c.result.bubble_rate) * 1.25;
+    for c in &st.best_of_kind {
+        let kind = kind_of(&c.family);
+        if c.result.bubble_rate <= near
+            && POLISHED_KINDS.contains(&kind)
+            && !starts.iter().any(|t| kind_of(&t.family) == kind)
+        {
+            starts.push(c.clone());
+        }
+    }
+    let polish: Vec<Task> = starts
+        .into_iter()
         .map(|c| {
             let passes = c.schedule.num_passes().max(1) as f64;
             let evals = (POLISH_WORK / (passes * passes)).min(4000.0) as usize;

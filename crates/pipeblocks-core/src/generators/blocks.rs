@@ -1,7 +1,7 @@
 //! Schedules built from building blocks (`v-min`, `v-half`, `v-zb`), `zb-v`, and the cost- and
 //! memory-aware search behind `auto` and the memory/bubble frontier.
 //!
-//! `auto` searches three families under the real costs and latency and a memory budget:
+//! `auto` tries four kinds of candidate under the real costs and latency and a memory budget:
 //! - **blocks**: the named blocks and the V-shape block family ([`block::v_shape_family`]) whose
 //!   memory bound fits the budget, with the memory left over spent on delaying Ws
 //!   ([`Block::delay_ws`]), squeezed and reordered with the budget as the peak limit;
@@ -13,7 +13,9 @@
 //!
 //! Every candidate is simulated; the lowest bubble rate whose simulated peak stays within the
 //! budget wins (costs are per pass, so placements with more stages run more work per microbatch
-//! and only their bubble rates compare), so `auto` never exceeds the budget it was given.
+//! and only their bubble rates compare), so `auto` never exceeds the budget it was given. The
+//! best two, and the best block, list or round schedule close behind them, are finally polished
+//! by a local search on their critical paths ([`block::polish`]).
 
 use serde::Serialize;
 

@@ -215,10 +215,6 @@ struct Search<'a> {
     /// The best few candidates within the budget, best first (ties: first offered first); the
     /// first is the search's answer, all of them start the final polish.
     top: Vec<Candidate>,
-    /// The best candidate of each kind of generator (the first word of the family: `block`,
-    /// `greedy`, `rounds`, `named`), so the polish can start from a second kind when the
-    /// best few are all of one.
-    best_of_kind: Vec<Candidate>,
 }
 
 /// Candidates the final polish starts from (in parallel).
@@ -227,7 +223,8 @@ const POLISH_STARTS: usize = 2;
 /// The kinds of candidate whose best is always polished (named schedules are not searched).
 const POLISHED_KINDS: [&str; 3] = ["block", "greedy", "rounds"];
 
-/// The kind of a candidate: the first word of its family label.
+/// The kind of a candidate: the first word of its family label (`block`, `greedy`, `rounds`,
+/// `named`).
 fn kind_of(family: &str) -> &str {
     family.split_whitespace().next().unwrap_or("")
 }
@@ -243,8 +240,13 @@ const REORDER_MIN: usize = 6;
 const REORDER_MAX: usize = 24;
 
 impl Search<'_> {
+    /// Whether a simulated schedule stays within the budget.
+    fn fits(&self, r: &SimResult) -> bool {
+        r.max_peak() <= self.budget + 1e-6
+    }
+
     fn offer(&mut self, (family, s, r): Found) {
-        if r.max_peak() > self.budget + 1e-6 {
+        if !self.fits(&r) {
             return;
         }
         let c = Candidate {
@@ -252,16 +254,6 @@ impl Search<'_> {
             schedule: s,
             result: r,
         };
-        let kind = kind_of(&c.family);
-        match self
-            .best_of_kind
-            .iter_mut()
-            .find(|b| kind_of(&b.family) == kind)
-        {
-            Some(b) if c.result.bubble_rate < b.result.bubble_rate - EPS => *b = c.clone(),
-            Some(_) => {}
-            None => self.best_of_kind.push(c.clone()),
-        }
         let at = self
             .top
             .iter()
@@ -474,7 +466,6 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         cfg: sim_cfg(prm),
         budget,
         top: Vec::new(),
-        best_of_kind: Vec::new(),
     };
     let mut blocks: Vec<(String, Block)> = Vec::new();
     for name in block::NAMED {
@@ -518,9 +509,32 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     tasks.extend(round_tasks(prm, budget).into_iter().map(Task::Rounds));
     let direct = ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb"];
     tasks.extend(direct.into_iter().map(Task::Direct));
-    let found = run_all(&st, tasks);
+    let found: Vec<Found> = squeezed
+        .into_iter()
+        .chain(run_all(&st, tasks))
+        .flatten()
+        .collect();
+    // The best of each searching kind within the budget (the first of equals), a possible
+    // polish start besides the best two.
+    let best_of_kind: Vec<Candidate> = POLISHED_KINDS
+        .iter()
+        .filter_map(|&kind| {
+            found
+                .iter()
+                .filter(|f| kind_of(&f.0) == kind && st.fits(&f.2))
+                .fold(None, |best: Option<&Found>, f| match best {
+                    Some(b) if f.2.bubble_rate >= b.2.bubble_rate - EPS => Some(b),
+                    _ => Some(f),
+                })
+        })
+        .map(|(family, s, r)| Candidate {
+            family: family.clone(),
+            schedule: s.clone(),
+            result: r.clone(),
+        })
+        .collect();
     // Judge in a fixed order: squeezed blocks, their reorders, greedy, rounds, named.
-    for f in squeezed.into_iter().chain(found).flatten() {
+    for f in found {
         st.offer(f);
     }
     // Phase 3: local search on the critical paths of the best few, and of the best of each
@@ -529,13 +543,10 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     // within a number of simulations that keeps the search near a fixed amount of work.
     let mut starts: Vec<Candidate> = st.top.clone();
     let near = st.top.first().map_or(0.0, |c| c.result.bubble_rate) * 1.25;
-    for c in &st.best_of_kind {
+    for c in best_of_kind {
         let kind = kind_of(&c.family);
-        if c.result.bubble_rate <= near
-            && POLISHED_KINDS.contains(&kind)
-            && !starts.iter().any(|t| kind_of(&t.family) == kind)
-        {
-            starts.push(c.clone());
+        if c.result.bubble_rate <= near && !starts.iter().any(|t| kind_of(&t.family) == kind) {
+            starts.push(c);
         }
     }
     let polish: Vec<Task> = starts

@@ -478,11 +478,13 @@ pub fn reorder(
     let edge = edge.unwrap_or(s.devices);
     let base = s.clone();
     for (window, defer_w) in [(3usize, true), (4, false), (4, true), (16, false)] {
-        let Some(c) = fill_gaps(&base, cfg, &limits, edge, window, defer_w) else {
+        let Some(c) = fill_gaps(&base, &g, cfg, &limits, edge, window, defer_w) else {
             continue;
         };
-        let Ok(cg) = validate(&c) else { continue };
-        let cr = simulate_graph(&c, &cg, cfg)?;
+        // The simulator checks the new lists' completeness and finds any block itself.
+        let Ok(cr) = crate::simulate::simulate(&c, cfg) else {
+            continue;
+        };
         if within(&cr, &limits) && cr.makespan < r.makespan - EPS {
             s = c;
             r = cr;
@@ -840,10 +842,12 @@ pub fn v_half(p: u32) -> Result<Block, Error> {
 
 /// Runs each device's list in time order like the simulator, but when the next pass of a list
 /// must wait, runs instead a later pass of an edge microbatch (first or last `edge`) whose
-/// inputs are there and whose activation fits under `limit`. Returns the new lists, or `None`
-/// when the run gets stuck (the caller then keeps the squeezed schedule).
+/// inputs are there and whose activation fits under `limit`. `g` is the graph of `s`. Returns
+/// the new lists, or `None` when the run gets stuck (the caller then keeps the squeezed
+/// schedule).
 fn fill_gaps(
     s: &Schedule,
+    g: &crate::validate::Graph,
     cfg: &SimConfig,
     limit: &[f64],
     edge: u32,
@@ -852,7 +856,6 @@ fn fill_gaps(
 ) -> Option<Schedule> {
     let p = s.devices as usize;
     let m = s.microbatches;
-    let g = validate(s).ok()?;
     let dur = cfg.durations(s);
     let act = cfg.activations(s);
     let comm = cfg.costs.comm;

@@ -680,13 +680,18 @@ pub fn zb_h1(p: u32) -> Block {
     }
 }
 
-/// The offsets of a V-shape block with F, B and W one slot each and period 6.
+/// The offsets of a V-shape block with F, B and W one slot each, repeated every `period` slots.
 ///
 /// The forward runs down chunk 0 with `f0` slots between adjacent stages, turns at the bottom
 /// of the V (stage `p-1` to `p`, same device) in one slot, and runs up chunk 1 with `f1`. The
 /// backward starts `gap_last + 1` slots after the last forward starts, runs down chunk 1 with `b1`,
 /// turns in `1 + gap_turn` slots and runs up chunk 0 with `b0`. Each W takes the first free slot
-/// (modulo 6) after its B, chunk 1 first.
+/// (modulo the period) after its B, chunk 1 first.
+///
+/// A device runs six passes per microbatch, so a period of 6 keeps it busy; a longer period
+/// leaves `period - 6` idle slots per repeat and divides the same lifespans into fewer periods:
+/// the memory bound falls below V-Min's, at the price of a steady-state bubble (before the
+/// squeeze closes what it can of it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VOffsets {
     /// Forward step between adjacent chunk-0 stages.
@@ -701,6 +706,8 @@ pub struct VOffsets {
     pub gap_last: u32,
     /// Extra slots at the turn of the backward (stage `p` to `p-1`).
     pub gap_turn: u32,
+    /// Period `T` in slots, at least 6.
+    pub period: u32,
 }
 
 /// A V-shape block from its offsets; `Err` when its repeats collide.
@@ -712,6 +719,12 @@ pub fn v_shape(name: &str, p: u32, o: VOffsets) -> Result<Block, Error> {
     }
     if o.f0 == 0 || o.f1 == 0 || o.b1 == 0 || o.b0 == 0 {
         return Err(Error::config("V-shape offsets must step at least 1 slot"));
+    }
+    if o.period < 6 {
+        return Err(Error::config(format!(
+            "a V-shape block runs 6 one-slot passes per device, so its period must be at least 6 slots (got {})",
+            o.period
+        )));
     }
     let n = 2 * p;
     let mut f = vec![0u32; n as usize];
@@ -737,16 +750,16 @@ pub fn v_shape(name: &str, p: u32, o: VOffsets) -> Result<Block, Error> {
         };
         b[s as usize] = b[s as usize + 1] + step;
     }
-    let t = 6u32;
+    let t = o.period;
     let mut passes = Vec::with_capacity(6 * p as usize);
     for d in 0..p {
         let (s0, s1) = (d, n - 1 - d);
-        let mut used = [false; 6];
-        let mark = |x: u32, used: &mut [bool; 6]| -> Result<(), Error> {
+        let mut used = vec![false; t as usize];
+        let mark = |x: u32, used: &mut [bool]| -> Result<(), Error> {
             let r = (x % t) as usize;
             if used[r] {
                 return Err(Error::config(format!(
-                    "V-shape block {name} collides on device {d} at slot {r} modulo 6; try other offsets"
+                    "V-shape block {name} collides on device {d} at slot {r} modulo {t}; try other offsets"
                 )));
             }
             used[r] = true;
@@ -818,6 +831,7 @@ pub fn v_min(p: u32) -> Result<Block, Error> {
             b0: 1,
             gap_last: x,
             gap_turn: 0,
+            period: 6,
         },
     )
 }
@@ -836,6 +850,7 @@ pub fn v_half(p: u32) -> Result<Block, Error> {
             b0: 1,
             gap_last: x,
             gap_turn: 1,
+            period: 6,
         },
     )
 }
@@ -1004,36 +1019,40 @@ fn fill_gaps(
     Some(r)
 }
 
-/// Every collision-free V-shape block with steps in `1..=max_step` and extra gaps in
-/// `0..=max_gap` whose memory bound stays within `limit` units, with its analysis, shortest
-/// blocks first.
+/// Every collision-free V-shape block with steps in `1..=max_step`, extra gaps in
+/// `0..=max_gap` and a period in `6..=max_period` whose memory bound stays within `limit` units,
+/// with its analysis: shortest period first, then shortest block, then lowest bound.
 pub fn v_shape_family(
     p: u32,
     limit: f64,
     max_step: u32,
     max_gap: u32,
+    max_period: u32,
 ) -> Vec<(VOffsets, Block, BlockInfo)> {
     let mut out = Vec::new();
-    for f0 in 1..=max_step {
-        for f1 in 1..=max_step {
-            for b1 in 1..=max_step {
-                for b0 in 1..=max_step {
-                    for gap_last in 0..=max_gap {
-                        for gap_turn in 0..=max_gap {
-                            let o = VOffsets {
-                                f0,
-                                f1,
-                                b1,
-                                b0,
-                                gap_last,
-                                gap_turn,
-                            };
-                            let Ok(b) = v_shape("v-block", p, o) else {
-                                continue;
-                            };
-                            let Ok(info) = b.analyse() else { continue };
-                            if info.max_bound() <= limit + EPS {
-                                out.push((o, b, info));
+    for period in 6..=max_period {
+        for f0 in 1..=max_step {
+            for f1 in 1..=max_step {
+                for b1 in 1..=max_step {
+                    for b0 in 1..=max_step {
+                        for gap_last in 0..=max_gap {
+                            for gap_turn in 0..=max_gap {
+                                let o = VOffsets {
+                                    f0,
+                                    f1,
+                                    b1,
+                                    b0,
+                                    gap_last,
+                                    gap_turn,
+                                    period,
+                                };
+                                let Ok(b) = v_shape("v-block", p, o) else {
+                                    continue;
+                                };
+                                let Ok(info) = b.analyse() else { continue };
+                                if info.max_bound() <= limit + EPS {
+                                    out.push((o, b, info));
+                                }
                             }
                         }
                     }
@@ -1042,8 +1061,8 @@ pub fn v_shape_family(
         }
     }
     out.sort_by(|a, b| {
-        a.2.length
-            .cmp(&b.2.length)
+        (a.0.period, a.2.length)
+            .cmp(&(b.0.period, b.2.length))
             .then(a.2.max_bound().total_cmp(&b.2.max_bound()))
     });
     out
@@ -1123,6 +1142,7 @@ pub fn v_zb(p: u32) -> Result<Block, Error> {
             b0: 2,
             gap_last: 0,
             gap_turn: 0,
+            period: 6,
         },
     )
 }

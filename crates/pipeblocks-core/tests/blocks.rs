@@ -396,6 +396,58 @@ fn w_delays_spend_memory_without_collisions() {
 }
 
 #[test]
+fn a_longer_period_lowers_the_bound_and_refuses_less_than_six_slots() {
+    // V-Min's steps, repeated every 8 slots instead of 6 (two slots later to the backward, so
+    // the repeats do not collide): the bound falls below V-Min's.
+    let p = 8;
+    let o6 = block::VOffsets {
+        f0: 1,
+        f1: 1,
+        b1: 1,
+        b0: 1,
+        gap_last: 0,
+        gap_turn: 0,
+        period: 6,
+    };
+    let o8 = block::VOffsets {
+        period: 8,
+        gap_last: 2,
+        ..o6
+    };
+    let i6 = block::v_shape("six", p, o6).unwrap().analyse().unwrap();
+    assert_eq!(i6, block::v_min(p).unwrap().analyse().unwrap());
+    let b8 = block::v_shape("eight", p, o8).unwrap();
+    assert_eq!(b8.period, 8);
+    let i8 = b8.analyse().unwrap();
+    assert!(
+        i8.max_bound() < i6.max_bound(),
+        "{} vs {}",
+        i8.max_bound(),
+        i6.max_bound()
+    );
+    let s = b8.expand(32).unwrap();
+    let r = simulate(&s, &unit()).unwrap();
+    assert!(r.max_peak() <= i8.max_bound() + 1e-9);
+    let e = block::v_shape("five", p, block::VOffsets { period: 5, ..o6 }).unwrap_err();
+    assert!(e.to_string().contains("at least 6"), "{e}");
+}
+
+#[test]
+fn auto_below_v_mins_memory_uses_longer_periods() {
+    // At 3 units (V-Min needs 4 at p = 8) the period-6 blocks do not fit; the list scheduler
+    // alone gave 0.317 there, a block repeated every 8 slots gives under 0.2.
+    let c = search(&Params::new(8, 32), 3.0).unwrap();
+    assert!(c.result.max_peak() <= 3.0 + 1e-9);
+    assert!(
+        c.result.bubble_rate < 0.2,
+        "{} ({})",
+        c.result.bubble_rate,
+        c.family
+    );
+    assert!(c.family.contains("period 8"), "{}", c.family);
+}
+
+#[test]
 fn frontier_improves_with_memory_and_stays_in_budget() {
     let pts = frontier(&Params::new(4, 8)).unwrap();
     assert!(!pts.is_empty());
@@ -432,6 +484,27 @@ proptest! {
                 Err(Error::Config(msg)) => prop_assert!(!msg.is_empty()),
                 Err(e) => prop_assert!(false, "{name} p={p} m={m}: {e}"),
             }
+        }
+    }
+
+    #[test]
+    fn every_v_block_bound_covers_its_simulated_peak(
+        p in 1u32..=10,
+        m in 1u32..=30,
+        period in 6u32..=12,
+        limit in 1.0f64..12.0,
+        f in 0.2f64..2.0,
+        b in 0.2f64..2.0,
+        w in 0.1f64..1.5,
+    ) {
+        // The bound holds for any order-keeping squeeze: memory follows the device order only.
+        let cfg = SimConfig::with_costs(Costs { f, b, w, bw: None, comm: 0.05 });
+        let family = block::v_shape_family(p, limit, 2, 2, period);
+        for (o, blk, info) in family.iter().filter(|x| x.0.period == period).take(4) {
+            prop_assert!(info.max_bound() <= limit + 1e-9);
+            let s = blk.expand(m).unwrap();
+            let r = simulate(&s, &cfg).unwrap();
+            prop_assert!(r.max_peak() <= info.max_bound() + 1e-9, "{o:?}: peak {} over bound {}", r.max_peak(), info.max_bound());
         }
     }
 

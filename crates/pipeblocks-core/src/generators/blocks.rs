@@ -2,9 +2,10 @@
 //! memory-aware search behind `auto` and the memory/bubble frontier.
 //!
 //! `auto` tries four kinds of candidate under the real costs and latency and a memory budget:
-//! - **blocks**: the named blocks and the V-shape block family ([`block::v_shape_family`]) whose
-//!   memory bound fits the budget, with the memory left over spent on delaying Ws
-//!   ([`Block::delay_ws`]), squeezed and reordered with the budget as the peak limit;
+//! - **blocks**: the named blocks and the V-shape block family ([`block::v_shape_family`], periods
+//!   6 to 12: longer periods lower the bound below V-Min's) whose memory bound fits the budget,
+//!   squeezed, the best few again with the memory left over spent on delaying Ws
+//!   ([`Block::delay_ws`]), and reordered with the budget as the peak limit;
 //! - **greedy**: the list scheduler ([`super::greedy`]) on V-shape and sequential placements,
 //!   with the budget as the memory limit and several in-flight caps;
 //! - **rounds**: the round-based V-shape scheduler ([`super::rounds`], ZB-V's construction) with
@@ -217,6 +218,16 @@ struct Search<'a> {
     top: Vec<Candidate>,
 }
 
+/// The longest period of the V-shape blocks searched: a period of 6 keeps a device busy, longer
+/// ones trade a steady-state bubble for a lower memory bound (down to about half of V-Min's at
+/// 12), which is what budgets below V-Min's need; under unequal costs the squeeze closes much
+/// of that bubble, and a stretched block can win above V-Min's memory too.
+const MAX_PERIOD: u32 = 12;
+
+/// How many blocks, the shortest after their plain squeeze, are squeezed again with their Ws
+/// delayed (three ways each).
+const DELAY_TOP: usize = 6;
+
 /// Candidates the final polish starts from (in parallel).
 const POLISH_STARTS: usize = 2;
 
@@ -265,21 +276,45 @@ impl Search<'_> {
         }
     }
 
-    /// The squeeze tasks of the blocks that fit: each block as it is and, when memory is left
-    /// over, with its Ws delayed in three ways.
-    fn block_tasks(&self, blocks: Vec<(String, Block)>) -> Vec<Task> {
+    /// The squeeze tasks of the blocks whose bound fits the budget, each block as it is.
+    fn block_tasks(&self, blocks: &[(String, Block)]) -> Vec<Task> {
+        blocks
+            .iter()
+            .filter(|(_, b)| {
+                b.analyse()
+                    .is_ok_and(|info| info.max_bound() <= self.budget + EPS)
+            })
+            .map(|(label, b)| Task::Squeeze(label.clone(), b.clone(), None))
+            .collect()
+    }
+
+    /// The squeeze tasks that spend a block's memory left over on delaying its Ws, in three
+    /// ways ([`DelaySplit`]), for the `DELAY_TOP` blocks whose plain squeeze ran shortest and
+    /// whose bound leaves memory over.
+    fn delay_tasks(&self, blocks: &[(String, Block)], plain: &[Option<Found>]) -> Vec<Task> {
+        let mut ranked: Vec<(&str, f64)> = plain
+            .iter()
+            .flatten()
+            .map(|(label, _, r)| (label.as_str(), r.makespan))
+            .collect();
+        ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
         let mut tasks = Vec::new();
-        for (label, b) in blocks {
+        let mut taken = 0;
+        for (label, _) in ranked {
+            if taken == DELAY_TOP {
+                break;
+            }
+            let Some((_, b)) = blocks.iter().find(|(l, _)| l == label) else {
+                continue;
+            };
             let Ok(info) = b.analyse() else { continue };
-            if info.max_bound() > self.budget + EPS {
+            let has_w = b.passes.iter().any(|q| q.kind == crate::ir::PassKind::W);
+            if !has_w || info.max_bound() + EPS >= self.budget {
                 continue;
             }
-            let has_w = b.passes.iter().any(|q| q.kind == crate::ir::PassKind::W);
-            tasks.push(Task::Squeeze(label.clone(), b.clone(), None));
-            if has_w && info.max_bound() + EPS < self.budget {
-                for split in [DelaySplit::Last, DelaySplit::First, DelaySplit::Even] {
-                    tasks.push(Task::Squeeze(label.clone(), b.clone(), Some(split)));
-                }
+            taken += 1;
+            for split in [DelaySplit::Last, DelaySplit::First, DelaySplit::Even] {
+                tasks.push(Task::Squeeze(label.to_string(), b.clone(), Some(split)));
             }
         }
         tasks
@@ -473,17 +508,20 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
             blocks.push((format!("block {name}"), b));
         }
     }
-    for (o, b) in family_picks(block::v_shape_family(p, budget, 3, 4)) {
+    for (o, b) in family_picks(block::v_shape_family(p, budget, 3, 4, MAX_PERIOD)) {
         blocks.push((
             format!(
-                "block v-shape steps {}/{}/{}/{} gaps {}/{}",
-                o.f0, o.f1, o.b1, o.b0, o.gap_last, o.gap_turn
+                "block v-shape steps {}/{}/{}/{} gaps {}/{} period {}",
+                o.f0, o.f1, o.b1, o.b0, o.gap_last, o.gap_turn, o.period
             ),
             b,
         ));
     }
-    // Phase 1: squeeze the blocks (one simulation each, quick).
-    let squeezed = run_all(&st, st.block_tasks(blocks));
+    // Phase 1: squeeze the blocks (one simulation each, quick), then the best few again with
+    // their Ws delayed into the memory left over.
+    let mut squeezed = run_all(&st, st.block_tasks(&blocks));
+    let delayed = run_all(&st, st.delay_tasks(&blocks, &squeezed));
+    squeezed.extend(delayed);
     // Phase 2, all independent: reorder the shortest few distinct squeezed blocks, run the list
     // scheduler, the round scheduler and the named schedules (zb-v is left out: it is the
     // greedy V-shape search at a budget of p units). The reorders go first: they are the

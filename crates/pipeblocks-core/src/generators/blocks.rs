@@ -226,7 +226,7 @@ const MAX_PERIOD: u32 = 12;
 
 /// How many blocks, the shortest after their plain squeeze, are squeezed again with their Ws
 /// delayed (three ways each).
-const DELAY_TOP: usize = 6;
+const DELAY_TOP: usize = 10;
 
 /// Candidates the final polish starts from (in parallel).
 const POLISH_STARTS: usize = 2;

@@ -24,6 +24,8 @@
 //! V-shape family [`v_shape`]. User blocks are read from JSON ([`Block::from_json`]).
 
 use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use crate::error::Error;
 use crate::ir::{Pass, PassKind, Placement, Schedule};
@@ -911,10 +913,20 @@ fn fill_gaps(
         }
         Some(r)
     };
-    while let Some(d) = (0..p)
-        .filter(|&d| head[d] < s.lists[d].len())
-        .min_by(|&a, &b| t[a].total_cmp(&t[b]).then(a.cmp(&b)))
-    {
+    // The next device to act is the one with the earliest clock (ties: the lowest index), kept
+    // in a heap: every change of a clock pushes a new entry and outdated ones are skipped. A
+    // clock is never negative, so its bits order like its value (infinity last).
+    let key = |x: f64| if x > 0.0 { x.to_bits() } else { 0 };
+    let mut queue: BinaryHeap<Reverse<(u64, usize)>> = (0..p).map(|d| Reverse((0, d))).collect();
+    let next = |queue: &mut BinaryHeap<Reverse<(u64, usize)>>, t: &[f64], head: &[usize]| {
+        while let Some(Reverse((k, d))) = queue.pop() {
+            if head[d] < s.lists[d].len() && k == key(t[d]) {
+                return Some(d);
+            }
+        }
+        None
+    };
+    while let Some(d) = next(&mut queue, &t, &head) {
         let now = t[d];
         if now == f64::INFINITY {
             return None;
@@ -981,6 +993,7 @@ fn fill_gaps(
         let Some(i) = choice else {
             // Sleep until a known arrival, or until an input of this device is produced.
             t[d] = wake;
+            queue.push(Reverse((key(wake), d)));
             asleep[d] = Some(now);
             continue;
         };
@@ -995,6 +1008,7 @@ fn fill_gaps(
         let e = now + dur[pass.stage as usize][pass.kind.index()];
         end[g.index.of(pass)] = e;
         t[d] = e;
+        queue.push(Reverse((key(e), d)));
         done[d][i] = true;
         out[d].push(pass);
         while head[d] < list.len() && done[d][head[d]] {
@@ -1010,7 +1024,11 @@ fn fill_gaps(
             let cd = g.stage_device[c as usize] as usize;
             if let Some(base) = asleep[cd] {
                 let arr = e + if cd != d { comm } else { 0.0 };
-                t[cd] = t[cd].min(base.max(arr));
+                let woken = t[cd].min(base.max(arr));
+                if woken != t[cd] {
+                    t[cd] = woken;
+                    queue.push(Reverse((key(woken), cd)));
+                }
             }
         }
     }

@@ -15,8 +15,8 @@
 //! Every candidate is simulated; the lowest bubble rate whose simulated peak stays within the
 //! budget wins (costs are per pass, so placements with more stages run more work per microbatch
 //! and only their bubble rates compare), so `auto` never exceeds the budget it was given. The
-//! best two, and the best block, list or round schedule close behind them, are finally polished
-//! by a local search on their critical paths ([`block::polish`]).
+//! best two, and the best block, list and round schedule, are finally polished by a local
+//! search on their critical paths ([`block::polish`]).
 
 use serde::Serialize;
 
@@ -224,9 +224,16 @@ struct Search<'a> {
 /// of that bubble, and a stretched block can win above V-Min's memory too.
 const MAX_PERIOD: u32 = 12;
 
-/// How many blocks, the shortest after their plain squeeze, are squeezed again with their Ws
-/// delayed (three ways each).
-const DELAY_TOP: usize = 10;
+/// Phase 1 runs at most `SQUEEZE_WORK / passes` squeezes (each one simulation, linear in the
+/// passes of a V-shape schedule): no limit for small schedules, about 70 at p = 32, m = 256,
+/// where every period-6 block (with its delayed-W variants) still goes first.
+const SQUEEZE_WORK: f64 = 3.5e6;
+
+/// How many blocks with a period above 6 (the shortest after their plain squeeze) are squeezed
+/// again with their Ws delayed, three ways each; every period-6 block that leaves memory over
+/// is. Stretched blocks fit many budgets, and delaying all of them would double the search's
+/// time at p = 32, m = 256.
+const DELAY_STRETCHED: usize = 6;
 
 /// Candidates the final polish starts from (in parallel).
 const POLISH_STARTS: usize = 2;
@@ -276,21 +283,35 @@ impl Search<'_> {
         }
     }
 
-    /// The squeeze tasks of the blocks whose bound fits the budget, each block as it is.
-    fn block_tasks(&self, blocks: &[(String, Block)]) -> Vec<Task> {
-        blocks
-            .iter()
-            .filter(|(_, b)| {
-                b.analyse()
-                    .is_ok_and(|info| info.max_bound() <= self.budget + EPS)
-            })
-            .map(|(label, b)| Task::Squeeze(label.clone(), b.clone(), None))
-            .collect()
+    /// The squeeze tasks of the blocks whose bound fits the budget: each block as it is and,
+    /// with `delays` and memory left over, right after it with its Ws delayed in three ways
+    /// ([`DelaySplit`]).
+    fn block_tasks(&self, blocks: &[(String, Block)], delays: bool) -> Vec<Task> {
+        let mut tasks = Vec::new();
+        for (label, b) in blocks {
+            let Ok(info) = b.analyse() else { continue };
+            if info.max_bound() > self.budget + EPS {
+                continue;
+            }
+            tasks.push(Task::Squeeze(label.clone(), b.clone(), None));
+            if delays && self.leaves_memory(b, &info) {
+                for split in [DelaySplit::Last, DelaySplit::First, DelaySplit::Even] {
+                    tasks.push(Task::Squeeze(label.clone(), b.clone(), Some(split)));
+                }
+            }
+        }
+        tasks
     }
 
-    /// The squeeze tasks that spend a block's memory left over on delaying its Ws, in three
-    /// ways ([`DelaySplit`]), for the `DELAY_TOP` blocks whose plain squeeze ran shortest and
-    /// whose bound leaves memory over.
+    /// Whether a block has Ws and its bound leaves memory over for delaying them.
+    fn leaves_memory(&self, b: &Block, info: &block::BlockInfo) -> bool {
+        b.passes.iter().any(|q| q.kind == crate::ir::PassKind::W)
+            && info.max_bound() + EPS < self.budget
+    }
+
+    /// The delayed-W squeeze tasks (three ways each) of the `DELAY_STRETCHED` blocks whose plain
+    /// squeeze (`plain`, from [`Search::block_tasks`] without delays) ran shortest and whose
+    /// bound leaves memory over.
     fn delay_tasks(&self, blocks: &[(String, Block)], plain: &[Option<Found>]) -> Vec<Task> {
         let mut ranked: Vec<(&str, f64)> = plain
             .iter()
@@ -301,15 +322,14 @@ impl Search<'_> {
         let mut tasks = Vec::new();
         let mut taken = 0;
         for (label, _) in ranked {
-            if taken == DELAY_TOP {
+            if taken == DELAY_STRETCHED {
                 break;
             }
             let Some((_, b)) = blocks.iter().find(|(l, _)| l == label) else {
                 continue;
             };
             let Ok(info) = b.analyse() else { continue };
-            let has_w = b.passes.iter().any(|q| q.kind == crate::ir::PassKind::W);
-            if !has_w || info.max_bound() + EPS >= self.budget {
+            if !self.leaves_memory(b, &info) {
                 continue;
             }
             taken += 1;
@@ -455,12 +475,25 @@ pub fn budget_units(prm: &Params) -> f64 {
         .units(prm.devices, prm.microbatches)
 }
 
-/// The V-shape blocks the search squeezes: the six shortest of `family` (sorted shortest
-/// first, as [`block::v_shape_family`] returns it) and the four shortest at each of the three
-/// highest memory bounds. Without the per-bound picks a larger budget lets shorter blocks with a
-/// higher bound push out the blocks a smaller budget would try, and `auto` could answer worse
-/// at 4.5 units than at 4.
+/// The V-shape blocks the search squeezes, from `family` (sorted shortest period first, then
+/// shortest block, as [`block::v_shape_family`] returns it): the picks of [`picks_of`] among the
+/// period-6 blocks, then among the longer periods. Picking the two groups apart keeps the
+/// period-6 picks what they are without longer periods, whose bounds would otherwise change
+/// the bound levels picked from.
 fn family_picks(
+    family: Vec<(block::VOffsets, Block, block::BlockInfo)>,
+) -> Vec<(block::VOffsets, Block)> {
+    let (six, longer): (Vec<_>, Vec<_>) = family.into_iter().partition(|x| x.0.period <= 6);
+    let mut out = picks_of(six);
+    out.extend(picks_of(longer));
+    out
+}
+
+/// The six first blocks of `family` and the four first at each of its three highest memory
+/// bounds. Without the per-bound picks a larger budget lets shorter blocks with a higher bound
+/// push out the blocks a smaller budget would try, and `auto` could answer worse at 4.5 units
+/// than at 4.
+fn picks_of(
     family: Vec<(block::VOffsets, Block, block::BlockInfo)>,
 ) -> Vec<(block::VOffsets, Block)> {
     let mut bounds: Vec<f64> = family.iter().map(|x| x.2.max_bound()).collect();
@@ -484,6 +517,25 @@ fn family_picks(
         .filter(|(_, keep)| *keep)
         .map(|((o, b, _), _)| (o, b))
         .collect()
+}
+
+/// The `n` distinct schedules of `squeezed` with the lowest bubble rates that are not in
+/// `taken` (costs are per pass, so makespans do not compare across placements; named blocks
+/// and family members can be the same block: v-min is steps 1/1/1/1, gaps 0/0).
+fn best_distinct<'f>(squeezed: &'f [Option<Found>], n: usize, taken: &[&Found]) -> Vec<&'f Found> {
+    let mut ranked: Vec<&Found> = squeezed.iter().flatten().collect();
+    ranked.sort_by(|a, b| a.2.bubble_rate.total_cmp(&b.2.bubble_rate));
+    let mut out: Vec<&Found> = Vec::new();
+    for f in ranked {
+        if out.len() == n {
+            break;
+        }
+        let same = |g: &&Found| g.1.lists == f.1.lists;
+        if !out.iter().any(same) && !taken.iter().any(same) {
+            out.push(f);
+        }
+    }
+    out
 }
 
 /// Searches blocks, the greedy list scheduler and the direct schedules for the shortest step
@@ -517,30 +569,34 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
             b,
         ));
     }
-    // Phase 1: squeeze the blocks (one simulation each, quick), then the best few again with
-    // their Ws delayed into the memory left over.
-    let mut squeezed = run_all(&st, st.block_tasks(&blocks));
-    let delayed = run_all(&st, st.delay_tasks(&blocks, &squeezed));
-    squeezed.extend(delayed);
-    // Phase 2, all independent: reorder the shortest few distinct squeezed blocks, run the list
-    // scheduler, the round scheduler and the named schedules (zb-v is left out: it is the
+    // Phase 1: squeeze the blocks, at most SQUEEZE_WORK / passes of them, each one simulation.
+    // Period-6 blocks (and the named ones) go first, each followed by its delayed-W variants;
+    // of the longer periods, which fit many more budgets, only the few that squeeze shortest
+    // are tried with delayed Ws.
+    let v_passes = 6 * p as usize * prm.microbatches as usize;
+    let mut room = (SQUEEZE_WORK / v_passes.max(1) as f64) as usize;
+    let mut within_room = |mut tasks: Vec<Task>| {
+        tasks.truncate(room);
+        room -= tasks.len();
+        tasks
+    };
+    let (six, longer): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|(_, b)| b.period <= 6);
+    let squeezed = run_all(&st, within_room(st.block_tasks(&six, true)));
+    let mut stretched = run_all(&st, within_room(st.block_tasks(&longer, false)));
+    let delayed = run_all(&st, within_room(st.delay_tasks(&longer, &stretched)));
+    stretched.extend(delayed);
+    // Phase 2, all independent: reorder the best few distinct squeezed blocks of each group
+    // (as many as the reorder's work allows, a third as many of the longer periods), run the
+    // list scheduler, the round scheduler and the named schedules (zb-v is left out: it is the
     // greedy V-shape search at a budget of p units). The reorders go first: they are the
     // longest tasks, and the others fill the cores around them.
-    let mut ranked: Vec<&Found> = squeezed.iter().flatten().collect();
-    ranked.sort_by(|a, b| a.2.makespan.total_cmp(&b.2.makespan));
-    // Named blocks and family members can be the same block (v-min is steps 1/1/1/1, gaps
-    // 0/0): reorder distinct schedules only.
-    let mut distinct: Vec<&Found> = Vec::new();
-    for f in ranked {
-        if !distinct.iter().any(|g| g.1.lists == f.1.lists) {
-            distinct.push(f);
-        }
-    }
-    let passes = distinct.first().map_or(1, |f| f.1.num_passes()).max(1) as f64;
-    let n_reorder = ((REORDER_WORK / passes) as usize).clamp(REORDER_MIN, REORDER_MAX);
-    let mut tasks: Vec<Task> = distinct
+    let n_reorder =
+        ((REORDER_WORK / v_passes.max(1) as f64) as usize).clamp(REORDER_MIN, REORDER_MAX);
+    let best_six = best_distinct(&squeezed, n_reorder, &[]);
+    let best_longer = best_distinct(&stretched, (n_reorder / 3).max(1), &best_six);
+    let mut tasks: Vec<Task> = best_six
         .into_iter()
-        .take(n_reorder)
+        .chain(best_longer)
         .map(|(label, s, _)| Task::Reorder(label.clone(), s.clone()))
         .collect();
     tasks.extend(st.greedy_tasks());
@@ -549,6 +605,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     tasks.extend(direct.into_iter().map(Task::Direct));
     let found: Vec<Found> = squeezed
         .into_iter()
+        .chain(stretched)
         .chain(run_all(&st, tasks))
         .flatten()
         .collect();
@@ -576,14 +633,13 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         st.offer(f);
     }
     // Phase 3: local search on the critical paths of the best few, and of the best of each
-    // searching kind not among them if its bubble is within a quarter of the best (a list or
-    // round schedule a little behind the blocks often polishes further than they do), each
-    // within a number of simulations that keeps the search near a fixed amount of work.
+    // searching kind not among them (a list schedule well behind the blocks can polish further
+    // than they do: p=2, m=8, 1.5 units, 0.158 -> 0.059 against the blocks' 0.111), each within
+    // a number of simulations that keeps the search near a fixed amount of work.
     let mut starts: Vec<Candidate> = st.top.clone();
-    let near = st.top.first().map_or(0.0, |c| c.result.bubble_rate) * 1.25;
     for c in best_of_kind {
         let kind = kind_of(&c.family);
-        if c.result.bubble_rate <= near && !starts.iter().any(|t| kind_of(&t.family) == kind) {
+        if !starts.iter().any(|t| kind_of(&t.family) == kind) {
             starts.push(c);
         }
     }

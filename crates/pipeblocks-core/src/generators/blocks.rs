@@ -224,9 +224,10 @@ struct Search<'a> {
 /// of that bubble, and a stretched block can win above V-Min's memory too.
 const MAX_PERIOD: u32 = 12;
 
-/// Phase 1 runs at most `SQUEEZE_WORK / passes` squeezes (each one simulation, linear in the
-/// passes of a V-shape schedule): no limit for small schedules, about 70 at p = 32, m = 256,
-/// where every period-6 block (with its delayed-W variants) still goes first.
+/// Phase 1 runs about `SQUEEZE_WORK / passes` squeezes (each one simulation, linear in the
+/// passes of a V-shape schedule): no limit for small schedules, about 70 at p = 32, m = 256.
+/// Every period-6 block is squeezed as it is even beyond that; its delayed-W variants, and the
+/// longer periods after them, only within it.
 const SQUEEZE_WORK: f64 = 3.5e6;
 
 /// How many blocks with a period above 6 (the shortest after their plain squeeze) are squeezed
@@ -569,19 +570,28 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
             b,
         ));
     }
-    // Phase 1: squeeze the blocks, at most SQUEEZE_WORK / passes of them, each one simulation.
-    // Period-6 blocks (and the named ones) go first, each followed by its delayed-W variants;
-    // of the longer periods, which fit many more budgets, only the few that squeeze shortest
-    // are tried with delayed Ws.
+    // Phase 1: squeeze the blocks, each one simulation, within SQUEEZE_WORK / passes of them
+    // except that every period-6 (or named) block is squeezed as it is: first those, each
+    // followed by its delayed-W variants, then the longer periods, which fit many more
+    // budgets, and of them only the few that squeeze shortest with delayed Ws.
     let v_passes = 6 * p as usize * prm.microbatches as usize;
     let mut room = (SQUEEZE_WORK / v_passes.max(1) as f64) as usize;
+    let (six, longer): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|(_, b)| b.period <= 6);
+    let tasks: Vec<Task> = st
+        .block_tasks(&six, true)
+        .into_iter()
+        .filter(|t| {
+            let keep = room > 0 || matches!(t, Task::Squeeze(_, _, None));
+            room = room.saturating_sub(usize::from(keep));
+            keep
+        })
+        .collect();
+    let squeezed = run_all(&st, tasks);
     let mut within_room = |mut tasks: Vec<Task>| {
         tasks.truncate(room);
         room -= tasks.len();
         tasks
     };
-    let (six, longer): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|(_, b)| b.period <= 6);
-    let squeezed = run_all(&st, within_room(st.block_tasks(&six, true)));
     let mut stretched = run_all(&st, within_room(st.block_tasks(&longer, false)));
     let delayed = run_all(&st, within_room(st.delay_tasks(&longer, &stretched)));
     stretched.extend(delayed);

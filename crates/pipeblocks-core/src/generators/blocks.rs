@@ -4,8 +4,9 @@
 //! `auto` tries four kinds of candidate under the real costs and latency and a memory budget:
 //! - **blocks**: the named blocks and the V-shape block family ([`block::v_shape_family`], periods
 //!   6 to 12: longer periods lower the bound below V-Min's) whose memory bound fits the budget,
-//!   squeezed, the best few again with the memory left over spent on delaying Ws
-//!   ([`Block::delay_ws`]), and reordered with the budget as the peak limit;
+//!   squeezed, again with the memory left over spent on delaying Ws ([`Block::delay_ws`]) (of
+//!   the longer periods only the few that squeeze shortest), and the best reordered with the
+//!   budget as the peak limit;
 //! - **greedy**: the list scheduler ([`super::greedy`]) on V-shape and sequential placements,
 //!   with the budget as the memory limit and several in-flight caps;
 //! - **rounds**: the round-based V-shape scheduler ([`super::rounds`], ZB-V's construction) with
@@ -193,6 +194,9 @@ pub struct Candidate {
 /// A candidate before it is judged: family label, schedule and simulation.
 type Found = (String, Schedule, SimResult);
 
+/// A block the search may squeeze: family label, block and its analysis (done once).
+type Labelled = (String, Block, block::BlockInfo);
+
 /// One unit of the search's work, independent of the others.
 enum Task {
     /// Expand a block (its Ws delayed by `split`, when given) and squeeze it.
@@ -248,10 +252,10 @@ fn kind_of(family: &str) -> &str {
     family.split_whitespace().next().unwrap_or("")
 }
 
-/// The reorder phase reorders the shortest distinct squeezed blocks, as many as
-/// `REORDER_WORK / passes` (one reorder costs a few simulations, each linear in the passes),
-/// at least `REORDER_MIN` and at most `REORDER_MAX`: reordering changes the blocks' ranking,
-/// so small schedules reorder many, and p = 32, m = 256 still reorders six.
+/// The reorder phase reorders the distinct squeezed blocks with the lowest bubble rates, as
+/// many as `REORDER_WORK / passes` (one reorder costs a few simulations, each linear in the
+/// passes), at least `REORDER_MIN` and at most `REORDER_MAX`: reordering changes the blocks'
+/// ranking, so small schedules reorder many, and p = 32, m = 256 still reorders six.
 const REORDER_WORK: f64 = 3.2e5;
 /// See [`REORDER_WORK`].
 const REORDER_MIN: usize = 6;
@@ -287,15 +291,14 @@ impl Search<'_> {
     /// The squeeze tasks of the blocks whose bound fits the budget: each block as it is and,
     /// with `delays` and memory left over, right after it with its Ws delayed in three ways
     /// ([`DelaySplit`]).
-    fn block_tasks(&self, blocks: &[(String, Block)], delays: bool) -> Vec<Task> {
+    fn block_tasks(&self, blocks: &[Labelled], delays: bool) -> Vec<Task> {
         let mut tasks = Vec::new();
-        for (label, b) in blocks {
-            let Ok(info) = b.analyse() else { continue };
+        for (label, b, info) in blocks {
             if info.max_bound() > self.budget + EPS {
                 continue;
             }
             tasks.push(Task::Squeeze(label.clone(), b.clone(), None));
-            if delays && self.leaves_memory(b, &info) {
+            if delays && self.leaves_memory(b, info) {
                 for split in [DelaySplit::Last, DelaySplit::First, DelaySplit::Even] {
                     tasks.push(Task::Squeeze(label.clone(), b.clone(), Some(split)));
                 }
@@ -313,7 +316,7 @@ impl Search<'_> {
     /// The delayed-W squeeze tasks (three ways each) of the `DELAY_STRETCHED` blocks whose plain
     /// squeeze (`plain`, from [`Search::block_tasks`] without delays) ran shortest and whose
     /// bound leaves memory over.
-    fn delay_tasks(&self, blocks: &[(String, Block)], plain: &[Option<Found>]) -> Vec<Task> {
+    fn delay_tasks(&self, blocks: &[Labelled], plain: &[Option<Found>]) -> Vec<Task> {
         let mut ranked: Vec<(&str, f64)> = plain
             .iter()
             .flatten()
@@ -326,11 +329,10 @@ impl Search<'_> {
             if taken == DELAY_STRETCHED {
                 break;
             }
-            let Some((_, b)) = blocks.iter().find(|(l, _)| l == label) else {
+            let Some((_, b, info)) = blocks.iter().find(|(l, _, _)| l == label) else {
                 continue;
             };
-            let Ok(info) = b.analyse() else { continue };
-            if !self.leaves_memory(b, &info) {
+            if !self.leaves_memory(b, info) {
                 continue;
             }
             taken += 1;
@@ -483,7 +485,7 @@ pub fn budget_units(prm: &Params) -> f64 {
 /// the bound levels picked from.
 fn family_picks(
     family: Vec<(block::VOffsets, Block, block::BlockInfo)>,
-) -> Vec<(block::VOffsets, Block)> {
+) -> Vec<(block::VOffsets, Block, block::BlockInfo)> {
     let (six, longer): (Vec<_>, Vec<_>) = family.into_iter().partition(|x| x.0.period <= 6);
     let mut out = picks_of(six);
     out.extend(picks_of(longer));
@@ -496,7 +498,7 @@ fn family_picks(
 /// than at 4.
 fn picks_of(
     family: Vec<(block::VOffsets, Block, block::BlockInfo)>,
-) -> Vec<(block::VOffsets, Block)> {
+) -> Vec<(block::VOffsets, Block, block::BlockInfo)> {
     let mut bounds: Vec<f64> = family.iter().map(|x| x.2.max_bound()).collect();
     bounds.sort_by(|a, b| b.total_cmp(a));
     bounds.dedup_by(|a, b| (*a - *b).abs() <= EPS);
@@ -516,7 +518,7 @@ fn picks_of(
         .into_iter()
         .zip(picked)
         .filter(|(_, keep)| *keep)
-        .map(|((o, b, _), _)| (o, b))
+        .map(|(x, _)| x)
         .collect()
 }
 
@@ -555,19 +557,22 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         budget,
         top: Vec::new(),
     };
-    let mut blocks: Vec<(String, Block)> = Vec::new();
+    let mut blocks: Vec<Labelled> = Vec::new();
     for name in block::NAMED {
         if let Ok(b) = block::named(name, p) {
-            blocks.push((format!("block {name}"), b));
+            if let Ok(info) = b.analyse() {
+                blocks.push((format!("block {name}"), b, info));
+            }
         }
     }
-    for (o, b) in family_picks(block::v_shape_family(p, budget, 3, 4, MAX_PERIOD)) {
+    for (o, b, info) in family_picks(block::v_shape_family(p, budget, 3, 4, MAX_PERIOD)) {
         blocks.push((
             format!(
                 "block v-shape steps {}/{}/{}/{} gaps {}/{} period {}",
                 o.f0, o.f1, o.b1, o.b0, o.gap_last, o.gap_turn, o.period
             ),
             b,
+            info,
         ));
     }
     // Phase 1: squeeze the blocks, each one simulation, within SQUEEZE_WORK / passes of them
@@ -576,7 +581,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     // budgets, and of them only the few that squeeze shortest with delayed Ws.
     let v_passes = 6 * p as usize * prm.microbatches as usize;
     let mut room = (SQUEEZE_WORK / v_passes.max(1) as f64) as usize;
-    let (six, longer): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|(_, b)| b.period <= 6);
+    let (six, longer): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|(_, b, _)| b.period <= 6);
     let tasks: Vec<Task> = st
         .block_tasks(&six, true)
         .into_iter()
@@ -638,7 +643,8 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
             result: r.clone(),
         })
         .collect();
-    // Judge in a fixed order: squeezed blocks, their reorders, greedy, rounds, named.
+    // Judge in a fixed order: squeezed period-6 and named blocks, longer periods, reorders,
+    // greedy, rounds, named schedules.
     for f in found {
         st.offer(f);
     }

@@ -714,6 +714,11 @@ pub struct VOffsets {
 
 /// A V-shape block from its offsets; `Err` when its repeats collide.
 pub fn v_shape(name: &str, p: u32, o: VOffsets) -> Result<Block, Error> {
+    v_shape_analysed(name, p, o).map(|(b, _)| b)
+}
+
+/// [`v_shape`] with the block's analysis, which building it checks anyway.
+fn v_shape_analysed(name: &str, p: u32, o: VOffsets) -> Result<(Block, BlockInfo), Error> {
     if p == 0 {
         return Err(Error::config(
             "the number of devices is 0; use at least 1 (-p 1)",
@@ -815,8 +820,8 @@ pub fn v_shape(name: &str, p: u32, o: VOffsets) -> Result<Block, Error> {
         slots: SlotLengths::default(),
         passes,
     };
-    blk.analyse()?;
-    Ok(blk)
+    let info = blk.analyse()?;
+    Ok((blk, info))
 }
 
 /// V-Min: the reference's stable pattern (all steps 1; F0 at `i`, F1 at `2p-1-i`, B1 at
@@ -1064,10 +1069,9 @@ pub fn v_shape_family(
                                     gap_turn,
                                     period,
                                 };
-                                let Ok(b) = v_shape("v-block", p, o) else {
+                                let Ok((b, info)) = v_shape_analysed("v-block", p, o) else {
                                     continue;
                                 };
-                                let Ok(info) = b.analyse() else { continue };
                                 if info.max_bound() <= limit + EPS {
                                     out.push((o, b, info));
                                 }

@@ -5,6 +5,7 @@
 //! `v-half with reorder`: the registry's `v-half`, whose warm-up and cool-down are also
 //! reordered, then simulated.
 //! `auto 0.5x p=32 m=256`: the whole budgeted search under unequal costs; the target is under 1 s.
+//! `auto 0.5x p=8 m=32`: the example, where the final hill climb runs its full course.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pipeblocks_core::block;
@@ -35,6 +36,12 @@ fn bench(c: &mut Criterion) {
     prm.memory = Some(pipeblocks_core::generators::MemoryBudget::Of1f1b(0.5));
     g.bench_function("auto 0.5x p=32 m=256 f=1,b=1.3,w=0.7,c=0.05", |b| {
         b.iter(|| std::hint::black_box(generate("auto", &prm).expect("auto").num_passes()))
+    });
+    let mut small = prm.clone();
+    small.devices = 8;
+    small.microbatches = 32;
+    g.bench_function("auto 0.5x p=8 m=32 f=1,b=1.3,w=0.7,c=0.05", |b| {
+        b.iter(|| std::hint::black_box(generate("auto", &small).expect("auto").num_passes()))
     });
     g.finish();
 }

@@ -9,6 +9,7 @@
 //!   and the memory-budgeted search behind `auto` and the frontier;
 //! - [`block`]: building blocks (one microbatch's passes repeated every `T` slots): collision
 //!   check, lifespans, memory bound, expansion, squeeze and reorder; `v-min`, `v-half`, `v-zb`;
+//! - [`climb`]: hill climbing over device orders within a memory limit, the last step of `auto`;
 //! - [`validate()`]: completeness, placement, dependency order and deadlock-freedom;
 //! - [`simulate()`]: event-driven timings, bubble rate and activation memory;
 //! - [`format`]: pipeblocks' versioned JSON and PyTorch's compute-only CSV;
@@ -26,6 +27,7 @@
 //! ```
 
 pub mod block;
+pub mod climb;
 pub mod compare;
 pub mod error;
 pub mod format;

@@ -10,9 +10,12 @@
 //! across the many orders of equal makespan until one of them opens a shorter step.
 //!
 //! The moves are drawn from a fixed-seed generator: the same schedule and count give the same
-//! answer on every machine. Each move is judged by a compact copy of the simulator (dense
-//! pass numbers, dependencies and latencies looked up once) that returns the makespan only;
-//! the result is simulated again by [`crate::simulate`] before it is returned.
+//! answer on every machine. A move that puts a pass before its own input on the device (a B
+//! before its F, a W before its B) is refused without simulating. The others are judged by a
+//! compact copy of the simulator (passes numbered in list order, dependencies looked up once)
+//! that keeps the times of the last schedule kept and runs again only the passes that started
+//! after the moved stretch began, giving up as soon as a device's remaining work shows the step
+//! must grow. The result is simulated again by [`crate::simulate`] before it is returned.
 
 use crate::error::Error;
 use crate::ir::{Pass, PassKind, Schedule};
@@ -29,29 +32,54 @@ const REACH: usize = 8;
 struct Node {
     /// Duration on its device.
     len: f64,
-    /// Inputs (dense numbers, `NONE` when absent) and the latency each adds.
-    deps: [(u32, f64); 2],
     /// Change of its device's activation: added at the start of an F, removed at the end of
     /// a B (its released part), W or BW. Only the order on a device matters for the peak.
     mem: f64,
+    /// Inputs (`NONE` when absent).
+    deps: [u32; 2],
+    /// Whether each input comes from another device (and so adds the latency).
+    remote: [bool; 2],
+    /// Its device.
+    dev: u32,
 }
 
 /// The schedule in dense numbers, the times of its last simulation, and the buffers one
 /// simulation needs.
+///
+/// A simulation after a move runs again only the passes that started after the moved region
+/// began (see [`Compact::resimulate`]). Instead of clearing the tables of those passes first, it
+/// stamps every pass it runs with the simulation's number: a pass has run in this simulation when
+/// it carries the stamp or sits before the first pass run again on its device.
 struct Compact {
+    /// The passes, numbered in the order of the lists they came in (device by device), so that
+    /// a simulation walks the tables nearly in order.
     nodes: Vec<Node>,
+    /// The pass of each number.
+    passes: Vec<Pass>,
+    /// Latency between devices.
+    comm: f64,
     lists: Vec<Vec<u32>>,
+    /// Position of each pass in its device's list.
+    pos: Vec<u32>,
     /// Start and end of each pass in the last simulation kept.
     start: Vec<f64>,
     end: Vec<f64>,
     /// `suffix[d][i]`: the busy time of device `d` from position `i` of its list to the end.
     suffix: Vec<Vec<f64>>,
+    /// The simulation that last ran each pass, and that last had a device wait on it.
+    ran: Vec<u32>,
+    waited: Vec<u32>,
+    /// The simulation's number.
+    round: u32,
+    /// Devices waiting on each pass (a linked list through `wait_next`).
     wait_head: Vec<u32>,
     wait_next: Vec<u32>,
+    /// First position each device runs again, and the next one to run.
+    first: Vec<usize>,
     ptr: Vec<usize>,
     free: Vec<f64>,
     stack: Vec<u32>,
-    /// Passes simulated again by the last [`Compact::resimulate`], with their old times.
+    /// Passes run by the last [`Compact::resimulate`], with their old times.
     undo: Vec<(u32, f64, f64)>,
 }
 
@@ -61,55 +89,60 @@ impl Compact {
         let dur = cfg.durations(s);
         let act = cfg.activations(s);
         let speed = cfg.speeds(s);
-        let n = g.index.len();
-        let mut nodes = vec![
-            Node {
-                len: 0.0,
-                deps: [(NONE, 0.0); 2],
-                mem: 0.0,
-            };
-            n
-        ];
+        // Number the passes in list order; `number` maps the graph's dense index to it.
+        let mut number = vec![NONE; g.index.len()];
+        let mut passes = Vec::with_capacity(s.num_passes());
+        for &q in s.lists.iter().flatten() {
+            number[g.index.of(q)] = passes.len() as u32;
+            passes.push(q);
+        }
+        let n = passes.len();
+        let mut nodes = Vec::with_capacity(n);
+        let mut pos = Vec::with_capacity(n);
         let mut lists = Vec::with_capacity(s.lists.len());
         for (d, list) in s.lists.iter().enumerate() {
             let mut ids = Vec::with_capacity(list.len());
-            for &q in list {
-                let k = g.index.of(q);
+            for (i, &q) in list.iter().enumerate() {
                 let (deps, nd) = g.deps(q);
+                let a = act[q.stage as usize];
                 let mut node = Node {
                     len: dur[q.stage as usize][q.kind.index()] / speed[d],
-                    deps: [(NONE, 0.0); 2],
-                    mem: 0.0,
+                    mem: match q.kind {
+                        PassKind::F => a,
+                        PassKind::B => -a * cfg.b_release,
+                        PassKind::W => -a * (1.0 - cfg.b_release),
+                        PassKind::BW => -a,
+                    },
+                    deps: [NONE; 2],
+                    remote: [false; 2],
+                    dev: d as u32,
                 };
-                for (slot, dep) in node.deps.iter_mut().zip(deps.iter().take(nd).flatten()) {
-                    let lat = if g.stage_device[dep.stage as usize] as usize != d {
-                        cfg.costs.comm
-                    } else {
-                        0.0
-                    };
-                    *slot = (g.index.of(*dep) as u32, lat);
+                for (slot, dep) in deps.iter().take(nd).flatten().enumerate() {
+                    node.deps[slot] = number[g.index.of(*dep)];
+                    node.remote[slot] = g.stage_device[dep.stage as usize] as usize != d;
                 }
-                let a = act[q.stage as usize];
-                node.mem = match q.kind {
-                    PassKind::F => a,
-                    PassKind::B => -a * cfg.b_release,
-                    PassKind::W => -a * (1.0 - cfg.b_release),
-                    PassKind::BW => -a,
-                };
-                nodes[k] = node;
-                ids.push(k as u32);
+                ids.push(nodes.len() as u32);
+                nodes.push(node);
+                pos.push(i as u32);
             }
             lists.push(ids);
         }
         let p = lists.len();
         let mut c = Compact {
             nodes,
+            passes,
+            comm: cfg.costs.comm,
             lists,
+            pos,
             start: vec![f64::NAN; n],
             end: vec![f64::NAN; n],
             suffix: vec![Vec::new(); p],
+            ran: vec![0; n],
+            waited: vec![0; n],
+            round: 0,
             wait_head: vec![NONE; n],
             wait_next: vec![NONE; p],
+            first: vec![0; p],
             ptr: vec![0; p],
             free: vec![0.0; p],
             stack: Vec::with_capacity(p),
@@ -117,17 +150,52 @@ impl Compact {
         };
         for d in 0..p {
             c.suffix[d] = vec![0.0; c.lists[d].len() + 1];
-            c.update_suffix(d, 0, c.lists[d].len());
+            c.renumber(d, 0, c.lists[d].len());
         }
         Ok(c)
     }
 
-    /// Recomputes `suffix[d]` at positions `from..to` (the later ones must be right).
-    fn update_suffix(&mut self, d: usize, from: usize, to: usize) {
+    /// Moves the pass at position `from` of device `d` to `to`, shifting the ones between,
+    /// and brings the positions and busy-time suffixes of that stretch up to date.
+    fn shift(&mut self, d: usize, from: usize, to: usize) {
+        let list = &mut self.lists[d];
+        if from < to {
+            list[from..=to].rotate_left(1);
+        } else {
+            list[to..=from].rotate_right(1);
+        }
+        self.renumber(d, from.min(to), from.max(to) + 1);
+    }
+
+    /// Recomputes the positions and `suffix[d]` at positions `from..to` of device `d` (the
+    /// later suffixes must be right).
+    fn renumber(&mut self, d: usize, from: usize, to: usize) {
         for i in (from..to).rev() {
             let k = self.lists[d][i] as usize;
+            self.pos[k] = i as u32;
             self.suffix[d][i] = self.suffix[d][i + 1] + self.nodes[k].len;
         }
+    }
+
+    /// Whether moving the pass at position `from` of device `d` to `to` puts it before one of
+    /// its own inputs on that device, or after a pass that needs it: such orders block.
+    fn blocks_locally(&self, d: usize, from: usize, to: usize) -> bool {
+        let list = &self.lists[d];
+        let k = list[from];
+        if to < from {
+            let deps = self.nodes[k as usize].deps;
+            list[to..from].iter().any(|y| deps.contains(y))
+        } else {
+            list[from + 1..=to]
+                .iter()
+                .any(|&y| self.nodes[y as usize].deps.contains(&k))
+        }
+    }
+
+    /// Whether pass `k` has run in the current simulation.
+    #[inline]
+    fn has_run(&self, k: usize) -> bool {
+        self.ran[k] == self.round || (self.pos[k] as usize) < self.first[self.nodes[k].dev as usize]
     }
 
     /// Simulates again every pass that may have changed since the last simulation kept, after
@@ -138,6 +206,14 @@ impl Compact {
     /// are then half updated and [`Compact::restore`] puts them back.
     fn resimulate(&mut self, changed: Option<(usize, usize)>, bound: f64) -> Option<f64> {
         let p = self.lists.len();
+        self.round = self.round.wrapping_add(1);
+        if self.round == 0 {
+            // After 2^32 simulations the stamps would repeat: start them again.
+            self.ran.iter_mut().for_each(|x| *x = 0);
+            self.waited.iter_mut().for_each(|x| *x = 0);
+            self.round = 1;
+        }
+        let round = self.round;
         let cut = match changed {
             Some((d, from)) if from > 0 => self.end[self.lists[d][from - 1] as usize],
             _ => f64::NEG_INFINITY,
@@ -149,18 +225,13 @@ impl Compact {
                 Some((d, from)) if d == e => from,
                 _ => list.partition_point(|&k| self.start[k as usize] < cut - EPS),
             };
+            self.first[e] = first;
             self.ptr[e] = first;
             self.free[e] = if first > 0 {
                 self.end[list[first - 1] as usize]
             } else {
                 0.0
             };
-            for &k in &list[first..] {
-                self.undo
-                    .push((k, self.start[k as usize], self.end[k as usize]));
-                self.end[k as usize] = f64::NAN;
-                self.wait_head[k as usize] = NONE;
-            }
         }
         self.stack.clear();
         self.stack.extend((0..p as u32).rev());
@@ -170,17 +241,22 @@ impl Compact {
                 let k = self.lists[d][self.ptr[d]] as usize;
                 let node = self.nodes[k];
                 let mut t = self.free[d];
-                for &(dep, lat) in &node.deps {
+                for (&dep, &remote) in node.deps.iter().zip(&node.remote) {
                     if dep == NONE {
                         continue;
                     }
-                    let e = self.end[dep as usize];
-                    if e.is_nan() {
-                        self.wait_next[d] = self.wait_head[dep as usize];
-                        self.wait_head[dep as usize] = d as u32;
+                    let dep = dep as usize;
+                    let lat = if remote { self.comm } else { 0.0 };
+                    if !self.has_run(dep) {
+                        if self.waited[dep] != round {
+                            self.waited[dep] = round;
+                            self.wait_head[dep] = NONE;
+                        }
+                        self.wait_next[d] = self.wait_head[dep];
+                        self.wait_head[dep] = d as u32;
                         break 'advance;
                     }
-                    t = t.max(e + lat);
+                    t = t.max(self.end[dep] + lat);
                 }
                 let e = t + node.len;
                 self.ptr[d] += 1;
@@ -188,13 +264,17 @@ impl Compact {
                 if e + self.suffix[d][self.ptr[d]] > bound {
                     return None;
                 }
+                self.undo.push((k as u32, self.start[k], self.end[k]));
                 self.start[k] = t;
                 self.end[k] = e;
+                self.ran[k] = round;
                 self.free[d] = e;
-                let mut w = std::mem::replace(&mut self.wait_head[k], NONE);
-                while w != NONE {
-                    self.stack.push(w);
-                    w = self.wait_next[w as usize];
+                if self.waited[k] == round {
+                    let mut w = std::mem::replace(&mut self.wait_head[k], NONE);
+                    while w != NONE {
+                        self.stack.push(w);
+                        w = self.wait_next[w as usize];
+                    }
                 }
             }
         }
@@ -301,11 +381,12 @@ pub fn climb(
         if i == j {
             continue;
         }
-        let (lo, hi) = (i.min(j), i.max(j));
-        move_within(&mut c.lists[d], i, j);
-        let kept = c.fits(d, limits[d]) && {
-            c.update_suffix(d, lo, hi + 1);
-            match c.resimulate(Some((d, lo)), current + EPS) {
+        if c.blocks_locally(d, i, j) {
+            continue;
+        }
+        c.shift(d, i, j);
+        let kept = c.fits(d, limits[d])
+            && match c.resimulate(Some((d, i.min(j))), current + EPS) {
                 Some(t) => {
                     current = t;
                     true
@@ -314,11 +395,9 @@ pub fn climb(
                     c.restore();
                     false
                 }
-            }
-        };
+            };
         if !kept {
-            move_within(&mut c.lists[d], j, i);
-            c.update_suffix(d, lo, hi + 1);
+            c.shift(d, j, i);
         } else if current < best - EPS {
             best = current;
             best_lists.clone_from(&c.lists);
@@ -326,7 +405,7 @@ pub fn climb(
     }
     let mut out = s.clone();
     for (list, ids) in out.lists.iter_mut().zip(&best_lists) {
-        *list = ids.iter().map(|&k| pass_of(&g.index, k)).collect();
+        *list = ids.iter().map(|&k| c.passes[k as usize]).collect();
     }
     let r = simulate_graph(&out, &g, cfg)?;
     // The compact simulator, updated move by move, must agree with the simulator.
@@ -340,22 +419,4 @@ pub fn climb(
     } else {
         Ok((s.clone(), first))
     }
-}
-
-/// Moves the element at `from` to `to`, shifting the ones between.
-fn move_within(list: &mut [u32], from: usize, to: usize) {
-    if from < to {
-        list[from..=to].rotate_left(1);
-    } else {
-        list[to..=from].rotate_right(1);
-    }
-}
-
-/// The pass of a dense number.
-fn pass_of(index: &crate::validate::PassIndex, k: u32) -> Pass {
-    let k = k as usize;
-    let kind = PassKind::ALL[k % 4];
-    let sm = k / 4;
-    let m = index.microbatches as usize;
-    Pass::new(kind, (sm / m) as u32, (sm % m) as u32)
 }

@@ -247,7 +247,7 @@ const POLISH_STARTS: usize = 2;
 
 /// The final hill climb ([`crate::climb::climb`]) makes about `CLIMB_WORK / passes` moves
 /// from each of the best candidates (a move simulates again the passes after it, so the climb
-/// costs about the same at every size: 0.2 to 0.3 s on one core), at most `CLIMB_MAX_MOVES`.
+/// costs about the same at every size: 0.1 to 0.4 s on one core), at most `CLIMB_MAX_MOVES`.
 /// It is skipped below `CLIMB_MIN_MOVES` moves (from about 4 600 passes: p = 8, m = 96 or
 /// p = 16, m = 48) and above `CLIMB_MAX_DEVICES` devices: there it spent 0.3 to 0.6 s and
 /// gained nothing measurable (p = 24 to 32, m = 16 to 64), which `auto`'s second at p = 32,

@@ -465,18 +465,7 @@ pub fn reorder(
 ) -> Result<(Schedule, SimResult), Error> {
     let g = validate(&s)?;
     let mut r = simulate_graph(&s, &g, cfg)?;
-    if peak_limit.is_some_and(|l| l.len() != s.devices as usize) {
-        return Err(Error::config(format!(
-            "reorder: the peak limits must list {} devices",
-            s.devices
-        )));
-    }
-    let limits: Vec<f64> = r
-        .peak_activation
-        .iter()
-        .enumerate()
-        .map(|(d, &pk)| peak_limit.map_or(pk, |l| l[d]).max(pk) + EPS)
-        .collect();
+    let limits = mend_limits("reorder", &r, peak_limit)?;
     let edge = edge.unwrap_or(s.devices);
     let base = s.clone();
     for (window, defer_w) in [(3usize, true), (4, false), (4, true), (16, false)] {
@@ -493,6 +482,27 @@ pub fn reorder(
         }
     }
     Ok((s, r))
+}
+
+/// Each device's memory limit for a mend of a schedule whose simulation is `r`: `peak_limit`
+/// (default: the peak itself), never below the device's own peak, with the tolerance added.
+/// `what` names the mend in the error when the limits do not list every device.
+pub(crate) fn mend_limits(
+    what: &str,
+    r: &SimResult,
+    peak_limit: Option<&[f64]>,
+) -> Result<Vec<f64>, Error> {
+    let devices = r.peak_activation.len();
+    if peak_limit.is_some_and(|l| l.len() != devices) {
+        return Err(Error::config(format!(
+            "{what}: the peak limits must list {devices} devices"
+        )));
+    }
+    Ok(r.peak_activation
+        .iter()
+        .enumerate()
+        .map(|(d, &pk)| peak_limit.map_or(pk, |l| l[d]).max(pk) + EPS)
+        .collect())
 }
 
 /// Local search on the critical path: swaps two neighbouring passes of a device list when the

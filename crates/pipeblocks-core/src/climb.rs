@@ -342,18 +342,7 @@ pub fn climb(
 ) -> Result<(Schedule, SimResult), Error> {
     let g = validate(s)?;
     let first = simulate_graph(s, &g, cfg)?;
-    if peak_limit.len() != s.devices as usize {
-        return Err(Error::config(format!(
-            "climb: the peak limits must list {} devices",
-            s.devices
-        )));
-    }
-    let limits: Vec<f64> = first
-        .peak_activation
-        .iter()
-        .zip(peak_limit)
-        .map(|(&pk, &l)| l.max(pk) + EPS)
-        .collect();
+    let limits = crate::block::mend_limits("climb", &first, Some(peak_limit))?;
     let mut c = Compact::new(s, cfg)?;
     let Some(mut current) = c.resimulate(None, f64::INFINITY) else {
         return Ok((s.clone(), first));

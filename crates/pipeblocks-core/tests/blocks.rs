@@ -203,7 +203,7 @@ fn auto_under_unequal_costs_stays_in_budget_and_beats_the_fixed_patterns() {
     // "about 0.33"); auto must stay within each budget, beat the fixed pattern of that memory and
     // reach the figures at 0.625x and 1x (0.5x is still above its 0.15).
     for (k, fixed, at_most) in [
-        (0.5, "v-min", 0.24),
+        (0.5, "v-min", 0.21),
         (0.625, "v-half", 0.128),
         (1.0, "v-zb", 0.053),
     ] {

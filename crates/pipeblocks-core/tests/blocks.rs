@@ -65,7 +65,7 @@ fn bubble_rates_at_p8_m32() {
 }
 
 #[test]
-fn v_schedules_respect_the_lower_bound_and_auto_comes_within_one_unit_pass() {
+fn v_schedules_respect_the_lower_bound_and_auto_reaches_it() {
     let (p, m) = (8, 32);
     for name in ["v-min", "v-half", "v-zb", "zb-v"] {
         let (_, r) = run(name, p, m);
@@ -77,7 +77,8 @@ fn v_schedules_respect_the_lower_bound_and_auto_comes_within_one_unit_pass() {
             bubble_per_device(&r)
         );
     }
-    // auto at V-Min's and V-Half's memory.
+    // auto at V-Min's and V-Half's memory: since the search squeezes the whole V-shape family
+    // it reaches the bound itself at both (at 4 units it was one unit pass above it).
     for units in [4.0, 5.0] {
         let c = search(&Params::new(p, m), units).unwrap();
         let k = (c.result.max_peak() * 2.0).round() as u32;
@@ -85,7 +86,7 @@ fn v_schedules_respect_the_lower_bound_and_auto_comes_within_one_unit_pass() {
         let b = bubble_per_device(&c.result);
         assert!(c.result.max_peak() <= units + 1e-9);
         assert!(
-            b >= lb - 1e-9 && b <= lb + 1.0 + 1e-9,
+            b >= lb - 1e-9 && b <= lb + 1e-9,
             "auto at {units} units ({}): bubble {b} per device, bound {lb}",
             c.family
         );

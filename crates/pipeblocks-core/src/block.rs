@@ -29,7 +29,7 @@ use std::collections::BinaryHeap;
 
 use crate::error::Error;
 use crate::ir::{Pass, PassKind, Placement, Schedule};
-use crate::simulate::{simulate_graph, SimConfig, SimResult};
+use crate::simulate::{activation_change, simulate_graph, SimConfig, SimResult};
 use crate::validate::validate;
 
 /// The value of the `format` field of a block file.
@@ -891,7 +891,6 @@ fn fill_gaps(
     let dur = cfg.durations(s);
     let act = cfg.activations(s);
     let comm = cfg.costs.comm;
-    let br = cfg.b_release;
     let mut end = vec![f64::INFINITY; g.index.len()];
     let mut done: Vec<Vec<bool>> = s.lists.iter().map(|l| vec![false; l.len()]).collect();
     let mut head = vec![0usize; p];
@@ -1013,13 +1012,7 @@ fn fill_gaps(
             continue;
         };
         let pass = list[i];
-        let a = act[pass.stage as usize];
-        level[d] += match pass.kind {
-            PassKind::F => a,
-            PassKind::B => -a * br,
-            PassKind::W => -a * (1.0 - br),
-            PassKind::BW => -a,
-        };
+        level[d] += activation_change(pass.kind, act[pass.stage as usize], cfg.b_release);
         let e = now + dur[pass.stage as usize][pass.kind.index()];
         end[g.index.of(pass)] = e;
         t[d] = e;

@@ -18,9 +18,9 @@
 //! must grow. The result is simulated again by [`crate::simulate`] before it is returned.
 
 use crate::error::Error;
-use crate::ir::{Pass, PassKind, Schedule};
-use crate::simulate::{simulate_graph, SimConfig, SimResult};
-use crate::validate::validate;
+use crate::ir::{Pass, Schedule};
+use crate::simulate::{activation_change, simulate_graph, SimConfig, SimResult};
+use crate::validate::{validate, Graph};
 
 const EPS: f64 = 1e-9;
 const NONE: u32 = u32::MAX;
@@ -84,8 +84,8 @@ struct Compact {
 }
 
 impl Compact {
-    fn new(s: &Schedule, cfg: &SimConfig) -> Result<Self, Error> {
-        let g = validate(s)?;
+    /// The compact form of `s`, whose graph `g` its caller has checked.
+    fn new(s: &Schedule, g: &Graph, cfg: &SimConfig) -> Self {
         let dur = cfg.durations(s);
         let act = cfg.activations(s);
         let speed = cfg.speeds(s);
@@ -104,15 +104,9 @@ impl Compact {
             let mut ids = Vec::with_capacity(list.len());
             for (i, &q) in list.iter().enumerate() {
                 let (deps, nd) = g.deps(q);
-                let a = act[q.stage as usize];
                 let mut node = Node {
                     len: dur[q.stage as usize][q.kind.index()] / speed[d],
-                    mem: match q.kind {
-                        PassKind::F => a,
-                        PassKind::B => -a * cfg.b_release,
-                        PassKind::W => -a * (1.0 - cfg.b_release),
-                        PassKind::BW => -a,
-                    },
+                    mem: activation_change(q.kind, act[q.stage as usize], cfg.b_release),
                     deps: [NONE; 2],
                     remote: [false; 2],
                     dev: d as u32,
@@ -152,7 +146,7 @@ impl Compact {
             c.suffix[d] = vec![0.0; c.lists[d].len() + 1];
             c.renumber(d, 0, c.lists[d].len());
         }
-        Ok(c)
+        c
     }
 
     /// Moves the pass at position `from` of device `d` to `to`, shifting the ones between,
@@ -343,7 +337,7 @@ pub fn climb(
     let g = validate(s)?;
     let first = simulate_graph(s, &g, cfg)?;
     let limits = crate::block::mend_limits("climb", &first, Some(peak_limit))?;
-    let mut c = Compact::new(s, cfg)?;
+    let mut c = Compact::new(s, &g, cfg);
     let Some(mut current) = c.resimulate(None, f64::INFINITY) else {
         return Ok((s.clone(), first));
     };

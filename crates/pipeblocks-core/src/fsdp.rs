@@ -60,7 +60,7 @@ use crate::error::{Error, ValidationError};
 use crate::generators::{generate, zeropp, Params};
 use crate::ir::{Pass, PassKind, Schedule};
 use crate::model_cost::{DeviceSpec, ModelCosts, ModelSpec};
-use crate::simulate::{simulate_graph, SimConfig, SimResult};
+use crate::simulate::{activation_change, simulate_graph, SimConfig, SimResult};
 use crate::validate::{validate, InOrder};
 
 /// Errors of the FSDP layer.
@@ -620,13 +620,8 @@ pub fn simulate_fsdp(
             st.grad_open[su] = true;
             st.events[d].push((t, f.stage_bytes(pass.stage), 0.0));
         }
-        let a = act[su];
-        let (ta, da) = match pass.kind {
-            PassKind::F => (t, a),
-            PassKind::B => (e, -a * cfg.b_release),
-            PassKind::W => (e, -a * (1.0 - cfg.b_release)),
-            PassKind::BW => (e, -a),
-        };
+        let ta = if pass.kind == PassKind::F { t } else { e };
+        let da = activation_change(pass.kind, act[su], cfg.b_release);
         if da != 0.0 {
             st.events[d].push((ta, 0.0, da));
         }

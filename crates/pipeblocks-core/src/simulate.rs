@@ -257,6 +257,17 @@ pub fn simulate(s: &Schedule, cfg: &SimConfig) -> Result<SimResult, Error> {
     })
 }
 
+/// The change a pass of `kind` makes to its device's activation, for a stage that holds `units`
+/// per microbatch: an F adds them, a B frees the part `b_release`, a W the rest, a BW all.
+pub(crate) fn activation_change(kind: PassKind, units: f64, b_release: f64) -> f64 {
+    match kind {
+        PassKind::F => units,
+        PassKind::B => -units * b_release,
+        PassKind::W => -units * (1.0 - b_release),
+        PassKind::BW => -units,
+    }
+}
+
 /// Simulates a schedule already validated into `g`.
 pub fn simulate_graph(s: &Schedule, g: &Graph, cfg: &SimConfig) -> Result<SimResult, Error> {
     const NONE: u32 = u32::MAX;
@@ -292,7 +303,6 @@ pub fn simulate_graph(s: &Schedule, g: &Graph, cfg: &SimConfig) -> Result<SimRes
             c
         })
         .collect();
-    let (keep_b, keep_w) = (cfg.b_release, 1.0 - cfg.b_release);
     let mut stack: Vec<u32> = (0..p as u32).rev().collect();
     while let Some(d) = stack.pop() {
         let d = d as usize;
@@ -319,13 +329,9 @@ pub fn simulate_graph(s: &Schedule, g: &Graph, cfg: &SimConfig) -> Result<SimRes
             let len = dur[pass.stage as usize][pass.kind.index()] / speed[d];
             let e = t + len;
             busy[d] += len;
-            let a = act[pass.stage as usize];
-            let (at, delta) = match pass.kind {
-                PassKind::F => (t, a),
-                PassKind::B => (e, -a * keep_b),
-                PassKind::W => (e, -a * keep_w),
-                PassKind::BW => (e, -a),
-            };
+            // An F allocates its activation as it starts; the rest free theirs as they end.
+            let at = if pass.kind == PassKind::F { t } else { e };
+            let delta = activation_change(pass.kind, act[pass.stage as usize], cfg.b_release);
             if delta != 0.0 {
                 level[d] += delta;
                 if level[d] > peak[d] {

@@ -219,6 +219,8 @@ struct Search<'a> {
     prm: &'a Params,
     cfg: SimConfig,
     budget: f64,
+    /// The budget as every device's peak limit, for the mends (reorder, polish, climb).
+    limits: Vec<f64>,
     /// The best few candidates within the budget, best first (ties: first offered first); the
     /// first is the search's answer, all of them start the final polish.
     top: Vec<Candidate>,
@@ -434,21 +436,22 @@ impl Search<'_> {
                 best_of_rounds(o, &self.cfg).map(|(s, r)| (label, s, r))
             }
             Task::Reorder(label, s) => {
-                let limits = vec![self.budget; self.prm.devices as usize];
-                let (s, r) =
-                    block::reorder(s, &self.cfg, Some(&limits), Some(self.prm.microbatches))
-                        .ok()?;
+                let (s, r) = block::reorder(
+                    s,
+                    &self.cfg,
+                    Some(&self.limits),
+                    Some(self.prm.microbatches),
+                )
+                .ok()?;
                 Some((format!("{label}, reordered"), s, r))
             }
             Task::Polish(c, evals) => {
-                let limits = vec![self.budget; self.prm.devices as usize];
-                let (s, r) = block::polish(c.schedule, &self.cfg, &limits, evals).ok()?;
+                let (s, r) = block::polish(c.schedule, &self.cfg, &self.limits, evals).ok()?;
                 Some((format!("{}, polished", c.family), s, r))
             }
             Task::Climb(c, moves, seed) => {
-                let limits = vec![self.budget; self.prm.devices as usize];
                 let (s, r) =
-                    crate::climb::climb(&c.schedule, &self.cfg, &limits, moves, seed).ok()?;
+                    crate::climb::climb(&c.schedule, &self.cfg, &self.limits, moves, seed).ok()?;
                 Some((format!("{}, climbed", c.family), s, r))
             }
         }
@@ -588,6 +591,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         prm,
         cfg: sim_cfg(prm),
         budget,
+        limits: vec![budget; p as usize],
         top: Vec::new(),
     };
     let mut blocks: Vec<Labelled> = Vec::new();
@@ -602,10 +606,10 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     for (o, b, info) in picked {
         blocks.push((member_label(&o), b, info));
     }
-    let (six_rest, longer_rest): (Vec<Labelled>, Vec<Labelled>) = rest
+    let rest: Vec<Labelled> = rest
         .into_iter()
         .map(|(o, b, info)| (member_label(&o), b, info))
-        .partition(|(_, b, _)| b.period <= 6);
+        .collect();
     // Phase 1: squeeze the blocks, each one simulation, within SQUEEZE_WORK / passes of them
     // except that every period-6 (or named) block is squeezed as it is: first those, each
     // followed by its delayed-W variants, then the longer periods, which fit many more
@@ -636,11 +640,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     // squeeze best of all (p = 8, m = 32, 4 units: steps 2/2/2/2, gaps 2/2, period 10, 0.334
     // squeezed and 0.208 reordered, against 0.247 for the best pick). They are reordered
     // besides the picks, not instead of them.
-    let mut others = run_all(&st, within_room(st.block_tasks(&six_rest, false)));
-    others.extend(run_all(
-        &st,
-        within_room(st.block_tasks(&longer_rest, false)),
-    ));
+    let others = run_all(&st, within_room(st.block_tasks(&rest, false)));
     // Phase 2, all independent: reorder the best few distinct squeezed blocks of each group
     // (as many as the reorder's work allows, a third as many of the longer periods), run the
     // list scheduler, the round scheduler and the named schedules (zb-v is left out: it is the

@@ -469,6 +469,15 @@ fn too_small_a_budget_is_a_clear_config_error() {
     let e = generate("auto", &prm).unwrap_err();
     assert!(matches!(e, Error::Config(_)), "{e}");
     assert!(e.to_string().contains("raise --memory"), "{e}");
+    // Above half a unit but below one: a V-shape stage holds 0.5 units, yet a device holds both
+    // of its stages for a microbatch at once, so nothing fits below 1 unit.
+    prm.memory = Some(MemoryBudget::Units(0.9));
+    let e = generate("auto", &prm).unwrap_err();
+    assert!(e.to_string().contains("at least 1"), "{e}");
+    prm.memory = Some(MemoryBudget::Units(1.0));
+    let s = generate("auto", &prm).unwrap();
+    let r = simulate(&s, &SimConfig::default()).unwrap();
+    assert!(r.max_peak() <= 1.0 + 1e-9, "{}", r.max_peak());
 }
 
 proptest! {

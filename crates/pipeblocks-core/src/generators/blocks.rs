@@ -586,6 +586,15 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
             "the memory budget must be a positive number of units",
         ));
     }
+    if budget < 1.0 - EPS {
+        // Every stage of a device holds a microbatch's activation until that microbatch's W, so
+        // the device holds all of them at once: 1 unit (p/S units on each of its S/p stages).
+        let base = prm.devices.min(prm.microbatches) as f64;
+        return Err(Error::config(format!(
+            "a memory budget of {budget:.3} units per device is below one microbatch's activation on a device (1 unit, held on all its stages at once); raise --memory to at least 1 (or {:.3}x)",
+            1.0 / base
+        )));
+    }
     let p = prm.devices;
     let mut st = Search {
         prm,
@@ -732,7 +741,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     }
     st.top.into_iter().next().ok_or_else(|| {
         Error::config(format!(
-            "no schedule fits a memory budget of {budget:.3} units per device for p={p}, m={}; raise --memory (one microbatch on a V-shape stage takes 0.5 units)",
+            "no schedule fits a memory budget of {budget:.3} units per device for p={p}, m={}; raise --memory",
             prm.microbatches
         ))
     })

@@ -1093,6 +1093,11 @@ pub fn v_shape_family(
     out
 }
 
+/// Most periods [`Block::delay_ws`] delays a device's Ws by in all: far more than any delay
+/// that still changes a schedule of a practical number of microbatches, and small enough that
+/// offsets stay far from overflowing.
+pub const MAX_W_DELAY: u32 = 1 << 16;
+
 /// Which of a device's stages takes the extra W delay in [`Block::delay_ws`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DelaySplit {
@@ -1107,23 +1112,27 @@ pub enum DelaySplit {
 impl Block {
     /// Delays the W of `stage` by `periods` whole periods: the slots modulo the period do not
     /// change, so no collision appears, and the lifespan grows by `periods · T`.
+    /// Offsets saturate at `u32::MAX` rather than wrap.
     pub fn delay_w(&mut self, stage: u32, periods: u32) {
         for q in &mut self.passes {
             if q.stage == stage && q.kind == PassKind::W {
-                q.offset += periods * self.period;
+                q.offset = q.offset.saturating_add(periods.saturating_mul(self.period));
             }
         }
     }
 
     /// Spends each device's memory slack under `limit` units on delaying its Ws by whole
-    /// periods (the zero-bubble trick: late Ws fill the cool-down). Blocks with fused backward
-    /// are returned unchanged.
+    /// periods (the zero-bubble trick: late Ws fill the cool-down), at most
+    /// [`MAX_W_DELAY`] periods per device: a huge limit costs no more than a large one. Blocks
+    /// with fused backward are returned unchanged.
     pub fn delay_ws(&self, limit: f64, split: DelaySplit) -> Result<Block, Error> {
         let info = self.analyse()?;
         let mut out = self.clone();
         let p = self.devices;
         for d in 0..p {
-            let slack = ((limit - info.memory_bound[d as usize]) / info.activation + EPS).floor();
+            let slack = ((limit - info.memory_bound[d as usize]) / info.activation + EPS)
+                .floor()
+                .min(MAX_W_DELAY as f64);
             if slack < 1.0 {
                 continue;
             }
@@ -1142,8 +1151,12 @@ impl Block {
                 DelaySplit::Last => out.delay_w(ws[ws.len() - 1].1, n),
                 DelaySplit::First => out.delay_w(ws[0].1, n),
                 DelaySplit::Even => {
-                    for k in 0..n as usize {
-                        out.delay_w(ws[ws.len() - 1 - k % ws.len()].1, 1);
+                    // One period at a time from the last W back: the `j`-th from the end gets
+                    // `n / len` periods, plus one while `j < n % len`.
+                    let len = ws.len() as u32;
+                    for j in 0..len {
+                        let periods = n / len + u32::from(j < n % len);
+                        out.delay_w(ws[(len - 1 - j) as usize].1, periods);
                     }
                 }
             }

@@ -480,6 +480,67 @@ fn too_small_a_budget_is_a_clear_config_error() {
     assert!(r.max_peak() <= 1.0 + 1e-9, "{}", r.max_peak());
 }
 
+#[test]
+fn a_budget_beyond_every_microbatch_searches_as_m_units() {
+    // A device never holds more than m units (every microbatch on all its stages), so a huge
+    // budget must answer what m units answer (it used to spend time growing with the budget on
+    // W delays, and hang at 1e9 units).
+    let mut prm = Params::new(4, 8);
+    prm.costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
+    let cfg = SimConfig::with_costs(prm.costs);
+    let mut run = |budget: MemoryBudget| {
+        prm.memory = Some(budget);
+        let s = generate("auto", &prm).unwrap();
+        simulate(&s, &cfg).unwrap()
+    };
+    let at_m = run(MemoryBudget::Units(8.0));
+    for huge in [MemoryBudget::Units(1e12), MemoryBudget::Of1f1b(1e300)] {
+        let r = run(huge);
+        assert!(
+            (r.makespan - at_m.makespan).abs() < 1e-9,
+            "{} vs {}",
+            r.makespan,
+            at_m.makespan
+        );
+        assert!(r.max_peak() <= 8.0 + 1e-9);
+    }
+}
+
+#[test]
+fn even_w_delays_share_the_slack_one_period_at_a_time() {
+    let b = block::v_min(4).unwrap();
+    let info = b.analyse().unwrap();
+    let limit = info.max_bound() + 5.0 * info.activation;
+    let d = b.delay_ws(limit, block::DelaySplit::Even).unwrap();
+    // Each device has two Ws; 5 spare activations: 3 periods to the later W, 2 to the earlier.
+    for dev in 0..4 {
+        let mut ws: Vec<(u32, u32)> = b
+            .passes
+            .iter()
+            .filter(|q| q.kind == PassKind::W && b.placement.device_of(q.stage, 4) == dev)
+            .map(|q| (q.offset, q.stage))
+            .collect();
+        ws.sort();
+        let slack =
+            ((limit - info.memory_bound[dev as usize]) / info.activation + 1e-9).floor() as u32;
+        let moved = |stage: u32| {
+            let at = |blk: &Block| {
+                blk.passes
+                    .iter()
+                    .find(|q| q.kind == PassKind::W && q.stage == stage)
+                    .unwrap()
+                    .offset
+            };
+            (at(&d) - at(&b)) / b.period
+        };
+        assert_eq!(moved(ws[1].1), slack - slack / 2, "device {dev}");
+        assert_eq!(moved(ws[0].1), slack / 2, "device {dev}");
+    }
+    // A huge limit is capped, without overflowing the offsets.
+    let h = b.delay_ws(1e300, block::DelaySplit::Even).unwrap();
+    assert!(h.passes.iter().all(|q| q.offset < u32::MAX / 2));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 

@@ -595,6 +595,10 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
             1.0 / base
         )));
     }
+    // A device never holds more than every microbatch on all its stages (1 unit each), so a
+    // larger budget searches exactly what `m` units search: cap it, or the W delays and caps
+    // derived from it grow with a budget that changes nothing.
+    let budget = budget.min(prm.microbatches as f64);
     let p = prm.devices;
     let mut st = Search {
         prm,

@@ -52,7 +52,7 @@ pub struct ScheduleSpec {
     pub chunks: Option<u32>,
     /// Memory budget per device for memory-aware schedules: units (`4`) or a multiple of
     /// 1F1B's peak (`0.5x`).
-    #[arg(long = "memory")]
+    #[arg(long = "memory", allow_hyphen_values = true)]
     pub memory: Option<String>,
 }
 

@@ -47,7 +47,7 @@ pub struct ReportArgs {
     #[arg(long = "chunks")]
     chunks: Option<u32>,
     /// Memory budget for memory-aware schedules (units or `0.5x`).
-    #[arg(long = "memory")]
+    #[arg(long = "memory", allow_hyphen_values = true)]
     memory: Option<String>,
     #[command(flatten)]
     cost: CostArg,

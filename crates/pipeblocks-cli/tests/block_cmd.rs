@@ -114,3 +114,26 @@ fn auto_respects_the_memory_flag() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert!(v["max_peak_activation"].as_f64().expect("peak") <= 2.0 + 1e-9);
 }
+
+#[test]
+fn bad_memory_budgets_exit_2_with_one_line() {
+    // A negative budget reaches the budget parser (not clap's "unexpected argument"), a budget
+    // under 1 unit names the real minimum, and a huge one answers like `m` units.
+    for (mem, needle) in [
+        ("-1", "malformed memory budget"),
+        ("abc", "malformed memory budget"),
+        ("0.9", "at least 1"),
+    ] {
+        let (code, out, err) = pipeblocks(&[
+            "generate", "-s", "auto", "--memory", mem, "-p", "4", "-m", "8",
+        ]);
+        assert_eq!(code, 2, "{mem}: {err}");
+        assert!(out.is_empty(), "{mem}: {out}");
+        assert_eq!(err.trim().lines().count(), 1, "{mem}: {err}");
+        assert!(err.contains(needle), "{mem}: {err}");
+    }
+    let (code, _, err) = pipeblocks(&[
+        "generate", "-s", "auto", "--memory", "1e300", "-p", "4", "-m", "8",
+    ]);
+    assert_eq!(code, 0, "{err}");
+}

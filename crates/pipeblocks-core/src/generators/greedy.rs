@@ -65,11 +65,13 @@ pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
         ));
     }
     for (d, &lim) in o.limit.iter().enumerate() {
-        let need = s
+        // A microbatch holds its activation on every stage of the device at once (each stage's
+        // lifespan contains the later ones'), so the device needs their sum, not the largest.
+        let need: f64 = s
             .stages_of(d as u32)
             .iter()
             .map(|&st| o.activation[st as usize])
-            .fold(0.0, f64::max);
+            .sum();
         if lim + EPS < need {
             return Err(Error::config(format!(
                 "memory budget {lim:.3} units on device {d} is below one microbatch's activation ({need:.3} units); raise the budget"

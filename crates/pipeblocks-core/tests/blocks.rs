@@ -512,7 +512,11 @@ fn even_w_delays_share_the_slack_one_period_at_a_time() {
     let info = b.analyse().unwrap();
     let limit = info.max_bound() + 5.0 * info.activation;
     let d = b.delay_ws(limit, block::DelaySplit::Even).unwrap();
-    // Each device has two Ws; 5 spare activations: 3 periods to the later W, 2 to the earlier.
+    // Each device has two Ws; its spare activations go one period at a time from the later W:
+    // the later gets the odd one (on the device with the highest bound, 3 of 5 periods).
+    let top = (0..4)
+        .max_by(|&a, &b| info.memory_bound[a].total_cmp(&info.memory_bound[b]))
+        .unwrap() as u32;
     for dev in 0..4 {
         let mut ws: Vec<(u32, u32)> = b
             .passes
@@ -535,6 +539,9 @@ fn even_w_delays_share_the_slack_one_period_at_a_time() {
         };
         assert_eq!(moved(ws[1].1), slack - slack / 2, "device {dev}");
         assert_eq!(moved(ws[0].1), slack / 2, "device {dev}");
+        if dev == top {
+            assert_eq!((moved(ws[1].1), moved(ws[0].1)), (3, 2));
+        }
     }
     // A huge limit is capped, without overflowing the offsets.
     let h = b.delay_ws(1e300, block::DelaySplit::Even).unwrap();

@@ -589,10 +589,10 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     if budget < 1.0 - EPS {
         // Every stage of a device holds a microbatch's activation until that microbatch's W, so
         // the device holds all of them at once: 1 unit (p/S units on each of its S/p stages).
-        let base = prm.devices.min(prm.microbatches) as f64;
+        let one_f_one_b = MemoryBudget::Of1f1b(1.0).units(prm.devices, prm.microbatches);
         return Err(Error::config(format!(
             "a memory budget of {budget:.3} units per device is below one microbatch's activation on a device (1 unit, held on all its stages at once); raise --memory to at least 1 (or {:.3}x)",
-            1.0 / base
+            1.0 / one_f_one_b
         )));
     }
     // A device never holds more than every microbatch on all its stages (1 unit each), so a

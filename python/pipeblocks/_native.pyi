@@ -59,12 +59,14 @@ class Schedule:
         w: float = 1.0,
         bw: Optional[float] = None,
         comm: float = 0.0,
-        b_release: float = 0.0,
+        b_release: Optional[float] = None,
+        stage_costs: Optional[str] = None,
     ) -> dict[str, Any]:
-        """Simulates the schedule; the dict has the keys of ``pipeblocks simulate --json``:
+        """Simulates the schedule (per-pass costs, or ``stage_costs``: the JSON text of a
+        ``pipeblocks-stage-costs`` file); the dict has the keys of ``pipeblocks simulate --json``:
         ``schedule``, ``placement``, ``devices``, ``stages``, ``microbatches``, ``passes``,
         ``makespan``, ``bubble_rate``, ``busy``, ``peak_activation``, ``max_peak_activation``,
-        ``peak_vs_1f1b``, ``p2p_transfers``, ``p2p_vs_1f1b``."""
+        ``peak_vs_1f1b``, ``p2p_transfers``, ``p2p_vs_1f1b``, ``bottleneck``."""
     def __eq__(self, other: object) -> bool: ...
 
 def generate(
@@ -79,6 +81,9 @@ def generate(
     w: float = 1.0,
     bw: Optional[float] = None,
     comm: float = 0.0,
+    stage_costs: Optional[str] = None,
+    b_release: Optional[float] = None,
+    group: Optional[int] = None,
 ) -> Schedule:
     """Generates the named schedule; ``ValueError`` with the engine's message on failure."""
 

@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use pipeblocks_core::block::{self, Block};
-use pipeblocks_core::generators::blocks::{from_block, frontier as frontier_points};
-use pipeblocks_core::generators::Params;
-use pipeblocks_core::{validate, Costs, Schedule};
+use pipeblocks_core::search::{from_block, frontier as frontier_points};
+use pipeblocks_core::{validate, Params, Schedule, StageCosts};
 
 use crate::common::{write_output, CostArg, ScheduleSpec};
 
@@ -70,7 +69,11 @@ pub fn block(a: BlockArgs) -> Result<()> {
 
 /// The schedule of `generate --block FILE -m M`: the block expanded, squeezed and reordered
 /// under the given costs, then validated.
-pub fn schedule_from_block(path: &Path, spec: &ScheduleSpec, costs: Costs) -> Result<Schedule> {
+pub fn schedule_from_block(
+    path: &Path,
+    spec: &ScheduleSpec,
+    costs: &StageCosts,
+) -> Result<Schedule> {
     let b = read_block(path)?;
     if let Some(p) = spec.devices {
         if p != b.devices {
@@ -85,9 +88,7 @@ pub fn schedule_from_block(path: &Path, spec: &ScheduleSpec, costs: Costs) -> Re
     let m = spec
         .microbatches
         .ok_or_else(|| anyhow::anyhow!("missing -m M (number of microbatches)"))?;
-    let mut prm = Params::new(b.devices, m);
-    prm.costs = costs;
-    prm.check()?;
+    let prm = Params::new(b.devices, m)?.with_costs(costs.clone());
     let s = from_block(&b, &prm).with_context(|| format!("{}", path.display()))?;
     validate(&s)?;
     Ok(s)
@@ -95,16 +96,14 @@ pub fn schedule_from_block(path: &Path, spec: &ScheduleSpec, costs: Costs) -> Re
 
 /// `pipeblocks frontier`.
 pub fn frontier(a: FrontierArgs) -> Result<()> {
-    let mut prm = Params::new(a.devices, a.microbatches);
-    prm.costs = a.cost.costs()?;
-    prm.check()?;
+    let prm = Params::new(a.devices, a.microbatches)?.with_costs(a.cost.costs()?);
     let points = frontier_points(&prm)?;
     let text = if a.json {
         serde_json::to_string_pretty(&points)? + "\n"
     } else {
         let mut t = format!(
-            "p={} m={} cost {}: best bubble rate within each memory budget\n{:>12} {:>10} {:>9} {:>11}  {}\n",
-            a.devices, a.microbatches, a.cost.cost, "budget", "vs 1F1B", "bubble", "peak", "family"
+            "p={} m={} {}: best bubble rate within each memory budget\n{:>12} {:>10} {:>9} {:>11}  {}\n",
+            a.devices, a.microbatches, a.cost.describe(), "budget", "vs 1F1B", "bubble", "peak", "family"
         );
         for pt in &points {
             t.push_str(&format!(

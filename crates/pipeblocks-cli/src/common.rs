@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use pipeblocks_core::generators::{generate, MemoryBudget, Params};
-use pipeblocks_core::{Costs, Schedule, SimConfig};
+use pipeblocks_core::error::{Fix, Param};
+use pipeblocks_core::fsdp::FsdpError;
+use pipeblocks_core::model::{DeviceSpec, ModelSpec};
+use pipeblocks_core::{generate, Budget, Costs, Params, Schedule, StageCosts};
 
 /// A failure while running (not bad input): exits with code 1.
 #[derive(Debug)]
@@ -29,10 +31,45 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-/// The error and its causes on one line.
+/// The error and its causes on one line, with the flag that fixes it when the engine names one.
 pub fn one_line(e: &anyhow::Error) -> String {
     let parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    parts.join(": ").replace('\n', " ")
+    let mut line = parts.join(": ").replace('\n', " ");
+    if let Some(fix) = e.chain().find_map(suggestion) {
+        line.push_str(&match fix.value {
+            Some(v) => format!(" ({} {v})", flag(fix.param)),
+            None => format!(" ({})", flag(fix.param)),
+        });
+    }
+    line
+}
+
+/// The fix an engine error inside `e` suggests.
+fn suggestion(e: &(dyn std::error::Error + 'static)) -> Option<Fix> {
+    if let Some(core) = e.downcast_ref::<pipeblocks_core::Error>() {
+        return core.suggestion();
+    }
+    match e.downcast_ref::<FsdpError>() {
+        Some(FsdpError::Engine(core)) => core.suggestion(),
+        _ => None,
+    }
+}
+
+/// The command-line flag of an engine parameter.
+pub fn flag(p: Param) -> &'static str {
+    match p {
+        Param::Devices => "-p",
+        Param::Microbatches => "-m",
+        Param::Chunks => "--chunks",
+        Param::Budget => "--memory",
+        Param::Group => "--unit",
+        Param::Costs => "--cost",
+        Param::StageCosts => "--stage-costs",
+        Param::BRelease => "--b-release",
+        Param::Model => "--model",
+        Param::MicrobatchSize => "--microbatch-size",
+        Param::Replicas => "--fsdp",
+    }
 }
 
 /// Options that name a generated schedule.
@@ -56,48 +93,109 @@ pub struct ScheduleSpec {
     pub memory: Option<String>,
 }
 
-/// The `--cost` option.
-#[derive(Args, Debug, Clone)]
+/// The uniform shorthand's default, as the help and the headers print it.
+pub const DEFAULT_COST: &str = "f=1,b=1,w=1,c=0";
+
+/// Where the stages' costs come from: `--cost`, `--stage-costs FILE` or `--model`.
+#[derive(Args, Debug, Clone, Default)]
 pub struct CostArg {
     /// Cost of one pass of any stage and p2p latency: `f=1,b=1,w=1,c=0` (bw defaults to b+w).
-    #[arg(long = "cost", default_value = "f=1,b=1,w=1,c=0")]
-    pub cost: String,
+    #[arg(long = "cost", conflicts_with_all = ["stage_costs", "model"])]
+    pub cost: Option<String>,
+    /// Per-stage costs from a `pipeblocks-stage-costs` JSON file (see docs/costs.md).
+    #[arg(long = "stage-costs", value_name = "FILE", conflicts_with = "model")]
+    pub stage_costs: Option<PathBuf>,
+    /// Fraction of a stage's activation released at B (default 0, or the stage-cost file's).
+    #[arg(long = "b-release")]
+    pub b_release: Option<f64>,
+    /// Model: a preset (gpt-1.3b, gpt-2.7b, gpt-7b, gpt-13b, llama-7b, llama-13b) or
+    /// layers=..,hidden=..,heads=..,seq=..,vocab=.. (optional ffn=.., gated=1); costs in seconds.
+    #[arg(long = "model")]
+    pub model: Option<String>,
+    /// Samples per microbatch (with --model).
+    #[arg(long = "microbatch-size", default_value_t = 1)]
+    pub microbatch_size: u32,
+    /// Device (with --model): flops=989e12,eff=0.5,memory=80GiB,bandwidth=50GB/s (p2p=..,
+    /// latency=..).
+    #[arg(long = "device")]
+    pub device: Option<String>,
 }
 
 impl CostArg {
-    /// Parsed costs.
-    pub fn costs(&self) -> Result<Costs> {
-        Ok(Costs::parse(&self.cost)?)
+    /// The stages' costs these options describe.
+    pub fn costs(&self) -> Result<StageCosts> {
+        let costs = match (&self.stage_costs, &self.model) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                pipeblocks_core::format::stage_costs::read(&text)
+                    .with_context(|| format!("{}", path.display()))?
+            }
+            (None, Some(_)) => {
+                let (model, device) = self
+                    .model_spec()?
+                    .ok_or_else(|| anyhow::anyhow!("--model is missing"))?;
+                StageCosts::model(model, self.microbatch_size, device)
+            }
+            (None, None) => {
+                StageCosts::uniform(Costs::parse(self.cost.as_deref().unwrap_or(DEFAULT_COST))?)
+            }
+        };
+        if self.device.is_some() && self.model.is_none() {
+            anyhow::bail!("--device describes the accelerator of a --model; give --model too");
+        }
+        Ok(match self.b_release {
+            Some(r) => costs.with_b_release(r)?,
+            None => costs,
+        })
+    }
+
+    /// The model and device of `--model` and `--device`, when a model is given.
+    pub fn model_spec(&self) -> Result<Option<(ModelSpec, DeviceSpec)>> {
+        let Some(model) = &self.model else {
+            return Ok(None);
+        };
+        if self.microbatch_size == 0 {
+            anyhow::bail!("--microbatch-size 0: use at least 1 sample per microbatch");
+        }
+        let device = match &self.device {
+            Some(d) => DeviceSpec::parse(d)?,
+            None => DeviceSpec::default(),
+        };
+        Ok(Some((ModelSpec::parse(model)?, device)))
+    }
+
+    /// The costs in words, for headers.
+    pub fn describe(&self) -> String {
+        match (&self.stage_costs, &self.model) {
+            (Some(p), _) => format!("stage costs {}", p.display()),
+            (None, Some(m)) => format!("model {m}"),
+            (None, None) => format!("cost {}", self.cost.as_deref().unwrap_or(DEFAULT_COST)),
+        }
     }
 }
 
 impl ScheduleSpec {
     /// Generator parameters from the flags; `-p` and `-m` are required.
-    pub fn params(&self, costs: Costs) -> Result<Params> {
+    pub fn params(&self, costs: StageCosts) -> Result<Params> {
         let p = self
             .devices
             .ok_or_else(|| anyhow::anyhow!("missing -p P (number of devices)"))?;
         let m = self
             .microbatches
             .ok_or_else(|| anyhow::anyhow!("missing -m M (number of microbatches)"))?;
-        let memory = self
-            .memory
-            .as_deref()
-            .map(MemoryBudget::parse)
-            .transpose()?;
-        let prm = Params {
-            devices: p,
-            microbatches: m,
-            chunks: self.chunks,
-            costs,
-            memory,
-        };
-        prm.check()?;
+        let mut prm = Params::new(p, m)?.with_costs(costs);
+        if let Some(v) = self.chunks {
+            prm = prm.with_chunks(v)?;
+        }
+        if let Some(b) = self.memory.as_deref() {
+            prm = prm.with_budget(Budget::parse(b)?);
+        }
         Ok(prm)
     }
 
     /// The schedule read from `from` when given, generated from these flags otherwise.
-    pub fn schedule_or_file(&self, from: Option<&Path>, costs: Costs) -> Result<Schedule> {
+    pub fn schedule_or_file(&self, from: Option<&Path>, costs: &StageCosts) -> Result<Schedule> {
         match from {
             Some(path) => read_schedule(path),
             None if self.schedule.is_none() => {
@@ -108,17 +206,17 @@ impl ScheduleSpec {
     }
 
     /// Generates the named schedule.
-    pub fn generate(&self, costs: Costs) -> Result<Schedule> {
+    pub fn generate(&self, costs: &StageCosts) -> Result<Schedule> {
         let name = self
             .schedule
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("missing -s NAME (see `pipeblocks list`)"))?;
-        let prm = self.params(costs)?;
+        let prm = self.params(costs.clone())?;
         Ok(generate(name, &prm)?)
     }
 }
 
-/// What a simulating command reads: a named or stored schedule, its costs and the memory model.
+/// What a simulating command reads: a named or stored schedule and its costs.
 #[derive(Args, Debug, Clone)]
 pub struct SimInput {
     #[command(flatten)]
@@ -128,22 +226,14 @@ pub struct SimInput {
     pub from: Option<PathBuf>,
     #[command(flatten)]
     pub cost: CostArg,
-    /// Fraction of a stage's activation released at B (default 0).
-    #[arg(long = "b-release", default_value_t = 0.0)]
-    pub b_release: f64,
 }
 
 impl SimInput {
-    /// The schedule (read or generated) and the simulator configuration for it.
-    pub fn load(&self) -> Result<(Schedule, SimConfig)> {
+    /// The schedule (read or generated) and the costs to simulate it under.
+    pub fn load(&self) -> Result<(Schedule, StageCosts)> {
         let costs = self.cost.costs()?;
-        let s = self.spec.schedule_or_file(self.from.as_deref(), costs)?;
-        let cfg = SimConfig {
-            costs,
-            b_release: self.b_release,
-            ..Default::default()
-        };
-        Ok((s, cfg))
+        let s = self.spec.schedule_or_file(self.from.as_deref(), &costs)?;
+        Ok((s, costs))
     }
 }
 

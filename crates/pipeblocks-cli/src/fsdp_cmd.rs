@@ -1,37 +1,25 @@
 //! `simulate` and `compare` with fully sharded data parallelism (`--fsdp D`) and a model-level
 //! cost model (`--model`, `--microbatch-size`, `--device`), and ZeroPP's `--unit U|auto`.
 
-use std::path::Path;
-
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use pipeblocks_core::format::torch_csv;
-use pipeblocks_core::fsdp::{auto_unit, run, schedule_for, FsdpPlan, FsdpResult, FsdpSetup, GIB};
-use pipeblocks_core::generators::{registry, zeropp, Params};
-use pipeblocks_core::model_cost::{DeviceSpec, ModelSpec};
-use pipeblocks_core::{Costs, Schedule};
+use pipeblocks_core::fsdp::{run, schedule_and_run, FsdpPlan, FsdpResult, FsdpSetup, GIB};
+use pipeblocks_core::registry::{find, registry};
+use pipeblocks_core::search::zeropp_group;
+use pipeblocks_core::{Params, Schedule};
 use serde_json::json;
 
-use crate::common::{read_schedule, write_output, ScheduleSpec};
+use crate::common::{read_schedule, write_output, CostArg, SimInput};
 
-/// Options for FSDP and model-level costs.
+/// Options for fully sharded data parallelism and ZeroPP's groups.
 #[derive(Args, Debug, Clone, Default)]
 pub struct FsdpArgs {
     /// Fully sharded data parallelism over D replicas of every pipeline device: simulate the
     /// parameter all-gathers and gradient reduce-scatters (needs --model).
     #[arg(long = "fsdp", value_name = "D")]
     pub fsdp: Option<u32>,
-    /// Model: a preset (gpt-1.3b, gpt-2.7b, gpt-7b, gpt-13b, llama-7b, llama-13b) or
-    /// layers=..,hidden=..,heads=..,seq=..,vocab=.. (optional ffn=.., gated=1); costs in seconds.
-    #[arg(long = "model")]
-    pub model: Option<String>,
-    /// Samples per microbatch.
-    #[arg(long = "microbatch-size", default_value_t = 1)]
-    pub microbatch_size: u32,
-    /// Device: flops=989e12,eff=0.5,memory=80GiB,bandwidth=50GB/s (p2p=.., latency=..).
-    #[arg(long = "device")]
-    pub device: Option<String>,
-    /// ZeroPP scheduling unit: microbatches per unit, or `auto` (the fastest unit whose peak
+    /// ZeroPP scheduling unit: microbatches per group, or `auto` (the fastest group whose peak
     /// memory fits the device).
     #[arg(long = "unit")]
     pub unit: Option<String>,
@@ -50,26 +38,27 @@ enum Unit {
 }
 
 impl FsdpArgs {
-    /// Whether any FSDP or model option was given (the FSDP path handles the command).
-    pub fn active(&self) -> bool {
-        self.fsdp.is_some() || self.model.is_some()
+    /// Whether the FSDP path handles the command: `--fsdp`, or a `--model` (whose step it
+    /// reports in seconds and bytes).
+    pub fn active(&self, cost: &CostArg) -> bool {
+        self.fsdp.is_some() || cost.model.is_some()
     }
 
-    fn setup(&self) -> Result<FsdpSetup> {
-        let model = self.model.as_deref().ok_or_else(|| {
+    fn setup(&self, cost: &CostArg) -> Result<FsdpSetup> {
+        let (model, device) = cost.model_spec()?.ok_or_else(|| {
             anyhow!("--fsdp needs --model: a preset such as --model gpt-7b, or --model layers=32,hidden=4096,heads=32,seq=4096,vocab=32000")
         })?;
         let dp = self.fsdp.unwrap_or(1);
         if dp == 0 {
             bail!("--fsdp 0: the data-parallel group needs at least 1 replica (--fsdp 1 or more)");
         }
+        if cost.b_release.is_some() {
+            bail!("--b-release does not apply with --fsdp or --model: the model's memory model is used; drop it");
+        }
         Ok(FsdpSetup {
-            model: ModelSpec::parse(model)?,
-            microbatch_size: self.microbatch_size,
-            device: match &self.device {
-                Some(d) => DeviceSpec::parse(d)?,
-                None => DeviceSpec::default(),
-            },
+            model,
+            microbatch_size: cost.microbatch_size,
+            device,
             dp,
         })
     }
@@ -88,27 +77,24 @@ impl FsdpArgs {
     }
 }
 
-/// Generates `name` for FSDP, resolving ZeroPP's unit; returns the schedule, its window unit and
-/// the simulation.
+/// Generates `name` for FSDP under the model's costs, resolving ZeroPP's group; returns the
+/// schedule, its window unit, the plan and the simulation.
 fn build(
     name: &str,
     prm: &Params,
     unit: Unit,
     setup: &FsdpSetup,
 ) -> Result<(Schedule, u32, FsdpPlan, FsdpResult)> {
-    let is_zeropp = name.trim().eq_ignore_ascii_case("zeropp");
-    if is_zeropp && unit == Unit::Auto {
-        let a = auto_unit(prm, setup, None)?;
-        return Ok((a.schedule, a.unit, a.plan, a.result));
-    }
-    let u = match (is_zeropp, unit) {
-        (true, Unit::Fixed(u)) => u,
-        (true, _) => zeropp::default_unit(prm.devices, prm.microbatches),
-        (false, _) => prm.microbatches,
+    let grouped = find(name)?.uses.group;
+    let prm = match (grouped, unit) {
+        (true, Unit::Auto) => {
+            let a = zeropp_group(prm, setup, None)?;
+            return Ok((a.schedule, a.group, a.plan, a.result));
+        }
+        (true, Unit::Fixed(u)) => prm.clone().with_group(u)?,
+        _ => prm.clone(),
     };
-    let s = schedule_for(name, prm, Some(u), setup)?;
-    let (plan, r) = run(&s, u, setup)?;
-    Ok((s, u, plan, r))
+    Ok(schedule_and_run(name, &prm, setup)?)
 }
 
 fn gib(x: f64) -> String {
@@ -146,11 +132,11 @@ fn summary_json(s: &Schedule, unit: u32, setup: &FsdpSetup, r: &FsdpResult) -> s
 }
 
 /// `simulate` with `--fsdp`/`--model`.
-pub fn simulate(fa: &FsdpArgs, spec: &ScheduleSpec, from: Option<&Path>, json: bool) -> Result<()> {
-    let setup = fa.setup()?;
+pub fn simulate(fa: &FsdpArgs, input: &SimInput, json: bool) -> Result<()> {
+    let setup = fa.setup(&input.cost)?;
     let unit = fa.unit()?;
     let mut tried = String::new();
-    let (s, u, plan, r) = match from {
+    let (s, u, plan, r) = match &input.from {
         Some(path) => {
             let s = read_schedule(path)?;
             let u = match unit {
@@ -162,20 +148,28 @@ pub fn simulate(fa: &FsdpArgs, spec: &ScheduleSpec, from: Option<&Path>, json: b
             (s, u, plan, r)
         }
         None => {
-            let name = spec
+            let name = input
+                .spec
                 .schedule
                 .as_deref()
                 .ok_or_else(|| anyhow!("give -s NAME -p P -m M, or --from FILE"))?;
-            let prm = spec.params(Costs::default())?;
-            if unit == Unit::Auto && name.trim().eq_ignore_ascii_case("zeropp") {
-                let a = auto_unit(&prm, &setup, None)?;
+            let prm = input.spec.params(setup.costs())?;
+            if unit == Unit::Auto && find(name)?.uses.group {
+                let a = zeropp_group(&prm, &setup, None)?;
                 tried = a
                     .tried
                     .iter()
-                    .map(|&(u, t, m)| format!("U={u}: {:.2} ms, {:.2} GiB", t * 1e3, m / GIB))
+                    .map(|t| {
+                        format!(
+                            "U={}: {:.2} ms, {:.2} GiB",
+                            t.group,
+                            t.step * 1e3,
+                            t.peak_memory / GIB
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("; ");
-                (a.schedule, a.unit, a.plan, a.result)
+                (a.schedule, a.group, a.plan, a.result)
             } else {
                 build(name, &prm, unit, &setup)?
             }
@@ -219,8 +213,8 @@ pub fn simulate(fa: &FsdpArgs, spec: &ScheduleSpec, from: Option<&Path>, json: b
 }
 
 /// `compare` with `--fsdp`/`--model`: every applicable schedule under the same setup.
-pub fn compare(fa: &FsdpArgs, prm: &Params, json: bool) -> Result<()> {
-    let setup = fa.setup()?;
+pub fn compare(fa: &FsdpArgs, cost: &CostArg, prm: &Params, json: bool) -> Result<()> {
+    let setup = fa.setup(cost)?;
     let unit = fa.unit()?;
     let mut rows = Vec::new();
     for g in registry() {
@@ -237,8 +231,8 @@ pub fn compare(fa: &FsdpArgs, prm: &Params, json: bool) -> Result<()> {
         let max = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
         let mut t = format!(
             "p={} m={} model {} (microbatch size {}), FSDP d={}, {:.0} GB/s\n{:<18} {:>5} {:>10} {:>10} {:>7} {:>10} {:>10} {:>10} {:>11}\n",
-            prm.devices,
-            prm.microbatches,
+            prm.devices(),
+            prm.microbatches(),
             setup.model.name,
             setup.microbatch_size,
             setup.dp,

@@ -6,8 +6,8 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 use pipeblocks_core::compare::{baseline, compare as compare_all, summarize, Row};
 use pipeblocks_core::format::{json, torch_csv};
-use pipeblocks_core::generators::registry;
-use pipeblocks_core::{simulate as sim, validate as check, SimConfig};
+use pipeblocks_core::registry::registry;
+use pipeblocks_core::{simulate as sim, validate as check, Schedule, SimResult, StageCosts};
 use pipeblocks_viz::chrome_trace::{self, TraceOptions};
 
 use crate::common::{read_schedule, write_output, CostArg, ScheduleSpec, SimInput};
@@ -132,41 +132,40 @@ fn format_of(path: Option<&std::path::Path>) -> Format {
     }
 }
 
+/// A Chrome trace of `s` simulated in `r` under `costs` (their link latencies).
+fn trace(s: &Schedule, r: &SimResult, costs: &StageCosts) -> Result<String> {
+    let comm = costs.resolve(s.stages, s.devices)?.comm;
+    Ok(chrome_trace::export(s, r, &comm, &TraceOptions::default())?)
+}
+
 /// `pipeblocks generate`.
 pub fn generate(a: GenerateArgs) -> Result<()> {
     let costs = a.cost.costs()?;
     let s = match &a.block {
-        Some(path) => crate::block_cmd::schedule_from_block(path, &a.spec, costs)?,
-        None => a.spec.generate(costs)?,
+        Some(path) => crate::block_cmd::schedule_from_block(path, &a.spec, &costs)?,
+        None => a.spec.generate(&costs)?,
     };
     let text = match a.format.unwrap_or_else(|| format_of(a.output.as_deref())) {
         Format::Json => json::write(&s),
         Format::TorchCsv => torch_csv::write(&s),
-        Format::Text => {
-            let r = sim(&s, &SimConfig::with_costs(costs))?;
-            pipeblocks_viz::text::render(&s, &r)
-        }
-        Format::ChromeTrace => {
-            let r = sim(&s, &SimConfig::with_costs(costs))?;
-            chrome_trace::export(&s, &r, costs.comm, &TraceOptions::default())?
-        }
+        Format::Text => pipeblocks_viz::text::render(&s, &sim(&s, &costs)?),
+        Format::ChromeTrace => trace(&s, &sim(&s, &costs)?, &costs)?,
     };
     write_output(a.output.as_ref(), &text)
 }
 
 /// `pipeblocks simulate`.
 pub fn simulate(a: SimulateArgs) -> Result<()> {
-    if a.fsdp.active() {
-        return crate::fsdp_cmd::simulate(&a.fsdp, &a.input.spec, a.input.from.as_deref(), a.json);
+    if a.fsdp.active(&a.input.cost) {
+        return crate::fsdp_cmd::simulate(&a.fsdp, &a.input, a.json);
     }
-    let (s, cfg) = a.input.load()?;
-    let costs = cfg.costs;
-    let r = sim(&s, &cfg)?;
-    let base = baseline(s.devices, s.microbatches, &cfg)?;
-    let summary = summarize(&s, &r, base);
+    let (s, costs) = a.input.load()?;
+    let r = sim(&s, &costs)?;
+    let base = baseline(s.devices, s.microbatches, &costs)?;
+    let summary = summarize(&s, &r, &costs, base)?;
     let format = if a.json { SimFormat::Json } else { a.format };
     let text = if format == SimFormat::ChromeTrace {
-        chrome_trace::export(&s, &r, costs.comm, &TraceOptions::default())?
+        trace(&s, &r, &costs)?
     } else if format == SimFormat::Json {
         serde_json::to_string_pretty(&summary)? + "\n"
     } else {
@@ -175,8 +174,9 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             .iter()
             .map(|x| format!("{x:.3}"))
             .collect();
+        let b = &summary.bottleneck;
         format!(
-            "schedule      {}\nplacement     {}\ndevices       {}\nstages        {}\nmicrobatches  {}\nmakespan      {:.4}\nbubble rate   {:.4}\npeak (units)  {} (max {:.3}, {:.3}x 1F1B)\np2p transfers {} ({:.3}x 1F1B)\n",
+            "schedule      {}\nplacement     {}\ndevices       {}\nstages        {}\nmicrobatches  {}\nmakespan      {:.4}\nbubble rate   {:.4}\npeak (units)  {} (max {:.3}, {:.3}x 1F1B)\np2p transfers {} ({:.3}x 1F1B)\nbound by      stage {} on device {}: {:.0}% of the critical path; the device is busy {:.0}% of the step\n",
             summary.schedule,
             summary.placement,
             summary.devices,
@@ -188,7 +188,11 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             summary.max_peak_activation,
             summary.peak_vs_1f1b,
             summary.p2p_transfers,
-            summary.p2p_vs_1f1b
+            summary.p2p_vs_1f1b,
+            b.stage,
+            b.device,
+            100.0 * b.critical_share,
+            100.0 * b.device_busy_share
         )
     };
     write_output(a.output.as_ref(), &text)
@@ -223,10 +227,10 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     };
     let costs = a.cost.costs()?;
     let prm = spec.params(costs)?;
-    if a.fsdp.active() {
-        return crate::fsdp_cmd::compare(&a.fsdp, &prm, a.json);
+    if a.fsdp.active(&a.cost) {
+        return crate::fsdp_cmd::compare(&a.fsdp, &a.cost, &prm, a.json);
     }
-    let rows = compare_all(&prm, &SimConfig::with_costs(costs))?;
+    let rows = compare_all(&prm)?;
     let text = if a.json {
         let ok: Vec<_> = rows
             .iter()
@@ -238,10 +242,10 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         serde_json::to_string_pretty(&ok)? + "\n"
     } else {
         let mut t = format!(
-            "p={} m={} cost {}\n{:<18} {:>10} {:>10} {:>12} {:>11} {:>10}\n",
+            "p={} m={} {}\n{:<18} {:>10} {:>10} {:>12} {:>11} {:>10}\n",
             a.devices,
             a.microbatches,
-            a.cost.cost,
+            a.cost.describe(),
             "schedule",
             "makespan",
             "bubble",

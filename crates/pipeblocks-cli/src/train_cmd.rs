@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use pipeblocks_core::Costs;
+use pipeblocks_core::StageCosts;
 use pipeblocks_runtime::data::Corpus;
 use pipeblocks_runtime::{
     checkpoint, AdamW, ModelConfig, RuntimeError, StepReport, TrainConfig, Trainer,
@@ -87,7 +87,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     spec.schedule.get_or_insert_with(|| "1f1b".into());
     spec.devices.get_or_insert(2);
     spec.microbatches.get_or_insert(4);
-    let schedule = spec.generate(Costs::default())?;
+    let schedule = spec.generate(&StageCosts::default())?;
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }

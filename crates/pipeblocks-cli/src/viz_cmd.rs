@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use pipeblocks_core::compare::{baseline, compare, summarize, Row};
-use pipeblocks_core::generators::generate;
-use pipeblocks_core::{simulate, Schedule, SimConfig, SimResult};
+use pipeblocks_core::{generate, simulate, Schedule, SimResult};
 use pipeblocks_viz::html::{report as render_report, Entry, Report};
 use pipeblocks_viz::svg::{auto_width, render, SvgOptions};
 
@@ -62,9 +61,9 @@ pub struct ReportArgs {
 /// `pipeblocks plot`.
 pub fn plot(a: PlotArgs) -> Result<()> {
     let fixed = a.width.map(width).transpose()?;
-    let (s, cfg) = a.input.load()?;
-    let r = simulate(&s, &cfg)?;
-    let (base_peak, _) = baseline(s.devices, s.microbatches, &cfg)?;
+    let (s, costs) = a.input.load()?;
+    let r = simulate(&s, &costs)?;
+    let (base_peak, _) = baseline(s.devices, s.microbatches, &costs)?;
     let width = fixed.unwrap_or_else(|| auto_width(&s, &r));
     let svg = render(
         &s,
@@ -90,26 +89,26 @@ pub fn report(a: ReportArgs) -> Result<()> {
     };
     let costs = a.cost.costs()?;
     let prm = spec.params(costs)?;
-    let cfg = SimConfig::with_costs(costs);
-    let rows = compare(&prm, &cfg)?;
-    let base = baseline(prm.devices, prm.microbatches, &cfg)?;
+    let rows = compare(&prm)?;
+    let base = baseline(prm.devices(), prm.microbatches(), &prm.costs)?;
     let mut drawn: Vec<(Schedule, SimResult, _)> = Vec::new();
     for row in &rows {
         if let Row::Ok(sum) = row {
             let s = generate(&sum.schedule, &prm)?;
-            let r = simulate(&s, &cfg)?;
-            let summary = summarize(&s, &r, base);
+            let r = simulate(&s, &prm.costs)?;
+            let summary = summarize(&s, &r, &prm.costs, base)?;
             drawn.push((s, r, summary));
         }
     }
     let rep = Report {
         title: format!(
             "Pipeline schedules for p={}, m={}",
-            prm.devices, prm.microbatches
+            prm.devices(),
+            prm.microbatches()
         ),
         subtitle: format!(
-            "costs {} (per pass; c = p2p latency) · {} of {} schedules apply · made by pipeblocks {}",
-            a.cost.cost,
+            "{} (c = p2p latency) · {} of {} schedules apply · made by pipeblocks {}",
+            a.cost.describe(),
             drawn.len(),
             rows.len(),
             env!("CARGO_PKG_VERSION")

@@ -9,8 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pipeblocks_core::compare::{compare, Row};
-use pipeblocks_core::generators::{generate, Params};
-use pipeblocks_core::{simulate, Costs, SimConfig};
+use pipeblocks_core::{generate, Params};
+use pipeblocks_core::{simulate, Costs, StageCosts};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pipeblocks"))
@@ -54,13 +54,12 @@ fn plot_writes_an_svg_with_one_box_per_pass_at_the_simulated_times() {
     let costs = Costs::parse(cost).unwrap();
     let s = generate(
         "zb-h1",
-        &Params {
-            costs,
-            ..Params::new(4, 6)
-        },
+        &Params::new(4, 6)
+            .unwrap()
+            .with_costs(StageCosts::uniform(costs)),
     )
     .unwrap();
-    let r = simulate(&s, &SimConfig::with_costs(costs)).unwrap();
+    let r = simulate(&s, &StageCosts::uniform(costs)).unwrap();
     let boxes: Vec<_> = doc
         .descendants()
         .filter(|n| {
@@ -247,8 +246,8 @@ fn report_renders_in_headless_chromium() {
         .arg(&page));
 
     // What the page must hold: every applicable schedule's passes.
-    let prm = Params::new(p, m);
-    let expected: usize = compare(&prm, &SimConfig::default())
+    let prm = Params::new(p, m).unwrap();
+    let expected: usize = compare(&prm)
         .unwrap()
         .iter()
         .filter_map(|r| match r {

@@ -9,37 +9,37 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pipeblocks_core::block;
-use pipeblocks_core::generators::{generate, Params};
-use pipeblocks_core::{simulate, SimConfig};
+use pipeblocks_core::{generate, Params};
+use pipeblocks_core::{simulate, StageCosts};
 
 fn bench(c: &mut Criterion) {
-    let cfg = SimConfig::default();
+    let cfg = StageCosts::default();
     let mut g = c.benchmark_group("blocks");
     g.sample_size(10);
     g.bench_function("v-half expand+squeeze+simulate p=64 m=1024", |b| {
         b.iter(|| {
             let blk = block::v_half(64).expect("v-half block");
             let s = blk.expand(1024).expect("expand");
-            let r = block::squeeze(&s, &cfg).expect("squeeze");
+            let r = pipeblocks_core::improve::squeeze(&s, &cfg).expect("squeeze");
             std::hint::black_box(r.bubble_rate)
         })
     });
     g.bench_function("v-half with reorder p=64 m=1024", |b| {
         b.iter(|| {
-            let s = generate("v-half", &Params::new(64, 1024)).expect("v-half");
+            let s = generate("v-half", &Params::new(64, 1024).unwrap()).expect("v-half");
             let r = simulate(&s, &cfg).expect("simulate");
             std::hint::black_box(r.bubble_rate)
         })
     });
-    let mut prm = Params::new(32, 256);
-    prm.costs = pipeblocks_core::Costs::parse("f=1,b=1.3,w=0.7,c=0.05").expect("costs");
-    prm.memory = Some(pipeblocks_core::generators::MemoryBudget::Of1f1b(0.5));
+    let mut prm = Params::new(32, 256).unwrap();
+    prm = prm.with_costs(pipeblocks_core::StageCosts::uniform(
+        pipeblocks_core::Costs::parse("f=1,b=1.3,w=0.7,c=0.05").expect("costs"),
+    ));
+    prm = prm.with_budget(pipeblocks_core::Budget::Of1f1b(0.5));
     g.bench_function("auto 0.5x p=32 m=256 f=1,b=1.3,w=0.7,c=0.05", |b| {
         b.iter(|| std::hint::black_box(generate("auto", &prm).expect("auto").num_passes()))
     });
-    let mut small = prm.clone();
-    small.devices = 8;
-    small.microbatches = 32;
+    let small = prm.resized(8, 32).expect("sizes");
     g.bench_function("auto 0.5x p=8 m=32 f=1,b=1.3,w=0.7,c=0.05", |b| {
         b.iter(|| std::hint::black_box(generate("auto", &small).expect("auto").num_passes()))
     });

@@ -4,9 +4,9 @@
 //! `cargo run --release -p pipeblocks-core --example zeropp_table -- [model] [p] [m] [d] [device]`
 //! (defaults: `gpt-7b 8 32 8 bandwidth=25GB/s`).
 
-use pipeblocks_core::fsdp::{run, schedule_for, FsdpSetup, GIB};
-use pipeblocks_core::generators::Params;
-use pipeblocks_core::model_cost::{DeviceSpec, ModelSpec};
+use pipeblocks_core::fsdp::{schedule_and_run, FsdpSetup, GIB};
+use pipeblocks_core::model::{DeviceSpec, ModelSpec};
+use pipeblocks_core::Params;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,12 +49,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mem: Option<f64> = args.get(6).map(|x| x.parse()).transpose()?;
     let mut results = Vec::new();
     for (label, name, unit) in &rows {
-        let mut prm = Params::new(p, m);
-        if *name == "zeropp" {
-            prm.memory = mem.map(pipeblocks_core::generators::MemoryBudget::Of1f1b);
+        let mut prm = Params::new(p, m)?;
+        if let (Some(u), Some(k)) = (unit, mem) {
+            prm = prm
+                .with_group(*u)?
+                .with_budget(pipeblocks_core::Budget::Of1f1b(k));
         }
-        let s = schedule_for(name, &prm, *unit, &setup)?;
-        let (_, r) = run(&s, unit.unwrap_or(m), &setup)?;
+        let (_, _, _, r) = schedule_and_run(name, &prm, &setup)?;
         results.push((label.clone(), r));
     }
     let zero = results[0].1.makespan;

@@ -24,13 +24,12 @@
 //! V-shape family [`v_shape`]. User blocks are read from JSON ([`Block::from_json`]).
 
 use serde::{Deserialize, Serialize};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
+use crate::engine::SimResult;
 use crate::error::Error;
+use crate::improve::{reorder, squeeze};
 use crate::ir::{Pass, PassKind, Placement, Schedule};
-use crate::simulate::{activation_change, simulate_graph, SimConfig, SimResult};
-use crate::validate::validate;
+use crate::params::StageCosts;
 
 /// The value of the `format` field of a block file.
 pub const FORMAT: &str = "pipeblocks-block";
@@ -95,6 +94,15 @@ pub struct BlockPass {
     pub stage: u32,
     /// Start slot within the block.
     pub offset: u32,
+}
+
+/// What [`Block::build`] does after squeezing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// Nothing: the squeezed schedule.
+    Squeeze,
+    /// Reorder the warm-up and cool-down ([`crate::improve::reorder`]).
+    Reorder,
 }
 
 /// A building block: one microbatch's passes with their offsets, repeated every `period` slots.
@@ -315,11 +323,6 @@ impl Block {
             }
         }
         let activation = p as f64 / n_st as f64;
-        let mut memory_bound = vec![0.0; p as usize];
-        for (st, &l) in lifespan.iter().enumerate() {
-            let d = self.placement.device_of(st as u32, p) as usize;
-            memory_bound[d] += l.div_ceil(t) as f64 * activation;
-        }
         let first = self.passes.iter().map(|q| q.offset).min().unwrap_or(0);
         let last = self
             .passes
@@ -327,13 +330,15 @@ impl Block {
             .map(|q| end(q.kind, q.offset))
             .max()
             .unwrap_or(0);
-        Ok(BlockInfo {
+        let mut info = BlockInfo {
             lifespan,
             activation,
-            memory_bound,
+            memory_bound: Vec::new(),
             length: last - first,
             busy,
-        })
+        };
+        info.memory_bound = self.bound(&info, &vec![activation; n_st as usize]);
+        Ok(info)
     }
 
     /// Repeats the block for `m` microbatches and sorts each device's passes by slot.
@@ -374,25 +379,43 @@ impl Block {
         Ok(s)
     }
 
-    /// Expands to `m` microbatches, squeezes under `cfg` and, when `reorder_passes`, reorders
-    /// the warm-up and cool-down. Returns the schedule and its simulation.
+    /// Expands to `m` microbatches and squeezes under `costs`; with [`Finish::Reorder`] also
+    /// reorders the warm-up and cool-down within the block's memory bound under `costs`.
+    /// Returns the schedule and its simulation.
     pub fn build(
         &self,
         m: u32,
-        cfg: &SimConfig,
-        reorder_passes: bool,
+        costs: &StageCosts,
+        finish: Finish,
     ) -> Result<(Schedule, SimResult), Error> {
         let s = self.expand(m)?;
-        if reorder_passes {
-            let info = self.analyse()?;
-            let edge = info.length.div_ceil(self.period);
-            let peak = squeeze(&s, cfg)?.max_peak();
-            let limits: Vec<f64> = info.memory_bound.iter().map(|b| b.min(peak)).collect();
-            reorder(s, cfg, Some(&limits), Some(edge))
-        } else {
-            let r = squeeze(&s, cfg)?;
-            Ok((s, r))
+        let r = squeeze(&s, costs)?;
+        match finish {
+            Finish::Squeeze => Ok((s, r)),
+            Finish::Reorder => {
+                let info = self.analyse()?;
+                let edge = info.length.div_ceil(self.period);
+                let act = costs.resolve(self.stages(), self.devices)?.act;
+                let peak = r.max_peak();
+                let limits: Vec<f64> = self
+                    .bound(&info, &act)
+                    .iter()
+                    .map(|b| b.min(peak))
+                    .collect();
+                reorder(s, costs, Some(&limits), Some(edge))
+            }
         }
+    }
+
+    /// Each device's memory bound when stage `s` holds `act[s]` units per microbatch:
+    /// `Σ ⌈l_s/T⌉ · act[s]` over its stages.
+    pub fn bound(&self, info: &BlockInfo, act: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0; self.devices as usize];
+        for (st, &l) in info.lifespan.iter().enumerate() {
+            let d = self.placement.device_of(st as u32, self.devices) as usize;
+            out[d] += l.div_ceil(self.period) as f64 * act[st];
+        }
+        out
     }
 
     /// A text description: per device the passes by offset, then lifespans and the bound.
@@ -438,199 +461,7 @@ impl Block {
     }
 }
 
-/// Squeezes a schedule: every pass at the earliest time the costs, latencies and list order
-/// allow. This is what the simulator computes, so squeezing is simulating.
-pub fn squeeze(s: &Schedule, cfg: &SimConfig) -> Result<SimResult, Error> {
-    crate::simulate::simulate(s, cfg)
-}
-
-const EPS: f64 = 1e-9;
-
-/// Moves warm-up and cool-down passes into earlier free time.
-///
-/// The lists run in time order as in the simulator, except where a device would wait: there a
-/// later pass of one of the first or last `edge` microbatches (default `p`: the warm-up and the
-/// cool-down, where the repeats of a block are incomplete) runs instead when its inputs are
-/// there and its activation fits under the device's `peak_limit` (default: its peak in the
-/// squeezed schedule; never below that).
-/// In the cool-down (no forward left on the device) a ready backward goes ahead of the pending
-/// Ws, which fill the waits, as in ZB-H1. Several look-ahead windows are tried; a result is kept
-/// only when the simulator confirms that the peak stays within the limit and the makespan
-/// shrinks. Returns the schedule and its simulation.
-pub fn reorder(
-    mut s: Schedule,
-    cfg: &SimConfig,
-    peak_limit: Option<&[f64]>,
-    edge: Option<u32>,
-) -> Result<(Schedule, SimResult), Error> {
-    let g = validate(&s)?;
-    let mut r = simulate_graph(&s, &g, cfg)?;
-    let limits = mend_limits("reorder", &r, peak_limit)?;
-    let edge = edge.unwrap_or(s.devices);
-    let base = s.clone();
-    for (window, defer_w) in [(3usize, true), (4, false), (4, true), (16, false)] {
-        let Some(c) = fill_gaps(&base, &g, cfg, &limits, edge, window, defer_w) else {
-            continue;
-        };
-        // The simulator checks the new lists' completeness and finds any block itself.
-        let Ok(cr) = crate::simulate::simulate(&c, cfg) else {
-            continue;
-        };
-        if within(&cr, &limits) && cr.makespan < r.makespan - EPS {
-            s = c;
-            r = cr;
-        }
-    }
-    Ok((s, r))
-}
-
-/// Each device's memory limit for a mend of a schedule whose simulation is `r`: `peak_limit`
-/// (default: the peak itself), never below the device's own peak, with the tolerance added.
-/// `what` names the mend in the error when the limits do not list every device.
-pub(crate) fn mend_limits(
-    what: &str,
-    r: &SimResult,
-    peak_limit: Option<&[f64]>,
-) -> Result<Vec<f64>, Error> {
-    let devices = r.peak_activation.len();
-    if peak_limit.is_some_and(|l| l.len() != devices) {
-        return Err(Error::config(format!(
-            "{what}: the peak limits must list {devices} devices"
-        )));
-    }
-    Ok(r.peak_activation
-        .iter()
-        .enumerate()
-        .map(|(d, &pk)| peak_limit.map_or(pk, |l| l[d]).max(pk) + EPS)
-        .collect())
-}
-
-/// Local search on the critical path: swaps two neighbouring passes of a device list when the
-/// second one started the moment the first ended (the device, not an input, held it back) and
-/// the swap shortens the step, or keeps it and lets the passes end earlier in total; every swap
-/// is confirmed by the simulator, including the peak against `peak_limit` (per device). Stops
-/// when no swap helps or after `max_evals` simulations. Returns the schedule and its simulation.
-pub fn polish(
-    mut s: Schedule,
-    cfg: &SimConfig,
-    peak_limit: &[f64],
-    max_evals: usize,
-) -> Result<(Schedule, SimResult), Error> {
-    // A swap keeps the set of passes, so one graph serves every simulation; a swap that breaks
-    // an order on the device shows up as a blocked simulation and is undone.
-    let g = validate(&s)?;
-    let mut r = simulate_graph(&s, &g, cfg)?;
-    if peak_limit.len() != s.devices as usize {
-        return Err(Error::config(format!(
-            "polish: the peak limits must list {} devices",
-            s.devices
-        )));
-    }
-    let limits: Vec<f64> = peak_limit.iter().map(|l| l + EPS).collect();
-    let score = |r: &SimResult| {
-        let ends: f64 = r.end.iter().flatten().sum();
-        (r.makespan, ends)
-    };
-    let mut best = score(&r);
-    let mut evals = 0;
-    // Try the critical pairs first (the device held the critical path back there); only when
-    // none of them helps, every pair where the device held a pass back.
-    let mut critical_only = true;
-    loop {
-        let pairs: Vec<(usize, usize)> = if critical_only {
-            critical_pairs(&s, &g, &r, cfg.costs.comm)
-        } else {
-            (0..s.devices as usize)
-                .flat_map(|d| (1..s.lists[d].len()).map(move |i| (d, i)))
-                .filter(|&(d, i)| (r.start[d][i] - r.end[d][i - 1]).abs() <= EPS)
-                .collect()
-        };
-        let mut improved = false;
-        for (d, i) in pairs {
-            if evals >= max_evals {
-                return Ok((s, r));
-            }
-            s.lists[d].swap(i - 1, i);
-            evals += 1;
-            let better = match simulate_graph(&s, &g, cfg) {
-                Ok(c) if within(&c, &limits) => {
-                    let k = score(&c);
-                    let gain = k.0 < best.0 - EPS || (k.0 < best.0 + EPS && k.1 < best.1 - EPS);
-                    gain.then_some((c, k))
-                }
-                _ => None,
-            };
-            match better {
-                Some((c, k)) => {
-                    r = c;
-                    best = k;
-                    improved = true;
-                    if critical_only {
-                        // The critical path moved: recompute it.
-                        break;
-                    }
-                }
-                None => s.lists[d].swap(i - 1, i),
-            }
-        }
-        match (improved, critical_only) {
-            (true, _) => critical_only = true,
-            (false, true) => critical_only = false,
-            (false, false) => return Ok((s, r)),
-        }
-    }
-}
-
-/// The positions `(device, i)` on one critical path where pass `i` started the moment pass
-/// `i - 1` of the same device ended, walking back from the pass that ends last.
-fn critical_pairs(
-    s: &Schedule,
-    g: &crate::validate::Graph,
-    r: &SimResult,
-    comm: f64,
-) -> Vec<(usize, usize)> {
-    let mut pos = vec![(u32::MAX, u32::MAX); g.index.len()];
-    for (d, list) in s.lists.iter().enumerate() {
-        for (i, &q) in list.iter().enumerate() {
-            pos[g.index.of(q)] = (d as u32, i as u32);
-        }
-    }
-    let mut out = Vec::new();
-    let Some((mut d, mut i)) = (0..s.lists.len())
-        .filter(|&d| !s.lists[d].is_empty())
-        .map(|d| (d, s.lists[d].len() - 1))
-        .max_by(|a, b| r.end[a.0][a.1].total_cmp(&r.end[b.0][b.1]))
-    else {
-        return out;
-    };
-    loop {
-        let start = r.start[d][i];
-        if i > 0 && (start - r.end[d][i - 1]).abs() <= EPS {
-            out.push((d, i));
-            i -= 1;
-            continue;
-        }
-        let (deps, n) = g.deps(s.lists[d][i]);
-        let from = deps.iter().take(n).flatten().find_map(|q| {
-            let (dd, di) = pos[g.index.of(*q)];
-            let lat = if dd as usize != d { comm } else { 0.0 };
-            ((r.end[dd as usize][di as usize] + lat - start).abs() <= EPS)
-                .then_some((dd as usize, di as usize))
-        });
-        match from {
-            Some((dd, di)) => {
-                d = dd;
-                i = di;
-            }
-            None => return out,
-        }
-    }
-}
-
-/// Whether every device's simulated peak stays within its limit (the limits carry the tolerance).
-fn within(r: &SimResult, limits: &[f64]) -> bool {
-    r.peak_activation.iter().zip(limits).all(|(pk, l)| pk <= l)
-}
+const EPS: f64 = crate::params::EPS;
 
 /// 1F1B as a block: sequential placement, `T = 3` (F one slot, BW two); stage `s` runs F at
 /// slot `s` and BW at `3p - 2 - 2s`. Lifespan `3(p - s)`, bound `p - s` units.
@@ -730,9 +561,7 @@ pub fn v_shape(name: &str, p: u32, o: VOffsets) -> Result<Block, Error> {
 /// [`v_shape`] with the block's analysis, which building it checks anyway.
 fn v_shape_analysed(name: &str, p: u32, o: VOffsets) -> Result<(Block, BlockInfo), Error> {
     if p == 0 {
-        return Err(Error::config(
-            "the number of devices is 0; use at least 1 (-p 1)",
-        ));
+        return Err(Error::Zero(crate::error::Param::Devices));
     }
     if o.f0 == 0 || o.f1 == 0 || o.b1 == 0 || o.b0 == 0 {
         return Err(Error::config("V-shape offsets must step at least 1 slot"));
@@ -872,223 +701,64 @@ pub fn v_half(p: u32) -> Result<Block, Error> {
     )
 }
 
-/// Runs each device's list in time order like the simulator, but when the next pass of a list
-/// must wait, runs instead a later pass of an edge microbatch (first or last `edge`) whose
-/// inputs are there and whose activation fits under `limit`. `g` is the graph of `s`. Returns
-/// the new lists, or `None` when the run gets stuck (the caller then keeps the squeezed
-/// schedule).
-fn fill_gaps(
-    s: &Schedule,
-    g: &crate::validate::Graph,
-    cfg: &SimConfig,
-    limit: &[f64],
-    edge: u32,
-    window: usize,
-    defer_w: bool,
-) -> Option<Schedule> {
-    let p = s.devices as usize;
-    let m = s.microbatches;
-    let dur = cfg.durations(s);
-    let act = cfg.activations(s);
-    let comm = cfg.costs.comm;
-    let mut end = vec![f64::INFINITY; g.index.len()];
-    let mut done: Vec<Vec<bool>> = s.lists.iter().map(|l| vec![false; l.len()]).collect();
-    let mut head = vec![0usize; p];
-    let mut t = vec![0.0f64; p];
-    let mut level = vec![0.0f64; p];
-    // Devices waiting for an input, with the clock at which they went to sleep.
-    let mut asleep: Vec<Option<f64>> = vec![None; p];
-    let mut out: Vec<Vec<Pass>> = s
-        .lists
-        .iter()
-        .map(|l| Vec::with_capacity(l.len()))
-        .collect();
-    let in_edge = |mb: u32| mb < edge || mb + edge >= m;
-    let tail: Vec<usize> = s
-        .lists
-        .iter()
-        .map(|l| {
-            l.iter()
-                .rposition(|q| q.kind == PassKind::F)
-                .map_or(0, |i| i + 1)
-        })
-        .collect();
-    // Readiness of a pass on device d: Some(time) when every input is done.
-    let ready_at = |pass: Pass, d: usize, end: &Vec<f64>| -> Option<f64> {
-        let (deps, k) = g.deps(pass);
-        let mut r = 0.0f64;
-        for dep in deps.iter().take(k).flatten() {
-            let e = end[g.index.of(*dep)];
-            if e == f64::INFINITY {
-                return None;
-            }
-            let dd = g.stage_device[dep.stage as usize] as usize;
-            r = r.max(e + if dd != d { comm } else { 0.0 });
-        }
-        Some(r)
-    };
-    // The next device to act is the one with the earliest clock (ties: the lowest index), kept
-    // in a heap: every change of a clock pushes a new entry and outdated ones are skipped. A
-    // clock is never negative, so its bits order like its value (infinity last).
-    let key = |x: f64| if x > 0.0 { x.to_bits() } else { 0 };
-    let mut queue: BinaryHeap<Reverse<(u64, usize)>> = (0..p).map(|d| Reverse((0, d))).collect();
-    let next = |queue: &mut BinaryHeap<Reverse<(u64, usize)>>, t: &[f64], head: &[usize]| {
-        while let Some(Reverse((k, d))) = queue.pop() {
-            if head[d] < s.lists[d].len() && k == key(t[d]) {
-                return Some(d);
-            }
-        }
-        None
-    };
-    while let Some(d) = next(&mut queue, &t, &head) {
-        let now = t[d];
-        if now == f64::INFINITY {
-            return None;
-        }
-        asleep[d] = None;
-        let list = &s.lists[d];
-        let mut wake = f64::INFINITY;
-        let mut choice = None;
-        // Cool-down (no forward left): a ready backward goes first, Ws fill the waits.
-        if head[d] >= tail[d] {
-            for i in head[d]..list.len() {
-                let pass = list[i];
-                if done[d][i] || !pass.kind.is_input_backward() {
-                    continue;
-                }
-                if let Some(r) = ready_at(pass, d, &end) {
-                    if r <= now + EPS {
-                        choice = Some(i);
-                        break;
-                    }
-                    wake = wake.min(r);
-                }
-                break;
-            }
-        }
-        let mut seen = 0;
-        let mut i = head[d];
-        // A W of the cool-down that could wait for a ready B or F behind it.
-        let mut deferred = None;
-        while choice.is_none() && i < list.len() && seen < window {
-            if done[d][i] {
-                i += 1;
-                continue;
-            }
-            seen += 1;
-            let pass = list[i];
-            let r = ready_at(pass, d, &end);
-            if let Some(r) = r {
-                if r > now + EPS {
-                    wake = wake.min(r);
-                }
-            }
-            let ok = r.is_some_and(|r| r <= now + EPS);
-            let fits =
-                pass.kind != PassKind::F || level[d] + act[pass.stage as usize] <= limit[d] + EPS;
-            if ok && defer_w && pass.kind == PassKind::W && pass.mb + edge >= m {
-                if deferred.is_none() {
-                    deferred = Some(i);
-                }
-            } else if i == head[d] || deferred == Some(head[d]) && i > head[d] {
-                if ok && (i == head[d] || fits) {
-                    choice = Some(i);
-                    break;
-                }
-            } else if ok && in_edge(pass.mb) && fits {
-                choice = Some(i);
-                break;
-            }
-            i += 1;
-        }
-        if choice.is_none() {
-            choice = deferred;
-        }
-        let Some(i) = choice else {
-            // Sleep until a known arrival, or until an input of this device is produced.
-            t[d] = wake;
-            queue.push(Reverse((key(wake), d)));
-            asleep[d] = Some(now);
-            continue;
-        };
-        let pass = list[i];
-        level[d] += activation_change(pass.kind, act[pass.stage as usize], cfg.b_release);
-        let e = now + dur[pass.stage as usize][pass.kind.index()];
-        end[g.index.of(pass)] = e;
-        t[d] = e;
-        queue.push(Reverse((key(e), d)));
-        done[d][i] = true;
-        out[d].push(pass);
-        while head[d] < list.len() && done[d][head[d]] {
-            head[d] += 1;
-        }
-        // Wake the device that consumes this pass's output.
-        let consumer = match pass.kind {
-            PassKind::F if pass.stage + 1 < s.stages => Some(pass.stage + 1),
-            PassKind::B | PassKind::BW if pass.stage > 0 => Some(pass.stage - 1),
-            _ => None,
-        };
-        if let Some(c) = consumer {
-            let cd = g.stage_device[c as usize] as usize;
-            if let Some(base) = asleep[cd] {
-                let arr = e + if cd != d { comm } else { 0.0 };
-                let woken = t[cd].min(base.max(arr));
-                if woken != t[cd] {
-                    t[cd] = woken;
-                    queue.push(Reverse((key(woken), cd)));
-                }
-            }
-        }
-    }
-    let mut r = s.clone();
-    r.lists = out;
-    Some(r)
+/// A V-shape block of a family, with its offsets and analysis.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// The offsets that made it.
+    pub offsets: VOffsets,
+    /// The block.
+    pub block: Block,
+    /// Its analysis; `memory_bound` under the family's activations.
+    pub info: BlockInfo,
 }
 
 /// Every collision-free V-shape block with steps in `1..=max_step`, extra gaps in
-/// `0..=max_gap` and a period in `6..=max_period` whose memory bound stays within `limit` units,
-/// with its analysis: shortest period first, then shortest block, then lowest bound.
+/// `0..=max_gap` and a period in `6..=max_period` whose memory bound, with `act[s]` units per
+/// microbatch on stage `s`, stays within `limit` units: shortest period first, then shortest
+/// block, then lowest bound.
 pub fn v_shape_family(
     p: u32,
+    act: &[f64],
     limit: f64,
     max_step: u32,
     max_gap: u32,
     max_period: u32,
-) -> Vec<(VOffsets, Block, BlockInfo)> {
+) -> Vec<Member> {
     let mut out = Vec::new();
+    let steps = || 1..=max_step;
+    let gaps = || 0..=max_gap;
     for period in 6..=max_period {
-        for f0 in 1..=max_step {
-            for f1 in 1..=max_step {
-                for b1 in 1..=max_step {
-                    for b0 in 1..=max_step {
-                        for gap_last in 0..=max_gap {
-                            for gap_turn in 0..=max_gap {
-                                let o = VOffsets {
-                                    f0,
-                                    f1,
-                                    b1,
-                                    b0,
-                                    gap_last,
-                                    gap_turn,
-                                    period,
-                                };
-                                let Ok((b, info)) = v_shape_analysed("v-block", p, o) else {
-                                    continue;
-                                };
-                                if info.max_bound() <= limit + EPS {
-                                    out.push((o, b, info));
-                                }
-                            }
-                        }
-                    }
+        for [f0, f1, b1, b0] in steps().flat_map(|a| {
+            steps().flat_map(move |b| steps().flat_map(move |c| steps().map(move |d| [a, b, c, d])))
+        }) {
+            for (gap_last, gap_turn) in gaps().flat_map(|g| gaps().map(move |h| (g, h))) {
+                let offsets = VOffsets {
+                    f0,
+                    f1,
+                    b1,
+                    b0,
+                    gap_last,
+                    gap_turn,
+                    period,
+                };
+                let Ok((block, mut info)) = v_shape_analysed("v-block", p, offsets) else {
+                    continue;
+                };
+                info.memory_bound = block.bound(&info, act);
+                if info.max_bound() <= limit + EPS {
+                    out.push(Member {
+                        offsets,
+                        block,
+                        info,
+                    });
                 }
             }
         }
     }
     out.sort_by(|a, b| {
-        (a.0.period, a.2.length)
-            .cmp(&(b.0.period, b.2.length))
-            .then(a.2.max_bound().total_cmp(&b.2.max_bound()))
+        (a.offsets.period, a.info.length)
+            .cmp(&(b.offsets.period, b.info.length))
+            .then(a.info.max_bound().total_cmp(&b.info.max_bound()))
     });
     out
 }
@@ -1122,47 +792,70 @@ impl Block {
     }
 
     /// Spends each device's memory slack under `limit` units on delaying its Ws by whole
-    /// periods (the zero-bubble trick: late Ws fill the cool-down), at most
-    /// [`MAX_W_DELAY`] periods per device: a huge limit costs no more than a large one. Blocks
-    /// with fused backward are returned unchanged.
-    pub fn delay_ws(&self, limit: f64, split: DelaySplit) -> Result<Block, Error> {
+    /// periods (the zero-bubble trick: late Ws fill the cool-down), with `act[s]` units per
+    /// microbatch on stage `s`; at most [`MAX_W_DELAY`] periods per device: a huge limit costs
+    /// no more than a large one. Blocks with fused backward are returned unchanged.
+    pub fn delay_ws(&self, limit: f64, split: DelaySplit, act: &[f64]) -> Result<Block, Error> {
         let info = self.analyse()?;
+        let bound = self.bound(&info, act);
         let mut out = self.clone();
         let p = self.devices;
         for d in 0..p {
-            let slack = ((limit - info.memory_bound[d as usize]) / info.activation + EPS)
-                .floor()
-                .min(MAX_W_DELAY as f64);
-            if slack < 1.0 {
-                continue;
-            }
             let mut ws: Vec<(u32, u32)> = self
                 .passes
                 .iter()
                 .filter(|q| q.kind == PassKind::W && self.placement.device_of(q.stage, p) == d)
                 .map(|q| (q.offset, q.stage))
                 .collect();
-            if ws.is_empty() {
-                continue;
-            }
             ws.sort();
-            let n = slack as u32;
-            match split {
-                DelaySplit::Last => out.delay_w(ws[ws.len() - 1].1, n),
-                DelaySplit::First => out.delay_w(ws[0].1, n),
-                DelaySplit::Even => {
-                    // One period at a time from the last W back: the `j`-th from the end gets
-                    // `n / len` periods, plus one while `j < n % len`.
-                    let len = ws.len() as u32;
-                    for j in 0..len {
-                        let periods = n / len + u32::from(j < n % len);
-                        out.delay_w(ws[(len - 1 - j) as usize].1, periods);
+            // Stages in the order they take a period: from the last W back.
+            let order: Vec<u32> = ws.iter().rev().map(|w| w.1).collect();
+            let slack = limit - bound[d as usize];
+            let periods =
+                |a: f64| ((slack / a + EPS).floor().min(MAX_W_DELAY as f64)).max(0.0) as u32;
+            match (split, order.first(), order.last()) {
+                (_, None, _) | (_, _, None) => {}
+                (DelaySplit::Last, Some(&st), _) | (DelaySplit::First, _, Some(&st)) => {
+                    out.delay_w(st, periods(act[st as usize]))
+                }
+                (DelaySplit::Even, Some(&st), _) => {
+                    for (stage, n) in even_split(&order, act, slack, periods(act[st as usize])) {
+                        out.delay_w(stage, n);
                     }
                 }
             }
         }
         Ok(out)
     }
+}
+
+/// Periods of delay for each of `order`'s stages, given one at a time in turn while `slack`
+/// units last (`act[s]` each). When their activations are equal this is arithmetic: `n` periods
+/// in all, the `j`-th stage `n / len` plus one while `j < n % len`.
+fn even_split(order: &[u32], act: &[f64], slack: f64, n: u32) -> Vec<(u32, u32)> {
+    let len = order.len() as u32;
+    let a0 = act[order[0] as usize];
+    if order.iter().all(|&s| act[s as usize] == a0) {
+        return (0..len)
+            .map(|j| (order[j as usize], n / len + u32::from(j < n % len)))
+            .collect();
+    }
+    let round: f64 = order.iter().map(|&s| act[s as usize]).sum();
+    let full = ((slack / round + EPS).floor().max(0.0) as u32).min(MAX_W_DELAY / len);
+    let mut left = slack - full as f64 * round;
+    order
+        .iter()
+        .map(|&s| {
+            let a = act[s as usize];
+            let extra = left + EPS >= a;
+            if extra {
+                left -= a;
+            } else {
+                left = f64::NEG_INFINITY;
+            }
+            (s, full + u32::from(extra))
+        })
+        .collect()
 }
 
 /// V-ZB: forward steps of 4 slots between adjacent chunk-0 stages and 2 between chunk-1 stages,
@@ -1191,9 +884,7 @@ pub const NAMED: [&str; 5] = ["1f1b", "zb-h1", "v-min", "v-half", "v-zb"];
 /// A named block for `p` devices (see [`NAMED`]).
 pub fn named(name: &str, p: u32) -> Result<Block, Error> {
     if p == 0 {
-        return Err(Error::config(
-            "the number of devices is 0; use at least 1 (-p 1)",
-        ));
+        return Err(Error::Zero(crate::error::Param::Devices));
     }
     match name.trim().to_ascii_lowercase().as_str() {
         "1f1b" => Ok(one_f_one_b(p)),

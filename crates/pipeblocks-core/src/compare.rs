@@ -2,10 +2,11 @@
 
 use serde::Serialize;
 
+use crate::engine::{critical_path, simulate, Net, SimResult};
 use crate::error::Error;
-use crate::generators::{generate, registry, Params};
 use crate::ir::Schedule;
-use crate::simulate::{simulate, SimConfig, SimResult};
+use crate::params::{one_f_one_b_peak, Params, StageCosts};
+use crate::registry::{generate, registry};
 
 /// The public JSON summary of one simulated schedule (printed by `simulate --json` and, as array
 /// elements, by `compare --json`).
@@ -39,24 +40,66 @@ pub struct Summary {
     pub p2p_transfers: u64,
     /// `p2p_transfers` over 1F1B's (1 when both are 0).
     pub p2p_vs_1f1b: f64,
+    /// The stage that bounds the step.
+    pub bottleneck: Bottleneck,
 }
 
-/// 1F1B's reference figures for `p`, `m` under `cfg`: (max peak, p2p transfers).
-pub fn baseline(p: u32, m: u32, cfg: &SimConfig) -> Result<(f64, u64), Error> {
-    let s = generate("1f1b", &Params::new(p, m))?;
-    let base_cfg = SimConfig {
-        stage_costs: None,
-        activation: None,
-        ..cfg.clone()
+/// The stage that bounds a simulated step: the one whose passes take the largest share of a
+/// critical path (the chain of passes, each held back by the one before it, that ends last).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct Bottleneck {
+    /// The stage.
+    pub stage: u32,
+    /// Its device.
+    pub device: u32,
+    /// Share of the makespan its passes take on the critical path.
+    pub critical_share: f64,
+    /// Share of the makespan its device is busy.
+    pub device_busy_share: f64,
+}
+
+/// The stage that bounds `s`'s step as simulated in `r` on `net`.
+pub fn bottleneck(s: &Schedule, net: &Net, r: &SimResult) -> Bottleneck {
+    let mut on_path = vec![0.0; s.stages as usize];
+    for (d, i) in critical_path(s, net, r) {
+        let pass = s.lists[d][i];
+        on_path[pass.stage as usize] += r.end[d][i] - r.start[d][i];
+    }
+    let stage = (0..on_path.len())
+        .max_by(|&a, &b| on_path[a].total_cmp(&on_path[b]).then(b.cmp(&a)))
+        .unwrap_or(0);
+    let device = net.stage_device.get(stage).copied().unwrap_or(0);
+    let share = |x: f64| {
+        if r.makespan > 0.0 {
+            x / r.makespan
+        } else {
+            0.0
+        }
     };
-    let r = simulate(&s, &base_cfg)?;
-    Ok((r.max_peak(), r.p2p_transfers))
+    Bottleneck {
+        stage: stage as u32,
+        device,
+        critical_share: share(on_path.get(stage).copied().unwrap_or(0.0)),
+        device_busy_share: share(r.busy.get(device as usize).copied().unwrap_or(0.0)),
+    }
 }
 
-/// Builds the summary of a simulated schedule.
-pub fn summarize(s: &Schedule, r: &SimResult, base: (f64, u64)) -> Summary {
+/// 1F1B's reference figures for `p`, `m` under `costs`: (max peak, p2p transfers).
+pub fn baseline(p: u32, m: u32, costs: &StageCosts) -> Result<(f64, u64), Error> {
+    let p2p = 2 * u64::from(p.saturating_sub(1)) * u64::from(m);
+    Ok((one_f_one_b_peak(p, m, costs)?, p2p))
+}
+
+/// Builds the summary of a schedule simulated under `costs`.
+pub fn summarize(
+    s: &Schedule,
+    r: &SimResult,
+    costs: &StageCosts,
+    base: (f64, u64),
+) -> Result<Summary, Error> {
     let max_peak = r.max_peak();
-    Summary {
+    let net = Net::of(s, costs)?;
+    Ok(Summary {
         schedule: s.name.clone(),
         placement: s.placement.describe(),
         devices: s.devices,
@@ -77,7 +120,8 @@ pub fn summarize(s: &Schedule, r: &SimResult, base: (f64, u64)) -> Summary {
         } else {
             f64::INFINITY
         },
-    }
+        bottleneck: bottleneck(s, &net, r),
+    })
 }
 
 /// One row of a comparison: a summary, or why the schedule does not apply.
@@ -94,15 +138,15 @@ pub enum Row {
     },
 }
 
-/// Generates and simulates every registered schedule for `prm` under `cfg`.
-pub fn compare(prm: &Params, cfg: &SimConfig) -> Result<Vec<Row>, Error> {
-    prm.check()?;
-    let base = baseline(prm.devices, prm.microbatches, cfg)?;
+/// Generates and simulates every registered schedule for `prm` under its costs.
+pub fn compare(prm: &Params) -> Result<Vec<Row>, Error> {
+    let base = baseline(prm.devices(), prm.microbatches(), &prm.costs)?;
     let mut rows = Vec::new();
     for g in registry() {
         let row = generate(g.name, prm)
-            .and_then(|s| simulate(&s, cfg).map(|r| (s, r)))
-            .map(|(s, r)| Row::Ok(Box::new(summarize(&s, &r, base))))
+            .and_then(|s| simulate(&s, &prm.costs).map(|r| (s, r)))
+            .and_then(|(s, r)| summarize(&s, &r, &prm.costs, base))
+            .map(|sum| Row::Ok(Box::new(sum)))
             .unwrap_or_else(|e| Row::NotApplicable {
                 schedule: g.name.to_string(),
                 reason: e.to_string(),

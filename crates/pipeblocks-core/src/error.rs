@@ -4,12 +4,98 @@ use thiserror::Error;
 
 use crate::ir::Pass;
 
+/// A parameter a user sets; errors name it so that each front end can word the fix in its own
+/// terms (a command-line flag, a keyword argument).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    /// The number of devices `p`.
+    Devices,
+    /// The number of microbatches `m`.
+    Microbatches,
+    /// Chunks per device of a looped placement.
+    Chunks,
+    /// The memory budget per device.
+    Budget,
+    /// Microbatches per ZeroPP group (scheduling unit).
+    Group,
+    /// The uniform pass costs.
+    Costs,
+    /// The per-stage cost table.
+    StageCosts,
+    /// The fraction of an activation freed by B.
+    BRelease,
+    /// The model's shape.
+    Model,
+    /// Samples per microbatch.
+    MicrobatchSize,
+    /// The data-parallel (FSDP) group size.
+    Replicas,
+}
+
+impl Param {
+    /// The parameter in words, for messages without a front end.
+    pub fn words(self) -> &'static str {
+        match self {
+            Param::Devices => "devices",
+            Param::Microbatches => "microbatches",
+            Param::Chunks => "chunks per device",
+            Param::Budget => "memory budget",
+            Param::Group => "microbatches per ZeroPP group",
+            Param::Costs => "pass costs",
+            Param::StageCosts => "stage costs",
+            Param::BRelease => "fraction released at B",
+            Param::Model => "model",
+            Param::MicrobatchSize => "samples per microbatch",
+            Param::Replicas => "data-parallel replicas",
+        }
+    }
+}
+
+/// A fix an error suggests: set a parameter, to a value when one is known.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fix {
+    /// The parameter.
+    pub param: Param,
+    /// The value to give it, as text (`"8"`, `"1x"`); `None`: the message says which way.
+    pub value: Option<String>,
+}
+
+impl Fix {
+    /// Set `param` to `value`.
+    pub fn new(param: Param, value: impl Into<String>) -> Self {
+        Fix {
+            param,
+            value: Some(value.into()),
+        }
+    }
+    /// Change `param` as the message says.
+    pub fn change(param: Param) -> Self {
+        Fix { param, value: None }
+    }
+}
+
 /// Everything the engine can refuse.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum Error {
-    /// Impossible or unsupported configuration (sizes, options).
-    #[error("{0}")]
-    Config(String),
+    /// A count that must be at least 1 is 0.
+    #[error("the number of {} is 0; use at least 1", .0.words())]
+    Zero(Param),
+    /// Impossible or unsupported configuration (sizes, options), with the fix when there is one.
+    #[error("{why}")]
+    Config {
+        /// What is wrong, and how to fix it in words.
+        why: String,
+        /// The parameter to change, for front ends to word as their own flag.
+        fix: Option<Fix>,
+    },
+    /// A per-stage cost table that fits neither a schedule's stage count nor a divisor of it.
+    #[error("the stage costs describe {table} stages, which a schedule of {stages} stages can use neither as they are, split evenly nor merged; give a table whose stage count divides {stages} or is a multiple of it")]
+    StageCount {
+        /// Stages in the table.
+        table: u32,
+        /// Stages of the schedule.
+        stages: u32,
+    },
     /// A schedule name that is not in the registry.
     #[error("unknown schedule `{name}`{}; run `pipeblocks list` for all names", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
     UnknownSchedule {
@@ -32,15 +118,47 @@ pub enum Error {
 }
 
 impl Error {
-    /// Shorthand for [`Error::Config`].
+    /// A configuration error without a parameter to suggest.
     pub fn config(msg: impl Into<String>) -> Self {
-        Error::Config(msg.into())
+        Error::Config {
+            why: msg.into(),
+            fix: None,
+        }
+    }
+    /// A configuration error fixed by setting `param` to `value`.
+    pub fn fix(msg: impl Into<String>, param: Param, value: impl Into<String>) -> Self {
+        Error::Config {
+            why: msg.into(),
+            fix: Some(Fix::new(param, value)),
+        }
+    }
+    /// A configuration error fixed by changing `param` as the message says.
+    pub fn change(msg: impl Into<String>, param: Param) -> Self {
+        Error::Config {
+            why: msg.into(),
+            fix: Some(Fix::change(param)),
+        }
     }
     /// Shorthand for [`Error::Parse`].
     pub fn parse(what: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Parse {
             what: what.into(),
             detail: detail.into(),
+        }
+    }
+    /// The fix the error suggests, if any.
+    pub fn suggestion(&self) -> Option<Fix> {
+        match self {
+            Error::Zero(p) => Some(Fix::new(*p, "1")),
+            Error::Config { fix, .. } => fix.clone(),
+            _ => None,
+        }
+    }
+    /// The message without the `malformed ...:` prefix of a parse error.
+    pub(crate) fn detail(&self) -> String {
+        match self {
+            Error::Parse { detail, .. } => detail.clone(),
+            other => other.to_string(),
         }
     }
 }

@@ -56,12 +56,13 @@ use std::fmt;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::error::{Error, ValidationError};
-use crate::generators::{generate, zeropp, Params};
+use crate::engine::{bubble_rate, simulate_net, Engine, InOrder, Net, Observer, SimResult};
+use crate::error::{Error, Param, ValidationError};
 use crate::ir::{Pass, PassKind, Schedule};
-use crate::model_cost::{DeviceSpec, ModelCosts, ModelSpec};
-use crate::simulate::{activation_change, simulate_graph, SimConfig, SimResult};
-use crate::validate::{validate, InOrder};
+use crate::model::{DeviceSpec, ModelCosts, ModelSpec};
+use crate::params::{Params, StageCosts, StageTable};
+use crate::registry;
+use crate::validate::validate;
 
 /// Errors of the FSDP layer.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -191,9 +192,7 @@ impl FsdpConfig {
 
     fn check(&self, s: &Schedule) -> Result<(), FsdpError> {
         if self.dp == 0 {
-            return Err(FsdpError::Config(
-                "--fsdp 0: the data-parallel group needs at least 1 replica".into(),
-            ));
+            return Err(Error::Zero(Param::Replicas).into());
         }
         if self.stage_params.len() != s.stages as usize {
             return Err(FsdpError::Config(format!(
@@ -226,7 +225,7 @@ impl FsdpConfig {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Window {
+struct GatherWindow {
     stage: u32,
     first: usize,
     last: usize,
@@ -243,30 +242,18 @@ impl FsdpPlan {
     pub fn derive(
         s: &Schedule,
         unit: u32,
-        cfg: &SimConfig,
+        costs: &StageCosts,
         f: &FsdpConfig,
     ) -> Result<FsdpPlan, FsdpError> {
         if unit == 0 {
-            return Err(FsdpError::Config(
-                "the FSDP unit must be at least 1 microbatch".into(),
-            ));
+            return Err(Error::Zero(Param::Group).into());
         }
         f.check(s)?;
-        if cfg
-            .stage_costs
-            .as_ref()
-            .is_some_and(|c| c.len() != s.stages as usize)
-        {
-            return Err(FsdpError::Config(format!(
-                "per-stage costs must list {} stages",
-                s.stages
-            )));
-        }
-        let dur = cfg.durations(s);
+        let dur = costs.resolve(s.stages, s.devices)?.dur;
         let mut lists = Vec::with_capacity(s.devices as usize);
         for list in &s.lists {
             // Windows keyed by (stage, unit, backward), in order of first appearance.
-            let mut windows: Vec<Window> = Vec::new();
+            let mut windows: Vec<GatherWindow> = Vec::new();
             let mut key_of: std::collections::HashMap<(u32, u32, bool), usize> = Default::default();
             for (i, p) in list.iter().enumerate() {
                 let bwd = p.kind != PassKind::F;
@@ -275,7 +262,7 @@ impl FsdpPlan {
                     Some(&w) => windows[w].last = i,
                     None => {
                         key_of.insert(key, windows.len());
-                        windows.push(Window {
+                        windows.push(GatherWindow {
                             stage: p.stage,
                             first: i,
                             last: i,
@@ -286,7 +273,7 @@ impl FsdpPlan {
             }
             // Merge overlapping windows of one stage.
             windows.sort_by_key(|w| (w.stage, w.first));
-            let mut merged: Vec<Window> = Vec::new();
+            let mut merged: Vec<GatherWindow> = Vec::new();
             for w in windows {
                 match merged.last_mut() {
                     Some(prev) if prev.stage == w.stage && w.first <= prev.last => {
@@ -553,27 +540,27 @@ impl FsdpResult {
     }
 }
 
-/// Simulates a schedule with its FSDP plan (validating both).
+/// Simulates a schedule with its FSDP plan (validating both): the engine runs the compute with
+/// [`Collectives`] as its observer.
 pub fn simulate_fsdp(
     s: &Schedule,
     plan: &FsdpPlan,
-    cfg: &SimConfig,
+    costs: &StageCosts,
     f: &FsdpConfig,
 ) -> Result<FsdpResult, FsdpError> {
-    let g = validate(s)?;
+    validate(s)?;
     f.check(s)?;
     validate_plan(s, plan)?;
-    // The compute-only run checks the config and gives the free-communication step time.
-    let base = simulate_graph(s, &g, cfg)?;
-    let dur = cfg.durations(s);
-    let act = cfg.activations(s);
-    let speed = cfg.speeds(s);
-    let comm = cfg.costs.comm;
+    let net = Net::of(s, costs)?;
+    // The compute-only run gives the free-communication step time.
+    let base = simulate_net(s, &net)?;
     let p = s.devices as usize;
     let n_st = s.stages as usize;
-
-    let mut st = State {
+    let observer = Collectives {
         f,
+        plan,
+        table: &net.table,
+        unit_bytes: net.table.unit_bytes.unwrap_or(1.0),
         pos: vec![0; p],
         prev_start: vec![0.0; p],
         prev_end: vec![0.0; p],
@@ -585,64 +572,25 @@ pub fn simulate_fsdp(
         comm_bytes: vec![0.0; p],
         comm_time: vec![0.0; p],
         stage_traffic: vec![0.0; n_st],
+        exposed: vec![0.0; p],
     };
-    let mut free = vec![0.0f64; p];
-    let mut exposed = vec![0.0f64; p];
-    let mut end_of = vec![0.0f64; g.index.len()];
-    let mut start: Vec<Vec<f64>> = s.lists.iter().map(|l| vec![0.0; l.len()]).collect();
-    let mut end = start.clone();
-    let mut order = InOrder::new(s, &g);
-    order.run(|d, i| {
-        let pass = s.lists[d][i];
-        st.advance(d, &plan.lists[d]);
-        // The plan's pointer now sits on this pass.
-        st.pos[d] += 1;
-        let mut ready = free[d];
-        let (deps, n) = g.deps(pass);
-        for dep in deps.iter().take(n).flatten() {
-            let lat = if g.stage_device[dep.stage as usize] as usize != d {
-                comm
-            } else {
-                0.0
-            };
-            ready = ready.max(end_of[g.index.of(*dep)] + lat);
-        }
-        let su = pass.stage as usize;
-        let gr = st.gather_ready[su];
-        let t = if gr > ready {
-            exposed[d] += gr - ready;
-            gr
-        } else {
-            ready
-        };
-        let e = t + dur[su][pass.kind.index()] / speed[d];
-        if matches!(pass.kind, PassKind::W | PassKind::BW) && !st.grad_open[su] {
-            st.grad_open[su] = true;
-            st.events[d].push((t, f.stage_bytes(pass.stage), 0.0));
-        }
-        let ta = if pass.kind == PassKind::F { t } else { e };
-        let da = activation_change(pass.kind, act[su], cfg.b_release);
-        if da != 0.0 {
-            st.events[d].push((ta, 0.0, da));
-        }
-        start[d][i] = t;
-        end[d][i] = e;
-        end_of[g.index.of(pass)] = e;
-        free[d] = e;
-        st.prev_start[d] = t;
-        st.prev_end[d] = e;
-    });
-    debug_assert!(order.blocked().is_none());
-    for d in 0..p {
-        st.advance(d, &plan.lists[d]);
-        exposed[d] += (st.coll_free[d] - free[d]).max(0.0);
+    let mut e = Engine::with_observer(&net, observer, false);
+    e.drive(&mut InOrder::new(&s.lists))
+        .map_err(|_| Error::config("the schedule's lists block; validate it first"))?;
+    let (st, mut obs) = e.into_parts();
+    let free: Vec<f64> = st
+        .end
+        .iter()
+        .map(|e| e.last().copied().unwrap_or(0.0))
+        .collect();
+    for (d, &f) in free.iter().enumerate() {
+        obs.advance(d);
+        obs.exposed[d] += (obs.coll_free[d] - f).max(0.0);
     }
     let makespan = (0..p)
-        .map(|d| free[d].max(st.coll_free[d]))
+        .map(|d| free[d].max(obs.coll_free[d]))
         .fold(0.0, f64::max);
     let compute_end = free.iter().cloned().fold(0.0, f64::max);
-    let busy = crate::simulate::busy_per_device(s, &dur, &speed);
-    let total_busy: f64 = busy.iter().sum();
     let dp = f.dp.max(1) as f64;
     let shard_memory: Vec<f64> = (0..p as u32)
         .map(|d| {
@@ -658,7 +606,7 @@ pub fn simulate_fsdp(
     let mut peak_total = vec![0.0; p];
     let mut act_curves = Vec::with_capacity(p);
     for d in 0..p {
-        let ev = &mut st.events[d];
+        let ev = &mut obs.events[d];
         // Releases before allocations at the same instant.
         ev.sort_by(|a, b| {
             a.0.total_cmp(&b.0)
@@ -693,15 +641,11 @@ pub fn simulate_fsdp(
     }
     let frac = if f.dp > 1 { (dp - 1.0) / dp } else { 0.0 };
     let compute = SimResult {
-        start,
-        end,
+        bubble_rate: bubble_rate(&st.busy, makespan),
+        start: st.start,
+        end: st.end,
         makespan: compute_end,
-        busy: busy.clone(),
-        bubble_rate: if makespan > 0.0 {
-            1.0 - total_busy / (p as f64 * makespan)
-        } else {
-            0.0
-        },
+        busy: st.busy,
         peak_activation: peak_act.clone(),
         memory: act_curves,
         p2p_transfers: s.p2p_transfers(),
@@ -710,23 +654,28 @@ pub fn simulate_fsdp(
         compute,
         makespan,
         compute_only_makespan: base.makespan,
-        collectives: st.collectives,
-        wire_bytes: st.comm_bytes.iter().map(|b| b * frac).collect(),
-        comm_bytes: st.comm_bytes,
-        comm_time: st.comm_time,
-        exposed_comm: exposed,
+        collectives: obs.collectives,
+        wire_bytes: obs.comm_bytes.iter().map(|b| b * frac).collect(),
+        comm_bytes: obs.comm_bytes,
+        comm_time: obs.comm_time,
+        exposed_comm: obs.exposed,
         shard_memory,
         peak_param_memory: peak_param,
         peak_activation: peak_act,
         peak_memory: peak_total,
-        stage_traffic: st.stage_traffic,
+        stage_traffic: obs.stage_traffic,
         memory,
     })
 }
 
-/// Per-device state of the collective stream while simulating.
-struct State<'a> {
+/// FSDP's collective stream, an observer of the engine: per device, it runs the plan's
+/// collectives between the compute passes, holds a pass back until its stage's gather ends,
+/// and records parameter and activation memory (bytes) over time.
+struct Collectives<'a> {
     f: &'a FsdpConfig,
+    plan: &'a FsdpPlan,
+    table: &'a StageTable,
+    unit_bytes: f64,
     pos: Vec<usize>,
     prev_start: Vec<f64>,
     prev_end: Vec<f64>,
@@ -739,11 +688,43 @@ struct State<'a> {
     comm_bytes: Vec<f64>,
     comm_time: Vec<f64>,
     stage_traffic: Vec<f64>,
+    exposed: Vec<f64>,
 }
 
-impl State<'_> {
+impl Observer for Collectives<'_> {
+    fn start(&mut self, d: usize, pass: Pass, ready: f64) -> f64 {
+        self.advance(d);
+        // The plan's pointer now sits on this pass.
+        self.pos[d] += 1;
+        let gr = self.gather_ready[pass.stage as usize];
+        if gr > ready {
+            self.exposed[d] += gr - ready;
+            gr
+        } else {
+            ready
+        }
+    }
+
+    fn ran(&mut self, d: usize, pass: Pass, start: f64, end: f64) {
+        let su = pass.stage as usize;
+        if matches!(pass.kind, PassKind::W | PassKind::BW) && !self.grad_open[su] {
+            self.grad_open[su] = true;
+            self.events[d].push((start, self.f.stage_bytes(pass.stage), 0.0));
+        }
+        let at = if pass.kind == PassKind::F { start } else { end };
+        let da = self.table.activation_change(pass.kind, pass.stage) * self.unit_bytes;
+        if da != 0.0 {
+            self.events[d].push((at, 0.0, da));
+        }
+        self.prev_start[d] = start;
+        self.prev_end[d] = end;
+    }
+}
+
+impl Collectives<'_> {
     /// Runs device `d`'s collective actions up to its next compute pass (or the list's end).
-    fn advance(&mut self, d: usize, acts: &[Action]) {
+    fn advance(&mut self, d: usize) {
+        let acts = &self.plan.lists[d];
         while let Some(a) = acts.get(self.pos[d]) {
             let (kind, stage) = match *a {
                 Action::Compute(_) => return,
@@ -806,215 +787,56 @@ pub struct FsdpSetup {
 }
 
 impl FsdpSetup {
-    /// Simulator and FSDP configs for a schedule of this setup (times in seconds).
-    pub fn configs(&self, s: &Schedule) -> Result<(SimConfig, FsdpConfig), FsdpError> {
+    /// The model's per-stage costs (seconds, activation units of its own bytes).
+    pub fn costs(&self) -> StageCosts {
+        StageCosts::model(
+            self.model.clone(),
+            self.microbatch_size,
+            self.device.clone(),
+        )
+    }
+
+    /// The FSDP settings for a schedule of this setup: the device's links and each stage's
+    /// parameters.
+    pub fn config(&self, s: &Schedule) -> Result<FsdpConfig, FsdpError> {
         let mc = ModelCosts::for_stages(&self.model, self.microbatch_size, &self.device, s.stages)?;
-        let comm = mc.costs.first().map(|c| c.comm).unwrap_or(0.0);
-        let mut cfg = SimConfig::with_costs(crate::simulate::Costs {
-            comm,
-            ..Default::default()
-        });
-        cfg.stage_costs = Some(mc.costs);
-        cfg.activation = Some(mc.activation_bytes);
-        let f = FsdpConfig::new(
+        Ok(FsdpConfig::new(
             self.dp,
             self.device.bandwidth,
             self.device.latency,
             mc.params,
-        );
-        Ok((cfg, f))
-    }
-
-    /// Per-stage durations `[F, B, W, BW]` of the model split into `stages` stages.
-    pub fn durations(&self, stages: u32) -> Result<Vec<[f64; 4]>, FsdpError> {
-        let mc = ModelCosts::for_stages(&self.model, self.microbatch_size, &self.device, stages)?;
-        Ok(mc
-            .costs
-            .iter()
-            .map(|c| PassKind::ALL.map(|k| c.of(k)))
-            .collect())
+        ))
     }
 }
 
-/// Derives the plan and simulates a schedule under a setup.
+/// Derives the plan of a schedule with gather windows of `unit` microbatches and simulates it
+/// under a setup.
 pub fn run(
     s: &Schedule,
     unit: u32,
     setup: &FsdpSetup,
 ) -> Result<(FsdpPlan, FsdpResult), FsdpError> {
-    let (cfg, f) = setup.configs(s)?;
-    let plan = FsdpPlan::derive(s, unit, &cfg, &f)?;
-    let r = simulate_fsdp(s, &plan, &cfg, &f)?;
+    let costs = setup.costs();
+    let f = setup.config(s)?;
+    let plan = FsdpPlan::derive(s, unit, &costs, &f)?;
+    let r = simulate_fsdp(s, &plan, &costs, &f)?;
     Ok((plan, r))
 }
 
-/// Builds a `zeropp` schedule ordered with the model's real pass times.
-pub fn zeropp_schedule(prm: &Params, unit: u32, setup: &FsdpSetup) -> Result<Schedule, FsdpError> {
-    prm.check()?;
-    let v = prm.chunks.unwrap_or(2);
-    let durations = setup.durations(prm.devices.saturating_mul(v))?;
-    let s = zeropp::build(
-        prm,
-        &zeropp::ZeroppOptions {
-            unit,
-            durations: Some(durations),
-            limit: None,
-        },
-    )?;
-    validate(&s)?;
-    Ok(s)
-}
-
-/// Generates a named schedule for FSDP: `zeropp` with `unit` (and the model's pass times), any
-/// other registered name as usual.
-pub fn schedule_for(
+/// Generates the named schedule under the setup's costs (ZeroPP with `prm`'s group) and runs it
+/// with FSDP; returns the schedule, its gather window, plan and simulation.
+pub fn schedule_and_run(
     name: &str,
     prm: &Params,
-    unit: Option<u32>,
     setup: &FsdpSetup,
-) -> Result<Schedule, FsdpError> {
-    if name.trim().eq_ignore_ascii_case("zeropp") {
-        let u = unit.unwrap_or_else(|| zeropp::default_unit(prm.devices, prm.microbatches));
-        zeropp_schedule(prm, u, setup)
-    } else {
-        Ok(generate(name, prm)?)
-    }
-}
-
-/// The outcome of [`auto_unit`].
-#[derive(Clone, Debug)]
-pub struct AutoUnit {
-    /// The chosen unit.
-    pub unit: u32,
-    /// Its schedule.
-    pub schedule: Schedule,
-    /// Its plan.
-    pub plan: FsdpPlan,
-    /// Its simulation.
-    pub result: FsdpResult,
-    /// Every unit tried: `(U, step time, peak memory)`.
-    pub tried: Vec<(u32, f64, f64)>,
-}
-
-/// Picks the scheduling unit for `zeropp`: among the divisors of `m`, the one with the shortest
-/// simulated step whose peak memory fits `budget` bytes per device (the device's memory when
-/// `None`). Larger units hide more of the pipeline bubble and move less parameter traffic; smaller
-/// units keep fewer activations alive.
-pub fn auto_unit(
-    prm: &Params,
-    setup: &FsdpSetup,
-    budget: Option<f64>,
-) -> Result<AutoUnit, FsdpError> {
-    prm.check()?;
-    let m = prm.microbatches;
-    let budget = budget.unwrap_or(setup.device.memory);
-    let mut best: Option<AutoUnit> = None;
-    let mut tried = Vec::new();
-    for u in (1..=m).filter(|u| m.is_multiple_of(*u)) {
-        let s = zeropp_schedule(prm, u, setup)?;
-        let (plan, r) = run(&s, u, setup)?;
-        let peak = r.max_peak_memory();
-        tried.push((u, r.makespan, peak));
-        if peak <= budget && best.as_ref().is_none_or(|b| r.makespan < b.result.makespan) {
-            best = Some(AutoUnit {
-                unit: u,
-                schedule: s,
-                plan,
-                result: r,
-                tried: Vec::new(),
-            });
-        }
-    }
-    match best {
-        Some(mut b) => {
-            b.tried = tried;
-            Ok(b)
-        }
-        None => {
-            let (u, _, peak) = tried
-                .iter()
-                .cloned()
-                .min_by(|a, b| a.2.total_cmp(&b.2))
-                .unwrap_or((1, 0.0, 0.0));
-            Err(FsdpError::Config(format!(
-                "no scheduling unit fits the memory budget of {:.2} GiB per device (the smallest peak is {:.2} GiB at --unit {u}); use more devices, a smaller microbatch or a larger budget",
-                budget / GIB,
-                peak / GIB
-            )))
-        }
-    }
+) -> Result<(Schedule, u32, FsdpPlan, FsdpResult), FsdpError> {
+    let g = registry::find(name)?;
+    let prm = prm.clone().with_costs(setup.costs());
+    let s = registry::generate(g.name, &prm)?;
+    let unit = g.fsdp_window(&prm);
+    let (plan, r) = run(&s, unit, setup)?;
+    Ok((s, unit, plan, r))
 }
 
 /// Bytes in a GiB.
 pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::generators::Params;
-
-    fn unit_fsdp(s: &Schedule, dp: u32, bw: f64) -> FsdpConfig {
-        FsdpConfig::new(dp, bw, 0.0, vec![1.0; s.stages as usize])
-    }
-
-    #[test]
-    fn derived_plans_validate_for_every_registered_schedule() {
-        for g in crate::generators::registry() {
-            let s = generate(g.name, &Params::new(4, 8)).unwrap();
-            let cfg = SimConfig::default();
-            let f = unit_fsdp(&s, 4, 1.0);
-            let plan = FsdpPlan::derive(&s, s.microbatches, &cfg, &f).unwrap();
-            validate_plan(&s, &plan).unwrap();
-            let r = simulate_fsdp(&s, &plan, &cfg, &f).unwrap();
-            assert!(r.makespan >= r.compute_only_makespan - 1e-9, "{}", g.name);
-        }
-    }
-
-    #[test]
-    fn plan_errors_name_the_problem() {
-        let s = generate("1f1b", &Params::new(2, 2)).unwrap();
-        let cfg = SimConfig::default();
-        let f = unit_fsdp(&s, 2, 1.0);
-        let mut plan = FsdpPlan::derive(&s, 2, &cfg, &f).unwrap();
-        // Drop the first gather of device 0.
-        let i = plan.lists[0]
-            .iter()
-            .position(|a| matches!(a, Action::Unshard(_)))
-            .unwrap();
-        plan.lists[0].remove(i);
-        let e = validate_plan(&s, &plan).unwrap_err().to_string();
-        assert!(e.contains("not gathered"), "{e}");
-        let mut plan = FsdpPlan::derive(&s, 2, &cfg, &f).unwrap();
-        plan.lists[1].retain(|a| !matches!(a, Action::ReduceGrad(_)));
-        let e = validate_plan(&s, &plan).unwrap_err().to_string();
-        assert!(e.contains("never reduce-scattered"), "{e}");
-        let mut plan = FsdpPlan::derive(&s, 2, &cfg, &f).unwrap();
-        plan.lists[0].insert(0, Action::Unshard(1));
-        let e = validate_plan(&s, &plan).unwrap_err().to_string();
-        assert!(e.contains("does not hold"), "{e}");
-    }
-
-    #[test]
-    fn collective_time_is_the_ring_formula() {
-        let f = FsdpConfig::new(8, 100.0, 0.5, vec![]);
-        assert!((f.collective_time(800.0) - (0.5 + 7.0)).abs() < 1e-12);
-        let one = FsdpConfig::new(1, 100.0, 0.5, vec![]);
-        assert_eq!(one.collective_time(800.0), 0.0);
-    }
-
-    #[test]
-    fn a_slow_gather_is_exposed_once_at_the_start() {
-        // One device, one stage, 1 microbatch: gather (4), F, B, W, reduce-scatter (4).
-        let s = generate("zeropp", &Params::new(1, 1)).unwrap();
-        let cfg = SimConfig::default();
-        let mut f = FsdpConfig::new(2, 1.0, 0.0, vec![4.0; s.stages as usize]);
-        f.param_bytes = 2.0;
-        let plan = FsdpPlan::derive(&s, 1, &cfg, &f).unwrap();
-        let r = simulate_fsdp(&s, &plan, &cfg, &f).unwrap();
-        assert!(r.exposed_comm[0] > 0.0);
-        assert!(r.makespan > r.compute_only_makespan);
-        // Collective time 1/2 · 8 bytes / 1 = 4 each; 6 collectives for 2 chunks.
-        assert_eq!(r.collectives[0].len(), 6);
-        assert!((r.comm_time[0] - 24.0).abs() < 1e-9);
-    }
-}

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::error::Error;
+use crate::error::{Error, Param};
 
 /// The kind of a pass.
 ///
@@ -210,14 +210,10 @@ impl Placement {
     /// Checks the placement is usable with `p` devices.
     pub fn check(&self, p: u32) -> Result<(), Error> {
         if p == 0 {
-            return Err(Error::config(
-                "the number of devices is 0; use at least 1 (-p 1)",
-            ));
+            return Err(Error::Zero(Param::Devices));
         }
         match self {
-            Placement::Looped { chunks: 0 } => Err(Error::config(
-                "a looped placement needs at least 1 chunk per device (--chunks 1 or more)",
-            )),
+            Placement::Looped { chunks: 0 } => Err(Error::Zero(Param::Chunks)),
             Placement::Explicit { devices } => {
                 if devices.is_empty() {
                     return Err(Error::config("an explicit placement lists no stages"));
@@ -263,9 +259,7 @@ impl Schedule {
     pub fn empty(name: &str, p: u32, m: u32, placement: Placement) -> Result<Self, Error> {
         placement.check(p)?;
         if m == 0 {
-            return Err(Error::config(
-                "the number of microbatches is 0; use at least 1 (-m 1)",
-            ));
+            return Err(Error::Zero(Param::Microbatches));
         }
         let stages = placement.num_stages(p);
         Ok(Schedule {

@@ -3,42 +3,51 @@
 //! The bottom layer of pipeblocks, pure Rust with no heavy dependencies. It knows what a pipeline
 //! schedule is and everything that can be computed about one without running a model:
 //!
+//! - [`params`]: sizes, per-stage costs ([`StageCosts`]) and the memory [`Budget`];
 //! - [`ir`]: passes (F, B, W, BW), placements (sequential, looped, V-shape, explicit) and schedules;
-//! - [`generators`]: the registry of named schedules (`gpipe`, `1f1b`, `interleaved-1f1b`, `bfs`,
-//!   `zb-h1`, `zb-h2`, `v-min`, `v-half`, `v-zb`, `zb-v`, `auto`, ...), the greedy list scheduler
-//!   and the memory-budgeted search behind `auto` and the frontier;
-//! - [`block`]: building blocks (one microbatch's passes repeated every `T` slots): collision
-//!   check, lifespans, memory bound, expansion, squeeze and reorder; `v-min`, `v-half`, `v-zb`;
-//! - [`climb`]: hill climbing over device orders within a memory limit, the last step of `auto`;
+//! - [`engine`]: the one event engine (readiness, clocks, memory, waking, results) driven by
+//!   policies and observers, and [`simulate()`] on it;
 //! - [`validate()`]: completeness, placement, dependency order and deadlock-freedom;
-//! - [`simulate()`]: event-driven timings, bubble rate and activation memory;
-//! - [`format`]: pipeblocks' versioned JSON and PyTorch's compute-only CSV;
-//! - [`compare`]: every applicable schedule side by side.
+//! - [`generators`]: the schedules (classic, greedy list scheduler, rounds, ZeroPP, V blocks);
+//! - [`block`]: building blocks (one microbatch's passes repeated every `T` slots): collision
+//!   check, lifespans, memory bound, expansion, W delays, the V-shape family;
+//! - [`improve`]: repairs of a schedule: reorder, polish, hill climbing;
+//! - [`search`]: `auto`, the memory/bubble frontier, `zb-v`, ZB-H1/H2 under unequal costs;
+//! - [`model`]: a transformer's per-stage costs from its shape and a device;
+//! - [`fsdp`]: fully sharded data parallelism as a plan beside a schedule and an engine observer;
+//! - [`format`]: pipeblocks' versioned JSON, PyTorch's compute-only CSV, the stage-cost file;
+//! - [`compare`]: every applicable schedule side by side;
+//! - [`registry`]: the named schedules and what each reads.
 //!
 //! Renderers (`pipeblocks-viz`), the runtime (`pipeblocks-runtime`) and the `pipeblocks` binary
 //! build on this crate; nothing here depends on them.
 //!
 //! ```
-//! use pipeblocks_core::{generators::{generate, Params}, simulate::{simulate, SimConfig}};
-//! let s = generate("1f1b", &Params::new(4, 8)).unwrap();
-//! let r = simulate(&s, &SimConfig::default()).unwrap();
+//! use pipeblocks_core::{generate, simulate, Params, StageCosts};
+//! let s = generate("1f1b", &Params::new(4, 8).unwrap()).unwrap();
+//! let r = simulate(&s, &StageCosts::default()).unwrap();
 //! assert!((r.bubble_rate - 3.0 / 11.0).abs() < 1e-9);
 //! assert_eq!(r.peak_activation[0], 4.0);
 //! ```
 
 pub mod block;
-pub mod climb;
 pub mod compare;
+pub mod engine;
 pub mod error;
 pub mod format;
 pub mod fsdp;
 pub mod generators;
+pub mod improve;
 pub mod ir;
-pub mod model_cost;
-pub mod simulate;
+pub mod model;
+pub mod params;
+pub mod registry;
+pub mod search;
 pub mod validate;
 
+pub use engine::{simulate, SimResult};
 pub use error::{Error, ValidationError};
 pub use ir::{Pass, PassKind, Placement, Schedule};
-pub use simulate::{simulate, Costs, SimConfig, SimResult};
+pub use params::{Budget, Costs, Params, StageCost, StageCosts};
+pub use registry::generate;
 pub use validate::validate;

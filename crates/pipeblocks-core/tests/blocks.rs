@@ -1,17 +1,21 @@
 //! Building blocks, the V-shape schedules, `zb-v`, `auto` and the frontier.
 
-use pipeblocks_core::block::{self, Block, BlockPass, SlotLengths};
-use pipeblocks_core::generators::blocks::{frontier, search};
-use pipeblocks_core::generators::{generate, rounds, MemoryBudget, Params};
-use pipeblocks_core::{simulate, Costs, Error, PassKind, Placement, SimConfig};
+use pipeblocks_core::block::{self, Block, BlockPass, Finish, SlotLengths};
+use pipeblocks_core::generators::rounds;
+use pipeblocks_core::improve::polish;
+use pipeblocks_core::search::{frontier, search};
+use pipeblocks_core::{
+    generate, simulate, Budget, Costs, Error, Params, PassKind, Placement, StageCosts,
+};
 use proptest::prelude::*;
 
-fn unit() -> SimConfig {
-    SimConfig::default()
+fn unit() -> StageCosts {
+    StageCosts::default()
 }
 
 fn run(name: &str, p: u32, m: u32) -> (pipeblocks_core::Schedule, pipeblocks_core::SimResult) {
-    let s = generate(name, &Params::new(p, m)).unwrap_or_else(|e| panic!("{name} p={p}: {e}"));
+    let s =
+        generate(name, &Params::new(p, m).unwrap()).unwrap_or_else(|e| panic!("{name} p={p}: {e}"));
     let r = simulate(&s, &unit()).unwrap();
     (s, r)
 }
@@ -80,7 +84,7 @@ fn v_schedules_respect_the_lower_bound_and_auto_reaches_it() {
     // auto at V-Min's and V-Half's memory: since the search squeezes the whole V-shape family
     // it reaches the bound itself at both (at 4 units it was one unit pass above it).
     for units in [4.0, 5.0] {
-        let c = search(&Params::new(p, m), units).unwrap();
+        let c = search(&Params::new(p, m).unwrap(), units).unwrap();
         let k = (c.result.max_peak() * 2.0).round() as u32;
         let lb = lower_bound_slots(p, k);
         let b = bubble_per_device(&c.result);
@@ -97,10 +101,12 @@ fn v_schedules_respect_the_lower_bound_and_auto_reaches_it() {
 fn zb_v_follows_unequal_costs() {
     // Under F=1, B=1.3, W=0.7, c=0.05 the round scheduler's ZB-V keeps every device busy through
     // the steady state (the greedy list scheduler alone left about twice this bubble).
-    let mut prm = Params::new(8, 32);
-    prm.costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
+    let mut prm = Params::new(8, 32).unwrap();
+    prm = prm.with_costs(StageCosts::uniform(
+        Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap(),
+    ));
     let s = generate("zb-v", &prm).unwrap();
-    let r = simulate(&s, &SimConfig::with_costs(prm.costs)).unwrap();
+    let r = simulate(&s, &prm.costs.clone()).unwrap();
     assert!(r.bubble_rate < 0.056, "zb-v bubble {}", r.bubble_rate);
     assert!(r.max_peak() <= 8.0 + 1e-9);
     // ... and at equal costs it is ZB-V's p - 1 forwards of bubble per device.
@@ -115,17 +121,17 @@ fn zb_v_follows_unequal_costs() {
 #[test]
 fn polish_never_lengthens_the_step_nor_breaks_the_limit() {
     let costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
-    let cfg = SimConfig::with_costs(costs);
+    let cfg = StageCosts::uniform(costs);
     for (name, p, m) in [
         ("v-half", 8, 32),
         ("zb-h1", 6, 12),
         ("v-min", 5, 15),
         ("1f1b", 4, 9),
     ] {
-        let s = generate(name, &Params::new(p, m)).unwrap();
+        let s = generate(name, &Params::new(p, m).unwrap()).unwrap();
         let before = simulate(&s, &cfg).unwrap();
         let limits = before.peak_activation.clone();
-        let (t, after) = block::polish(s, &cfg, &limits, 500).unwrap();
+        let (t, after) = polish(s, &cfg, &limits, 500).unwrap();
         assert_eq!(
             simulate(&t, &cfg).unwrap(),
             after,
@@ -137,9 +143,9 @@ fn polish_never_lengthens_the_step_nor_breaks_the_limit() {
         }
     }
     // v-half under unequal costs has room to gain.
-    let s = generate("v-half", &Params::new(8, 32)).unwrap();
+    let s = generate("v-half", &Params::new(8, 32).unwrap()).unwrap();
     let before = simulate(&s, &cfg).unwrap();
-    let (_, after) = block::polish(s, &cfg, &[5.0; 8], 2000).unwrap();
+    let (_, after) = polish(s, &cfg, &[5.0; 8], 2000).unwrap();
     assert!(
         after.makespan < before.makespan - 0.1,
         "{} -> {}",
@@ -153,13 +159,15 @@ fn one_f_one_b_and_zb_h1_blocks_agree_with_the_direct_generators() {
     for p in 1..=8u32 {
         for m in [1, 2, p, 2 * p + 1, 4 * p] {
             let cfg = unit();
-            let (s, r) = block::one_f_one_b(p).build(m, &cfg, false).unwrap();
-            let d = generate("1f1b", &Params::new(p, m)).unwrap();
+            let (s, r) = block::one_f_one_b(p)
+                .build(m, &cfg, Finish::Squeeze)
+                .unwrap();
+            let d = generate("1f1b", &Params::new(p, m).unwrap()).unwrap();
             assert_eq!(s.lists, d.lists, "1f1b p={p} m={m}");
             let rd = simulate(&d, &cfg).unwrap();
             assert_eq!(r.makespan, rd.makespan);
-            let (s, r) = block::zb_h1(p).build(m, &cfg, false).unwrap();
-            let d = generate("zb-h1", &Params::new(p, m)).unwrap();
+            let (s, r) = block::zb_h1(p).build(m, &cfg, Finish::Squeeze).unwrap();
+            let d = generate("zb-h1", &Params::new(p, m).unwrap()).unwrap();
             let rd = simulate(&d, &cfg).unwrap();
             assert_eq!(s.lists, d.lists, "zb-h1 p={p} m={m}");
             assert!((r.bubble_rate - rd.bubble_rate).abs() < 1e-12);
@@ -183,9 +191,9 @@ fn zb_h1_keeps_its_figures_at_equal_costs() {
 #[test]
 fn zb_h1_uses_unequal_costs_without_losing_to_the_direct_schedule() {
     let costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
-    let mut prm = Params::new(8, 32);
-    prm.costs = costs;
-    let cfg = SimConfig::with_costs(costs);
+    let mut prm = Params::new(8, 32).unwrap();
+    prm.costs = StageCosts::uniform(costs);
+    let cfg = StageCosts::uniform(costs);
     let s = generate("zb-h1", &prm).unwrap();
     let r = simulate(&s, &cfg).unwrap();
     let direct =
@@ -199,7 +207,7 @@ fn zb_h1_uses_unequal_costs_without_losing_to_the_direct_schedule() {
 #[test]
 fn auto_under_unequal_costs_stays_in_budget_and_beats_the_fixed_patterns() {
     let costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
-    let cfg = SimConfig::with_costs(costs);
+    let cfg = StageCosts::uniform(costs);
     // The fixed V-Min pattern loses a bubble in every repeat when the costs differ (the issue's
     // "about 0.33"); auto must stay within each budget, beat the fixed pattern of that memory and
     // reach the figures at 0.625x and 1x (0.5x is still above its 0.15).
@@ -208,9 +216,9 @@ fn auto_under_unequal_costs_stays_in_budget_and_beats_the_fixed_patterns() {
         (0.625, "v-half", 0.128),
         (1.0, "v-zb", 0.053),
     ] {
-        let mut prm = Params::new(8, 32);
-        prm.costs = costs;
-        prm.memory = Some(MemoryBudget::Of1f1b(k));
+        let mut prm = Params::new(8, 32).unwrap();
+        prm.costs = StageCosts::uniform(costs);
+        prm = prm.with_budget(Budget::Of1f1b(k));
         let s = generate("auto", &prm).unwrap();
         let r = simulate(&s, &cfg).unwrap();
         assert!(
@@ -246,13 +254,13 @@ fn more_memory_never_gives_auto_a_worse_schedule() {
     // worse with more memory; at 4.5 units it once did (0.258 against 0.247 at 4), because the
     // blocks it squeezed and reordered changed with the budget.
     let costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
-    let cfg = SimConfig::with_costs(costs);
+    let cfg = StageCosts::uniform(costs);
     let mut last = f64::INFINITY;
     for half_units in 6..=16u32 {
         let units = f64::from(half_units) / 2.0;
-        let mut prm = Params::new(8, 32);
-        prm.costs = costs;
-        prm.memory = Some(MemoryBudget::Units(units));
+        let mut prm = Params::new(8, 32).unwrap();
+        prm.costs = StageCosts::uniform(costs);
+        prm = prm.with_budget(Budget::Units(units));
         let r = simulate(&generate("auto", &prm).unwrap(), &cfg).unwrap();
         assert!(
             r.max_peak() <= units + 1e-9,
@@ -277,8 +285,8 @@ fn named_block_bounds_cover_the_simulated_peak() {
             };
             let info = b.analyse().unwrap();
             for m in [1, p, 2 * p + 1, 5 * p] {
-                for reorder in [false, true] {
-                    let (_, r) = b.build(m, &unit(), reorder).unwrap();
+                for finish in [Finish::Squeeze, Finish::Reorder] {
+                    let (_, r) = b.build(m, &unit(), finish).unwrap();
                     for d in 0..p as usize {
                         assert!(
                             r.peak_activation[d] <= info.memory_bound[d] + 1e-9,
@@ -332,7 +340,7 @@ fn colliding_repeats_are_refused_with_a_clear_error() {
         3,
     );
     let e = b.analyse().unwrap_err();
-    assert!(matches!(e, Error::Config(_)));
+    assert!(matches!(e, Error::Config { .. }));
     let msg = e.to_string();
     assert!(msg.contains("collide") && msg.contains("device 1"), "{msg}");
 }
@@ -390,7 +398,8 @@ fn block_json_round_trips_and_checks_its_header() {
 fn w_delays_spend_memory_without_collisions() {
     let b = block::v_min(6).unwrap();
     let before = b.analyse().unwrap();
-    let after = b.delay_ws(6.0, block::DelaySplit::Last).unwrap();
+    let act = vec![0.5; 12];
+    let after = b.delay_ws(6.0, block::DelaySplit::Last, &act).unwrap();
     let info = after.analyse().unwrap();
     assert!(info.max_bound() <= 6.0 + 1e-9);
     assert!(info.max_bound() > before.max_bound());
@@ -437,7 +446,7 @@ fn a_longer_period_lowers_the_bound_and_refuses_less_than_six_slots() {
 fn auto_below_v_mins_memory_uses_longer_periods() {
     // At 3 units (V-Min needs 4 at p = 8) the period-6 blocks do not fit; the list scheduler
     // alone gave 0.317 there, a block repeated every 8 slots gives under 0.2.
-    let c = search(&Params::new(8, 32), 3.0).unwrap();
+    let c = search(&Params::new(8, 32).unwrap(), 3.0).unwrap();
     assert!(c.result.max_peak() <= 3.0 + 1e-9);
     assert!(
         c.result.bubble_rate < 0.2,
@@ -450,7 +459,7 @@ fn auto_below_v_mins_memory_uses_longer_periods() {
 
 #[test]
 fn frontier_improves_with_memory_and_stays_in_budget() {
-    let pts = frontier(&Params::new(4, 8)).unwrap();
+    let pts = frontier(&Params::new(4, 8).unwrap()).unwrap();
     assert!(!pts.is_empty());
     for w in pts.windows(2) {
         assert!(w[1].budget > w[0].budget);
@@ -464,19 +473,23 @@ fn frontier_improves_with_memory_and_stays_in_budget() {
 
 #[test]
 fn too_small_a_budget_is_a_clear_config_error() {
-    let mut prm = Params::new(4, 8);
-    prm.memory = Some(MemoryBudget::Units(0.25));
+    let mut prm = Params::new(4, 8).unwrap();
+    prm = prm.with_budget(Budget::Units(0.25));
     let e = generate("auto", &prm).unwrap_err();
-    assert!(matches!(e, Error::Config(_)), "{e}");
-    assert!(e.to_string().contains("raise --memory"), "{e}");
+    assert!(matches!(e, Error::Config { .. }), "{e}");
+    assert!(e.to_string().contains("raise it"), "{e}");
+    assert_eq!(
+        e.suggestion().map(|f| f.param),
+        Some(pipeblocks_core::error::Param::Budget)
+    );
     // Above half a unit but below one: a V-shape stage holds 0.5 units, yet a device holds both
     // of its stages for a microbatch at once, so nothing fits below 1 unit.
-    prm.memory = Some(MemoryBudget::Units(0.9));
+    prm = prm.with_budget(Budget::Units(0.9));
     let e = generate("auto", &prm).unwrap_err();
     assert!(e.to_string().contains("at least 1"), "{e}");
-    prm.memory = Some(MemoryBudget::Units(1.0));
+    prm = prm.with_budget(Budget::Units(1.0));
     let s = generate("auto", &prm).unwrap();
-    let r = simulate(&s, &SimConfig::default()).unwrap();
+    let r = simulate(&s, &StageCosts::default()).unwrap();
     assert!(r.max_peak() <= 1.0 + 1e-9, "{}", r.max_peak());
 }
 
@@ -485,16 +498,17 @@ fn a_budget_beyond_every_microbatch_searches_as_m_units() {
     // A device never holds more than m units (every microbatch on all its stages), so a huge
     // budget must answer what m units answer (it used to spend time growing with the budget on
     // W delays, and hang at 1e9 units).
-    let mut prm = Params::new(4, 8);
-    prm.costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
-    let cfg = SimConfig::with_costs(prm.costs);
-    let mut run = |budget: MemoryBudget| {
-        prm.memory = Some(budget);
-        let s = generate("auto", &prm).unwrap();
+    let mut prm = Params::new(4, 8).unwrap();
+    prm = prm.with_costs(StageCosts::uniform(
+        Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap(),
+    ));
+    let cfg = prm.costs.clone();
+    let run = |budget: Budget| {
+        let s = generate("auto", &prm.clone().with_budget(budget)).unwrap();
         simulate(&s, &cfg).unwrap()
     };
-    let at_m = run(MemoryBudget::Units(8.0));
-    for huge in [MemoryBudget::Units(1e12), MemoryBudget::Of1f1b(1e300)] {
+    let at_m = run(Budget::Units(8.0));
+    for huge in [Budget::Units(1e12), Budget::Of1f1b(1e300)] {
         let r = run(huge);
         assert!(
             (r.makespan - at_m.makespan).abs() < 1e-9,
@@ -511,7 +525,8 @@ fn even_w_delays_share_the_slack_one_period_at_a_time() {
     let b = block::v_min(4).unwrap();
     let info = b.analyse().unwrap();
     let limit = info.max_bound() + 5.0 * info.activation;
-    let d = b.delay_ws(limit, block::DelaySplit::Even).unwrap();
+    let act = vec![info.activation; 8];
+    let d = b.delay_ws(limit, block::DelaySplit::Even, &act).unwrap();
     // Each device has two Ws; its spare activations go one period at a time from the later W:
     // the later gets the odd one (on the device with the highest bound, 3 of 5 periods).
     let top = (0..4)
@@ -544,7 +559,7 @@ fn even_w_delays_share_the_slack_one_period_at_a_time() {
         }
     }
     // A huge limit is capped, without overflowing the offsets.
-    let h = b.delay_ws(1e300, block::DelaySplit::Even).unwrap();
+    let h = b.delay_ws(1e300, block::DelaySplit::Even, &act).unwrap();
     assert!(h.passes.iter().all(|q| q.offset < u32::MAX / 2));
 }
 
@@ -554,12 +569,12 @@ proptest! {
     #[test]
     fn block_schedules_validate_or_refuse(p in 1u32..=16, m in 1u32..=64) {
         for name in ["v-min", "v-half", "v-zb", "zb-v"] {
-            match generate(name, &Params::new(p, m)) {
+            match generate(name, &Params::new(p, m).unwrap()) {
                 Ok(s) => {
                     let r = simulate(&s, &unit()).unwrap();
                     prop_assert!(r.makespan > 0.0);
                 }
-                Err(Error::Config(msg)) => prop_assert!(!msg.is_empty()),
+                Err(Error::Config { why: msg, .. }) => prop_assert!(!msg.is_empty()),
                 Err(e) => prop_assert!(false, "{name} p={p} m={m}: {e}"),
             }
         }
@@ -576,11 +591,12 @@ proptest! {
         w in 0.1f64..1.5,
     ) {
         // The bound holds for any order-keeping squeeze: memory follows the device order only.
-        let cfg = SimConfig::with_costs(Costs { f, b, w, bw: None, comm: 0.05 });
-        let family = block::v_shape_family(p, limit, 2, 2, period);
-        for (o, blk, info) in family.iter().filter(|x| x.0.period == period).take(4) {
+        let cfg = StageCosts::uniform(Costs { f, b, w, bw: None, comm: 0.05 });
+        let family = block::v_shape_family(p, &vec![0.5; 2 * p as usize], limit, 2, 2, period);
+        for x in family.iter().filter(|x| x.offsets.period == period).take(4) {
+            let (o, info) = (x.offsets, &x.info);
             prop_assert!(info.max_bound() <= limit + 1e-9);
-            let s = blk.expand(m).unwrap();
+            let s = x.block.expand(m).unwrap();
             let r = simulate(&s, &cfg).unwrap();
             prop_assert!(r.max_peak() <= info.max_bound() + 1e-9, "{o:?}: peak {} over bound {}", r.max_peak(), info.max_bound());
         }
@@ -597,29 +613,32 @@ proptest! {
         c in 0.0f64..0.3,
         refine in 0usize..=2,
     ) {
-        let limit = 2 + extra;
-        let cfg = SimConfig::with_costs(Costs { f: 2.0 * f, b: 2.0 * b, w: 2.0 * w, bw: None, comm: c });
-        for o in rounds::variants(p, m, [f, b, w], c, limit) {
-            for s in rounds::refined(o, refine) {
+        let limit = (2 + extra) as f64 / 2.0;
+        let prm = Params::new(p, m)
+            .unwrap()
+            .with_costs(StageCosts::uniform(Costs { f, b, w, bw: None, comm: c }));
+        let cfg = StageCosts::uniform(Costs { f: 2.0 * f, b: 2.0 * b, w: 2.0 * w, bw: None, comm: c });
+        for o in rounds::variants(&vec![limit; p as usize]) {
+            for s in rounds::refined(&prm, o, refine) {
                 // simulate validates: every pass once, on its device, dependency-safe, no deadlock.
                 let r = simulate(&s, &cfg).unwrap();
                 prop_assert_eq!(s.num_passes(), 6 * (p * m) as usize);
-                prop_assert!(r.max_peak() <= limit as f64 / 2.0 + 1e-9, "peak {} over {limit} halves", r.max_peak());
+                prop_assert!(r.max_peak() <= limit + 1e-9, "peak {} over {limit} units", r.max_peak());
             }
         }
     }
 
     #[test]
     fn auto_never_exceeds_its_budget(p in 1u32..=12, m in 1u32..=40, k in 0.2f64..2.0) {
-        let mut prm = Params::new(p, m);
-        prm.costs = Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap();
-        prm.memory = Some(MemoryBudget::Of1f1b(k));
+        let mut prm = Params::new(p, m).unwrap();
+        prm = prm.with_costs(StageCosts::uniform(Costs::parse("f=1,b=1.3,w=0.7,c=0.05").unwrap()));
+        prm = prm.with_budget(Budget::Of1f1b(k));
         match generate("auto", &prm) {
             Ok(s) => {
-                let r = simulate(&s, &SimConfig::with_costs(prm.costs)).unwrap();
+                let r = simulate(&s, &prm.costs).unwrap();
                 prop_assert!(r.max_peak() <= k * p.min(m) as f64 + 1e-9);
             }
-            Err(Error::Config(msg)) => prop_assert!(msg.contains("memory")),
+            Err(Error::Config { why: msg, .. }) => prop_assert!(msg.contains("memory")),
             Err(e) => prop_assert!(false, "p={p} m={m} k={k}: {e}"),
         }
     }

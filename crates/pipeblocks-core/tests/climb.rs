@@ -1,9 +1,9 @@
 //! The hill climb over device orders: it never lengthens a step, never breaks the memory limit
 //! or the schedule, and answers the same for the same seed.
 
-use pipeblocks_core::climb::climb;
-use pipeblocks_core::generators::{generate, Params};
-use pipeblocks_core::{simulate, validate, Costs, SimConfig};
+use pipeblocks_core::improve::climb;
+use pipeblocks_core::{generate, Params};
+use pipeblocks_core::{simulate, validate, Costs, StageCosts};
 use proptest::prelude::*;
 
 fn issue_costs() -> Costs {
@@ -14,8 +14,8 @@ fn issue_costs() -> Costs {
 fn climbing_v_min_shortens_its_step_within_its_memory() {
     // The fixed V-Min pattern under unequal costs loses time in every repeat (0.330); random
     // moves from it find a little (0.327), the search's better starts more.
-    let cfg = SimConfig::with_costs(issue_costs());
-    let s = generate("v-min", &Params::new(8, 32)).unwrap();
+    let cfg = StageCosts::uniform(issue_costs());
+    let s = generate("v-min", &Params::new(8, 32).unwrap()).unwrap();
     let before = simulate(&s, &cfg).unwrap();
     let limits = vec![4.0; 8];
     let (c, r) = climb(&s, &cfg, &limits, 20_000, 7).unwrap();
@@ -38,8 +38,8 @@ fn climbing_v_min_shortens_its_step_within_its_memory() {
 fn a_tighter_limit_than_the_schedule_keeps_its_own_peak() {
     // 1F1B peaks at p units on device 0; a limit of 1 cannot take that away, and the climb
     // must not raise any device above its own peak either.
-    let cfg = SimConfig::with_costs(issue_costs());
-    let s = generate("1f1b", &Params::new(4, 8)).unwrap();
+    let cfg = StageCosts::uniform(issue_costs());
+    let s = generate("1f1b", &Params::new(4, 8).unwrap()).unwrap();
     let before = simulate(&s, &cfg).unwrap();
     let (_, r) = climb(&s, &cfg, &[1.0; 4], 2_000, 1).unwrap();
     for (d, (&a, &b)) in r
@@ -54,8 +54,8 @@ fn a_tighter_limit_than_the_schedule_keeps_its_own_peak() {
 
 #[test]
 fn the_limits_must_name_every_device() {
-    let s = generate("1f1b", &Params::new(4, 8)).unwrap();
-    let e = climb(&s, &SimConfig::default(), &[4.0; 3], 10, 1).unwrap_err();
+    let s = generate("1f1b", &Params::new(4, 8).unwrap()).unwrap();
+    let e = climb(&s, &StageCosts::default(), &[4.0; 3], 10, 1).unwrap_err();
     assert!(e.to_string().contains("4 devices"), "{e}");
 }
 
@@ -78,10 +78,10 @@ proptest! {
         moves in 0usize..400,
         seed in any::<u64>(),
     ) {
-        let Ok(s) = generate(name, &Params::new(p, m)) else {
+        let Ok(s) = generate(name, &Params::new(p, m).unwrap()) else {
             return Ok(());
         };
-        let cfg = SimConfig::with_costs(Costs { f, b, w, bw: None, comm: c });
+        let cfg = StageCosts::uniform(Costs { f, b, w, bw: None, comm: c });
         let before = simulate(&s, &cfg).unwrap();
         let limits = vec![limit; p as usize];
         let (out, r) = climb(&s, &cfg, &limits, moves, seed).unwrap();

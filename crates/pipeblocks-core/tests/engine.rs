@@ -2,14 +2,17 @@
 //! simulator figures match the closed forms; formats round-trip; bad schedules are refused with
 //! precise reasons.
 
-use pipeblocks_core::error::{Error, ValidationError};
+use pipeblocks_core::error::{Error, Param, ValidationError};
 use pipeblocks_core::format::{json, read_any, torch_csv};
-use pipeblocks_core::generators::{find, generate, registry, Params};
-use pipeblocks_core::{simulate, validate, Costs, Pass, PassKind, Placement, Schedule, SimConfig};
+use pipeblocks_core::registry::{find, generate, registry};
+use pipeblocks_core::Params;
+use pipeblocks_core::{
+    simulate, validate, Costs, Pass, PassKind, Placement, Schedule, StageCost, StageCosts,
+};
 use proptest::prelude::*;
 
 fn sim(s: &Schedule) -> pipeblocks_core::SimResult {
-    simulate(s, &SimConfig::default()).expect("simulate")
+    simulate(s, &StageCosts::default()).expect("simulate")
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -88,7 +91,7 @@ proptest! {
     #[test]
     fn every_generator_is_valid_or_refuses(p in 1u32..=16, m in 1u32..=64, idx in 0usize..64) {
         let g = &registry()[idx % registry().len()];
-        match generate(g.name, &Params::new(p, m)) {
+        match generate(g.name, &Params::new(p, m).unwrap()) {
             Ok(s) => {
                 prop_assert_eq!(s.devices, p);
                 prop_assert_eq!(s.microbatches, m);
@@ -98,7 +101,7 @@ proptest! {
                 assert_dependency_safe(&s, &r);
                 prop_assert!(r.bubble_rate >= -1e-9 && r.bubble_rate < 1.0);
             }
-            Err(Error::Config(msg)) => prop_assert!(msg.len() > 10, "unclear refusal: {}", msg),
+            Err(Error::Config { why: msg, .. }) => prop_assert!(msg.len() > 10, "unclear refusal: {}", msg),
             Err(e) => prop_assert!(false, "{} p={} m={}: unexpected error {}", g.name, p, m, e),
         }
     }
@@ -107,8 +110,8 @@ proptest! {
     #[test]
     fn formats_round_trip(p in 1u32..=8, m in 1u32..=16, idx in 0usize..64, f in 0.5f64..2.0, c in 0.0f64..0.3) {
         let g = &registry()[idx % registry().len()];
-        let Ok(s) = generate(g.name, &Params::new(p, m)) else { return Ok(()) };
-        let cfg = SimConfig::with_costs(Costs { f, b: 1.0, w: 0.7, bw: None, comm: c });
+        let Ok(s) = generate(g.name, &Params::new(p, m).unwrap()) else { return Ok(()) };
+        let cfg = StageCosts::uniform(Costs { f, b: 1.0, w: 0.7, bw: None, comm: c });
         let r0 = simulate(&s, &cfg).unwrap();
         let from_json = json::read(&json::write(&s)).unwrap();
         prop_assert_eq!(&from_json, &s);
@@ -129,7 +132,7 @@ fn one_f_one_b_and_gpipe_closed_forms() {
         for m in [1, 2, 3, p, 2 * p + 1, 4 * p] {
             let expected = (p - 1) as f64 / (m + p - 1) as f64;
             for name in ["1f1b", "gpipe"] {
-                let s = generate(name, &Params::new(p, m)).unwrap();
+                let s = generate(name, &Params::new(p, m).unwrap()).unwrap();
                 let r = sim(&s);
                 assert!(
                     close(r.bubble_rate, expected),
@@ -149,8 +152,8 @@ fn one_f_one_b_and_gpipe_closed_forms() {
 #[test]
 fn breadth_first_keeps_every_microbatch_alive() {
     for (p, m, v) in [(4, 8, 2), (8, 32, 2), (3, 5, 3), (2, 1, 4)] {
-        let mut prm = Params::new(p, m);
-        prm.chunks = Some(v);
+        let mut prm = Params::new(p, m).unwrap();
+        prm = prm.with_chunks(v).unwrap();
         let r = sim(&generate("bfs", &prm).unwrap());
         for d in 0..p as usize {
             assert!(close(r.peak_activation[d], m as f64), "p={p} m={m} v={v}");
@@ -163,8 +166,8 @@ fn interleaved_bubble_falls_with_chunks() {
     let (p, m) = (8u32, 32u32);
     let mut last = 1.0;
     for v in [1u32, 2, 4] {
-        let mut prm = Params::new(p, m);
-        prm.chunks = Some(v);
+        let mut prm = Params::new(p, m).unwrap();
+        prm = prm.with_chunks(v).unwrap();
         let r = sim(&generate("interleaved-1f1b", &prm).unwrap());
         let approx = (p - 1) as f64 / (v * m) as f64;
         assert!(
@@ -184,41 +187,51 @@ fn interleaved_bubble_falls_with_chunks() {
         last = r.bubble_rate;
     }
     // v = 1 is exactly 1F1B.
-    let mut prm = Params::new(p, m);
-    prm.chunks = Some(1);
+    let mut prm = Params::new(p, m).unwrap();
+    prm = prm.with_chunks(1).unwrap();
     let a = sim(&generate("interleaved-1f1b", &prm).unwrap());
-    let b = sim(&generate("1f1b", &Params::new(p, m)).unwrap());
+    let b = sim(&generate("1f1b", &Params::new(p, m).unwrap()).unwrap());
     assert!(close(a.makespan, b.makespan));
 }
 
 #[test]
 fn zb_h1_reference_figures() {
-    let r = sim(&generate("zb-h1", &Params::new(8, 32)).unwrap());
+    let r = sim(&generate("zb-h1", &Params::new(8, 32).unwrap()).unwrap());
     assert!(r.bubble_rate <= 0.07, "{}", r.bubble_rate);
     assert!(close(r.max_peak(), 8.0));
     // About a third of 1F1B's bubble time.
-    let one = sim(&generate("1f1b", &Params::new(8, 32)).unwrap());
+    let one = sim(&generate("1f1b", &Params::new(8, 32).unwrap()).unwrap());
     let idle = |r: &pipeblocks_core::SimResult| r.bubble_rate * r.makespan;
     assert!(idle(&r) < 0.4 * idle(&one));
 }
 
 #[test]
-fn costs_and_speed_factors_change_timings() {
-    let s = generate("1f1b", &Params::new(4, 8)).unwrap();
+fn costs_and_per_stage_costs_change_timings() {
+    let s = generate("1f1b", &Params::new(4, 8).unwrap()).unwrap();
     let base = sim(&s);
-    let slow = simulate(
-        &s,
-        &SimConfig {
-            speed: Some(vec![1.0, 0.5, 1.0, 1.0]),
-            ..Default::default()
-        },
+    // Stage 1 twice as slow: its device is busy twice as long and the step grows.
+    let stage = |k: f64| StageCost {
+        f: k,
+        b: k,
+        w: k,
+        bw: None,
+        activation: 1.0,
+        b_release: None,
+        comm: None,
+    };
+    let table = StageCosts::table(
+        vec![stage(1.0), stage(2.0), stage(1.0), stage(1.0)],
+        0.0,
+        0.0,
     )
     .unwrap();
+    let slow = simulate(&s, &table).unwrap();
     assert!(slow.makespan > base.makespan);
     assert!(close(slow.busy[1], 2.0 * base.busy[1]));
+    assert!(close(slow.busy[0], base.busy[0]));
     let comm = simulate(
         &s,
-        &SimConfig::with_costs(Costs {
+        &StageCosts::uniform(Costs {
             comm: 0.5,
             ..Costs::default()
         }),
@@ -230,15 +243,16 @@ fn costs_and_speed_factors_change_timings() {
     assert_eq!(comm.busy, base.busy);
     assert!(comm.bubble_rate > base.bubble_rate);
     // Releasing half the activation at B lowers no peak (F allocates before any B) but changes the curve.
-    let half = simulate(
-        &s,
-        &SimConfig {
-            b_release: 0.5,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let half = simulate(&s, &StageCosts::default().with_b_release(0.5).unwrap()).unwrap();
     assert!(half.peak_activation[0] <= base.peak_activation[0]);
+    // With the backward split, B frees half: the curve drops earlier.
+    let zb = generate("zb-h1", &Params::new(4, 8).unwrap()).unwrap();
+    let (all, part) = (
+        sim(&zb),
+        simulate(&zb, &StageCosts::default().with_b_release(0.5).unwrap()).unwrap(),
+    );
+    assert_ne!(all.memory, part.memory);
+    assert!(part.peak_activation[3] < all.peak_activation[3]);
 }
 
 fn sched(p: u32, m: u32, lists: Vec<Vec<&str>>) -> Schedule {
@@ -353,16 +367,16 @@ fn torch_csv_refuses_stage_on_two_devices_and_bad_cells() {
 
 #[test]
 fn torch_csv_uses_pytorch_letters() {
-    let s = generate("zb-h1", &Params::new(2, 2)).unwrap();
+    let s = generate("zb-h1", &Params::new(2, 2).unwrap()).unwrap();
     let csv = torch_csv::write(&s);
     assert!(csv.contains("0I0") && csv.contains("0W0") && !csv.contains("0B0"));
-    let g = torch_csv::write(&generate("1f1b", &Params::new(2, 2)).unwrap());
+    let g = torch_csv::write(&generate("1f1b", &Params::new(2, 2).unwrap()).unwrap());
     assert!(g.contains("0B0") && !g.contains('I'));
 }
 
 #[test]
 fn json_refuses_malformed_and_other_versions() {
-    let s = generate("1f1b", &Params::new(2, 2)).unwrap();
+    let s = generate("1f1b", &Params::new(2, 2).unwrap()).unwrap();
     let good = json::write(&s);
     assert!(matches!(
         json::read("{\"format\": 3"),
@@ -393,16 +407,16 @@ fn unknown_names_get_a_suggestion() {
 }
 
 #[test]
-fn zero_sizes_are_refused() {
-    for name in registry().iter().map(|g| g.name) {
-        for (p, m) in [(0, 4), (4, 0)] {
-            let e = generate(name, &Params::new(p, m)).unwrap_err();
-            assert!(matches!(e, Error::Config(_)), "{name}: {e}");
-        }
-    }
-    let mut prm = Params::new(2, 4);
-    prm.chunks = Some(0);
-    assert!(generate("bfs", &prm).is_err());
+fn zero_sizes_are_refused_once_at_the_edge() {
+    assert_eq!(Params::new(0, 4), Err(Error::Zero(Param::Devices)));
+    assert_eq!(Params::new(4, 0), Err(Error::Zero(Param::Microbatches)));
+    let e = Params::new(2, 4).unwrap().with_chunks(0).unwrap_err();
+    assert_eq!(e, Error::Zero(Param::Chunks));
+    assert_eq!(
+        e.to_string(),
+        "the number of chunks per device is 0; use at least 1"
+    );
+    assert_eq!(e.suggestion().and_then(|f| f.value), Some("1".to_string()));
 }
 
 #[test]
@@ -430,13 +444,13 @@ fn every_generator_exhaustively_small_sizes() {
         };
         for p in 1..=16u32 {
             for &m in &ms {
-                match generate(g.name, &Params::new(p, m)) {
+                match generate(g.name, &Params::new(p, m).unwrap()) {
                     Ok(s) => {
                         accepted += 1;
                         let r = sim(&s);
                         assert!(r.makespan > 0.0 && r.bubble_rate < 1.0);
                     }
-                    Err(Error::Config(msg)) => assert!(!msg.is_empty()),
+                    Err(Error::Config { why: msg, .. }) => assert!(!msg.is_empty()),
                     Err(e) => panic!("{} p={p} m={m}: {e}", g.name),
                 }
             }
@@ -449,7 +463,7 @@ fn every_generator_exhaustively_small_sizes() {
 fn simulate_reports_the_validators_error_for_blocked_lists() {
     // The simulator skips the validator's in-order run and relies on its own; a blocked schedule
     // must still come back as the validator's precise error, not as a generic one.
-    let cfg = SimConfig::default();
+    let cfg = StageCosts::default();
     let deadlock = sched(
         2,
         2,

@@ -1,9 +1,12 @@
 //! The FSDP simulator's traffic, exposure and memory, and the ZeroPP comparison.
 
-use pipeblocks_core::fsdp::{run, schedule_for, FsdpResult, FsdpSetup};
-use pipeblocks_core::generators::{registry, MemoryBudget, Params};
-use pipeblocks_core::model_cost::{DeviceSpec, ModelSpec};
-use pipeblocks_core::validate;
+use pipeblocks_core::fsdp::{
+    run, schedule_and_run, simulate_fsdp, validate_plan, Action, FsdpConfig, FsdpPlan, FsdpResult,
+    FsdpSetup,
+};
+use pipeblocks_core::model::{DeviceSpec, ModelSpec};
+use pipeblocks_core::registry::{generate, registry};
+use pipeblocks_core::{validate, Budget, Params, Schedule, StageCosts};
 
 fn setup(model: &str, device: &str, dp: u32) -> FsdpSetup {
     FsdpSetup {
@@ -15,14 +18,19 @@ fn setup(model: &str, device: &str, dp: u32) -> FsdpSetup {
 }
 
 fn simulate(name: &str, prm: &Params, unit: Option<u32>, st: &FsdpSetup) -> FsdpResult {
-    let s = schedule_for(name, prm, unit, st).unwrap();
-    validate(&s).unwrap();
-    let u = if name == "zeropp" {
-        unit.unwrap()
-    } else {
-        prm.microbatches
+    let prm = match unit {
+        Some(u) => prm.clone().with_group(u).unwrap(),
+        None => prm.clone(),
     };
-    run(&s, u, st).unwrap().1
+    let (s, window, _, r) = schedule_and_run(name, &prm, st).unwrap();
+    validate(&s).unwrap();
+    let want = if name == "zeropp" {
+        unit.unwrap_or(window)
+    } else {
+        prm.microbatches()
+    };
+    assert_eq!(window, want, "{name}'s gather window");
+    r
 }
 
 /// Parameter traffic of a middle stage, per layer, in parameter elements: 2 all-gathers and
@@ -38,8 +46,8 @@ fn zeropp_traffic_is_36_n_h2_over_u_per_layer() {
     );
     let n = 16u32;
     for unit in [1, 2, 4, 8, 16] {
-        let mut prm = Params::new(2, n);
-        prm.chunks = Some(2);
+        let mut prm = Params::new(2, n).unwrap();
+        prm = prm.with_chunks(2).unwrap();
         for name in ["zeropp", "bfs"] {
             if name == "bfs" && unit != n {
                 continue;
@@ -61,13 +69,17 @@ fn zeropp_traffic_is_36_n_h2_over_u_per_layer() {
 fn infinite_bandwidth_exposes_nothing_and_memory_stays_sane() {
     let st = setup("gpt-1.3b", "bandwidth=inf", 8);
     for p in [2u32, 4] {
-        let prm = Params::new(p, 8);
+        let prm = Params::new(p, 8).unwrap();
         for g in registry() {
-            let unit = (g.name == "zeropp").then_some(4);
-            let Ok(s) = schedule_for(g.name, &prm, unit, &st) else {
+            let prm = if g.uses.group {
+                prm.clone().with_group(4).unwrap()
+            } else {
+                prm.clone()
+            };
+            let Ok(s) = generate(g.name, &prm.clone().with_costs(st.costs())) else {
                 continue;
             };
-            let (plan, r) = run(&s, unit.unwrap_or(8), &st).unwrap();
+            let (plan, r) = run(&s, g.fsdp_window(&prm), &st).unwrap();
             assert!(plan.counts().0 > 0);
             assert!(
                 r.max_exposed_comm() == 0.0,
@@ -97,8 +109,8 @@ fn infinite_bandwidth_exposes_nothing_and_memory_stays_sane() {
 #[test]
 fn finite_bandwidth_costs_time_and_zeropp_moves_more_than_bfs() {
     let st = setup("gpt-1.3b", "bandwidth=10GB/s", 8);
-    let mut prm = Params::new(4, 8);
-    prm.chunks = Some(2);
+    let mut prm = Params::new(4, 8).unwrap();
+    prm = prm.with_chunks(2).unwrap();
     let z = simulate("zeropp", &prm, Some(2), &st);
     let b = simulate("bfs", &prm, None, &st);
     assert!(z.makespan > z.compute_only_makespan);
@@ -116,10 +128,10 @@ fn finite_bandwidth_costs_time_and_zeropp_moves_more_than_bfs() {
 #[test]
 fn zeropp_beats_bfs_and_1f1b_with_fsdp_on_a_7b_gpt() {
     let st = setup("gpt-7b", "bandwidth=100GB/s", 8);
-    let mut prm = Params::new(8, 8);
+    let mut prm = Params::new(8, 8).unwrap();
     let bfs = simulate("bfs", &prm, None, &st);
     let ofob = simulate("1f1b", &prm, None, &st);
-    prm.memory = Some(MemoryBudget::Of1f1b(1.0));
+    prm = prm.with_budget(Budget::Of1f1b(1.0));
     let z = simulate("zeropp", &prm, Some(4), &st);
     assert!(z.max_exposed_comm() > 0.0, "traffic must matter");
     for (name, other) in [("bfs", &bfs), ("1f1b", &ofob)] {
@@ -136,4 +148,69 @@ fn zeropp_beats_bfs_and_1f1b_with_fsdp_on_a_7b_gpt() {
             other.max_peak_memory()
         );
     }
+}
+
+fn unit_fsdp(s: &Schedule, dp: u32, bw: f64) -> FsdpConfig {
+    FsdpConfig::new(dp, bw, 0.0, vec![1.0; s.stages as usize])
+}
+
+#[test]
+fn derived_plans_validate_for_every_registered_schedule() {
+    for g in registry() {
+        let s = generate(g.name, &Params::new(4, 8).unwrap()).unwrap();
+        let cfg = StageCosts::default();
+        let f = unit_fsdp(&s, 4, 1.0);
+        let plan = FsdpPlan::derive(&s, s.microbatches, &cfg, &f).unwrap();
+        validate_plan(&s, &plan).unwrap();
+        let r = simulate_fsdp(&s, &plan, &cfg, &f).unwrap();
+        assert!(r.makespan >= r.compute_only_makespan - 1e-9, "{}", g.name);
+    }
+}
+
+#[test]
+fn plan_errors_name_the_problem() {
+    let s = generate("1f1b", &Params::new(2, 2).unwrap()).unwrap();
+    let cfg = StageCosts::default();
+    let f = unit_fsdp(&s, 2, 1.0);
+    let mut plan = FsdpPlan::derive(&s, 2, &cfg, &f).unwrap();
+    // Drop the first gather of device 0.
+    let i = plan.lists[0]
+        .iter()
+        .position(|a| matches!(a, Action::Unshard(_)))
+        .unwrap();
+    plan.lists[0].remove(i);
+    let e = validate_plan(&s, &plan).unwrap_err().to_string();
+    assert!(e.contains("not gathered"), "{e}");
+    let mut plan = FsdpPlan::derive(&s, 2, &cfg, &f).unwrap();
+    plan.lists[1].retain(|a| !matches!(a, Action::ReduceGrad(_)));
+    let e = validate_plan(&s, &plan).unwrap_err().to_string();
+    assert!(e.contains("never reduce-scattered"), "{e}");
+    let mut plan = FsdpPlan::derive(&s, 2, &cfg, &f).unwrap();
+    plan.lists[0].insert(0, Action::Unshard(1));
+    let e = validate_plan(&s, &plan).unwrap_err().to_string();
+    assert!(e.contains("does not hold"), "{e}");
+}
+
+#[test]
+fn collective_time_is_the_ring_formula() {
+    let f = FsdpConfig::new(8, 100.0, 0.5, vec![]);
+    assert!((f.collective_time(800.0) - (0.5 + 7.0)).abs() < 1e-12);
+    let one = FsdpConfig::new(1, 100.0, 0.5, vec![]);
+    assert_eq!(one.collective_time(800.0), 0.0);
+}
+
+#[test]
+fn a_slow_gather_is_exposed_once_at_the_start() {
+    // One device, one stage, 1 microbatch: gather (4), F, B, W, reduce-scatter (4).
+    let s = generate("zeropp", &Params::new(1, 1).unwrap()).unwrap();
+    let cfg = StageCosts::default();
+    let mut f = FsdpConfig::new(2, 1.0, 0.0, vec![4.0; s.stages as usize]);
+    f.param_bytes = 2.0;
+    let plan = FsdpPlan::derive(&s, 1, &cfg, &f).unwrap();
+    let r = simulate_fsdp(&s, &plan, &cfg, &f).unwrap();
+    assert!(r.exposed_comm[0] > 0.0);
+    assert!(r.makespan > r.compute_only_makespan);
+    // Collective time 1/2 · 8 bytes / 1 = 4 each; 6 collectives for 2 chunks.
+    assert_eq!(r.collectives[0].len(), 6);
+    assert!((r.comm_time[0] - 24.0).abs() < 1e-9);
 }

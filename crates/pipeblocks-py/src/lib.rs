@@ -9,16 +9,40 @@
 //! is built by maturin (`scripts/python-ci.sh`) and is not a member of the main Cargo workspace.
 
 use pipeblocks_core::compare::{baseline, summarize};
-use pipeblocks_core::format::{json, read_any, torch_csv};
-use pipeblocks_core::generators::{self, MemoryBudget, Params};
-use pipeblocks_core::{simulate as sim, validate, Costs, Error, Placement, SimConfig};
+use pipeblocks_core::error::Param;
+use pipeblocks_core::format::{json, read_any, stage_costs, torch_csv};
+use pipeblocks_core::{
+    registry, simulate as sim, validate, Budget, Costs, Error, Params, Placement, StageCosts,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-/// Turns an engine error into a Python `ValueError` with the engine's message.
+/// Turns an engine error into a Python `ValueError` with the engine's message and, when it
+/// names a parameter to change, that keyword argument.
 fn value_error(e: Error) -> PyErr {
-    PyValueError::new_err(e.to_string())
+    let hint = e.suggestion().map(|fix| match fix.value {
+        Some(v) => format!(" ({}={v})", keyword(fix.param)),
+        None => format!(" (see {})", keyword(fix.param)),
+    });
+    PyValueError::new_err(format!("{e}{}", hint.unwrap_or_default()))
+}
+
+/// The keyword argument of an engine parameter.
+fn keyword(p: Param) -> &'static str {
+    match p {
+        Param::Devices => "devices",
+        Param::Microbatches => "microbatches",
+        Param::Chunks => "chunks",
+        Param::Budget => "memory",
+        Param::Group => "group",
+        Param::Costs => "f, b, w, comm",
+        Param::StageCosts => "stage_costs",
+        Param::BRelease => "b_release",
+        Param::Model => "model",
+        Param::MicrobatchSize => "microbatch_size",
+        Param::Replicas => "replicas",
+    }
 }
 
 /// Checks a Python integer is a count in `1..=u32::MAX`.
@@ -27,6 +51,28 @@ fn count(what: &str, v: i64) -> PyResult<u32> {
         .ok()
         .filter(|&n| n > 0)
         .ok_or_else(|| PyValueError::new_err(format!("{what} must be a positive integer, got {v}")))
+}
+
+/// The stages' costs from keyword values: a stage-cost file's JSON text, or the uniform
+/// `f, b, w, bw, comm`; `b_release` for either.
+#[allow(clippy::too_many_arguments)]
+fn stage_costs_of(
+    table: Option<&str>,
+    f: f64,
+    b: f64,
+    w: f64,
+    bw: Option<f64>,
+    comm: f64,
+    b_release: Option<f64>,
+) -> PyResult<StageCosts> {
+    let c = match table {
+        Some(text) => stage_costs::read(text).map_err(value_error)?,
+        None => StageCosts::uniform(costs(f, b, w, bw, comm)?),
+    };
+    match b_release {
+        Some(r) => c.with_b_release(r).map_err(value_error),
+        None => Ok(c),
+    }
 }
 
 /// Builds costs from keyword values, with the same checks as the CLI's `--cost`.
@@ -169,8 +215,9 @@ impl PySchedule {
 
     /// Simulates the schedule and returns the figures of `pipeblocks simulate --json` as a dict
     /// (`makespan`, `bubble_rate`, `peak_activation`, `max_peak_activation`, `peak_vs_1f1b`,
-    /// `p2p_transfers`, ...). Costs are per pass, as on the command line.
-    #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=0.0))]
+    /// `p2p_transfers`, `bottleneck`, ...). Costs are per pass, as on the command line, or
+    /// per stage from `stage_costs` (the JSON text of a `pipeblocks-stage-costs` file).
+    #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=None, stage_costs=None))]
     #[allow(clippy::too_many_arguments)]
     fn simulate<'py>(
         &self,
@@ -180,17 +227,15 @@ impl PySchedule {
         w: f64,
         bw: Option<f64>,
         comm: f64,
-        b_release: f64,
+        b_release: Option<f64>,
+        stage_costs: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let cfg = SimConfig {
-            costs: costs(f, b, w, bw, comm)?,
-            b_release,
-            ..Default::default()
-        };
+        let c = stage_costs_of(stage_costs, f, b, w, bw, comm, b_release)?;
         let s = &self.inner;
-        let r = sim(s, &cfg).map_err(value_error)?;
-        let base = baseline(s.devices, s.microbatches, &cfg).map_err(value_error)?;
-        let text = serde_json::to_string(&summarize(s, &r, base))
+        let r = sim(s, &c).map_err(value_error)?;
+        let base = baseline(s.devices, s.microbatches, &c).map_err(value_error)?;
+        let summary = summarize(s, &r, &c, base).map_err(value_error)?;
+        let text = serde_json::to_string(&summary)
             .map_err(|e| PyValueError::new_err(format!("cannot encode the summary: {e}")))?;
         py.import("json")?.call_method1("loads", (text,))
     }
@@ -226,11 +271,13 @@ impl PySchedule {
 /// Generates the named schedule for `devices` ranks and `microbatches` microbatches.
 ///
 /// Options: `chunks` (stages per rank for looped schedules), `memory` (a per-rank activation
-/// budget: units as a number, or a string like `"0.5x"` for a multiple of 1F1B's peak), and the
-/// pass costs `f`, `b`, `w`, `bw`, `comm` used by cost-aware generators. Raises `ValueError` with
-/// the engine's message for unknown names or impossible sizes.
+/// budget: units as a number, or a string like `"0.5x"` for a multiple of 1F1B's peak), `group`
+/// (microbatches per ZeroPP group), the pass costs `f`, `b`, `w`, `bw`, `comm` used by
+/// cost-aware generators, or `stage_costs` (the JSON text of a `pipeblocks-stage-costs` file),
+/// and `b_release`. Raises `ValueError` with the engine's message for unknown names or
+/// impossible sizes.
 #[pyfunction]
-#[pyo3(signature = (name, devices, microbatches, *, chunks=None, memory=None, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0))]
+#[pyo3(signature = (name, devices, microbatches, *, chunks=None, memory=None, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, stage_costs=None, b_release=None, group=None))]
 #[allow(clippy::too_many_arguments)]
 fn generate(
     name: &str,
@@ -243,25 +290,33 @@ fn generate(
     w: f64,
     bw: Option<f64>,
     comm: f64,
+    stage_costs: Option<&str>,
+    b_release: Option<f64>,
+    group: Option<i64>,
 ) -> PyResult<PySchedule> {
     let mut prm = Params::new(
         count("devices", devices)?,
         count("microbatches", microbatches)?,
-    );
-    prm.chunks = chunks.map(|c| count("chunks", c)).transpose()?;
-    prm.costs = costs(f, b, w, bw, comm)?;
-    prm.memory = match memory {
-        None => None,
-        Some(m) => Some(if let Ok(text) = m.extract::<String>() {
-            MemoryBudget::parse(&text).map_err(value_error)?
+    )
+    .map_err(value_error)?
+    .with_costs(stage_costs_of(stage_costs, f, b, w, bw, comm, b_release)?);
+    if let Some(c) = chunks {
+        prm = prm.with_chunks(count("chunks", c)?).map_err(value_error)?;
+    }
+    if let Some(u) = group {
+        prm = prm.with_group(count("group", u)?).map_err(value_error)?;
+    }
+    if let Some(m) = memory {
+        prm = prm.with_budget(if let Ok(text) = m.extract::<String>() {
+            Budget::parse(&text).map_err(value_error)?
         } else {
             let v: f64 = m.extract().map_err(|_| {
                 PyValueError::new_err("memory must be a number of units or a string like \"0.5x\"")
             })?;
-            MemoryBudget::parse(&v.to_string()).map_err(value_error)?
-        }),
-    };
-    let s = generators::generate(name, &prm).map_err(value_error)?;
+            Budget::parse(&v.to_string()).map_err(value_error)?
+        });
+    }
+    let s = registry::generate(name, &prm).map_err(value_error)?;
     Ok(PySchedule { inner: s })
 }
 
@@ -290,7 +345,7 @@ fn load(path: std::path::PathBuf) -> PyResult<PySchedule> {
 /// The engine's registry: one dict per generator with `name`, `summary` and `constraints`.
 #[pyfunction]
 fn schedules(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
-    generators::registry()
+    registry::registry()
         .iter()
         .map(|g| {
             let d = PyDict::new(py);

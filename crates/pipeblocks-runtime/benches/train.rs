@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use candle_core::{Device, Tensor};
-use pipeblocks_core::generators::{generate, Params};
+use pipeblocks_core::{generate, Params};
 use pipeblocks_runtime::data::Corpus;
 use pipeblocks_runtime::{ModelConfig, StepReport, TrainConfig, Trainer};
 
@@ -23,7 +23,7 @@ fn bubble_report() {
     let cfg = config();
     let corpus = Corpus::generated(cfg.seed, 200_000);
     for name in ["1f1b", "gpipe", "zb-h1", "interleaved-1f1b"] {
-        let s = generate(name, &Params::new(2, 4)).expect("registered schedule");
+        let s = generate(name, &Params::new(2, 4).unwrap()).expect("registered schedule");
         let mut t = Trainer::new(cfg.clone(), s.clone()).expect("valid config");
         let reports: Vec<StepReport> = (0..30)
             .map(|i| {
@@ -80,7 +80,7 @@ fn benches(c: &mut Criterion) {
     g.sample_size(10);
     let corpus = Corpus::generated(cfg.seed, 200_000);
     for name in ["1f1b", "zb-h1"] {
-        let s = generate(name, &Params::new(2, 4)).expect("registered schedule");
+        let s = generate(name, &Params::new(2, 4).unwrap()).expect("registered schedule");
         let mut t = Trainer::new(cfg.clone(), s).expect("valid config");
         let batch = corpus.batch(cfg.batch, cfg.model.seq, cfg.seed, 0);
         g.throughput(Throughput::Elements((cfg.batch * cfg.model.seq) as u64));

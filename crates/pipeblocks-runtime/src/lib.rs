@@ -13,9 +13,9 @@
 //! - [`data`]: byte-level corpora and deterministic batches; [`checkpoint`]: save and resume.
 //!
 //! ```
-//! use pipeblocks_core::generators::{generate, Params};
+//! use pipeblocks_core::{generate, Params};
 //! use pipeblocks_runtime::{data::Corpus, ModelConfig, TrainConfig, Trainer};
-//! let schedule = generate("1f1b", &Params::new(2, 2)).unwrap();
+//! let schedule = generate("1f1b", &Params::new(2, 2).unwrap()).unwrap();
 //! let cfg = TrainConfig {
 //!     model: ModelConfig { vocab: 256, hidden: 16, heads: 2, layers: 2, seq: 8 },
 //!     batch: 2,

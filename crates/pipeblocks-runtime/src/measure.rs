@@ -1,8 +1,8 @@
 //! What a step measured: pass timings, activation bytes, bubbles; and the same figures from the
 //! simulator fed with the measured costs, for side-by-side comparison.
 
-use pipeblocks_core::simulate::simulate;
-use pipeblocks_core::{Costs, PassKind, Schedule, SimConfig, SimResult};
+use pipeblocks_core::engine::{Net, Slot};
+use pipeblocks_core::{simulate, Pass, PassKind, Schedule, SimResult, StageCost, StageCosts};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -151,9 +151,10 @@ impl StepReport {
         }
     }
 
-    /// Mean measured duration of each pass kind per stage, as absolute simulator costs (no
-    /// latency). A kind the schedule never ran is derived from the others (`b = w = bw / 2`).
-    pub fn stage_costs(&self, schedule: &Schedule) -> Vec<Costs> {
+    /// Mean measured duration of each pass kind per stage, with each stage's activation
+    /// relative to the average stage and the fraction of it B frees (from its device's trace).
+    /// A kind the schedule never ran is derived from the others (`b = w = bw / 2`).
+    pub fn stage_costs(&self, schedule: &Schedule) -> Vec<StageCost> {
         let s = schedule.stages as usize;
         let mut sum = vec![[0.0f64; 4]; s];
         let mut n = vec![[0usize; 4]; s];
@@ -162,6 +163,8 @@ impl StepReport {
             sum[st][k] += r.end - r.start;
             n[st][k] += 1;
         }
+        let (activation, fractions) = self.activation_profile(schedule);
+        let mean_act = activation.iter().sum::<f64>() / s.max(1) as f64;
         (0..s)
             .map(|st| {
                 let mean = |k: PassKind| {
@@ -175,15 +178,36 @@ impl StepReport {
                     (_, _, Some(x)) => (x / 2.0, x / 2.0),
                     (b, w, None) => (b.unwrap_or(0.0), w.unwrap_or(0.0)),
                 };
-                Costs {
+                let device = schedule.device_of(st as u32) as usize;
+                StageCost {
                     f,
                     b,
                     w,
                     bw,
-                    comm: 0.0,
+                    activation: if mean_act > 0.0 {
+                        activation[st] / mean_act
+                    } else {
+                        1.0
+                    },
+                    b_release: fractions.get(device).copied(),
+                    comm: None,
                 }
             })
             .collect()
+    }
+
+    /// This step's measured costs as a stage table ([`StageReport::stage_costs`]), the
+    /// measured hand-over latency between devices, and the bytes of the average stage's
+    /// activation.
+    pub fn measured_costs(&self, schedule: &Schedule) -> Result<StageCosts> {
+        let table = self.stage_costs(schedule);
+        let (activation, _) = self.activation_profile(schedule);
+        let mean_act = activation.iter().sum::<f64>() / activation.len().max(1) as f64;
+        let comm = self.measured_latency(schedule);
+        let config = |e: pipeblocks_core::Error| crate::error::RuntimeError::config(e.to_string());
+        StageCosts::table(table, comm, 0.0)
+            .and_then(|c| c.with_activation_bytes(mean_act))
+            .map_err(config)
     }
 
     /// Activation bytes one microbatch leaves on each stage after F, and per device the fraction
@@ -231,30 +255,19 @@ impl StepReport {
     }
 
     /// Peak activation bytes per device as the simulator predicts them from this model's
-    /// per-stage activation sizes. The simulator takes one B-release fraction for all devices,
-    /// while a real model's differs per stage (the head keeps the logit gradient for W), so the
-    /// simulator runs once per device with that device's own fraction.
+    /// per-stage activation sizes and the fraction each device's B released.
     pub fn predicted_peaks(&self, schedule: &Schedule) -> Result<Vec<f64>> {
-        let (activation, fractions) = self.activation_profile(schedule);
-        (0..schedule.devices as usize)
-            .map(|d| {
-                let cfg = SimConfig {
-                    activation: Some(activation.clone()),
-                    b_release: fractions.get(d).copied().unwrap_or(0.0),
-                    ..SimConfig::default()
-                };
-                simulate(schedule, &cfg)
-                    .map(|r| r.peak_activation[d])
-                    .map_err(|e| crate::error::RuntimeError::config(e.to_string()))
-            })
-            .collect()
+        Ok(self.simulate_measured(schedule)?.peak_activation)
     }
 
     /// Mean measured hand-over latency between devices: over every cross-device dependency where
     /// the receiver sat idle waiting, the time from the sender's end to the receiver's start.
     /// It includes waking the receiving thread (and, on a loaded machine, waiting for a core).
     pub fn measured_latency(&self, schedule: &Schedule) -> f64 {
-        let Ok(g) = pipeblocks_core::validate(schedule) else {
+        if pipeblocks_core::validate(schedule).is_err() {
+            return 0.0;
+        }
+        let Ok(net) = Net::of(schedule, &StageCosts::default()) else {
             return 0.0;
         };
         let mut at: std::collections::HashMap<pipeblocks_core::Pass, (usize, f64, f64)> =
@@ -268,13 +281,12 @@ impl StepReport {
         for (d, l) in self.timeline.iter().enumerate() {
             for (i, r) in l.iter().enumerate() {
                 let free = if i > 0 { l[i - 1].end } else { 0.0 };
-                let (deps, k) = g.deps(r.pass);
-                // The last dependency to finish is the one the pass waited for.
-                let latest = deps
-                    .iter()
-                    .take(k)
+                // The last input to finish is the one the pass waited for.
+                let latest = net
+                    .inputs(r.pass)
+                    .into_iter()
                     .flatten()
-                    .filter_map(|p| at.get(p))
+                    .filter_map(|slot| producer(&at, slot))
                     .max_by(|a, b| a.2.total_cmp(&b.2));
                 if let Some(&(sd, _, send)) = latest {
                     if sd != d && send >= free {
@@ -292,19 +304,30 @@ impl StepReport {
     }
 
     /// The simulator's prediction for this schedule fed with this step's measured per-pass costs
-    /// (mean per stage and kind), hand-over latency and activation sizes.
+    /// (mean per stage and kind), hand-over latency and activation sizes; activations in bytes.
     pub fn simulate_measured(&self, schedule: &Schedule) -> Result<SimResult> {
-        let (activation, fractions) = self.activation_profile(schedule);
-        let cfg = SimConfig {
-            costs: Costs {
-                comm: self.measured_latency(schedule),
-                ..Costs::default()
-            },
-            stage_costs: Some(self.stage_costs(schedule)),
-            activation: Some(activation),
-            b_release: fractions.iter().sum::<f64>() / fractions.len().max(1) as f64,
-            ..SimConfig::default()
-        };
-        simulate(schedule, &cfg).map_err(|e| crate::error::RuntimeError::config(e.to_string()))
+        let config = |e: pipeblocks_core::Error| crate::error::RuntimeError::config(e.to_string());
+        let costs = self.measured_costs(schedule)?;
+        let bytes = costs
+            .resolve(schedule.stages, schedule.devices)
+            .map_err(config)?
+            .unit_bytes
+            .unwrap_or(1.0);
+        let mut r = simulate(schedule, &costs).map_err(config)?;
+        r.peak_activation.iter_mut().for_each(|x| *x *= bytes);
+        for curve in &mut r.memory {
+            curve.iter_mut().for_each(|x| x.1 *= bytes);
+        }
+        Ok(r)
     }
+}
+
+/// Where and when the pass that produced `slot` ran: `(device, start, end)`.
+fn producer(
+    at: &std::collections::HashMap<Pass, (usize, f64, f64)>,
+    slot: Slot,
+) -> Option<&(usize, f64, f64)> {
+    [PassKind::B, PassKind::BW]
+        .into_iter()
+        .find_map(|k| at.get(&slot.producer(k)))
 }

@@ -597,7 +597,7 @@ impl Layer for Attention {
 /// A pre-LayerNorm transformer block:
 /// `h = x + proj(attn(qkv(ln1(x))))`, `out = h + fc2(gelu(fc(ln2(h))))`.
 #[derive(Debug)]
-pub struct Block {
+pub struct DecoderLayer {
     ln1: LayerNorm,
     qkv: Linear,
     attn: Attention,
@@ -608,13 +608,13 @@ pub struct Block {
     fc2: Linear,
 }
 
-impl Block {
+impl DecoderLayer {
     fn new(i: usize, cfg: &ModelConfig, seed: u64, dev: &Device) -> Result<Self> {
         let c = cfg.hidden;
         let std = 0.02;
         let res_std = 0.02 / (2.0 * cfg.layers as f64).sqrt();
         let n = |s: &str| format!("h.{i}.{s}");
-        Ok(Block {
+        Ok(DecoderLayer {
             ln1: LayerNorm::new(&n("ln1"), c, dev)?,
             qkv: Linear::new(&n("qkv"), c, 3 * c, std, seed, dev)?,
             attn: Attention::new(cfg.heads, cfg.seq, dev)?,
@@ -667,7 +667,7 @@ impl Block {
     }
 }
 
-impl Layer for Block {
+impl Layer for DecoderLayer {
     fn forward(&mut self, mb: u32, x: &Tensor) -> Result<Tensor> {
         let mut a = self.ln1.forward(mb, x)?;
         a = self.qkv.forward(mb, &a)?;
@@ -846,15 +846,16 @@ pub enum StageOutput {
     Loss(f64),
 }
 
-/// A contiguous slice of the model: optionally the embedding, some blocks, optionally the head.
+/// A contiguous slice of the model: optionally the embedding, some decoder layers, optionally
+/// the head.
 #[derive(Debug)]
 pub struct Stage {
     /// Global stage index.
     pub index: u32,
-    /// Indices of the blocks this stage holds.
-    pub block_range: std::ops::Range<usize>,
+    /// Indices of the decoder layers this stage holds.
+    pub layer_range: std::ops::Range<usize>,
     embed: Option<Embedding>,
-    blocks: Vec<Block>,
+    layers: Vec<DecoderLayer>,
     head: Option<Head>,
     /// Loss gradient scale: `1 / tokens in the whole batch`.
     loss_scale: f64,
@@ -882,20 +883,20 @@ impl Stage {
                 cfg.layers
             )));
         }
-        let range = block_range(cfg.layers, stages, index);
-        let blocks = range
+        let range = layer_range(cfg.layers, stages, index);
+        let layers = range
             .clone()
-            .map(|i| Block::new(i, cfg, seed, dev))
+            .map(|i| DecoderLayer::new(i, cfg, seed, dev))
             .collect::<Result<Vec<_>>>()?;
         Ok(Stage {
             index,
-            block_range: range,
+            layer_range: range,
             embed: if index == 0 {
                 Some(Embedding::new(cfg, seed, dev)?)
             } else {
                 None
             },
-            blocks,
+            layers,
             head: if index + 1 == stages {
                 Some(Head::new(cfg, seed, dev)?)
             } else {
@@ -932,7 +933,7 @@ impl Stage {
             Some(e) => e.forward(mb, input)?,
             None => input.clone(),
         };
-        for b in &mut self.blocks {
+        for b in &mut self.layers {
             x = b.forward(mb, &x)?;
         }
         match &mut self.head {
@@ -966,7 +967,7 @@ impl Stage {
                 )))
             }
         };
-        for b in self.blocks.iter_mut().rev() {
+        for b in self.layers.iter_mut().rev() {
             d = if fused {
                 b.backward(mb, &d)?
             } else {
@@ -998,7 +999,7 @@ impl Stage {
         if let Some(h) = &mut self.head {
             h.backward_weight(mb)?;
         }
-        for b in self.blocks.iter_mut() {
+        for b in self.layers.iter_mut() {
             b.backward_weight(mb)?;
         }
         Ok(())
@@ -1011,7 +1012,7 @@ impl Stage {
             v.push(&mut e.wte);
             v.push(&mut e.wpe);
         }
-        for b in &mut self.blocks {
+        for b in &mut self.layers {
             v.extend(b.params_mut());
         }
         if let Some(h) = &mut self.head {
@@ -1024,7 +1025,7 @@ impl Stage {
     /// Activation bytes held for pending backward passes.
     pub fn held_bytes(&self) -> usize {
         self.embed.as_ref().map_or(0, Embedding::held_bytes)
-            + self.blocks.iter().map(Layer::held_bytes).sum::<usize>()
+            + self.layers.iter().map(Layer::held_bytes).sum::<usize>()
             + self.head.as_ref().map_or(0, Head::held_bytes)
     }
 
@@ -1033,7 +1034,7 @@ impl Stage {
         if let Some(e) = &mut self.embed {
             e.tokens.clear();
         }
-        for b in &mut self.blocks {
+        for b in &mut self.layers {
             b.clear();
         }
         if let Some(h) = &mut self.head {
@@ -1044,10 +1045,14 @@ impl Stage {
     }
 }
 
-/// Blocks of stage `index` when `layers` blocks are split over `stages` stages as evenly as
-/// possible (`⌊i·L/S⌋..⌊(i+1)·L/S⌋`; when `S` does not divide `L`, later stages get the extra).
-pub fn block_range(layers: usize, stages: u32, index: u32) -> std::ops::Range<usize> {
-    let s = stages as usize;
-    let i = index as usize;
-    (i * layers / s)..((i + 1) * layers / s)
+/// Decoder layers of stage `index` when `layers` layers are split over `stages` stages: the
+/// split of core's cost model ([`pipeblocks_core::model::layer_split`]: as evenly as possible,
+/// earlier stages taking the remainder), so prediction and run agree. Empty when the split is
+/// impossible (more stages than layers, or sizes beyond `u32`).
+pub fn layer_range(layers: usize, stages: u32, index: u32) -> std::ops::Range<usize> {
+    u32::try_from(layers)
+        .ok()
+        .and_then(|l| pipeblocks_core::model::layer_split(l, stages))
+        .and_then(|split| split.get(index as usize).cloned())
+        .map_or(0..0, |r| r.start as usize..r.end as usize)
 }

@@ -83,8 +83,9 @@ fn losses_agree_across_schedules_over_several_steps() {
 
 mod properties {
     use super::common::{batch, rel_err, tiny};
-    use pipeblocks_core::generators::{generate, registry, Params};
-    use pipeblocks_runtime::model::block_range;
+    use pipeblocks_core::registry::{generate, registry};
+    use pipeblocks_core::Params;
+    use pipeblocks_runtime::model::layer_range;
     use pipeblocks_runtime::{reference_gradients, Trainer};
     use proptest::prelude::*;
 
@@ -99,7 +100,7 @@ mod properties {
         ) {
             let gens = registry();
             let g = &gens[which % gens.len()];
-            let Ok(s) = generate(g.name, &Params::new(p, m)) else {
+            let Ok(s) = generate(g.name, &Params::new(p, m).unwrap()) else {
                 return Ok(()); // the schedule refuses this configuration
             };
             let mut cfg = tiny(s.stages as usize, m as usize);
@@ -116,11 +117,11 @@ mod properties {
 
         /// The stage split covers every block once, in order, with no stage empty.
         #[test]
-        fn block_ranges_partition_the_layers(stages in 1u32..12, extra in 0usize..20) {
+        fn layer_ranges_partition_the_layers(stages in 1u32..12, extra in 0usize..20) {
             let layers = stages as usize + extra;
             let mut next = 0;
             for i in 0..stages {
-                let r = block_range(layers, stages, i);
+                let r = layer_range(layers, stages, i);
                 prop_assert_eq!(r.start, next);
                 prop_assert!(r.end > r.start);
                 next = r.end;

@@ -5,8 +5,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{all_schedules, batch, tiny};
-use pipeblocks_core::generators::{generate, Params};
 use pipeblocks_core::Pass;
+use pipeblocks_core::{generate, Params};
 use pipeblocks_runtime::{checkpoint, Fault, RuntimeError, Trainer};
 
 #[test]
@@ -15,7 +15,7 @@ fn a_panicking_worker_stops_the_step_naming_device_and_pass() {
         let mut cfg = tiny(2, 4);
         cfg.recv_timeout = Duration::from_secs(120);
         cfg.fault = Some(Fault { device, pass });
-        let s = generate("1f1b", &Params::new(2, 4)).unwrap();
+        let s = generate("1f1b", &Params::new(2, 4).unwrap()).unwrap();
         let mut t = Trainer::new(cfg.clone(), s).unwrap();
         let t0 = Instant::now();
         let e = t.step(&batch(&cfg, 0)).unwrap_err();
@@ -59,7 +59,7 @@ fn faults_stop_every_schedule() {
 
 #[test]
 fn an_invalid_schedule_is_refused_before_any_compute() {
-    let mut s = generate("1f1b", &Params::new(2, 4)).unwrap();
+    let mut s = generate("1f1b", &Params::new(2, 4).unwrap()).unwrap();
     // Device 1 runs its first backward before the forward it needs.
     let l = &mut s.lists[1];
     let f = l.iter().position(|p| *p == Pass::f(1, 0)).unwrap();
@@ -70,7 +70,7 @@ fn an_invalid_schedule_is_refused_before_any_compute() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("an invalid schedule was accepted"),
     }
-    let mut s = generate("1f1b", &Params::new(2, 4)).unwrap();
+    let mut s = generate("1f1b", &Params::new(2, 4).unwrap()).unwrap();
     s.lists[0].pop();
     assert!(matches!(
         Trainer::new(tiny(2, 4), s),
@@ -80,10 +80,10 @@ fn an_invalid_schedule_is_refused_before_any_compute() {
 
 #[test]
 fn too_few_layers_or_uneven_batch_are_refused() {
-    let s = generate("interleaved-1f1b", &Params::new(2, 4)).unwrap();
+    let s = generate("interleaved-1f1b", &Params::new(2, 4).unwrap()).unwrap();
     let e = Trainer::new(tiny(2, 4), s).err().unwrap();
     assert!(e.to_string().contains("--layers"), "{e}");
-    let s = generate("1f1b", &Params::new(2, 4)).unwrap();
+    let s = generate("1f1b", &Params::new(2, 4).unwrap()).unwrap();
     let e = Trainer::new(tiny(2, 6), s).err().unwrap();
     assert!(e.to_string().contains("--batch"), "{e}");
 }
@@ -97,7 +97,7 @@ fn tmp(name: &str) -> std::path::PathBuf {
 #[test]
 fn resume_continues_exactly_and_across_schedules() {
     let cfg = tiny(4, 4);
-    let one = |name: &str| generate(name, &Params::new(2, 4)).unwrap();
+    let one = |name: &str| generate(name, &Params::new(2, 4).unwrap()).unwrap();
     let mut straight = Trainer::new(cfg.clone(), one("1f1b")).unwrap();
     let losses: Vec<f64> = (0..4)
         .map(|i| straight.step(&batch(&cfg, i)).unwrap().loss)
@@ -126,7 +126,7 @@ fn resume_continues_exactly_and_across_schedules() {
 #[test]
 fn truncated_corrupt_or_mismatched_checkpoints_are_refused() {
     let cfg = tiny(2, 4);
-    let s = generate("1f1b", &Params::new(2, 4)).unwrap();
+    let s = generate("1f1b", &Params::new(2, 4).unwrap()).unwrap();
     let mut t = Trainer::new(cfg.clone(), s.clone()).unwrap();
     let path = tmp("bad.ckpt");
     checkpoint::save(&mut t, &path).unwrap();

@@ -59,9 +59,10 @@ pub struct Transfer {
     pub consumer_start: f64,
 }
 
-/// The cross-device transfers of `s` as simulated in `r`, with p2p latency `comm`, ordered by
-/// start time.
-pub fn transfers(s: &Schedule, r: &SimResult, comm: f64) -> Result<Vec<Transfer>, VizError> {
+/// The cross-device transfers of `s` as simulated in `r`, with `comm[s]` the latency of the link
+/// between stages `s` and `s + 1` (as in [`pipeblocks_core::params::StageTable::comm`]; missing
+/// entries count as 0), ordered by start time.
+pub fn transfers(s: &Schedule, r: &SimResult, comm: &[f64]) -> Result<Vec<Transfer>, VizError> {
     check(s, r)?;
     let mut at: HashMap<Pass, (usize, usize)> = HashMap::with_capacity(s.num_passes());
     for (d, list) in s.lists.iter().enumerate() {
@@ -69,10 +70,13 @@ pub fn transfers(s: &Schedule, r: &SimResult, comm: f64) -> Result<Vec<Transfer>
             at.insert(*ps, (d, i));
         }
     }
-    let comm = if comm.is_finite() && comm > 0.0 {
-        comm
-    } else {
-        0.0
+    let latency = |a: u32, b: u32| {
+        let c = comm.get(a.min(b) as usize).copied().unwrap_or(0.0);
+        if c.is_finite() && c > 0.0 {
+            c
+        } else {
+            0.0
+        }
     };
     let mut out = Vec::new();
     for (d, list) in s.lists.iter().enumerate() {
@@ -106,7 +110,7 @@ pub fn transfers(s: &Schedule, r: &SimResult, comm: f64) -> Result<Vec<Transfer>
                 from: d as u32,
                 to,
                 start,
-                end: start + comm,
+                end: start + latency(ps.stage, ns),
                 consumer_start: r.start[cd][ci],
             });
         }
@@ -120,11 +124,12 @@ const COMPUTE_TID: u32 = 1;
 /// Thread id of the first communication track.
 const COMM_TID: u32 = 2;
 
-/// Exports `s` as simulated in `r` (p2p latency `comm`) as Trace Event JSON.
+/// Exports `s` as simulated in `r` (`comm`: latency of each link, as in [`transfers`]) as Trace
+/// Event JSON.
 pub fn export(
     s: &Schedule,
     r: &SimResult,
-    comm: f64,
+    comm: &[f64],
     opts: &TraceOptions,
 ) -> Result<String, VizError> {
     let value = export_value(s, r, comm, opts)?;
@@ -135,7 +140,7 @@ pub fn export(
 pub fn export_value(
     s: &Schedule,
     r: &SimResult,
-    comm: f64,
+    comm: &[f64],
     opts: &TraceOptions,
 ) -> Result<Value, VizError> {
     let moves = transfers(s, r, comm)?;
@@ -246,7 +251,7 @@ pub fn export_value(
             "microbatches": s.microbatches,
             "makespan": r.makespan,
             "bubble_rate": r.bubble_rate,
-            "p2p_latency": comm,
+            "p2p_latency": comm.iter().cloned().fold(0.0, f64::max),
             "microseconds_per_cost_unit": k,
         },
     }))
@@ -255,8 +260,9 @@ pub fn export_value(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipeblocks_core::generators::{generate, registry, Params};
-    use pipeblocks_core::{simulate, Costs, SimConfig};
+    use pipeblocks_core::registry::{generate, registry};
+    use pipeblocks_core::Params;
+    use pipeblocks_core::{simulate, Costs, StageCosts};
 
     fn events<'a>(v: &'a Value, ph: &str) -> Vec<&'a Value> {
         v["traceEvents"]
@@ -273,14 +279,19 @@ mod tests {
         for g in registry() {
             let s = generate(
                 g.name,
-                &Params {
-                    costs,
-                    ..Params::new(3, 6)
-                },
+                &Params::new(3, 6)
+                    .unwrap()
+                    .with_costs(StageCosts::uniform(costs)),
             )
             .unwrap();
-            let r = simulate(&s, &SimConfig::with_costs(costs)).unwrap();
-            let text = export(&s, &r, costs.comm, &TraceOptions::default()).unwrap();
+            let r = simulate(&s, &StageCosts::uniform(costs)).unwrap();
+            let text = export(
+                &s,
+                &r,
+                &vec![costs.comm; s.stages as usize],
+                &TraceOptions::default(),
+            )
+            .unwrap();
             let v: Value = serde_json::from_str(&text).unwrap();
             let procs: Vec<_> = events(&v, "M")
                 .into_iter()
@@ -315,14 +326,13 @@ mod tests {
         for g in registry() {
             let s = generate(
                 g.name,
-                &Params {
-                    costs,
-                    ..Params::new(4, 8)
-                },
+                &Params::new(4, 8)
+                    .unwrap()
+                    .with_costs(StageCosts::uniform(costs)),
             )
             .unwrap();
-            let r = simulate(&s, &SimConfig::with_costs(costs)).unwrap();
-            let ts = transfers(&s, &r, costs.comm).unwrap();
+            let r = simulate(&s, &StageCosts::uniform(costs)).unwrap();
+            let ts = transfers(&s, &r, &vec![costs.comm; s.stages as usize]).unwrap();
             assert_eq!(ts.len() as u64, r.p2p_transfers);
             for t in &ts {
                 assert_ne!(t.from, t.to);
@@ -339,14 +349,19 @@ mod tests {
         let costs = Costs::parse("f=1,b=1,w=1,c=3").unwrap();
         let s = generate(
             "gpipe",
-            &Params {
-                costs,
-                ..Params::new(2, 4)
-            },
+            &Params::new(2, 4)
+                .unwrap()
+                .with_costs(StageCosts::uniform(costs)),
         )
         .unwrap();
-        let r = simulate(&s, &SimConfig::with_costs(costs)).unwrap();
-        let v = export_value(&s, &r, costs.comm, &TraceOptions::default()).unwrap();
+        let r = simulate(&s, &StageCosts::uniform(costs)).unwrap();
+        let v = export_value(
+            &s,
+            &r,
+            &vec![costs.comm; s.stages as usize],
+            &TraceOptions::default(),
+        )
+        .unwrap();
         let mut by_track: HashMap<(u64, u64), Vec<(f64, f64)>> = HashMap::new();
         for e in events(&v, "X") {
             let key = (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap());

@@ -207,21 +207,21 @@ pub fn report(rep: &Report) -> Result<String, VizError> {
 mod tests {
     use super::*;
     use pipeblocks_core::compare::{baseline, compare, summarize};
-    use pipeblocks_core::generators::{generate, Params};
-    use pipeblocks_core::{simulate, SimConfig};
+    use pipeblocks_core::{generate, Params};
+    use pipeblocks_core::{simulate, StageCosts};
 
     #[test]
     fn one_section_per_schedule_with_its_boxes_and_the_whole_table() {
-        let prm = Params::new(3, 4);
-        let cfg = SimConfig::default();
-        let rows = compare(&prm, &cfg).unwrap();
+        let prm = Params::new(3, 4).unwrap();
+        let cfg = StageCosts::default();
+        let rows = compare(&prm).unwrap();
         let base = baseline(3, 4, &cfg).unwrap();
         let mut owned = Vec::new();
         for r in &rows {
             if let Row::Ok(s) = r {
                 let sch = generate(&s.schedule, &prm).unwrap();
                 let res = simulate(&sch, &cfg).unwrap();
-                let sum = summarize(&sch, &res, base);
+                let sum = summarize(&sch, &res, &cfg, base).unwrap();
                 owned.push((sch, res, sum));
             }
         }

@@ -470,8 +470,9 @@ fn memory_strips(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipeblocks_core::generators::{generate, registry, Params};
-    use pipeblocks_core::{simulate, Costs, SimConfig};
+    use pipeblocks_core::registry::{generate, registry};
+    use pipeblocks_core::Params;
+    use pipeblocks_core::{simulate, Costs, StageCosts};
     use proptest::prelude::*;
 
     fn attr_f64(n: roxmltree::Node, name: &str) -> f64 {
@@ -536,13 +537,12 @@ mod tests {
     #[test]
     fn every_registered_schedule_draws_one_box_per_pass_at_its_time() {
         let costs = Costs::parse("f=1,b=1.5,w=0.7,c=0.1").unwrap();
-        let prm = Params {
-            costs,
-            ..Params::new(4, 8)
-        };
+        let prm = Params::new(4, 8)
+            .unwrap()
+            .with_costs(StageCosts::uniform(costs));
         for g in registry() {
             let s = generate(g.name, &prm).unwrap();
-            let r = simulate(&s, &SimConfig::with_costs(costs)).unwrap();
+            let r = simulate(&s, &StageCosts::uniform(costs)).unwrap();
             let svg = render(&s, &r, &SvgOptions::default()).unwrap();
             check_picture(&s, &r, &svg);
         }
@@ -553,13 +553,12 @@ mod tests {
         let costs = Costs::parse("f=1,b=2,w=0.5").unwrap();
         let s = generate(
             "zb-h1",
-            &Params {
-                costs,
-                ..Params::new(2, 3)
-            },
+            &Params::new(2, 3)
+                .unwrap()
+                .with_costs(StageCosts::uniform(costs)),
         )
         .unwrap();
-        let r = simulate(&s, &SimConfig::with_costs(costs)).unwrap();
+        let r = simulate(&s, &StageCosts::uniform(costs)).unwrap();
         let svg = render(&s, &r, &SvgOptions::default()).unwrap();
         let doc = roxmltree::Document::parse(&svg).unwrap();
         let scale = attr_f64(doc.root_element(), "data-scale");
@@ -579,8 +578,8 @@ mod tests {
 
     #[test]
     fn title_names_the_schedule_and_its_figures() {
-        let s = generate("1f1b", &Params::new(4, 8)).unwrap();
-        let r = simulate(&s, &SimConfig::default()).unwrap();
+        let s = generate("1f1b", &Params::new(4, 8).unwrap()).unwrap();
+        let r = simulate(&s, &StageCosts::default()).unwrap();
         let opts = SvgOptions {
             baseline_peak: Some(2.0),
             ..Default::default()
@@ -593,13 +592,13 @@ mod tests {
 
     #[test]
     fn escapes_names_and_rejects_foreign_results() {
-        let mut s = generate("gpipe", &Params::new(2, 2)).unwrap();
-        let r = simulate(&s, &SimConfig::default()).unwrap();
+        let mut s = generate("gpipe", &Params::new(2, 2).unwrap()).unwrap();
+        let r = simulate(&s, &StageCosts::default()).unwrap();
         s.name = "a<b&c".into();
         let svg = render(&s, &r, &SvgOptions::default()).unwrap();
         roxmltree::Document::parse(&svg).unwrap();
         assert!(svg.contains("a&lt;b&amp;c"));
-        let other = generate("gpipe", &Params::new(3, 2)).unwrap();
+        let other = generate("gpipe", &Params::new(3, 2).unwrap()).unwrap();
         assert!(matches!(
             render(&other, &r, &SvgOptions::default()),
             Err(VizError::Mismatch { .. })
@@ -608,8 +607,8 @@ mod tests {
 
     #[test]
     fn memory_drawn_without_instant_dips_and_with_the_true_peak() {
-        let s = generate("1f1b", &Params::new(4, 8)).unwrap();
-        let r = simulate(&s, &SimConfig::default()).unwrap();
+        let s = generate("1f1b", &Params::new(4, 8).unwrap()).unwrap();
+        let r = simulate(&s, &StageCosts::default()).unwrap();
         for (d, curve) in r.memory.iter().enumerate() {
             let drawn = settle(curve);
             assert!(drawn.windows(2).all(|w| w[1].0 > w[0].0));
@@ -625,8 +624,8 @@ mod tests {
 
     #[test]
     fn auto_width_leaves_room_for_numbers() {
-        let s = generate("zb-h2", &Params::new(16, 32)).unwrap();
-        let r = simulate(&s, &SimConfig::default()).unwrap();
+        let s = generate("zb-h2", &Params::new(16, 32).unwrap()).unwrap();
+        let r = simulate(&s, &StageCosts::default()).unwrap();
         let w = auto_width(&s, &r);
         let svg = render(
             &s,
@@ -639,8 +638,8 @@ mod tests {
         .unwrap();
         let labels = svg.matches("pointer-events=\"none\"").count();
         assert_eq!(labels, s.num_passes());
-        let small = generate("1f1b", &Params::new(2, 2)).unwrap();
-        let rs = simulate(&small, &SimConfig::default()).unwrap();
+        let small = generate("1f1b", &Params::new(2, 2).unwrap()).unwrap();
+        let rs = simulate(&small, &StageCosts::default()).unwrap();
         assert_eq!(auto_width(&small, &rs), 1100.0);
     }
 
@@ -654,9 +653,9 @@ mod tests {
         ) {
             let g = &registry()[which % registry().len()];
             let costs = Costs { f, b, w, bw: None, comm: c };
-            let prm = Params { costs, ..Params::new(p, m) };
+            let prm = Params::new(p, m).unwrap().with_costs(StageCosts::uniform(costs));
             if let Ok(s) = generate(g.name, &prm) {
-                let r = simulate(&s, &SimConfig::with_costs(costs)).unwrap();
+                let r = simulate(&s, &StageCosts::uniform(costs)).unwrap();
                 let svg = render(&s, &r, &SvgOptions { width, ..Default::default() }).unwrap();
                 check_picture(&s, &r, &svg);
             }

@@ -65,13 +65,13 @@ pub fn render(s: &Schedule, r: &SimResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipeblocks_core::generators::{generate, Params};
-    use pipeblocks_core::{simulate, SimConfig};
+    use pipeblocks_core::{generate, Params};
+    use pipeblocks_core::{simulate, StageCosts};
 
     #[test]
     fn one_line_per_device_with_every_pass() {
-        let s = generate("1f1b", &Params::new(3, 4)).unwrap();
-        let r = simulate(&s, &SimConfig::default()).unwrap();
+        let s = generate("1f1b", &Params::new(3, 4).unwrap()).unwrap();
+        let r = simulate(&s, &StageCosts::default()).unwrap();
         let text = render(&s, &r);
         let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("dev")).collect();
         assert_eq!(rows.len(), 3);

@@ -1,6 +1,8 @@
-//! Reading and writing schedules: pipeblocks' versioned JSON and PyTorch's compute-only CSV.
+//! Reading and writing: pipeblocks' versioned schedule JSON, PyTorch's compute-only CSV, and
+//! the versioned per-stage cost file.
 
 pub mod json;
+pub mod stage_costs;
 pub mod torch_csv;
 
 use crate::error::Error;

@@ -4,10 +4,9 @@
 //! GPipe and breadth-first are the limit where the warm-up holds every forward; 1F1B and
 //! Megatron's interleaved 1F1B differ only in orders and warm-up counts.
 
-use crate::error::Error;
+use crate::error::{Error, Param};
 use crate::ir::{Pass, Placement, Schedule};
-
-use super::Params;
+use crate::params::Params;
 
 /// Interleaves per-device forward and backward orders after `warmup[d]` forwards.
 pub fn one_forward_one_backward(
@@ -48,7 +47,7 @@ fn sequential_orders(p: u32, m: u32) -> (Vec<Vec<Pass>>, Vec<Vec<Pass>>) {
 
 /// GPipe: every forward, then every fused backward.
 pub fn gpipe(prm: &Params) -> Result<Schedule, Error> {
-    let (p, m) = (prm.devices, prm.microbatches);
+    let (p, m) = (prm.devices(), prm.microbatches());
     let mut s = Schedule::empty("gpipe", p, m, Placement::Sequential)?;
     let (f, b) = sequential_orders(p, m);
     one_forward_one_backward(&mut s, &f, &b, &vec![m as usize; p as usize]);
@@ -57,23 +56,12 @@ pub fn gpipe(prm: &Params) -> Result<Schedule, Error> {
 
 /// 1F1B: device `i` warms up with `p-1-i` forwards, then alternates F and BW.
 pub fn one_f_one_b(prm: &Params) -> Result<Schedule, Error> {
-    let (p, m) = (prm.devices, prm.microbatches);
+    let (p, m) = (prm.devices(), prm.microbatches());
     let mut s = Schedule::empty("1f1b", p, m, Placement::Sequential)?;
     let (f, b) = sequential_orders(p, m);
     let warm: Vec<usize> = (0..p).map(|i| (p - 1 - i) as usize).collect();
     one_forward_one_backward(&mut s, &f, &b, &warm);
     Ok(s)
-}
-
-/// Chunks for looped schedules: `--chunks`, default 2.
-fn chunks(prm: &Params) -> Result<u32, Error> {
-    let v = prm.chunks.unwrap_or(2);
-    if v == 0 {
-        return Err(Error::config(
-            "--chunks 0: a looped schedule needs at least 1 chunk per device",
-        ));
-    }
-    Ok(v)
 }
 
 /// Megatron's depth-first order: microbatches in groups of `p`, each group through chunk 0, then
@@ -101,13 +89,15 @@ fn depth_first_order(d: u32, p: u32, v: u32, m: u32, backward: bool) -> Vec<Pass
 
 /// Interleaved 1F1B (Megatron) with `v` chunks per device on a looped placement.
 pub fn interleaved(prm: &Params) -> Result<Schedule, Error> {
-    let (p, m) = (prm.devices, prm.microbatches);
-    let v = chunks(prm)?;
+    let (p, m) = (prm.devices(), prm.microbatches());
+    let v = prm.chunks_or(2);
     if m % p != 0 {
-        return Err(Error::config(format!(
-            "interleaved-1f1b needs the microbatches to be a multiple of the devices (m={m}, p={p}); use -m {}",
-            (m / p + 1) * p
-        )));
+        let fit = (m / p + 1) * p;
+        return Err(Error::fix(
+            format!("interleaved-1f1b needs the microbatches to be a multiple of the devices (m={m}, p={p}); use {fit} microbatches"),
+            Param::Microbatches,
+            fit.to_string(),
+        ));
     }
     let mut s = Schedule::empty("interleaved-1f1b", p, m, Placement::Looped { chunks: v })?;
     let fwd: Vec<_> = (0..p)
@@ -126,8 +116,8 @@ pub fn interleaved(prm: &Params) -> Result<Schedule, Error> {
 /// Breadth-first (looped) pipeline: each device runs every microbatch through one local chunk
 /// before the next; then the backward in reverse chunk order.
 pub fn breadth_first(prm: &Params) -> Result<Schedule, Error> {
-    let (p, m) = (prm.devices, prm.microbatches);
-    let v = chunks(prm)?;
+    let (p, m) = (prm.devices(), prm.microbatches());
+    let v = prm.chunks_or(2);
     let mut s = Schedule::empty("bfs", p, m, Placement::Looped { chunks: v })?;
     for d in 0..p {
         for c in 0..v {
@@ -153,7 +143,7 @@ pub fn zero_bubble_lagged(
     warmup: impl Fn(u32) -> u32,
     lag: impl Fn(u32) -> u32,
 ) -> Result<Schedule, Error> {
-    let (p, m) = (prm.devices, prm.microbatches);
+    let (p, m) = (prm.devices(), prm.microbatches());
     let mut s = Schedule::empty(name, p, m, Placement::Sequential)?;
     for i in 0..p {
         let (w, l) = (warmup(i).min(m), lag(i));

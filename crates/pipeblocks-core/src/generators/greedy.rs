@@ -1,35 +1,29 @@
 //! A cost- and memory-aware greedy list scheduler, the generalisation of ZB-H1 and ZB-H2.
 //!
-//! Devices are advanced in order of their local clock. When a device is free it picks, among the
-//! passes whose inputs have arrived:
+//! A policy of the [event engine](crate::engine): devices act in the order of their clocks.
+//! When a device is free it picks, among the passes whose inputs have arrived:
 //! 1. a B (input gradient: on the critical path of the device before it),
 //! 2. else an F, if its activation fits under the device's memory limit,
 //! 3. else the oldest pending W (filling a wait; this is also how W is flushed when memory runs
 //!    out, since W frees the activation),
-//! 4. else it idles until the next pass it could run arrives.
+//! 4. else it sleeps until the next pass it could run arrives.
 //!
 //! Works on any placement; F and B of a stage follow microbatch order.
 
-use crate::error::Error;
+use std::collections::VecDeque;
+
+use crate::engine::{Blocked, Engine, Flow, Net, Policy, Slot, State, Step};
+use crate::error::{Error, Param};
 use crate::ir::{Pass, PassKind, Placement, Schedule};
+use crate::params::{Params, EPS};
 
 /// Options of the list scheduler.
 #[derive(Clone, Debug)]
 pub struct GreedyOptions {
     /// Schedule name.
     pub name: String,
-    /// Devices `p`.
-    pub devices: u32,
-    /// Microbatches `m`.
-    pub microbatches: u32,
     /// Placement.
     pub placement: Placement,
-    /// Duration of each pass kind, per stage: `[F, B, W, BW]`.
-    pub durations: Vec<[f64; 4]>,
-    /// Latency between devices.
-    pub comm: f64,
-    /// Activation units per stage.
-    pub activation: Vec<f64>,
     /// Memory limit per device, in units.
     pub limit: Vec<f64>,
     /// Pacing per device, in units: an F is admitted only while the activations still waiting
@@ -50,200 +44,194 @@ pub struct GreedyOptions {
     pub reserve: bool,
 }
 
-const EPS: f64 = 1e-9;
-const UNKNOWN: f64 = f64::INFINITY;
+/// The scheduler's bookkeeping beside the engine's clocks and memory.
+struct Greedy<'a> {
+    o: &'a GreedyOptions,
+    m: usize,
+    next_f: Vec<usize>,
+    next_b: Vec<usize>,
+    pending_w: Vec<VecDeque<(u32, u32)>>,
+    /// Activation held by Ws not yet run, and allocations still to come for admitted
+    /// microbatches, per device.
+    pending_mem: Vec<f64>,
+    reserved: Vec<f64>,
+    /// One microbatch on all of a device's stages.
+    need: Vec<f64>,
+    /// Activations whose B has not run yet, per device.
+    awaiting_b: Vec<f64>,
+    pace: Vec<f64>,
+    left: Vec<usize>,
+}
 
-/// Runs the list scheduler.
-pub fn list_schedule(o: &GreedyOptions) -> Result<Schedule, Error> {
-    let p = o.devices;
-    let m = o.microbatches as usize;
-    let mut s = Schedule::empty(&o.name, p, o.microbatches, o.placement.clone())?;
-    let n_st = s.stages as usize;
-    if o.durations.len() != n_st || o.activation.len() != n_st || o.limit.len() != p as usize {
-        return Err(Error::config(
-            "list scheduler: durations/activations must list every stage and limits every device",
-        ));
-    }
-    for (d, &lim) in o.limit.iter().enumerate() {
-        // A microbatch holds its activation on every stage of the device at once (each stage's
-        // lifespan contains the later ones'), so the device needs their sum, not the largest.
-        let need: f64 = s
-            .stages_of(d as u32)
-            .iter()
-            .map(|&st| o.activation[st as usize])
-            .sum();
-        if lim + EPS < need {
-            return Err(Error::config(format!(
-                "memory budget {lim:.3} units on device {d} is below one microbatch's activation ({need:.3} units); raise the budget"
-            )));
-        }
-    }
-    let dev = s.placement.stage_devices(p);
-    let local: Vec<Vec<u32>> = (0..p).map(|d| s.stages_of(d)).collect();
-    // Completion times, UNKNOWN until scheduled.
-    let mut end_f = vec![UNKNOWN; n_st * m];
-    let mut end_b = vec![UNKNOWN; n_st * m];
-    let mut next_f = vec![0usize; n_st];
-    let mut next_b = vec![0usize; n_st];
-    let mut pending_w: Vec<std::collections::VecDeque<(u32, u32)>> =
-        vec![Default::default(); p as usize];
-    let mut level = vec![0.0f64; p as usize];
-    // Activation held by Ws not yet run, and allocations still to come for admitted microbatches.
-    let mut pending_mem = vec![0.0f64; p as usize];
-    let mut reserved = vec![0.0f64; p as usize];
-    let mut need = vec![0.0f64; p as usize];
-    for st in 0..n_st {
-        need[dev[st] as usize] += o.activation[st];
-    }
-    // Activations whose B has not run yet, per device.
-    let mut awaiting_b = vec![0.0f64; p as usize];
-    let pace = o
-        .pace
-        .clone()
-        .unwrap_or_else(|| vec![f64::INFINITY; p as usize]);
-    let mut t = vec![0.0f64; p as usize];
-    // Devices waiting for an input, with the clock at which they went to sleep.
-    let mut asleep: Vec<Option<f64>> = vec![None; p as usize];
-    let total_per_dev: Vec<usize> = local
-        .iter()
-        .map(|st| st.len() * m * if o.split_backward { 3 } else { 2 })
-        .collect();
-    let at = |st: usize, mb: usize| st * m + mb;
-    let arrival = |end: f64, from: u32, to: u32| {
-        if from == to {
-            end
-        } else {
-            end + o.comm
-        }
-    };
-    // The unfinished device with the earliest clock.
-    while let Some(d) = (0..p as usize)
-        .filter(|&d| s.lists[d].len() < total_per_dev[d])
-        .min_by(|&a, &b| t[a].total_cmp(&t[b]).then(a.cmp(&b)))
-    {
-        let now = t[d];
-        if now == UNKNOWN {
-            return Err(Error::config(format!(
-                "the memory budget is too small for {}: device {d} can neither start a forward nor wait for a backward; raise the budget",
-                o.name
-            )));
-        }
-        asleep[d] = None;
-        let mut wake = UNKNOWN;
-        let mut consider = |ready: f64| {
-            if ready > now + EPS && ready < wake {
-                wake = ready;
+impl Greedy<'_> {
+    fn choose(&mut self, d: usize, now: f64, st: &State, wake: &mut f64) -> Option<Pass> {
+        let net = st.net;
+        let o = self.o;
+        let mut consider = |ready: Result<f64, Slot>| {
+            let r = ready.unwrap_or(f64::INFINITY);
+            if r > now + EPS && r < *wake {
+                *wake = r;
             }
+            r <= now + EPS
         };
         // 1. B (or BW) whose gradient has arrived.
         let mut choice: Option<Pass> = None;
-        for &st in local[d].iter().rev() {
-            let (stu, mb) = (st as usize, next_b[st as usize]);
-            if mb >= m || end_f[at(stu, mb)] > now + EPS {
+        let kind = if o.split_backward {
+            PassKind::B
+        } else {
+            PassKind::BW
+        };
+        for &s in net.local[d].iter().rev() {
+            let mb = self.next_b[s as usize];
+            if mb >= self.m
+                || st
+                    .ended(Slot::Fwd(s, mb as u32))
+                    .is_none_or(|e| e > now + EPS)
+            {
                 continue;
             }
-            let ready = if stu + 1 == n_st {
-                end_f[at(stu, mb)]
-            } else {
-                arrival(end_b[at(stu + 1, mb)], dev[stu + 1], d as u32)
-            };
-            consider(ready);
-            if ready <= now + EPS && choice.is_none_or(|c: Pass| mb < c.mb as usize) {
-                let kind = if o.split_backward {
-                    PassKind::B
-                } else {
-                    PassKind::BW
-                };
-                choice = Some(Pass::new(kind, st, mb as u32));
+            let pass = Pass::new(kind, s, mb as u32);
+            if consider(st.ready(pass)) && choice.is_none_or(|c| mb < c.mb as usize) {
+                choice = Some(pass);
             }
+        }
+        if choice.is_some() {
+            return choice;
         }
         // 2. F that fits in memory.
-        if choice.is_none() {
-            for &st in local[d].iter().rev() {
-                let (stu, mb) = (st as usize, next_f[st as usize]);
-                if mb >= m {
-                    continue;
-                }
-                let ready = if stu == 0 {
-                    0.0
-                } else {
-                    arrival(end_f[at(stu - 1, mb)], dev[stu - 1], d as u32)
-                };
-                consider(ready);
-                let fits = level[d] + o.activation[stu] <= o.limit[d] + EPS
-                    && awaiting_b[d] + o.activation[stu] <= pace[d] + EPS
-                    && (stu != 0
-                        || o.max_in_flight
-                            .is_none_or(|k| next_f[0] < next_b[0] + k as usize))
-                    && (!o.reserve
-                        || st != local[d][0]
-                        || level[d] - pending_mem[d] + reserved[d] + need[d] <= o.limit[d] + EPS);
-                if ready <= now + EPS && fits && choice.is_none_or(|c: Pass| mb < c.mb as usize) {
-                    choice = Some(Pass::f(st, mb as u32));
-                }
+        for &s in net.local[d].iter().rev() {
+            let su = s as usize;
+            let mb = self.next_f[su];
+            if mb >= self.m {
+                continue;
             }
+            let a = net.table.act[su];
+            let fits = st.level[d] + a <= o.limit[d] + EPS
+                && self.awaiting_b[d] + a <= self.pace[d] + EPS
+                && (su != 0
+                    || o.max_in_flight
+                        .is_none_or(|k| self.next_f[0] < self.next_b[0] + k as usize))
+                && (!o.reserve
+                    || s != net.local[d][0]
+                    || st.level[d] - self.pending_mem[d] + self.reserved[d] + self.need[d]
+                        <= o.limit[d] + EPS);
+            let pass = Pass::f(s, mb as u32);
+            if consider(st.ready(pass)) && fits && choice.is_none_or(|c| mb < c.mb as usize) {
+                choice = Some(pass);
+            }
+        }
+        if choice.is_some() {
+            return choice;
         }
         // 3. The oldest pending W.
-        if choice.is_none() {
-            if let Some((st, mb)) = pending_w[d].pop_front() {
-                choice = Some(Pass::w(st, mb));
-            }
+        self.pending_w[d].pop_front().map(|(s, mb)| Pass::w(s, mb))
+    }
+}
+
+impl Policy for Greedy<'_> {
+    const TIMED: bool = true;
+
+    fn next(&mut self, d: usize, now: f64, st: &State) -> Step {
+        if self.left[d] == 0 {
+            return Step::Done;
         }
-        let Some(pass) = choice else {
+        let mut wake = f64::INFINITY;
+        match self.choose(d, now, st, &mut wake) {
+            Some(pass) => Step::Run(pass),
             // 4. Idle until a known arrival, or until an input of this device is produced.
-            t[d] = wake;
-            asleep[d] = Some(now);
-            continue;
-        };
-        let stu = pass.stage as usize;
-        let dur = o.durations[stu][pass.kind.index()];
-        let end = now + dur;
-        let a = o.activation[stu];
+            None => Step::Sleep(wake),
+        }
+    }
+
+    fn ran(&mut self, d: usize, pass: Pass, st: &State) -> Flow {
+        let su = pass.stage as usize;
+        let a = st.net.table.act[su];
+        let kept = a * (1.0 - st.net.table.release[su]);
+        self.left[d] -= 1;
         match pass.kind {
             PassKind::F => {
-                end_f[at(stu, pass.mb as usize)] = end;
-                next_f[stu] += 1;
-                level[d] += a;
-                awaiting_b[d] += a;
-                if o.reserve {
-                    if pass.stage == local[d][0] {
-                        reserved[d] += need[d];
+                self.next_f[su] += 1;
+                self.awaiting_b[d] += a;
+                if self.o.reserve {
+                    if pass.stage == st.net.local[d][0] {
+                        self.reserved[d] += self.need[d];
                     }
-                    reserved[d] -= a;
+                    self.reserved[d] -= a;
                 }
             }
             PassKind::B => {
-                end_b[at(stu, pass.mb as usize)] = end;
-                next_b[stu] += 1;
-                awaiting_b[d] -= a;
-                pending_w[d].push_back((pass.stage, pass.mb));
-                pending_mem[d] += a;
+                self.next_b[su] += 1;
+                self.awaiting_b[d] -= a;
+                self.pending_w[d].push_back((pass.stage, pass.mb));
+                self.pending_mem[d] += kept;
             }
             PassKind::BW => {
-                end_b[at(stu, pass.mb as usize)] = end;
-                next_b[stu] += 1;
-                awaiting_b[d] -= a;
-                level[d] -= a;
+                self.next_b[su] += 1;
+                self.awaiting_b[d] -= a;
             }
-            PassKind::W => {
-                level[d] -= a;
-                pending_mem[d] -= a;
-            }
+            PassKind::W => self.pending_mem[d] -= kept,
         }
-        s.lists[d].push(pass);
-        t[d] = end;
-        // Wake the device that consumes this pass's output.
-        let consumer = match pass.kind {
-            PassKind::F if stu + 1 < n_st => Some(stu + 1),
-            PassKind::B | PassKind::BW if stu > 0 => Some(stu - 1),
-            _ => None,
-        };
-        if let Some(c) = consumer {
-            let cd = dev[c] as usize;
-            if let Some(base) = asleep[cd] {
-                t[cd] = t[cd].min(base.max(arrival(end, d as u32, cd as u32)));
-            }
+        Flow::Go
+    }
+}
+
+/// Runs the list scheduler for `prm`'s sizes and costs.
+pub fn list_schedule(prm: &Params, o: &GreedyOptions) -> Result<Schedule, Error> {
+    let (p, m) = (prm.devices(), prm.microbatches());
+    let mut s = Schedule::empty(&o.name, p, m, o.placement.clone())?;
+    let net = Net::new(&o.placement, p, m, prm.table(&o.placement)?)?;
+    if o.limit.len() != p as usize || o.pace.as_ref().is_some_and(|x| x.len() != p as usize) {
+        return Err(Error::config(
+            "list scheduler: the memory limits and paces must list every device",
+        ));
+    }
+    let need = net.table.need(&o.placement, p);
+    for (d, (&lim, &need)) in o.limit.iter().zip(&need).enumerate() {
+        // A microbatch holds its activation on every stage of the device at once (each stage's
+        // lifespan contains the later ones'), so the device needs their sum, not the largest.
+        if lim + EPS < need {
+            return Err(Error::fix(
+                format!("memory budget {lim:.3} units on device {d} is below one microbatch's activation ({need:.3} units); raise the budget"),
+                Param::Budget,
+                format!("{need:.3}"),
+            ));
         }
     }
-    Ok(s)
+    let per_mb = if o.split_backward { 3 } else { 2 };
+    let mut policy = Greedy {
+        o,
+        m: m as usize,
+        next_f: vec![0; s.stages as usize],
+        next_b: vec![0; s.stages as usize],
+        pending_w: vec![VecDeque::new(); p as usize],
+        pending_mem: vec![0.0; p as usize],
+        reserved: vec![0.0; p as usize],
+        need,
+        awaiting_b: vec![0.0; p as usize],
+        pace: o
+            .pace
+            .clone()
+            .unwrap_or_else(|| vec![f64::INFINITY; p as usize]),
+        left: net
+            .local
+            .iter()
+            .map(|l| l.len() * m as usize * per_mb)
+            .collect(),
+    };
+    let mut e = Engine::new(&net, true).without_memory_curves();
+    match e.drive(&mut policy) {
+        Ok(()) => {
+            s.lists = e.into_parts().0.lists;
+            Ok(s)
+        }
+        Err(Blocked::Asleep(devices)) => Err(Error::change(
+            format!(
+                "the memory budget is too small for {}: device {} can neither start a forward nor wait for a backward; raise the budget",
+                o.name,
+                devices.first().copied().unwrap_or(0)
+            ),
+            Param::Budget,
+        )),
+        Err(_) => Err(Error::config(format!("{}: the list scheduler stopped", o.name))),
+    }
 }

@@ -4,11 +4,11 @@
 //! On a V-shape each device holds two stages, so its passes belong to two *flows*: the
 //! **down** flow (the forward of chunk 0 and the input backward of chunk 1) arrives from the
 //! device before it, and the **up** flow (the forward of chunk 1 and the input backward of
-//! chunk 0) from the device after it. The scheduler places passes in device lists while it
-//! computes their times (the same times the simulator gives), in three phases:
+//! chunk 0) from the device after it. The scheduler places passes in device lists on the
+//! [event engine](crate::engine), which times them as it goes, in three phases:
 //! 1. **warm-up**: every device starts a microbatch; then, from the bottom of the V upwards,
 //!    each device runs more chunk-0 forwards while the chunk-1 forward it waits for has not
-//!    arrived and its memory keeps room for what follows (`reserve + step·d` half-chunks);
+//!    arrived and its memory keeps room for what follows (`reserve + step·d` chunks);
 //! 2. **fill**: devices lower in the V run forwards, alternating flows, until each holds at
 //!    least as many forwards as the one above it;
 //! 3. **rounds**: in every round each device runs one input backward (up flow first when its
@@ -17,44 +17,43 @@
 //!    runs when the wait would exceed the device's share of bubble; Ws also run whenever the
 //!    next forward would exceed the memory limit.
 //!
-//! [`variants`] and [`refined`] run it with both W-filling policies and a few warm-up reserves, then again with
-//! the bubble each device showed as its allowance (the paper's "approved bubble"), and keeps
-//! the shortest step.
+//! [`variants`] and [`refined`] run it with both W-filling policies and a few warm-up reserves,
+//! then again with the bubble each device showed as its allowance (the paper's "approved
+//! bubble"), and keep the shortest step.
 
 use std::collections::VecDeque;
 
-use crate::error::Error;
+use crate::engine::{Engine, Net, Slot};
+use crate::error::{Error, Param};
 use crate::ir::{Pass, PassKind, Placement, Schedule};
+use crate::params::{Params, EPS};
 
-const EPS: f64 = 1e-9;
+/// When pending Ws may run ahead of a pass to fill the wait for its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WFill {
+    /// One more W before a forward when the wait would exceed the bubble allowance.
+    pub before_f: bool,
+    /// The same before a chunk-1 input backward.
+    pub before_b: bool,
+}
 
 /// Options of one run of the round-based scheduler.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RoundOptions {
-    /// Devices `p`.
-    pub devices: u32,
-    /// Microbatches `m`.
-    pub microbatches: u32,
-    /// Cost of a chunk's F, B and W.
-    pub cost: [f64; 3],
-    /// Latency between devices.
-    pub comm: f64,
-    /// Memory limit per device, in chunk activations (half a unit each on a V-shape).
-    pub limit: u32,
+    /// Memory limit per device, in units.
+    pub limit: Vec<f64>,
     /// Warm-up: chunk-0 forwards continue on device `d` while its memory keeps
     /// `reserve + step·d` chunk activations free.
     pub reserve: u32,
     /// See `reserve`.
     pub step: u32,
-    /// Run a W before a forward when the wait would exceed the bubble allowance.
-    pub fill_f: bool,
-    /// The same before a chunk-1 input backward.
-    pub fill_b: bool,
+    /// Extra W filling.
+    pub fill: WFill,
     /// Bubble each device may show without W filling it; `None`: none.
     pub approved: Option<Vec<f64>>,
 }
 
-/// Pass categories in the flow tables.
+/// Pass categories.
 const F: usize = 0;
 const B: usize = 1;
 const W: usize = 2;
@@ -62,37 +61,45 @@ const W: usize = 2;
 const DOWN: usize = 0;
 const UP: usize = 1;
 
-struct State<'a> {
+struct State<'a, 'n> {
     o: &'a RoundOptions,
+    e: Engine<'n>,
     p: usize,
     m: usize,
-    /// End time of `(cat, flow, device, mb)`, NaN until placed.
-    end: Vec<f64>,
     /// Passes placed per device and `cat * 2 + flow`.
     count: Vec<[usize; 6]>,
-    clock: Vec<f64>,
-    mem: Vec<u32>,
     bubble: Vec<f64>,
     pending_w: Vec<VecDeque<usize>>,
-    lists: Vec<Vec<Pass>>,
+    /// Half of what one microbatch holds on each device: one chunk's share.
+    chunk: Vec<f64>,
     max_approved: f64,
 }
 
-impl State<'_> {
-    fn key(&self, cat: usize, flow: usize, d: usize, mb: usize) -> usize {
-        ((cat * 2 + flow) * self.p + d) * self.m + mb
+impl State<'_, '_> {
+    fn net(&self) -> &Net {
+        self.e.state().net
     }
 
-    /// The pass of another device that `(cat, flow)` on `d` waits for, if any.
-    fn input(&self, cat: usize, flow: usize, d: usize, mb: usize) -> Option<usize> {
-        if cat == W {
+    /// The next `(cat, flow)` pass of device `d`.
+    fn pass(&self, cat: usize, flow: usize, d: usize) -> Pass {
+        let (p, dd) = (self.p as u32, d as u32);
+        // A W belongs to the flow of its B.
+        let chunk0 = (cat == F) == (flow == DOWN);
+        let stage = if chunk0 { dd } else { 2 * p - 1 - dd };
+        let kind = [PassKind::F, PassKind::B, PassKind::W][cat];
+        Pass::new(kind, stage, self.count[d][cat * 2 + flow] as u32)
+    }
+
+    /// The input of another device that `pass` of `flow` on `d` waits for, if any.
+    fn cross_input(&self, cat: usize, flow: usize, d: usize, pass: Pass) -> Option<Slot> {
+        if cat == W || (flow == DOWN && d == 0) || (flow == UP && d + 1 == self.p) {
             return None;
         }
-        match flow {
-            DOWN if d > 0 => Some(self.key(cat, DOWN, d - 1, mb)),
-            UP if d + 1 < self.p => Some(self.key(cat, UP, d + 1, mb)),
-            _ => None,
-        }
+        self.net()
+            .inputs(pass)
+            .into_iter()
+            .flatten()
+            .find(|s| self.net().stage_device[s.stage() as usize] as usize != d)
     }
 
     /// Whether the next `(cat, flow)` pass of `d` can be placed now.
@@ -112,43 +119,29 @@ impl State<'_> {
         if before.is_some_and(|i| c[i] <= mb) {
             return false;
         }
-        self.input(cat, flow, d, mb)
-            .is_none_or(|k| !self.end[k].is_nan())
+        self.e.state().ready(self.pass(cat, flow, d)).is_ok()
     }
 
-    /// The stage a pass of `flow` runs on, on device `d`.
-    fn stage(&self, cat: usize, flow: usize, d: usize) -> u32 {
-        let (p, d) = (self.p as u32, d as u32);
-        let chunk0 = (cat == F) == (flow == DOWN);
-        if chunk0 {
-            d
-        } else {
-            2 * p - 1 - d
-        }
+    /// Whether `d` has room for the forward of `flow`, plus `extra` chunks.
+    fn room(&self, flow: usize, d: usize, extra: f64) -> bool {
+        let pass = self.pass(F, flow, d);
+        let act = self.net().table.act[pass.stage as usize];
+        self.e.state().level[d] + act + extra * self.chunk[d] <= self.o.limit[d] + EPS
     }
 
     fn put(&mut self, cat: usize, flow: usize, d: usize) {
-        let mb = self.count[d][cat * 2 + flow];
-        let dur = self.o.cost[cat];
-        let earliest = self.clock[d] + dur;
-        let mut t = earliest;
-        if let Some(k) = self.input(cat, flow, d, mb) {
-            t = t.max(self.end[k] + self.o.comm + dur);
+        let pass = self.pass(cat, flow, d);
+        let clock = self.e.state().clock[d];
+        // Every caller has checked the inputs are there.
+        if self.e.run_ready(d, pass).is_ok() {
+            let start = self.e.state().start[d].last().copied().unwrap_or(clock);
+            if self.count[d][F * 2 + DOWN] > 0 {
+                self.bubble[d] += start - clock;
+            }
         }
-        if self.count[d][F * 2 + DOWN] > 0 {
-            self.bubble[d] += t - earliest;
+        if cat == B {
+            self.pending_w[d].push_back(flow);
         }
-        let k = self.key(cat, flow, d, mb);
-        self.end[k] = t;
-        self.clock[d] = t;
-        match cat {
-            F => self.mem[d] += 1,
-            W => self.mem[d] -= 1,
-            _ => self.pending_w[d].push_back(flow),
-        }
-        let kind = [PassKind::F, PassKind::B, PassKind::W][cat];
-        let stage = self.stage(if cat == W { B } else { cat }, flow, d);
-        self.lists[d].push(Pass::new(kind, stage, mb as u32));
         self.count[d][cat * 2 + flow] += 1;
     }
 
@@ -174,17 +167,28 @@ impl State<'_> {
 
     /// Ws into the wait for the input of the next `(cat, flow)` pass of `d`.
     fn fill_wait(&mut self, cat: usize, flow: usize, d: usize, allow_extra: bool) {
-        let mb = self.count[d][cat * 2 + flow];
-        let Some(k) = self.input(cat, flow, d, mb) else {
+        let pass = self.pass(cat, flow, d);
+        let Some(slot) = self.cross_input(cat, flow, d, pass) else {
             return;
         };
-        let arrival = self.end[k] + self.o.comm;
-        while !self.pending_w[d].is_empty() && arrival + EPS >= self.clock[d] + self.o.cost[W] {
+        let Some(end) = self.e.state().ended(slot) else {
+            return;
+        };
+        let arrival = end + self.net().latency(slot, pass);
+        let w_len = |st: &Self| {
+            st.pending_w[d]
+                .front()
+                .map(|&f| st.net().duration(st.pass(W, f, d)))
+        };
+        while let Some(len) = w_len(self) {
+            if arrival + EPS < self.e.state().clock[d] + len {
+                break;
+            }
             self.put_w(d);
         }
         if allow_extra
             && !self.pending_w[d].is_empty()
-            && arrival - self.clock[d] > self.max_bubble(d) - self.bubble[d] + EPS
+            && arrival - self.e.state().clock[d] > self.max_bubble(d) - self.bubble[d] + EPS
         {
             self.put_w(d);
         }
@@ -195,67 +199,74 @@ impl State<'_> {
     }
 }
 
-/// Runs the scheduler once. Returns the device lists' schedule and each device's bubble as the
-/// scheduler saw it (idle time after its first pass).
-pub fn round_schedule(o: &RoundOptions) -> Result<(Schedule, Vec<f64>), Error> {
-    let p = o.devices as usize;
-    let m = o.microbatches as usize;
-    if p == 0 || m == 0 {
+/// Runs the scheduler once for `prm`'s sizes and costs on a V-shape placement. Returns the
+/// schedule and each device's bubble as the scheduler saw it (idle time after its first pass).
+pub fn round_schedule(prm: &Params, o: &RoundOptions) -> Result<(Schedule, Vec<f64>), Error> {
+    let (pu, mu) = (prm.devices(), prm.microbatches());
+    let (p, m) = (pu as usize, mu as usize);
+    let net = Net::new(&Placement::VShape, pu, mu, prm.table(&Placement::VShape)?)?;
+    let need = net.table.need(&Placement::VShape, pu);
+    if o.limit.len() != p || o.approved.as_ref().is_some_and(|a| a.len() != p) {
         return Err(Error::config(
-            "the round scheduler needs at least one device and one microbatch",
+            "the round scheduler's limits and approved bubbles must list every device",
         ));
     }
-    if o.limit < 2 {
-        return Err(Error::config(format!(
-            "a memory limit of {} chunk activations cannot hold both stages of a V-shape device; raise the budget to at least 1 unit",
-            o.limit
-        )));
-    }
-    if o.approved.as_ref().is_some_and(|a| a.len() != p) {
-        return Err(Error::config("approved bubbles must list every device"));
+    if let Some(d) = (0..p).find(|&d| o.limit[d] + EPS < need[d]) {
+        return Err(Error::fix(
+            format!(
+                "a memory limit of {:.3} units cannot hold one microbatch on both stages of V-shape device {d} ({:.3} units); raise the budget",
+                o.limit[d], need[d]
+            ),
+            Param::Budget,
+            format!("{:.3}", need[d]),
+        ));
     }
     let stuck = || {
-        Error::config(format!(
-            "the round scheduler cannot fit {m} microbatches on {p} devices within {} chunk activations",
-            o.limit
-        ))
+        Error::change(
+            format!("the round scheduler cannot fit {m} microbatches on {p} devices within the memory budget"),
+            Param::Budget,
+        )
     };
     let mut st = State {
         o,
+        e: Engine::new(&net, true).without_memory_curves(),
         p,
         m,
-        end: vec![f64::NAN; 6 * p * m],
         count: vec![[0; 6]; p],
-        clock: vec![0.0; p],
-        mem: vec![0; p],
         bubble: vec![0.0; p],
         pending_w: vec![VecDeque::new(); p],
-        lists: vec![Vec::with_capacity(6 * m); p],
+        chunk: need.iter().map(|n| n / 2.0).collect(),
         max_approved: o
             .approved
             .as_ref()
             .map_or(0.0, |a| a.iter().cloned().fold(0.0, f64::max)),
     };
+    st.e.reserve(&vec![6 * m; p]);
     // 1. Warm-up.
     for d in 0..p {
         st.put(F, DOWN, d);
     }
     for d in (0..p).rev() {
         if d + 1 < p {
-            let arrival = st.end[st.key(F, UP, d + 1, 0)] + o.comm;
+            let from = Pass::f(2 * pu - 2 - d as u32, 0);
+            let arrival =
+                st.e.state()
+                    .ended(Slot::Fwd(from.stage, 0))
+                    .unwrap_or(f64::INFINITY)
+                    + net.latency(Slot::Fwd(from.stage, 0), Pass::f(from.stage + 1, 0));
             // Counts never grow down the V here, so placing devices 0..=d in order finds
             // every input already placed.
             while (0..=d).all(|j| {
-                st.mem[j] + o.reserve + o.step * j as u32 <= o.limit
+                st.room(DOWN, j, (o.reserve + o.step * j as u32) as f64 - 1.0)
                     && st.count[j][F * 2 + DOWN] < m
-            }) && st.clock[d] + o.cost[F] <= arrival + EPS
+            }) && st.e.state().clock[d] + net.duration(st.pass(F, DOWN, d)) <= arrival + EPS
             {
                 for j in 0..=d {
                     st.put(F, DOWN, j);
                 }
             }
         }
-        if st.mem[d] + 1 > o.limit || !st.ready(F, UP, d) {
+        if !st.room(UP, d, 0.0) || !st.ready(F, UP, d) {
             return Err(stuck());
         }
         st.put(F, UP, d);
@@ -273,7 +284,7 @@ pub fn round_schedule(o: &RoundOptions) -> Result<(Schedule, Vec<f64>), Error> {
             }
             let mut placed = false;
             for j in (d..p).rev() {
-                if st.ready(F, flow, j) && st.mem[j] < o.limit {
+                if st.ready(F, flow, j) && st.room(flow, j, 0.0) {
                     st.put(F, flow, j);
                     placed = true;
                 }
@@ -283,9 +294,9 @@ pub fn round_schedule(o: &RoundOptions) -> Result<(Schedule, Vec<f64>), Error> {
         }
     }
     // 3. Rounds: one input backward, then one forward, per device.
-    let need = 6 * m;
+    let need_passes = 6 * m;
     let mut rounds = 0usize;
-    while (0..p).any(|d| st.total(d) < need) {
+    while (0..p).any(|d| st.total(d) < need_passes) {
         rounds += 1;
         if rounds > 16 * m + 4 * p + 16 {
             return Err(stuck());
@@ -297,12 +308,11 @@ pub fn round_schedule(o: &RoundOptions) -> Result<(Schedule, Vec<f64>), Error> {
             let c = &st.count[d];
             let flow = if c[B * 2 + UP] >= c[B * 2 + DOWN] {
                 DOWN
-            } else if d + 1 == p
-                || c[B * 2 + DOWN] >= m
-                || st
-                    .input(B, UP, d, c[B * 2 + UP])
-                    .is_some_and(|k| !st.end[k].is_nan())
-            {
+            } else if d + 1 == p || c[B * 2 + DOWN] >= m || {
+                let pass = st.pass(B, UP, d);
+                st.cross_input(B, UP, d, pass)
+                    .is_some_and(|s| st.e.state().ended(s).is_some())
+            } {
                 UP
             } else {
                 DOWN
@@ -323,7 +333,7 @@ pub fn round_schedule(o: &RoundOptions) -> Result<(Schedule, Vec<f64>), Error> {
             if !st.ready(B, flow, d) {
                 continue;
             }
-            st.fill_wait(B, flow, d, flow == UP || o.fill_b);
+            st.fill_wait(B, flow, d, flow == UP || o.fill.before_b);
             st.put(B, flow, d);
             placed = true;
         }
@@ -340,11 +350,11 @@ pub fn round_schedule(o: &RoundOptions) -> Result<(Schedule, Vec<f64>), Error> {
             if !st.ready(F, flow, d) {
                 continue;
             }
-            while st.mem[d] + 1 > o.limit && st.put_w(d) {}
-            if st.mem[d] + 1 > o.limit {
+            while !st.room(flow, d, 0.0) && st.put_w(d) {}
+            if !st.room(flow, d, 0.0) {
                 continue;
             }
-            st.fill_wait(F, flow, d, o.fill_f);
+            st.fill_wait(F, flow, d, o.fill.before_f);
             st.put(F, flow, d);
             placed = true;
         }
@@ -361,34 +371,24 @@ pub fn round_schedule(o: &RoundOptions) -> Result<(Schedule, Vec<f64>), Error> {
     for d in 0..p {
         while st.put_w(d) {}
     }
-    let mut s = Schedule::empty("zb-v", o.devices, o.microbatches, Placement::VShape)?;
-    s.lists = st.lists;
-    Ok((s, st.bubble))
+    let mut s = Schedule::empty("zb-v", pu, mu, Placement::VShape)?;
+    let bubble = st.bubble;
+    s.lists = st.e.into_parts().0.lists;
+    Ok((s, bubble))
 }
 
-/// The runs worth trying for a per-device budget of `limit` chunk activations: a few warm-up
-/// reserves, each with both W-filling policies.
-pub fn variants(
-    devices: u32,
-    microbatches: u32,
-    cost: [f64; 3],
-    comm: f64,
-    limit: u32,
-) -> Vec<RoundOptions> {
+/// The runs worth trying within `limit` units on each device: a few warm-up reserves, each with
+/// both W-filling policies.
+pub fn variants(limit: &[f64]) -> Vec<RoundOptions> {
     let mut v = Vec::new();
     for (reserve, step) in [(2, 2), (3, 1)] {
-        for fill_b in [true, false] {
-            for fill_f in [true, false] {
+        for before_b in [true, false] {
+            for before_f in [true, false] {
                 v.push(RoundOptions {
-                    devices,
-                    microbatches,
-                    cost,
-                    comm,
-                    limit,
+                    limit: limit.to_vec(),
                     reserve,
                     step,
-                    fill_f,
-                    fill_b,
+                    fill: WFill { before_f, before_b },
                     approved: None,
                 });
             }
@@ -399,11 +399,11 @@ pub fn variants(
 
 /// Runs `o`, then again with the per-device bubble of the previous run as the allowance, while
 /// that lowers the largest bubble (at most `times` more runs). Returns every schedule made.
-pub fn refined(mut o: RoundOptions, times: usize) -> Vec<Schedule> {
+pub fn refined(prm: &Params, mut o: RoundOptions, times: usize) -> Vec<Schedule> {
     let mut out = Vec::new();
     let mut last = f64::INFINITY;
     for _ in 0..=times {
-        let Ok((s, bubble)) = round_schedule(&o) else {
+        let Ok((s, bubble)) = round_schedule(prm, &o) else {
             break;
         };
         out.push(s);

@@ -1,389 +1,273 @@
 //! ZeroPP: blockwise task-interleaved pipeline schedules for fully sharded data parallelism.
 //!
 //! Looped placement with `v` chunks per device (stage `s` on device `s mod p`), backward split into
-//! B and W. The `m` microbatches are grouped into *scheduling units* of `U` consecutive
-//! microbatches (the last unit takes the remainder when `U` does not divide `m`). For every stage
-//! the passes of one unit form two *blocks*: the F block (the unit's forwards) and the B/W block
-//! (its input and weight backwards). Under FSDP each block is one window of gathered parameters
-//! ([`crate::fsdp`]): all-gather before the block, release after it, and a reduce-scatter after
-//! the B/W block's last W — 3 collectives per stage and unit.
+//! B and W. The `m` microbatches are grouped into *groups* of `U` consecutive microbatches (the
+//! paper's scheduling units; the last group takes the remainder when `U` does not divide `m`).
+//! For every stage the passes of one group form two *windows*: the F window (the group's
+//! forwards) and the B/W window (its input and weight backwards). Under FSDP each window is one
+//! span of gathered parameters ([`crate::fsdp`]): all-gather before it, release after it, and a
+//! reduce-scatter after the B/W window's last W — 3 collectives per stage and group.
 //!
-//! The order is built by an event-driven list scheduler over the pass costs. A free device picks,
-//! among the passes whose inputs have arrived:
-//! 1. a B, lowest unit first, then the highest stage (the critical path runs backwards);
-//! 2. a W whose block keeps a ready F or B of the same stage waiting (flushes the block);
-//! 3. an F, lowest `(unit, stage, microbatch)` first: breadth-first over the device's chunks
-//!    inside a unit;
+//! The order is built by a policy of the [event engine](crate::engine) over the pass costs. A
+//! free device picks, among the passes whose inputs have arrived:
+//! 1. a B, lowest group first, then the highest stage (the critical path runs backwards);
+//! 2. a W whose window keeps a ready F or B of the same stage waiting (flushes the window);
+//! 3. an F, lowest `(group, stage, microbatch)` first: breadth-first over the device's chunks
+//!    inside a group;
 //! 4. the oldest pending W, filling a gap;
 //!
-//! subject to the block rules, per stage:
-//! - one block at a time (so a stage is never gathered twice at once): the F block of unit `u`
-//!   runs to its end before the B/W block of `u` opens, and the F block of `u+1` opens either
-//!   before the B/W block of `u` opens or after it closes — this is how consecutive units overlap;
-//! - at most two units in flight: the F block of `u+1` waits until the B/W block of `u−1` closed;
-//! - with a memory budget (`--memory`, in activation units), an F block of a unit later than the
-//!   device's oldest unfinished unit opens only when all its forwards fit within the budget; the
-//!   oldest unit and open blocks are never held back, so the budget cannot deadlock the schedule.
+//! subject to the window rules, per stage:
+//! - one window at a time (so a stage is never gathered twice at once): the F window of group
+//!   `u` runs to its end before the B/W window of `u` opens, and the F window of `u+1` opens
+//!   either before the B/W window of `u` opens or after it closes — this is how consecutive
+//!   groups overlap;
+//! - at most two groups in flight: the F window of `u+1` waits until the B/W window of `u−1`
+//!   closed;
+//! - with a memory budget, an F window of a group later than the device's oldest unfinished
+//!   group opens only when all its forwards fit within the budget; the oldest group and open
+//!   windows are never held back, so the budget cannot deadlock the schedule.
 //!
-//! The rules cannot deadlock: a block only waits for blocks of earlier units or for an open block
-//! of the same unit upstream, which completes on its own. `U = m` gives breadth-first pipeline
-//! parallelism with the backward split.
+//! The rules cannot deadlock: a window only waits for windows of earlier groups or for an open
+//! window of the same group upstream, which completes on its own. `U = m` gives breadth-first
+//! pipeline parallelism with the backward split.
 
 use std::collections::VecDeque;
 
-use crate::error::Error;
+use crate::engine::{Engine, Flow, Net, Policy, Slot, State, Step};
+use crate::error::{Error, Param};
 use crate::ir::{Pass, PassKind, Placement, Schedule};
+use crate::params::{Params, EPS};
 
-use super::Params;
-
-/// Options of the ZeroPP generator beyond [`Params`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct ZeroppOptions {
-    /// Microbatches per scheduling unit, `U ≥ 1`.
-    pub unit: u32,
-    /// Absolute durations per stage `[F, B, W, BW]` (length `S`); `None`: `Params::costs` for
-    /// every stage, as in the simulator.
-    pub durations: Option<Vec<[f64; 4]>>,
-    /// Activation budget per device in units (one microbatch on one 1F1B stage); `None`:
-    /// `Params::memory`, else unlimited.
-    pub limit: Option<f64>,
-}
-
-/// The default unit: the smallest divisor of `m` that is at least `p` (a unit that fills the
+/// The default group: the smallest divisor of `m` that is at least `p` (a group that fills the
 /// pipeline), or `m` when there is none.
-pub fn default_unit(p: u32, m: u32) -> u32 {
+pub fn default_group(p: u32, m: u32) -> u32 {
     (p.max(1)..=m)
         .find(|u| m.is_multiple_of(*u))
         .unwrap_or(m)
         .max(1)
 }
 
-/// Registry entry: ZeroPP with the default unit ([`default_unit`]) and `--chunks` (default 2).
-pub fn zeropp(prm: &Params) -> Result<Schedule, Error> {
-    build(
-        prm,
-        &ZeroppOptions {
-            unit: default_unit(prm.devices, prm.microbatches),
-            durations: None,
-            limit: None,
-        },
+/// The group `prm` asks for, or the default.
+pub fn group_of(prm: &Params) -> u32 {
+    prm.group.map_or_else(
+        || default_group(prm.devices(), prm.microbatches()),
+        |u| u.get(),
     )
 }
 
+/// A stage's gather window.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Block {
-    Free,
-    /// F block of a unit, with its forwards still to run.
+enum Window {
+    Closed,
+    /// F window of a group, with its forwards still to run.
     F(u32, u32),
-    /// B/W block of a unit, with its weight backwards still to run.
+    /// B/W window of a group, with its weight backwards still to run.
     Bw(u32, u32),
 }
 
-const EPS: f64 = 1e-12;
-const UNKNOWN: f64 = f64::INFINITY;
+struct Zeropp {
+    m: u32,
+    unit: u32,
+    groups: u32,
+    limit: f64,
+    next_f: Vec<u32>,
+    next_b: Vec<u32>,
+    window: Vec<Window>,
+    /// B/W windows closed so far, per stage (they close in group order).
+    bw_closed: Vec<u32>,
+    pending_w: Vec<VecDeque<(u32, u32)>>,
+    /// Weight backwards run per device and group, and each device's oldest group with some
+    /// still to run.
+    w_count: Vec<Vec<u32>>,
+    w_done: Vec<u32>,
+    chunks: u32,
+    left: Vec<usize>,
+}
 
-/// Builds a ZeroPP schedule with an explicit unit.
-pub fn build(prm: &Params, o: &ZeroppOptions) -> Result<Schedule, Error> {
-    prm.check()?;
-    let (p, m) = (prm.devices, prm.microbatches);
-    let v = prm.chunks.unwrap_or(2);
-    if v == 0 {
-        return Err(Error::config(
-            "--chunks 0: zeropp needs at least 1 chunk per device",
-        ));
+impl Zeropp {
+    fn group_size(&self, u: u32) -> u32 {
+        self.unit.min(self.m - u * self.unit)
     }
-    if o.unit == 0 {
-        return Err(Error::config(
-            "--unit 0: a scheduling unit needs at least 1 microbatch",
-        ));
-    }
-    if o.unit > m {
-        return Err(Error::config(format!(
-            "--unit {} is larger than the number of microbatches ({m}); use --unit {m} or less",
-            o.unit
-        )));
-    }
-    let mut s = Schedule::empty("zeropp", p, m, Placement::Looped { chunks: v })?;
-    let n_st = s.stages as usize;
-    let dur: Vec<[f64; 4]> = match &o.durations {
-        Some(d) if d.len() == n_st => d.clone(),
-        Some(d) => {
-            return Err(Error::config(format!(
-                "zeropp: durations list {} stages, the schedule has {n_st}",
-                d.len()
-            )))
-        }
-        None => {
-            let c = prm.costs;
-            vec![PassKind::ALL.map(|k| c.of(k)); n_st]
-        }
-    };
-    let comm = prm.costs.comm;
-    let unit = o.unit;
-    let limit = o
-        .limit
-        .or_else(|| prm.memory.map(|b| b.units(p, m)))
-        .unwrap_or(f64::INFINITY);
-    let act = p as f64 / n_st as f64;
-    let mut level = vec![0.0f64; p as usize];
-    // Oldest unit whose weight backwards are not all done, per device.
-    let mut w_done = vec![0u32; p as usize];
-    let units_total = m.div_ceil(unit);
-    let per_unit_dev = |u: u32| unit.min(m - u * unit) * v;
-    let mu = m as usize;
-    let unit_of = |mb: u32| mb / unit;
-    let unit_size = |u: u32| unit.min(m - u * unit);
-    let local: Vec<Vec<u32>> = (0..p).map(|d| s.stages_of(d)).collect();
-    let dev = |st: usize| (st as u32) % p;
-    let mut end_f = vec![UNKNOWN; n_st * mu];
-    let mut end_b = vec![UNKNOWN; n_st * mu];
-    let at = |st: usize, mb: u32| st * mu + mb as usize;
-    let mut next_f = vec![0u32; n_st];
-    let mut next_b = vec![0u32; n_st];
-    let mut block = vec![Block::Free; n_st];
-    // B/W blocks closed so far, per stage (they close in unit order).
-    let mut bw_closed = vec![0u32; n_st];
-    let mut pending_w: Vec<VecDeque<(u32, u32)>> = vec![VecDeque::new(); p as usize];
-    let mut w_count = vec![vec![0u32; units_total as usize]; p as usize];
-    let mut t = vec![0.0f64; p as usize];
-    let mut blocked = vec![false; p as usize];
-    let total = 3 * v as usize * mu;
-    let arrival = |end: f64, from: usize, to: usize| {
-        if dev(from) as usize == to {
-            end
-        } else {
-            end + comm
-        }
-    };
-    while let Some(d) = (0..p as usize)
-        .filter(|&d| s.lists[d].len() < total && !blocked[d])
-        .min_by(|&a, &b| t[a].total_cmp(&t[b]).then(a.cmp(&b)))
-    {
-        let now = t[d];
-        let mut wake = UNKNOWN;
-        let mut consider = |ready: f64| {
-            if ready > now + EPS && ready < wake {
-                wake = ready;
+
+    fn choose(&mut self, d: usize, now: f64, st: &State, wake: &mut f64) -> Option<Pass> {
+        let net = st.net;
+        let mut consider = |ready: Result<f64, Slot>| {
+            let r = ready.unwrap_or(f64::INFINITY);
+            if r > now + EPS && r < *wake {
+                *wake = r;
             }
+            r <= now + EPS
         };
-        // Readiness of the next F and B of every local stage: (pass, inputs arrived, block allows).
+        // Readiness of the next F and B of every local stage: (group, stage, mb).
         let mut f_ready: Vec<(u32, u32, u32)> = Vec::new();
         let mut b_ready: Vec<(u32, u32, u32)> = Vec::new();
-        let mut waiting_on_block = vec![false; n_st];
-        for &st in &local[d] {
-            let su = st as usize;
-            let mb = next_f[su];
-            if mb < m {
-                let u = unit_of(mb);
-                let ready = if su == 0 {
-                    0.0
-                } else {
-                    arrival(end_f[at(su - 1, mb)], su - 1, d)
-                };
-                // An open F block always completes; a new one of a later unit than the
+        let mut waiting_on_window = vec![false; net.stages as usize];
+        for &s in &net.local[d] {
+            let su = s as usize;
+            let mb = self.next_f[su];
+            if mb < self.m {
+                let u = mb / self.unit;
+                // An open F window always completes; a new one of a later group than the
                 // device's oldest needs room for all its forwards.
-                let oldest = w_done_unit(&w_done, d, units_total);
-                let allowed = match block[su] {
-                    Block::F(bu, _) => bu == u,
-                    Block::Free => {
-                        u <= bw_closed[su] + 1
-                            && (u <= oldest || level[d] + unit_size(u) as f64 * act <= limit + 1e-9)
+                let allowed = match self.window[su] {
+                    Window::F(wu, _) => wu == u,
+                    Window::Closed => {
+                        u <= self.bw_closed[su] + 1
+                            && (u <= self.w_done[d].min(self.groups)
+                                || st.level[d] + self.group_size(u) as f64 * net.table.act[su]
+                                    <= self.limit + EPS)
                     }
-                    Block::Bw(..) => false,
+                    Window::Bw(..) => false,
                 };
-                consider(ready);
-                if ready <= now + EPS {
+                if consider(st.ready(Pass::f(s, mb))) {
                     if allowed {
-                        f_ready.push((u, st, mb));
+                        f_ready.push((u, s, mb));
                     } else {
-                        waiting_on_block[su] = true;
+                        waiting_on_window[su] = true;
                     }
                 }
             }
-            let mb = next_b[su];
-            if mb < m && mb < next_f[su] {
-                let u = unit_of(mb);
-                let ready = if su + 1 == n_st {
-                    end_f[at(su, mb)]
-                } else {
-                    arrival(end_b[at(su + 1, mb)], su + 1, d)
+            let mb = self.next_b[su];
+            if mb < self.m && mb < self.next_f[su] {
+                let u = mb / self.unit;
+                let allowed = match self.window[su] {
+                    Window::Bw(wu, _) => wu == u,
+                    Window::Closed => true,
+                    Window::F(..) => false,
                 };
-                let allowed = match block[su] {
-                    Block::Bw(bu, _) => bu == u,
-                    Block::Free => true,
-                    Block::F(..) => false,
-                };
-                consider(ready);
-                if ready <= now + EPS {
+                if consider(st.ready(Pass::b(s, mb))) {
                     if allowed {
-                        b_ready.push((u, st, mb));
+                        b_ready.push((u, s, mb));
                     } else {
-                        waiting_on_block[su] = true;
+                        waiting_on_window[su] = true;
                     }
                 }
             }
         }
-        let pick_w = |flush_only: bool, pw: &VecDeque<(u32, u32)>| -> Option<usize> {
-            pw.iter()
-                .position(|&(st, _)| !flush_only || waiting_on_block[st as usize])
-        };
-        // 1. B: lowest unit, then highest stage.
-        let mut choice: Option<Pass> = b_ready
+        // 1. B: lowest group, then highest stage.
+        if let Some(&(_, s, mb)) = b_ready
             .iter()
-            .min_by_key(|&&(u, st, _)| (u, std::cmp::Reverse(st)))
-            .map(|&(_, st, mb)| Pass::b(st, mb));
-        // 2. A W that keeps a ready pass of its stage waiting.
-        if choice.is_none() {
-            if let Some(i) = pick_w(true, &pending_w[d]) {
-                let (st, mb) = pending_w[d].remove(i).unwrap_or_default();
-                choice = Some(Pass::w(st, mb));
-            }
+            .min_by_key(|&&(u, s, _)| (u, std::cmp::Reverse(s)))
+        {
+            return Some(Pass::b(s, mb));
         }
-        // 3. F: breadth-first over the chunks inside the lowest unit.
-        if choice.is_none() {
-            choice = f_ready.iter().min().map(|&(_, st, mb)| Pass::f(st, mb));
+        // 2. A W that keeps a ready pass of its stage waiting.
+        let pw = &mut self.pending_w[d];
+        if let Some(i) = pw.iter().position(|&(s, _)| waiting_on_window[s as usize]) {
+            return pw.remove(i).map(|(s, mb)| Pass::w(s, mb));
+        }
+        // 3. F: breadth-first over the chunks inside the lowest group.
+        if let Some(&(_, s, mb)) = f_ready.iter().min() {
+            return Some(Pass::f(s, mb));
         }
         // 4. The oldest pending W.
-        if choice.is_none() {
-            if let Some((st, mb)) = pending_w[d].pop_front() {
-                choice = Some(Pass::w(st, mb));
-            }
+        pw.pop_front().map(|(s, mb)| Pass::w(s, mb))
+    }
+}
+
+impl Policy for Zeropp {
+    const TIMED: bool = true;
+
+    fn next(&mut self, d: usize, now: f64, st: &State) -> Step {
+        if self.left[d] == 0 {
+            return Step::Done;
         }
-        let Some(pass) = choice else {
-            let mut tie = false;
-            for (e, &te) in t.iter().enumerate() {
-                if e != d && s.lists[e].len() < total {
-                    consider(te);
-                    tie |= !blocked[e] && te <= now + EPS;
-                }
-            }
-            if tie {
-                blocked[d] = true;
-                continue;
-            }
-            if wake == UNKNOWN {
-                return Err(Error::config(format!(
-                    "zeropp could not make progress on device {d} (p={p}, m={m}, v={v}, U={unit}); this is a bug, please report it"
-                )));
-            }
-            t[d] = wake;
-            // A device that waited for this one's clock may act now.
-            blocked.iter_mut().for_each(|b| *b = false);
-            continue;
-        };
+        let mut wake = f64::INFINITY;
+        match self.choose(d, now, st, &mut wake) {
+            Some(pass) => Step::Run(pass),
+            None => Step::Sleep(wake),
+        }
+    }
+
+    fn ran(&mut self, d: usize, pass: Pass, _: &State) -> Flow {
         let su = pass.stage as usize;
-        let end = now + dur[su][pass.kind.index()];
-        let u = unit_of(pass.mb);
+        let u = pass.mb / self.unit;
+        self.left[d] -= 1;
         match pass.kind {
             PassKind::F => {
-                level[d] += act;
-                end_f[at(su, pass.mb)] = end;
-                next_f[su] += 1;
-                let left = match block[su] {
-                    Block::F(_, left) => left,
-                    _ => unit_size(u),
+                self.next_f[su] += 1;
+                let left = match self.window[su] {
+                    Window::F(_, left) => left,
+                    _ => self.group_size(u),
                 } - 1;
-                block[su] = if left == 0 {
-                    Block::Free
+                self.window[su] = if left == 0 {
+                    Window::Closed
                 } else {
-                    Block::F(u, left)
+                    Window::F(u, left)
                 };
             }
             PassKind::B => {
-                end_b[at(su, pass.mb)] = end;
-                next_b[su] += 1;
-                if block[su] == Block::Free {
-                    block[su] = Block::Bw(u, unit_size(u));
+                self.next_b[su] += 1;
+                if self.window[su] == Window::Closed {
+                    self.window[su] = Window::Bw(u, self.group_size(u));
                 }
-                pending_w[d].push_back((pass.stage, pass.mb));
+                self.pending_w[d].push_back((pass.stage, pass.mb));
             }
             PassKind::W => {
-                level[d] -= act;
-                w_count[d][u as usize] += 1;
-                while w_done[d] < units_total
-                    && w_count[d][w_done[d] as usize] == per_unit_dev(w_done[d])
+                self.w_count[d][u as usize] += 1;
+                while self.w_done[d] < self.groups
+                    && self.w_count[d][self.w_done[d] as usize]
+                        == self.group_size(self.w_done[d]) * self.chunks
                 {
-                    w_done[d] += 1;
+                    self.w_done[d] += 1;
                 }
-                if let Block::Bw(bu, left) = block[su] {
-                    block[su] = if left <= 1 {
-                        bw_closed[su] += 1;
-                        Block::Free
+                if let Window::Bw(wu, left) = self.window[su] {
+                    self.window[su] = if left <= 1 {
+                        self.bw_closed[su] += 1;
+                        Window::Closed
                     } else {
-                        Block::Bw(bu, left - 1)
+                        Window::Bw(wu, left - 1)
                     };
                 }
             }
             PassKind::BW => {}
         }
-        s.lists[d].push(pass);
-        t[d] = end;
-        blocked.iter_mut().for_each(|b| *b = false);
+        Flow::Go
     }
+}
+
+/// ZeroPP with `prm`'s group ([`group_of`]), chunks (default 2), costs and budget.
+pub fn zeropp(prm: &Params) -> Result<Schedule, Error> {
+    let (p, m) = (prm.devices(), prm.microbatches());
+    let v = prm.chunks_or(2);
+    let unit = group_of(prm);
+    if unit > m {
+        return Err(Error::fix(
+            format!("a ZeroPP group of {unit} microbatches is larger than the {m} microbatches of the step; use {m} or fewer"),
+            Param::Group,
+            m.to_string(),
+        ));
+    }
+    let placement = Placement::Looped { chunks: v };
+    let mut s = Schedule::empty("zeropp", p, m, placement.clone())?;
+    let net = Net::new(&placement, p, m, prm.table(&placement)?)?;
+    let limit = match prm.budget {
+        Some(b) => b.units_for(prm)?,
+        None => f64::INFINITY,
+    };
+    let groups = m.div_ceil(unit);
+    let n_st = s.stages as usize;
+    let mut policy = Zeropp {
+        m,
+        unit,
+        groups,
+        limit,
+        next_f: vec![0; n_st],
+        next_b: vec![0; n_st],
+        window: vec![Window::Closed; n_st],
+        bw_closed: vec![0; n_st],
+        pending_w: vec![VecDeque::new(); p as usize],
+        w_count: vec![vec![0; groups as usize]; p as usize],
+        w_done: vec![0; p as usize],
+        chunks: v,
+        left: vec![3 * v as usize * m as usize; p as usize],
+    };
+    let mut e = Engine::new(&net, true).without_memory_curves();
+    e.drive(&mut policy).map_err(|_| {
+        Error::config(format!(
+            "zeropp could not place every pass (p={p}, m={m}, v={v}, group {unit}): its window rules left every device waiting"
+        ))
+    })?;
+    s.lists = e.into_parts().0.lists;
     Ok(s)
-}
-
-/// The oldest unit of device `d` with weight backwards still to run.
-fn w_done_unit(w_done: &[u32], d: usize, units_total: u32) -> u32 {
-    w_done[d].min(units_total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::validate::validate;
-
-    #[test]
-    fn default_unit_fills_the_pipeline() {
-        assert_eq!(default_unit(4, 8), 4);
-        assert_eq!(default_unit(3, 8), 4);
-        assert_eq!(default_unit(4, 6), 6);
-        assert_eq!(default_unit(8, 4), 4);
-        assert_eq!(default_unit(1, 5), 1);
-    }
-
-    #[test]
-    fn blocks_are_contiguous_in_unit_order() {
-        let prm = Params::new(4, 8);
-        let s = build(
-            &prm,
-            &ZeroppOptions {
-                unit: 2,
-                durations: None,
-                limit: None,
-            },
-        )
-        .unwrap();
-        validate(&s).unwrap();
-        // Per stage, the sequence of (unit, phase) blocks never revisits a block.
-        for (d, list) in s.lists.iter().enumerate() {
-            for st in s.stages_of(d as u32) {
-                let mut seen: Vec<(u32, bool)> = Vec::new();
-                for x in list.iter().filter(|x| x.stage == st) {
-                    let key = (x.mb / 2, x.kind == PassKind::F);
-                    if seen.last() != Some(&key) {
-                        assert!(!seen.contains(&key), "block {key:?} of stage {st} split");
-                        seen.push(key);
-                    }
-                }
-                assert_eq!(seen.len(), 8, "4 units × 2 phases on stage {st}");
-            }
-        }
-    }
-
-    #[test]
-    fn bad_units_are_refused() {
-        let prm = Params::new(2, 4);
-        for unit in [0, 5] {
-            let e = build(
-                &prm,
-                &ZeroppOptions {
-                    unit,
-                    durations: None,
-                    limit: None,
-                },
-            );
-            assert!(matches!(e, Err(Error::Config(_))));
-        }
-    }
 }

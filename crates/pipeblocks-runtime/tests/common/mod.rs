@@ -2,7 +2,8 @@
 
 #![allow(dead_code)]
 
-use pipeblocks_core::generators::{generate, registry, Params};
+use pipeblocks_core::registry::{generate, registry};
+use pipeblocks_core::Params;
 use pipeblocks_core::Schedule;
 use pipeblocks_runtime::data::{Batch, Corpus};
 use pipeblocks_runtime::{ModelConfig, TrainConfig};
@@ -36,7 +37,7 @@ pub fn batch(cfg: &TrainConfig, step: u64) -> Batch {
 pub fn all_schedules(p: u32, m: u32) -> Vec<Schedule> {
     registry()
         .iter()
-        .filter_map(|g| generate(g.name, &Params::new(p, m)).ok())
+        .filter_map(|g| generate(g.name, &Params::new(p, m).unwrap()).ok())
         .collect()
 }
 

@@ -4,8 +4,8 @@
 //! Users describe the model (`layers=32,hidden=4096,heads=32,seq=4096,vocab=32000` or a preset
 //! name such as `llama-7b`), the microbatch size `b` and the device
 //! (`flops=989e12,memory=80GiB,bandwidth=50GB/s`); [`ModelCosts::for_stages`] splits the model into
-//! `S` pipeline stages and gives absolute [`Costs`] in seconds, ready for
-//! [`SimConfig::stage_costs`](crate::simulate::SimConfig::stage_costs).
+//! `S` pipeline stages and gives absolute [`Costs`] in seconds; [`StageCosts::model`]
+//! (crate::params::StageCosts::model) makes them the costs every generator and simulation takes.
 //!
 //! # Formulas (per transformer layer, per microbatch; `s` sequence, `b` microbatch size, `h`
 //! hidden, `a` heads, `f` feed-forward width, `V` vocabulary)
@@ -27,12 +27,33 @@
 //! - Point-to-point latency between stages: the `2·s·b·h` bytes of a 16-bit activation over the
 //!   point-to-point bandwidth, plus the device latency.
 //!
-//! Layers are split as evenly as possible, earlier stages taking the remainder.
+//! Layers are split as evenly as possible, earlier stages taking the remainder
+//! ([`layer_split`]); the runtime's model splits its layers with the same function.
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
-use crate::simulate::Costs;
+use crate::error::{Error, Param};
+use crate::params::Costs;
+
+/// The layers of each of `stages` stages when `layers` layers are split as evenly as possible,
+/// earlier stages taking the remainder (the last stage also carries the output head and the
+/// loss). `None` when a stage would get no layer or there are no stages.
+pub fn layer_split(layers: u32, stages: u32) -> Option<Vec<std::ops::Range<u32>>> {
+    if stages == 0 || stages > layers {
+        return None;
+    }
+    let (base, extra) = (layers / stages, layers % stages);
+    let mut start = 0;
+    Some(
+        (0..stages)
+            .map(|s| {
+                let n = base + u32::from(s < extra);
+                start += n;
+                start - n..start
+            })
+            .collect(),
+    )
+}
 
 /// The shape of a transformer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,7 +136,7 @@ impl ModelSpec {
                 }
                 return Err(Error::parse(
                     "model",
-                    format!("`{part}` has no `=`; write e.g. --model layers=32,hidden=4096,heads=32,seq=4096,vocab=32000"),
+                    format!("`{part}` has no `=`; write e.g. layers=32,hidden=4096,heads=32,seq=4096,vocab=32000"),
                 ));
             };
             let v = v.trim();
@@ -326,7 +347,7 @@ impl DeviceSpec {
             let (k, v) = part.split_once('=').ok_or_else(|| {
                 Error::parse(
                     "device",
-                    format!("`{part}` has no `=`; write e.g. --device flops=989e12,memory=80GiB,bandwidth=50GB/s"),
+                    format!("`{part}` has no `=`; write e.g. flops=989e12,memory=80GiB,bandwidth=50GB/s"),
                 )
             })?;
             let v = v.trim();
@@ -387,8 +408,10 @@ impl DeviceSpec {
 /// Per-stage figures of a model split into `S` stages.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ModelCosts {
-    /// Pass times per stage, seconds (`comm` is the point-to-point latency).
+    /// Pass times per stage, seconds.
     pub costs: Vec<Costs>,
+    /// Point-to-point latency between adjacent stages on different devices, seconds.
+    pub comm: f64,
     /// Activation bytes one microbatch leaves on each stage.
     pub activation_bytes: Vec<f64>,
     /// Parameters of each stage.
@@ -407,16 +430,14 @@ impl ModelCosts {
     ) -> Result<ModelCosts, Error> {
         model.check()?;
         if mbs == 0 {
-            return Err(Error::config(
-                "--microbatch-size 0: use at least 1 sample per microbatch",
-            ));
+            return Err(Error::Zero(Param::MicrobatchSize));
         }
-        if stages == 0 || stages > model.layers {
+        let Some(split) = layer_split(model.layers, stages) else {
             return Err(Error::config(format!(
                 "the model has {} layers but the schedule has {stages} stages; use fewer devices or chunks (at most one stage per layer)",
                 model.layers
             )));
-        }
+        };
         let (s, b, h, a, v) = (
             model.seq as f64,
             mbs as f64,
@@ -432,16 +453,15 @@ impl ModelCosts {
         let act_layer = 34.0 * s * b * h + 5.0 * a * s * s * b;
         let rate = device.sustained();
         let comm = 2.0 * s * b * h / device.p2p_bandwidth + device.latency;
-        let base = model.layers / stages;
-        let extra = model.layers % stages;
         let mut out = ModelCosts {
             costs: Vec::with_capacity(stages as usize),
+            comm,
             activation_bytes: Vec::with_capacity(stages as usize),
             params: Vec::with_capacity(stages as usize),
             layers: Vec::with_capacity(stages as usize),
         };
-        for st in 0..stages {
-            let n = base + u32::from(st < extra);
+        for (st, range) in (0..stages).zip(split) {
+            let n = range.len() as u32;
             let nf = n as f64;
             let last = st + 1 == stages;
             let (mut f, mut bb, mut w) = (nf * lf, nf * lb, nf * lw);
@@ -462,7 +482,7 @@ impl ModelCosts {
                 b: bb / rate,
                 w: w / rate,
                 bw: None,
-                comm,
+                comm: 0.0,
             });
             out.activation_bytes.push(act);
             out.params.push(params);

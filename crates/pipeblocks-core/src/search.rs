@@ -1,94 +1,140 @@
-//! Schedules built from building blocks (`v-min`, `v-half`, `v-zb`), `zb-v`, and the cost- and
-//! memory-aware search behind `auto` and the memory/bubble frontier.
+//! Searches: the best schedule within a memory budget (`auto`), the memory/bubble frontier,
+//! `zb-v`, ZB-H1 and ZB-H2 under unequal costs, and ZeroPP's group size under FSDP.
 //!
-//! `auto` tries four kinds of candidate under the real costs and latency and a memory budget:
+//! `auto` tries four kinds of candidate under the real per-stage costs, latencies and
+//! activations, and a memory budget:
 //! - **blocks**: the named blocks and the V-shape block family ([`block::v_shape_family`], periods
 //!   6 to 12: longer periods lower the bound below V-Min's) whose memory bound fits the budget,
 //!   squeezed, again with the memory left over spent on delaying Ws ([`Block::delay_ws`]) (of
 //!   the longer periods only the few that squeeze shortest), and the best reordered with the
 //!   budget as the peak limit;
-//! - **greedy**: the list scheduler ([`super::greedy`]) on V-shape and sequential placements,
-//!   with the budget as the memory limit and several in-flight caps;
-//! - **rounds**: the round-based V-shape scheduler ([`super::rounds`], ZB-V's construction) with
-//!   the budget as its memory limit, several warm-ups and W-filling policies;
+//! - **greedy**: the list scheduler ([`crate::generators::greedy`]) on V-shape and sequential
+//!   placements, with the budget as the memory limit and several in-flight caps;
+//! - **rounds**: the round-based V-shape scheduler ([`crate::generators::rounds`], ZB-V's
+//!   construction) with the budget as its memory limit, several warm-ups and W-filling policies;
 //! - **named**: the registered 1F1B, ZB-H1, ZB-H2, V-Min, V-Half and V-ZB when they fit.
 //!
 //! Every candidate is simulated; the lowest bubble rate whose simulated peak stays within the
-//! budget wins (costs are per pass, so placements with more stages run more work per microbatch
-//! and only their bubble rates compare), so `auto` never exceeds the budget it was given. The
-//! best two, and the best block, list and round schedule, are finally polished by a local
-//! search on their critical paths ([`block::polish`]).
+//! budget wins (with the uniform shorthand costs are per pass, so placements with more stages
+//! run more work per microbatch and only their bubble rates compare), so `auto` never exceeds
+//! the budget it was given. The best two, and the best block, list and round schedule, are
+//! then polished on their critical paths and climbed over device orders
+//! ([`crate::improve`]).
 
 use serde::Serialize;
 
-use crate::block::{self, Block, DelaySplit};
-use crate::error::Error;
-use crate::ir::{Placement, Schedule};
-use crate::simulate::{simulate, SimConfig, SimResult};
-
-use super::greedy::{list_schedule, GreedyOptions};
-use super::rounds::{self, RoundOptions};
-use super::{MemoryBudget, Params};
-
-const EPS: f64 = 1e-9;
+use crate::block::{self, Block, BlockInfo, DelaySplit, Finish, Member};
+use crate::engine::{simulate, SimResult};
+use crate::error::{Error, Param};
+use crate::fsdp::{schedule_and_run, FsdpError, FsdpPlan, FsdpResult, FsdpSetup, GIB};
+use crate::generators::greedy::{list_schedule, GreedyOptions};
+use crate::generators::rounds::{self, RoundOptions};
+use crate::improve;
+use crate::ir::{PassKind, Placement, Schedule};
+use crate::params::{one_f_one_b_peak, Budget, Params, EPS};
 
 /// The final polish may run `POLISH_WORK / passes²` simulations (at most 4000): its work grows
 /// with the square of the schedule's size, so small problems get a thorough search and large
 /// ones, whose bubble is already small, keep the search under a second.
 const POLISH_WORK: f64 = 5e9;
 
-fn sim_cfg(prm: &Params) -> SimConfig {
-    SimConfig::with_costs(prm.costs)
-}
-
-/// Expands a block for `prm`, squeezes it under `prm.costs` and reorders its warm-up and
-/// cool-down. The schedule keeps the block's name.
+/// Expands a block for `prm`, squeezes it under `prm`'s costs and reorders its warm-up and
+/// cool-down within the block's memory bound. When the stages differ, the same block finished
+/// as if they were alike ([`crate::params::StageCosts::flattened`]) is kept instead when it is
+/// shorter under the true costs and within the true bound. The schedule keeps the block's name.
 pub fn from_block(b: &Block, prm: &Params) -> Result<Schedule, Error> {
-    if b.devices != prm.devices {
-        return Err(Error::config(format!(
-            "the block is for {} devices but -p is {}; use -p {}",
-            b.devices, prm.devices, b.devices
-        )));
+    if b.devices != prm.devices() {
+        return Err(Error::fix(
+            format!(
+                "the block is for {} devices but the schedule for {}",
+                b.devices,
+                prm.devices()
+            ),
+            Param::Devices,
+            b.devices.to_string(),
+        ));
     }
-    Ok(b.build(prm.microbatches, &sim_cfg(prm), true)?.0)
+    let (s, r) = b.build(prm.microbatches(), &prm.costs, Finish::Reorder)?;
+    let Some(flat) = prm.costs.flattened()? else {
+        return Ok(s);
+    };
+    let bound = b.bound(&b.analyse()?, &prm.table(&b.placement)?.act);
+    let (alike, _) = b.build(prm.microbatches(), &flat, Finish::Reorder)?;
+    let ra = simulate(&alike, &prm.costs)?;
+    let fits = ra
+        .peak_activation
+        .iter()
+        .zip(&bound)
+        .all(|(pk, l)| *pk <= l + EPS);
+    Ok(if fits && ra.makespan < r.makespan - EPS {
+        alike
+    } else {
+        s
+    })
 }
 
-/// V-Min from its block: about 1/3 of 1F1B's activation memory.
-pub fn v_min(prm: &Params) -> Result<Schedule, Error> {
-    from_block(&block::v_min(prm.devices)?, prm)
+/// Per device, `k` microbatches on all its stages under `placement`: the memory of a schedule
+/// defined by how many microbatches each device holds (ZB-H1 `p`, ZB-H2 `2p - 1`, ZB-V `p`).
+fn holding(prm: &Params, placement: &Placement, k: f64) -> Result<Vec<f64>, Error> {
+    let need = prm.table(placement)?.need(placement, prm.devices());
+    Ok(need.into_iter().map(|n| k * n).collect())
 }
 
-/// V-Half from its block: about 1/2 of 1F1B's activation memory.
-pub fn v_half(prm: &Params) -> Result<Schedule, Error> {
-    from_block(&block::v_half(prm.devices)?, prm)
+/// The direct schedule, or the sequential greedy list schedule holding as many microbatches
+/// (`held` per device) when that is faster under `prm`'s costs (never at the reference costs,
+/// where the direct schedules are optimal).
+pub fn zero_bubble(direct: Schedule, prm: &Params, held: f64) -> Result<Schedule, Error> {
+    if prm.costs.is_reference() {
+        return Ok(direct);
+    }
+    let base = simulate(&direct, &prm.costs)?;
+    let limit: Vec<f64> = holding(prm, &Placement::Sequential, held)?
+        .iter()
+        .zip(&base.peak_activation)
+        .map(|(l, pk)| l.max(*pk))
+        .collect();
+    let p = prm.devices();
+    let mut best = (base.makespan, direct);
+    for pace in [None, Some(holding(prm, &Placement::Sequential, p as f64)?)] {
+        let o = GreedyOptions {
+            name: best.1.name.clone(),
+            placement: Placement::Sequential,
+            limit: limit.clone(),
+            pace,
+            split_backward: true,
+            max_in_flight: None,
+            reserve: false,
+        };
+        let Ok(s) = list_schedule(prm, &o) else {
+            continue;
+        };
+        let Ok(r) = simulate(&s, &prm.costs) else {
+            continue;
+        };
+        let fits = r
+            .peak_activation
+            .iter()
+            .zip(&limit)
+            .all(|(a, l)| *a <= l + EPS);
+        if r.makespan < best.0 - EPS && fits {
+            best = (r.makespan, s);
+        }
+    }
+    Ok(best.1)
 }
 
-/// V-ZB from its block: 1F1B's memory, nearly no bubble.
-pub fn v_zb(prm: &Params) -> Result<Schedule, Error> {
-    from_block(&block::v_zb(prm.devices)?, prm)
-}
-
-/// Options of the list scheduler for `prm`, a placement and a per-device limit.
+/// Options of the list scheduler for a placement and a per-device limit.
 fn greedy_options(
     name: &str,
-    prm: &Params,
     placement: Placement,
-    limit: f64,
+    limit: Vec<f64>,
     cap: Option<u32>,
     reserve: bool,
 ) -> GreedyOptions {
-    let p = prm.devices;
-    let n = placement.num_stages(p) as usize;
-    let c = prm.costs;
     GreedyOptions {
         name: name.into(),
-        devices: p,
-        microbatches: prm.microbatches,
         placement,
-        durations: vec![[c.f, c.b, c.w, c.bw_cost()]; n],
-        comm: prm.costs.comm,
-        activation: vec![p as f64 / n as f64; n],
-        limit: vec![limit; p as usize],
+        limit,
         pace: None,
         split_backward: true,
         max_in_flight: cap,
@@ -96,9 +142,9 @@ fn greedy_options(
     }
 }
 
-/// The in-flight caps tried for a budget of `units`.
-fn caps(units: f64, m: u32) -> Vec<Option<u32>> {
-    let b = units.floor().max(1.0) as u32;
+/// The in-flight caps tried for a budget of `microbatches` (whole microbatches per device).
+fn caps(microbatches: f64, m: u32) -> Vec<Option<u32>> {
+    let b = microbatches.floor().clamp(1.0, u32::MAX as f64 / 4.0) as u32;
     let mut v = vec![
         None,
         Some(b),
@@ -112,29 +158,19 @@ fn caps(units: f64, m: u32) -> Vec<Option<u32>> {
     v
 }
 
-/// The round scheduler's runs for a budget of `units` per device (V-shape: a chunk activation
-/// is half a unit).
-fn round_tasks(prm: &Params, units: f64) -> Vec<RoundOptions> {
-    let p = prm.devices;
-    let c = prm.costs;
-    let limit = (2.0 * units + 1e-9).floor();
-    if limit < 2.0 || limit > u32::MAX as f64 {
-        return Vec::new();
-    }
-    rounds::variants(
-        p,
-        prm.microbatches,
-        [c.f, c.b, c.w],
-        prm.costs.comm,
-        limit as u32,
-    )
+/// How many microbatches the most loaded device of `placement` holds within `units`.
+fn microbatches_within(prm: &Params, placement: &Placement, units: f64) -> Result<f64, Error> {
+    let need = holding(prm, placement, 1.0)?;
+    Ok(units / need.iter().cloned().fold(0.0, f64::max))
 }
 
-/// Refines one run of the round scheduler and keeps its shortest schedule under `cfg`.
-fn best_of_rounds(o: RoundOptions, cfg: &SimConfig) -> Option<(Schedule, SimResult)> {
+/// Refines one run of the round scheduler and keeps its shortest schedule under `prm`'s costs.
+fn best_of_rounds(prm: &Params, o: RoundOptions) -> Option<(Schedule, SimResult)> {
     let mut best: Option<(Schedule, SimResult)> = None;
-    for s in rounds::refined(o, 2) {
-        let Ok(r) = simulate(&s, cfg) else { continue };
+    for s in rounds::refined(prm, o, 2) {
+        let Ok(r) = simulate(&s, &prm.costs) else {
+            continue;
+        };
         if best
             .as_ref()
             .is_none_or(|(_, b)| r.makespan < b.makespan - EPS)
@@ -145,20 +181,42 @@ fn best_of_rounds(o: RoundOptions, cfg: &SimConfig) -> Option<(Schedule, SimResu
     best
 }
 
-/// ZB-V: V-shape placement, B/W split, at 1F1B's memory (`p` units per device), under the given
-/// costs: the best of the round-based scheduler ([`super::rounds`]) and the greedy list
-/// scheduler (B first, F while memory allows, W fills the waits) with a few in-flight caps.
+/// ZB-V: V-shape placement, B/W split, holding `p` microbatches per device (1F1B's memory),
+/// under `prm`'s costs: the best of the round-based scheduler and the greedy list scheduler
+/// (B first, F while memory allows, W fills the waits) with a few in-flight caps. When the
+/// stages differ, the same built as if they were alike competes too, scored on the true costs.
 pub fn zb_v(prm: &Params) -> Result<Schedule, Error> {
-    let limit = prm.devices as f64;
-    let cfg = sim_cfg(prm);
+    let limit = holding(prm, &Placement::VShape, prm.devices() as f64)?;
+    let mut best = zb_v_under(prm, prm, &limit);
+    if let Some(flat) = prm.costs.flattened()? {
+        let alike = zb_v_under(&prm.clone().with_costs(flat), prm, &limit);
+        if let (Ok((a, ra)), Ok((_, rb))) = (&alike, &best) {
+            if ra < rb {
+                best = Ok((a.clone(), *ra));
+            }
+        }
+    }
+    best.map(|(s, _)| s)
+}
+
+/// [`zb_v`] built under `build`'s costs, scored under `judge`'s, within `limit` (true units);
+/// the schedule and its makespan.
+fn zb_v_under(build: &Params, judge: &Params, limit: &[f64]) -> Result<(Schedule, f64), Error> {
+    let prm = build;
+    let within = |r: &SimResult| {
+        r.peak_activation
+            .iter()
+            .zip(limit)
+            .all(|(a, l)| *a <= l + EPS)
+    };
     let mut best: Option<(f64, Schedule)> = None;
     let mut last_err = None;
-    for cap in caps(limit, prm.microbatches) {
+    for cap in caps(prm.devices() as f64, prm.microbatches()) {
         for reserve in [false, true] {
-            let o = greedy_options("zb-v", prm, Placement::VShape, limit, cap, reserve);
-            match list_schedule(&o).and_then(|s| simulate(&s, &cfg).map(|r| (s, r))) {
+            let o = greedy_options("zb-v", Placement::VShape, limit.to_vec(), cap, reserve);
+            match list_schedule(prm, &o).and_then(|s| simulate(&s, &judge.costs).map(|r| (s, r))) {
                 Ok((s, r)) => {
-                    if best.as_ref().is_none_or(|(ms, _)| r.makespan < ms - EPS) {
+                    if within(&r) && best.as_ref().is_none_or(|(ms, _)| r.makespan < ms - EPS) {
                         best = Some((r.makespan, s));
                     }
                 }
@@ -166,16 +224,19 @@ pub fn zb_v(prm: &Params) -> Result<Schedule, Error> {
             }
         }
     }
-    for o in round_tasks(prm, limit) {
-        if let Some((s, r)) = best_of_rounds(o, &cfg) {
-            if best.as_ref().is_none_or(|(ms, _)| r.makespan < ms - EPS) {
+    for o in rounds::variants(limit) {
+        if let Some((s, _)) = best_of_rounds(prm, o) {
+            let Ok(r) = simulate(&s, &judge.costs) else {
+                continue;
+            };
+            if within(&r) && best.as_ref().is_none_or(|(ms, _)| r.makespan < ms - EPS) {
                 best = Some((r.makespan, s));
             }
         }
     }
-    best.map(|(_, mut s)| {
+    best.map(|(ms, mut s)| {
         s.name = "zb-v".into();
-        s
+        (s, ms)
     })
     .ok_or_else(|| last_err.unwrap_or_else(|| Error::config("zb-v: no schedule found")))
 }
@@ -191,18 +252,30 @@ pub struct Candidate {
     pub result: SimResult,
 }
 
-/// A candidate before it is judged: family label, schedule and simulation.
-type Found = (String, Schedule, SimResult);
-
-/// A block the search may squeeze: family label, block and its analysis (done once).
-type Labelled = (String, Block, block::BlockInfo);
+/// A block the search may squeeze, with its label and its analysis (done once, its bound
+/// under the search's activations).
+#[derive(Clone)]
+struct Labelled {
+    label: String,
+    block: Block,
+    info: BlockInfo,
+}
 
 /// One unit of the search's work, independent of the others.
 enum Task {
     /// Expand a block (its Ws delayed by `split`, when given) and squeeze it.
-    Squeeze(String, Block, Option<DelaySplit>),
+    Squeeze {
+        label: String,
+        block: Block,
+        split: Option<DelaySplit>,
+    },
     /// Run the list scheduler.
-    Greedy(Placement, &'static str, Option<u32>, bool),
+    Greedy {
+        placement: Placement,
+        tag: &'static str,
+        cap: Option<u32>,
+        reserve: bool,
+    },
     /// Generate a registered schedule.
     Direct(&'static str),
     /// Run the round-based V-shape scheduler, refined.
@@ -217,10 +290,11 @@ enum Task {
 
 struct Search<'a> {
     prm: &'a Params,
-    cfg: SimConfig,
     budget: f64,
     /// The budget as every device's peak limit, for the mends (reorder, polish, climb).
     limits: Vec<f64>,
+    /// Activation units per stage of the V-shape placement.
+    act_v: Vec<f64>,
     /// The best few candidates within the budget, best first (ties: first offered first); the
     /// first is the search's answer, all of them start the final polish.
     top: Vec<Candidate>,
@@ -247,14 +321,12 @@ const DELAY_STRETCHED: usize = 6;
 /// Candidates the final polish starts from (in parallel).
 const POLISH_STARTS: usize = 2;
 
-/// The final hill climb ([`crate::climb::climb`]) makes about `CLIMB_WORK / passes` moves
+/// The final hill climb ([`crate::improve::climb`]) makes about `CLIMB_WORK / passes` moves
 /// from each of the best candidates (a move simulates again the passes after it, so the climb
-/// costs about the same at every size: 0.1 to 0.4 s on one core), at most `CLIMB_MAX_MOVES`.
-/// It is skipped below `CLIMB_MIN_MOVES` moves (from about 4 600 passes: p = 8, m = 96 or
-/// p = 16, m = 48) and above `CLIMB_MAX_DEVICES` devices: there it spent 0.3 to 0.6 s and
-/// gained nothing measurable (p = 24 to 32, m = 16 to 64), which `auto`'s second at p = 32,
-/// m = 256 cannot afford. At p = 8, m = 32 and half of 1F1B's memory it takes the bubble rate
-/// from 0.247 to 0.236.
+/// costs about the same at every size), at most `CLIMB_MAX_MOVES`. It is skipped below
+/// `CLIMB_MIN_MOVES` moves (from about 4 600 passes: p = 8, m = 96 or p = 16, m = 48) and above
+/// `CLIMB_MAX_DEVICES` devices: there it gained nothing measurable (p = 24 to 32, m = 16 to
+/// 64), which `auto`'s second at p = 32, m = 256 cannot afford.
 const CLIMB_WORK: f64 = 4.6e7;
 /// See [`CLIMB_WORK`].
 const CLIMB_MAX_MOVES: usize = 30_000;
@@ -288,15 +360,10 @@ impl Search<'_> {
         r.max_peak() <= self.budget + 1e-6
     }
 
-    fn offer(&mut self, (family, s, r): Found) {
-        if !self.fits(&r) {
+    fn offer(&mut self, c: Candidate) {
+        if !self.fits(&c.result) {
             return;
         }
-        let c = Candidate {
-            family,
-            schedule: s,
-            result: r,
-        };
         let at = self
             .top
             .iter()
@@ -313,14 +380,22 @@ impl Search<'_> {
     /// ([`DelaySplit`]).
     fn block_tasks(&self, blocks: &[Labelled], delays: bool) -> Vec<Task> {
         let mut tasks = Vec::new();
-        for (label, b, info) in blocks {
-            if info.max_bound() > self.budget + EPS {
+        for b in blocks {
+            if b.info.max_bound() > self.budget + EPS {
                 continue;
             }
-            tasks.push(Task::Squeeze(label.clone(), b.clone(), None));
-            if delays && self.leaves_memory(b, info) {
+            tasks.push(Task::Squeeze {
+                label: b.label.clone(),
+                block: b.block.clone(),
+                split: None,
+            });
+            if delays && self.leaves_memory(b) {
                 for split in [DelaySplit::Last, DelaySplit::First, DelaySplit::Even] {
-                    tasks.push(Task::Squeeze(label.clone(), b.clone(), Some(split)));
+                    tasks.push(Task::Squeeze {
+                        label: b.label.clone(),
+                        block: b.block.clone(),
+                        split: Some(split),
+                    });
                 }
             }
         }
@@ -328,19 +403,19 @@ impl Search<'_> {
     }
 
     /// Whether a block has Ws and its bound leaves memory over for delaying them.
-    fn leaves_memory(&self, b: &Block, info: &block::BlockInfo) -> bool {
-        b.passes.iter().any(|q| q.kind == crate::ir::PassKind::W)
-            && info.max_bound() + EPS < self.budget
+    fn leaves_memory(&self, b: &Labelled) -> bool {
+        b.block.passes.iter().any(|q| q.kind == PassKind::W)
+            && b.info.max_bound() + EPS < self.budget
     }
 
     /// The delayed-W squeeze tasks (three ways each) of the `DELAY_STRETCHED` blocks whose plain
     /// squeeze (`plain`, from [`Search::block_tasks`] without delays) ran shortest and whose
     /// bound leaves memory over.
-    fn delay_tasks(&self, blocks: &[Labelled], plain: &[Option<Found>]) -> Vec<Task> {
+    fn delay_tasks(&self, blocks: &[Labelled], plain: &[Option<Candidate>]) -> Vec<Task> {
         let mut ranked: Vec<(&str, f64)> = plain
             .iter()
             .flatten()
-            .map(|(label, _, r)| (label.as_str(), r.makespan))
+            .map(|c| (c.family.as_str(), c.result.makespan))
             .collect();
         ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
         let mut tasks = Vec::new();
@@ -349,15 +424,19 @@ impl Search<'_> {
             if taken == DELAY_STRETCHED {
                 break;
             }
-            let Some((_, b, info)) = blocks.iter().find(|(l, _, _)| l == label) else {
+            let Some(b) = blocks.iter().find(|b| b.label == label) else {
                 continue;
             };
-            if !self.leaves_memory(b, info) {
+            if !self.leaves_memory(b) {
                 continue;
             }
             taken += 1;
             for split in [DelaySplit::Last, DelaySplit::First, DelaySplit::Even] {
-                tasks.push(Task::Squeeze(label.to_string(), b.clone(), Some(split)));
+                tasks.push(Task::Squeeze {
+                    label: label.to_string(),
+                    block: b.block.clone(),
+                    split: Some(split),
+                });
             }
         }
         tasks
@@ -371,7 +450,10 @@ impl Search<'_> {
             (Placement::VShape, "v-shape"),
             (Placement::Sequential, "sequential"),
         ] {
-            let mut cs = caps(self.budget, self.prm.microbatches);
+            let Ok(held) = microbatches_within(self.prm, &placement, self.budget) else {
+                continue;
+            };
+            let mut cs = caps(held, self.prm.microbatches());
             if placement == Placement::Sequential {
                 // The sequential placement only wins at the smallest budgets; two caps do.
                 cs.truncate(2);
@@ -381,7 +463,12 @@ impl Search<'_> {
                     if reserve && placement == Placement::Sequential {
                         continue;
                     }
-                    tasks.push(Task::Greedy(placement.clone(), tag, cap, reserve));
+                    tasks.push(Task::Greedy {
+                        placement: placement.clone(),
+                        tag,
+                        cap,
+                        reserve,
+                    });
                 }
             }
         }
@@ -390,69 +477,81 @@ impl Search<'_> {
 
     /// Runs one task; `None` when it yields no schedule (a block that does not expand, a
     /// generator that refuses the sizes).
-    fn run(&self, task: Task) -> Option<Found> {
+    fn run(&self, task: Task) -> Option<Candidate> {
+        let costs = &self.prm.costs;
+        let found = |family: String, schedule: Schedule, result: SimResult| {
+            Some(Candidate {
+                family,
+                schedule,
+                result,
+            })
+        };
         match task {
-            Task::Squeeze(label, b, split) => {
+            Task::Squeeze {
+                label,
+                block,
+                split,
+            } => {
                 let (bb, tag) = match split {
-                    None => (b, String::new()),
+                    None => (block, String::new()),
                     Some(sp) => (
-                        b.delay_ws(self.budget, sp).ok()?,
+                        block.delay_ws(self.budget, sp, &self.act_v).ok()?,
                         format!(", W delayed ({sp:?})"),
                     ),
                 };
-                let s = bb.expand(self.prm.microbatches).ok()?;
-                let r = simulate(&s, &self.cfg).ok()?;
-                Some((format!("{label}{tag}"), s, r))
+                let s = bb.expand(self.prm.microbatches()).ok()?;
+                let r = simulate(&s, costs).ok()?;
+                found(format!("{label}{tag}"), s, r)
             }
-            Task::Greedy(placement, tag, cap, reserve) => {
-                let o = greedy_options("auto", self.prm, placement, self.budget, cap, reserve);
-                let s = list_schedule(&o).ok()?;
-                let r = simulate(&s, &self.cfg).ok()?;
+            Task::Greedy {
+                placement,
+                tag,
+                cap,
+                reserve,
+            } => {
+                let limit = vec![self.budget; self.prm.devices() as usize];
+                let o = greedy_options("auto", placement, limit, cap, reserve);
+                let s = list_schedule(self.prm, &o).ok()?;
+                let r = simulate(&s, costs).ok()?;
                 let label = format!(
                     "greedy {tag}{}{}",
                     cap.map(|c| format!(", at most {c} in flight"))
                         .unwrap_or_default(),
                     if reserve { ", reserving" } else { "" }
                 );
-                Some((label, s, r))
+                found(label, s, r)
             }
             Task::Direct(name) => {
-                let prm = Params {
-                    memory: None,
-                    ..self.prm.clone()
-                };
-                let s = super::generate(name, &prm).ok()?;
-                let r = simulate(&s, &self.cfg).ok()?;
-                Some((format!("named {name}"), s, r))
+                let mut prm = self.prm.clone();
+                prm.budget = None;
+                let s = crate::registry::generate(name, &prm).ok()?;
+                let r = simulate(&s, costs).ok()?;
+                found(format!("named {name}"), s, r)
             }
             Task::Rounds(o) => {
                 let label = format!(
                     "rounds v-shape, warm-up reserve {}+{}d{}{}",
                     o.reserve,
                     o.step,
-                    if o.fill_f { ", W before F" } else { "" },
-                    if o.fill_b { ", W before B" } else { "" }
+                    if o.fill.before_f { ", W before F" } else { "" },
+                    if o.fill.before_b { ", W before B" } else { "" }
                 );
-                best_of_rounds(o, &self.cfg).map(|(s, r)| (label, s, r))
+                let (s, r) = best_of_rounds(self.prm, o)?;
+                found(label, s, r)
             }
             Task::Reorder(label, s) => {
-                let (s, r) = block::reorder(
-                    s,
-                    &self.cfg,
-                    Some(&self.limits),
-                    Some(self.prm.microbatches),
-                )
-                .ok()?;
-                Some((format!("{label}, reordered"), s, r))
+                let (s, r) =
+                    improve::reorder(s, costs, Some(&self.limits), Some(self.prm.microbatches()))
+                        .ok()?;
+                found(format!("{label}, reordered"), s, r)
             }
             Task::Polish(c, evals) => {
-                let (s, r) = block::polish(c.schedule, &self.cfg, &self.limits, evals).ok()?;
-                Some((format!("{}, polished", c.family), s, r))
+                let (s, r) = improve::polish(c.schedule, costs, &self.limits, evals).ok()?;
+                found(format!("{}, polished", c.family), s, r)
             }
             Task::Climb(c, moves, seed) => {
-                let (s, r) =
-                    crate::climb::climb(&c.schedule, &self.cfg, &self.limits, moves, seed).ok()?;
-                Some((format!("{}, climbed", c.family), s, r))
+                let (s, r) = improve::climb(&c.schedule, costs, &self.limits, moves, seed).ok()?;
+                found(format!("{}, climbed", c.family), s, r)
             }
         }
     }
@@ -460,7 +559,7 @@ impl Search<'_> {
 
 /// Runs `tasks` on the machine's cores (a scoped work queue) and returns the results in task
 /// order, so the search's outcome does not depend on the timing of its threads.
-fn run_all(st: &Search<'_>, tasks: Vec<Task>) -> Vec<Option<Found>> {
+fn run_all(st: &Search<'_>, tasks: Vec<Task>) -> Vec<Option<Candidate>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
     let n = tasks.len();
@@ -471,7 +570,7 @@ fn run_all(st: &Search<'_>, tasks: Vec<Task>) -> Vec<Option<Found>> {
         return tasks.into_iter().map(|t| st.run(t)).collect();
     }
     let queue: Vec<Mutex<Option<Task>>> = tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    let out: Vec<Mutex<Option<Found>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let out: Vec<Mutex<Option<Candidate>>> = (0..n).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     std::thread::scope(|sc| {
         for _ in 0..threads {
@@ -499,14 +598,9 @@ fn run_all(st: &Search<'_>, tasks: Vec<Task>) -> Vec<Option<Found>> {
 }
 
 /// The budget in units for `prm` (default: 1F1B's peak).
-pub fn budget_units(prm: &Params) -> f64 {
-    prm.memory
-        .unwrap_or(MemoryBudget::Of1f1b(1.0))
-        .units(prm.devices, prm.microbatches)
+pub fn budget_units(prm: &Params) -> Result<f64, Error> {
+    prm.budget.unwrap_or(Budget::Of1f1b(1.0)).units_for(prm)
 }
-
-/// A V-shape block of the family, with its offsets and analysis.
-type Member = (block::VOffsets, Block, block::BlockInfo);
 
 /// The V-shape blocks the search squeezes first, from `family` (sorted shortest period first,
 /// then shortest block, as [`block::v_shape_family`] returns it): the picks of [`picks_of`]
@@ -515,7 +609,7 @@ type Member = (block::VOffsets, Block, block::BlockInfo);
 /// the period-6 picks what they are without longer periods, whose bounds would otherwise change
 /// the bound levels picked from.
 fn family_picks(family: Vec<Member>) -> (Vec<Member>, Vec<Member>) {
-    let (six, longer): (Vec<_>, Vec<_>) = family.into_iter().partition(|x| x.0.period <= 6);
+    let (six, longer): (Vec<_>, Vec<_>) = family.into_iter().partition(|x| x.offsets.period <= 6);
     let (mut picked, mut rest) = picks_of(six);
     let (picked_longer, rest_longer) = picks_of(longer);
     picked.extend(picked_longer);
@@ -528,7 +622,7 @@ fn family_picks(family: Vec<Member>) -> (Vec<Member>, Vec<Member>) {
 /// with a higher bound push out the blocks a smaller budget would try, and `auto` could answer
 /// worse at 4.5 units than at 4.
 fn picks_of(family: Vec<Member>) -> (Vec<Member>, Vec<Member>) {
-    let mut bounds: Vec<f64> = family.iter().map(|x| x.2.max_bound()).collect();
+    let mut bounds: Vec<f64> = family.iter().map(|x| x.info.max_bound()).collect();
     bounds.sort_by(|a, b| b.total_cmp(a));
     bounds.dedup_by(|a, b| (*a - *b).abs() <= EPS);
     let mut picked = vec![false; family.len()];
@@ -539,7 +633,7 @@ fn picks_of(family: Vec<Member>) -> (Vec<Member>, Vec<Member>) {
         family
             .iter()
             .enumerate()
-            .filter(|(_, x)| (x.2.max_bound() - level).abs() <= EPS)
+            .filter(|(_, x)| (x.info.max_bound() - level).abs() <= EPS)
             .take(4)
             .for_each(|(i, _)| picked[i] = true);
     }
@@ -551,25 +645,34 @@ fn picks_of(family: Vec<Member>) -> (Vec<Member>, Vec<Member>) {
 }
 
 /// The search's label of a family block.
-fn member_label(o: &block::VOffsets) -> String {
-    format!(
-        "block v-shape steps {}/{}/{}/{} gaps {}/{} period {}",
-        o.f0, o.f1, o.b1, o.b0, o.gap_last, o.gap_turn, o.period
-    )
+fn labelled(m: Member) -> Labelled {
+    let o = m.offsets;
+    Labelled {
+        label: format!(
+            "block v-shape steps {}/{}/{}/{} gaps {}/{} period {}",
+            o.f0, o.f1, o.b1, o.b0, o.gap_last, o.gap_turn, o.period
+        ),
+        block: m.block,
+        info: m.info,
+    }
 }
 
 /// The `n` distinct schedules of `squeezed` with the lowest bubble rates that are not in
-/// `taken` (costs are per pass, so makespans do not compare across placements; named blocks
+/// `taken` (costs may be per pass, so makespans do not compare across placements; named blocks
 /// and family members can be the same block: v-min is steps 1/1/1/1, gaps 0/0).
-fn best_distinct<'f>(squeezed: &'f [Option<Found>], n: usize, taken: &[&Found]) -> Vec<&'f Found> {
-    let mut ranked: Vec<&Found> = squeezed.iter().flatten().collect();
-    ranked.sort_by(|a, b| a.2.bubble_rate.total_cmp(&b.2.bubble_rate));
-    let mut out: Vec<&Found> = Vec::new();
+fn best_distinct<'f>(
+    squeezed: &'f [Option<Candidate>],
+    n: usize,
+    taken: &[&Candidate],
+) -> Vec<&'f Candidate> {
+    let mut ranked: Vec<&Candidate> = squeezed.iter().flatten().collect();
+    ranked.sort_by(|a, b| a.result.bubble_rate.total_cmp(&b.result.bubble_rate));
+    let mut out: Vec<&Candidate> = Vec::new();
     for f in ranked {
         if out.len() == n {
             break;
         }
-        let same = |g: &&Found| g.1.lists == f.1.lists;
+        let same = |g: &&Candidate| g.schedule.lists == f.schedule.lists;
         if !out.iter().any(same) && !taken.iter().any(same) {
             out.push(f);
         }
@@ -577,64 +680,88 @@ fn best_distinct<'f>(squeezed: &'f [Option<Found>], n: usize, taken: &[&Found]) 
     out
 }
 
+/// The least memory any placement the search tries runs with: one microbatch on all of a
+/// device's stages, on the most loaded device (1 unit at uniform activations).
+fn least_memory(prm: &Params) -> Result<f64, Error> {
+    let mut least = f64::INFINITY;
+    for placement in [Placement::VShape, Placement::Sequential] {
+        least = least.min(microbatches_within(prm, &placement, 1.0).map(|x| 1.0 / x)?);
+    }
+    Ok(least)
+}
+
 /// Searches blocks, the greedy list scheduler and the direct schedules for the shortest step
 /// whose simulated peak stays within `budget` units per device.
 pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
-    prm.check()?;
     if !(budget.is_finite() && budget > 0.0) {
-        return Err(Error::config(
+        return Err(Error::change(
             "the memory budget must be a positive number of units",
+            Param::Budget,
         ));
     }
-    if budget < 1.0 - EPS {
+    let (p, m) = (prm.devices(), prm.microbatches());
+    let least = least_memory(prm)?;
+    if budget < least - EPS {
         // Every stage of a device holds a microbatch's activation until that microbatch's W, so
-        // the device holds all of them at once: 1 unit (p/S units on each of its S/p stages).
-        let one_f_one_b = MemoryBudget::Of1f1b(1.0).units(prm.devices, prm.microbatches);
-        return Err(Error::config(format!(
-            "a memory budget of {budget:.3} units per device is below one microbatch's activation on a device (1 unit, held on all its stages at once); raise --memory to at least 1 (or {:.3}x)",
-            1.0 / one_f_one_b
-        )));
+        // the device holds all of them at once.
+        let one_f_one_b = one_f_one_b_peak(p, m, &prm.costs)?;
+        return Err(Error::fix(
+            format!(
+                "a memory budget of {budget:.3} units per device is below one microbatch's activation on a device ({least:.3} units, held on all its stages at once); raise it to at least {least:.3} units ({:.3}x of 1F1B's peak)",
+                least / one_f_one_b
+            ),
+            Param::Budget,
+            format!("{least:.3}"),
+        ));
     }
-    // A device never holds more than every microbatch on all its stages (1 unit each), so a
-    // larger budget searches exactly what `m` units search: cap it, or the W delays and caps
-    // derived from it grow with a budget that changes nothing.
-    let budget = budget.min(prm.microbatches as f64);
-    let p = prm.devices;
+    // A device never holds more than every microbatch on all its stages, so a larger budget
+    // searches exactly what that many units search: cap it, or the W delays and caps derived
+    // from it grow with a budget that changes nothing.
+    let most = m as f64
+        / microbatches_within(prm, &Placement::VShape, 1.0)?.min(microbatches_within(
+            prm,
+            &Placement::Sequential,
+            1.0,
+        )?);
+    let budget = budget.min(most);
+    let act_v = prm.table(&Placement::VShape)?.act;
     let mut st = Search {
         prm,
-        cfg: sim_cfg(prm),
         budget,
         limits: vec![budget; p as usize],
+        act_v,
         top: Vec::new(),
     };
     let mut blocks: Vec<Labelled> = Vec::new();
     for name in block::NAMED {
         if let Ok(b) = block::named(name, p) {
-            if let Ok(info) = b.analyse() {
-                blocks.push((format!("block {name}"), b, info));
+            if let (Ok(mut info), Ok(table)) = (b.analyse(), prm.table(&b.placement)) {
+                info.memory_bound = b.bound(&info, &table.act);
+                blocks.push(Labelled {
+                    label: format!("block {name}"),
+                    block: b,
+                    info,
+                });
             }
         }
     }
-    let (picked, rest) = family_picks(block::v_shape_family(p, budget, 3, 4, MAX_PERIOD));
-    for (o, b, info) in picked {
-        blocks.push((member_label(&o), b, info));
-    }
-    let rest: Vec<Labelled> = rest
-        .into_iter()
-        .map(|(o, b, info)| (member_label(&o), b, info))
-        .collect();
+    let (picked, rest) = family_picks(block::v_shape_family(
+        p, &st.act_v, budget, 3, 4, MAX_PERIOD,
+    ));
+    blocks.extend(picked.into_iter().map(labelled));
+    let rest: Vec<Labelled> = rest.into_iter().map(labelled).collect();
     // Phase 1: squeeze the blocks, each one simulation, within SQUEEZE_WORK / passes of them
     // except that every period-6 (or named) block is squeezed as it is: first those, each
     // followed by its delayed-W variants, then the longer periods, which fit many more
     // budgets, and of them only the few that squeeze shortest with delayed Ws.
-    let v_passes = 6 * p as usize * prm.microbatches as usize;
+    let v_passes = 6 * p as usize * m as usize;
     let mut room = (SQUEEZE_WORK / v_passes.max(1) as f64) as usize;
-    let (six, longer): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|(_, b, _)| b.period <= 6);
+    let (six, longer): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|b| b.block.period <= 6);
     let tasks: Vec<Task> = st
         .block_tasks(&six, true)
         .into_iter()
         .filter(|t| {
-            let keep = room > 0 || matches!(t, Task::Squeeze(_, _, None));
+            let keep = room > 0 || matches!(t, Task::Squeeze { split: None, .. });
             room = room.saturating_sub(usize::from(keep));
             keep
         })
@@ -657,24 +784,27 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     // Phase 2, all independent: reorder the best few distinct squeezed blocks of each group
     // (as many as the reorder's work allows, a third as many of the longer periods), run the
     // list scheduler, the round scheduler and the named schedules (zb-v is left out: it is the
-    // greedy V-shape search at a budget of p units). The reorders go first: they are the
-    // longest tasks, and the others fill the cores around them.
+    // greedy V-shape search at a budget of p microbatches). The reorders go first: they are
+    // the longest tasks, and the others fill the cores around them.
     let n_reorder =
         ((REORDER_WORK / v_passes.max(1) as f64) as usize).clamp(REORDER_MIN, REORDER_MAX);
     let best_six = best_distinct(&squeezed, n_reorder, &[]);
     let best_longer = best_distinct(&stretched, (n_reorder / 3).max(1), &best_six);
-    let taken: Vec<&Found> = best_six.iter().chain(&best_longer).copied().collect();
+    let taken: Vec<&Candidate> = best_six.iter().chain(&best_longer).copied().collect();
     let best_others = best_distinct(&others, (n_reorder / 3).max(1), &taken);
     let mut tasks: Vec<Task> = taken
         .into_iter()
         .chain(best_others)
-        .map(|(label, s, _)| Task::Reorder(label.clone(), s.clone()))
+        .map(|c| Task::Reorder(c.family.clone(), c.schedule.clone()))
         .collect();
     tasks.extend(st.greedy_tasks());
-    tasks.extend(round_tasks(prm, budget).into_iter().map(Task::Rounds));
+    if least <= budget + EPS {
+        let limit = vec![budget; p as usize];
+        tasks.extend(rounds::variants(&limit).into_iter().map(Task::Rounds));
+    }
     let direct = ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb"];
     tasks.extend(direct.into_iter().map(Task::Direct));
-    let found: Vec<Found> = squeezed
+    let found: Vec<Candidate> = squeezed
         .into_iter()
         .chain(stretched)
         .chain(others)
@@ -688,22 +818,31 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         .filter_map(|&kind| {
             found
                 .iter()
-                .filter(|f| kind_of(&f.0) == kind && st.fits(&f.2))
-                .fold(None, |best: Option<&Found>, f| match best {
-                    Some(b) if f.2.bubble_rate >= b.2.bubble_rate - EPS => Some(b),
+                .filter(|f| kind_of(&f.family) == kind && st.fits(&f.result))
+                .fold(None, |best: Option<&Candidate>, f| match best {
+                    Some(b) if f.result.bubble_rate >= b.result.bubble_rate - EPS => Some(b),
                     _ => Some(f),
                 })
-        })
-        .map(|(family, s, r)| Candidate {
-            family: family.clone(),
-            schedule: s.clone(),
-            result: r.clone(),
+                .cloned()
         })
         .collect();
     // Judge in a fixed order: squeezed period-6 and named blocks, longer periods, reorders,
     // greedy, rounds, named schedules.
     for f in found {
         st.offer(f);
+    }
+    // When the stages differ, what the same search finds as if they were alike, judged on the
+    // true costs and memory: the answer is never worse than that.
+    if let Some(flat) = prm.costs.flattened()? {
+        if let Ok(c) = search(&prm.clone().with_costs(flat), budget) {
+            if let Ok(result) = simulate(&c.schedule, &prm.costs) {
+                st.offer(Candidate {
+                    family: format!("{}, found with the stages alike", c.family),
+                    schedule: c.schedule,
+                    result,
+                });
+            }
+        }
     }
     // Phase 3: local search on the critical paths of the best few, and of the best of each
     // searching kind not among them (a list schedule well behind the blocks can polish further
@@ -744,16 +883,16 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         st.offer(f);
     }
     st.top.into_iter().next().ok_or_else(|| {
-        Error::config(format!(
-            "no schedule fits a memory budget of {budget:.3} units per device for p={p}, m={}; raise --memory",
-            prm.microbatches
-        ))
+        Error::change(
+            format!("no schedule fits a memory budget of {budget:.3} units per device for p={p}, m={m}; raise the budget"),
+            Param::Budget,
+        )
     })
 }
 
-/// `auto`: the best schedule the search finds within `prm.memory` (default 1F1B's memory).
+/// `auto`: the best schedule the search finds within `prm`'s budget (default 1F1B's memory).
 pub fn auto(prm: &Params) -> Result<Schedule, Error> {
-    let c = search(prm, budget_units(prm))?;
+    let c = search(prm, budget_units(prm)?)?;
     let mut s = c.schedule;
     s.name = "auto".into();
     Ok(s)
@@ -780,8 +919,7 @@ pub struct FrontierPoint {
 /// steps of half a unit (coarser when 1F1B's peak is above 16 units), the best bubble rate
 /// found; only budgets that improve on the previous point are kept.
 pub fn frontier(prm: &Params) -> Result<Vec<FrontierPoint>, Error> {
-    prm.check()?;
-    let base = prm.devices.min(prm.microbatches) as f64;
+    let base = one_f_one_b_peak(prm.devices(), prm.microbatches(), &prm.costs)?;
     let top = 2.0 * base;
     let mut out: Vec<FrontierPoint> = Vec::new();
     // Half-unit steps, coarser for large p so the frontier takes at most about 32 searches.
@@ -811,4 +949,90 @@ pub fn frontier(prm: &Params) -> Result<Vec<FrontierPoint>, Error> {
         ));
     }
     Ok(out)
+}
+
+/// One group size [`zeropp_group`] tried.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct GroupTrial {
+    /// Microbatches per group.
+    pub group: u32,
+    /// Its simulated step time.
+    pub step: f64,
+    /// Its peak memory per device, bytes.
+    pub peak_memory: f64,
+}
+
+/// The outcome of [`zeropp_group`].
+#[derive(Clone, Debug)]
+pub struct GroupChoice {
+    /// The chosen group size.
+    pub group: u32,
+    /// Its schedule.
+    pub schedule: Schedule,
+    /// Its FSDP plan.
+    pub plan: FsdpPlan,
+    /// Its simulation.
+    pub result: FsdpResult,
+    /// Every group size tried.
+    pub tried: Vec<GroupTrial>,
+}
+
+/// Picks ZeroPP's group size under FSDP: among the divisors of `m`, the one with the shortest
+/// simulated step whose peak memory fits `budget` bytes per device (the device's memory when
+/// `None`). Larger groups hide more of the pipeline bubble and move less parameter traffic;
+/// smaller groups keep fewer activations alive.
+pub fn zeropp_group(
+    prm: &Params,
+    setup: &FsdpSetup,
+    budget: Option<f64>,
+) -> Result<GroupChoice, FsdpError> {
+    let m = prm.microbatches();
+    let budget = budget.unwrap_or(setup.device.memory);
+    let mut best: Option<GroupChoice> = None;
+    let mut tried = Vec::new();
+    for u in (1..=m).filter(|u| m.is_multiple_of(*u)) {
+        let (schedule, _, plan, result) =
+            schedule_and_run("zeropp", &prm.clone().with_group(u)?, setup)?;
+        let peak = result.max_peak_memory();
+        tried.push(GroupTrial {
+            group: u,
+            step: result.makespan,
+            peak_memory: peak,
+        });
+        if peak <= budget
+            && best
+                .as_ref()
+                .is_none_or(|b| result.makespan < b.result.makespan)
+        {
+            best = Some(GroupChoice {
+                group: u,
+                schedule,
+                plan,
+                result,
+                tried: Vec::new(),
+            });
+        }
+    }
+    match best {
+        Some(mut b) => {
+            b.tried = tried;
+            Ok(b)
+        }
+        None => {
+            let least = tried
+                .iter()
+                .min_by(|a, b| a.peak_memory.total_cmp(&b.peak_memory))
+                .copied();
+            let (u, peak) = least.map_or((1, 0.0), |t| (t.group, t.peak_memory));
+            Err(Error::change(
+                format!(
+                    "no ZeroPP group size fits the memory budget of {:.2} GiB per device (the smallest peak is {:.2} GiB with groups of {u}); use more devices, a smaller microbatch or a larger budget",
+                    budget / GIB,
+                    peak / GIB
+                ),
+                Param::Budget,
+            )
+            .into())
+        }
+    }
 }

@@ -1,0 +1,810 @@
+//! The event engine: one place that knows when a pass can start and what it does to memory.
+//!
+//! Every computation over time in pipeblocks runs here: simulating a schedule, checking that its
+//! lists cannot deadlock, building a schedule with a list scheduler (greedy, ZeroPP, the round
+//! scheduler), moving passes into gaps and climbing over device orders, and FSDP's collective
+//! stream. The [`Engine`] owns
+//! - **readiness**: a pass may start once its inputs have ended ([`Net::inputs`]: F after the
+//!   previous stage's F, B or BW after its own F and the next stage's input gradient, W after
+//!   its B), plus the latency of the link when the input comes from another device;
+//! - **clocks**: each device runs one pass at a time, `start = max(free, inputs arrived)`, for
+//!   the duration its stage's costs give ([`StageTable`]);
+//! - **memory**: an F allocates its stage's activation as it starts; a B frees the part
+//!   `release`, a W the rest, a BW all, as they end ([`StageTable::activation_change`]);
+//! - **waking**: a device that waits for an input is woken when it is produced;
+//! - **results**: start and end of every pass, busy time, peak and curve of the activation.
+//!
+//! A [`Policy`] chooses what a free device runs next: [`InOrder`] runs fixed lists (simulation,
+//! validation, climbing); the list schedulers choose among the passes whose inputs have arrived.
+//! Fixed lists run in any order of devices (a device runs on while it can, which is fast); a
+//! [`Policy::TIMED`] policy sees devices in the order of their clocks, ties to the lowest index,
+//! and may put a device to sleep until a known time (it is woken earlier when one of its inputs
+//! is produced). An [`Observer`] rides beside the passes and may delay them (FSDP's gathers).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::ir::{Pass, PassKind, Placement, Schedule};
+use crate::params::{StageCosts, StageTable};
+
+const NONE: u32 = u32::MAX;
+
+/// An output a pass waits for: the forward activation or the input gradient of one stage and
+/// microbatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// The output of `F{stage}.{mb}`.
+    Fwd(u32, u32),
+    /// The input gradient of `{stage}.{mb}`: the output of its B or BW.
+    Grad(u32, u32),
+}
+
+impl Slot {
+    /// The pass that produces the slot, given the kind of the stage's input backward (B or BW).
+    pub fn producer(self, backward: PassKind) -> Pass {
+        match self {
+            Slot::Fwd(s, mb) => Pass::f(s, mb),
+            Slot::Grad(s, mb) => Pass::new(backward, s, mb),
+        }
+    }
+
+    /// The stage that produces the slot.
+    pub fn stage(self) -> u32 {
+        match self {
+            Slot::Fwd(s, _) | Slot::Grad(s, _) => s,
+        }
+    }
+}
+
+/// A problem in the engine's terms: sizes, which device holds each stage, and the costs.
+#[derive(Clone, Debug)]
+pub struct Net {
+    /// Devices `p`.
+    pub devices: u32,
+    /// Stages `S`.
+    pub stages: u32,
+    /// Microbatches `m`.
+    pub microbatches: u32,
+    /// Device of each stage.
+    pub stage_device: Vec<u32>,
+    /// Stages of each device, ascending.
+    pub local: Vec<Vec<u32>>,
+    /// The costs for these stages.
+    pub table: StageTable,
+    /// Latency before stage `s` receives its forward input, and its input gradient.
+    lat_fwd: Vec<f64>,
+    lat_grad: Vec<f64>,
+}
+
+impl Net {
+    /// The problem of `placement` on `devices` devices for `microbatches` microbatches.
+    pub fn new(
+        placement: &Placement,
+        devices: u32,
+        microbatches: u32,
+        table: StageTable,
+    ) -> Result<Net, Error> {
+        let stages = placement.num_stages(devices);
+        if table.dur.len() != stages as usize {
+            return Err(Error::config(format!(
+                "the costs list {} stages, the schedule has {stages}",
+                table.dur.len()
+            )));
+        }
+        let stage_device = placement.stage_devices(devices);
+        let mut local = vec![Vec::new(); devices as usize];
+        for (s, &d) in stage_device.iter().enumerate() {
+            local[d as usize].push(s as u32);
+        }
+        let n = stages as usize;
+        let cross = |a: usize, b: usize| stage_device[a] != stage_device[b];
+        let lat_fwd = (0..n)
+            .map(|s| {
+                if s > 0 && cross(s - 1, s) {
+                    table.comm[s - 1]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let lat_grad = (0..n)
+            .map(|s| {
+                if s + 1 < n && cross(s, s + 1) {
+                    table.comm[s]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Ok(Net {
+            devices,
+            stages,
+            microbatches,
+            stage_device,
+            local,
+            table,
+            lat_fwd,
+            lat_grad,
+        })
+    }
+
+    /// The problem of a schedule under `costs`.
+    pub fn of(s: &Schedule, costs: &StageCosts) -> Result<Net, Error> {
+        Net::new(
+            &s.placement,
+            s.devices,
+            s.microbatches,
+            costs.resolve(s.stages, s.devices)?,
+        )
+    }
+
+    /// The inputs of a pass (at most two), in the order they are checked.
+    #[inline]
+    pub fn inputs(&self, pass: Pass) -> [Option<Slot>; 2] {
+        let (s, mb) = (pass.stage, pass.mb);
+        match pass.kind {
+            PassKind::F if s > 0 => [Some(Slot::Fwd(s - 1, mb)), None],
+            PassKind::F => [None, None],
+            PassKind::B | PassKind::BW if s + 1 < self.stages => {
+                [Some(Slot::Fwd(s, mb)), Some(Slot::Grad(s + 1, mb))]
+            }
+            PassKind::B | PassKind::BW => [Some(Slot::Fwd(s, mb)), None],
+            PassKind::W => [Some(Slot::Grad(s, mb)), None],
+        }
+    }
+
+    /// The slot a pass produces (a W produces nothing another pass waits for).
+    #[inline]
+    pub fn output(&self, pass: Pass) -> Option<Slot> {
+        match pass.kind {
+            PassKind::F => Some(Slot::Fwd(pass.stage, pass.mb)),
+            PassKind::B | PassKind::BW => Some(Slot::Grad(pass.stage, pass.mb)),
+            PassKind::W => None,
+        }
+    }
+
+    /// Latency between the end of `slot` and its use by `consumer`.
+    #[inline]
+    pub fn latency(&self, slot: Slot, consumer: Pass) -> f64 {
+        match slot {
+            Slot::Fwd(s, _) if s != consumer.stage => self.lat_fwd[consumer.stage as usize],
+            Slot::Grad(s, _) if s != consumer.stage => self.lat_grad[consumer.stage as usize],
+            _ => 0.0,
+        }
+    }
+
+    /// The device that waits for `slot` on another stage: the next stage's for a forward
+    /// output, the previous stage's for an input gradient.
+    #[inline]
+    fn consumer(&self, slot: Slot) -> Option<(u32, f64)> {
+        match slot {
+            Slot::Fwd(s, _) if s + 1 < self.stages => Some((
+                self.stage_device[s as usize + 1],
+                self.lat_fwd[s as usize + 1],
+            )),
+            Slot::Grad(s, _) if s > 0 => Some((
+                self.stage_device[s as usize - 1],
+                self.lat_grad[s as usize - 1],
+            )),
+            _ => None,
+        }
+    }
+
+    /// Dense index of a slot, `0..2·S·m`.
+    #[inline]
+    pub fn index(&self, slot: Slot) -> usize {
+        let m = self.microbatches as usize;
+        match slot {
+            Slot::Fwd(s, mb) => s as usize * m + mb as usize,
+            Slot::Grad(s, mb) => (self.stages as usize + s as usize) * m + mb as usize,
+        }
+    }
+
+    /// Duration of a pass.
+    #[inline]
+    pub fn duration(&self, pass: Pass) -> f64 {
+        self.table.dur[pass.stage as usize][pass.kind.index()]
+    }
+}
+
+/// What a policy tells a free device to do.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Step {
+    /// Run this pass, as soon as its inputs are there.
+    Run(Pass),
+    /// Nothing now: wait until this time (infinite: until an input arrives).
+    Sleep(f64),
+    /// The device has nothing left to run.
+    Done,
+}
+
+/// Whether the engine goes on after a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Go,
+    /// Stop the run here.
+    Stop,
+}
+
+/// Chooses what a free device runs next.
+pub trait Policy {
+    /// Whether choices depend on time: devices then act in the order of their clocks.
+    const TIMED: bool;
+    /// Device `d` is free at `now`.
+    fn next(&mut self, d: usize, now: f64, st: &State) -> Step;
+    /// The engine ran `pass` on `d`; the policy updates its own bookkeeping.
+    fn ran(&mut self, d: usize, pass: Pass, st: &State) -> Flow;
+}
+
+/// Rides beside the passes: may delay a pass and sees each one run.
+pub trait Observer {
+    /// Device `d` could start `pass` at `ready`; returns when it really starts.
+    fn start(&mut self, d: usize, pass: Pass, ready: f64) -> f64 {
+        let _ = (d, pass);
+        ready
+    }
+    /// `pass` ran on `d` from `start` to `end`.
+    fn ran(&mut self, d: usize, pass: Pass, start: f64, end: f64) {
+        let _ = (d, pass, start, end);
+    }
+}
+
+/// No observer.
+impl Observer for () {}
+
+/// The engine's state, which policies read.
+#[derive(Clone, Debug)]
+pub struct State<'n> {
+    /// The problem.
+    pub net: &'n Net,
+    /// End time of each slot, NaN until produced.
+    done: Vec<f64>,
+    /// When each device is free (its clock).
+    pub clock: Vec<f64>,
+    /// Activation each device holds now, its peak and its busy time.
+    pub level: Vec<f64>,
+    /// Peak activation per device.
+    pub peak: Vec<f64>,
+    /// Busy time per device.
+    pub busy: Vec<f64>,
+    /// The passes each device ran, in order (when the engine records them).
+    pub lists: Vec<Vec<Pass>>,
+    /// Start and end of each pass run, per device, in order.
+    pub start: Vec<Vec<f64>>,
+    /// See `start`.
+    pub end: Vec<Vec<f64>>,
+    /// Activation over time per device: `(time, units from then on)` at every change.
+    pub memory: Vec<Vec<(f64, f64)>>,
+}
+
+impl State<'_> {
+    /// When `slot` was produced, if it was.
+    #[inline]
+    pub fn ended(&self, slot: Slot) -> Option<f64> {
+        let e = self.done[self.net.index(slot)];
+        (!e.is_nan()).then_some(e)
+    }
+
+    /// When every input of `pass` has arrived, or the first input not produced yet.
+    #[inline]
+    pub fn ready(&self, pass: Pass) -> Result<f64, Slot> {
+        let mut t = 0.0f64;
+        for slot in self.net.inputs(pass).into_iter().flatten() {
+            let e = self.done[self.net.index(slot)];
+            if e.is_nan() {
+                return Err(slot);
+            }
+            t = t.max(e + self.net.latency(slot, pass));
+        }
+        Ok(t)
+    }
+
+    /// [`State::ready`] as an option.
+    #[inline]
+    pub fn arrival(&self, pass: Pass) -> Option<f64> {
+        self.ready(pass).ok()
+    }
+}
+
+/// Why a run could not finish.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Blocked {
+    /// Devices wait for inputs that never come: `(device, pass it cannot start, the input)`.
+    Waiting(Vec<(usize, Pass, Slot)>),
+    /// A timed policy left every unfinished device asleep with nothing to wake it.
+    Asleep(Vec<usize>),
+    /// The policy stopped the run.
+    Stopped,
+}
+
+/// The event engine. See the [module documentation](self).
+pub struct Engine<'n, O: Observer = ()> {
+    st: State<'n>,
+    observer: O,
+    record_lists: bool,
+    track_memory: bool,
+    curves: bool,
+    /// Devices waiting on each slot (a linked list through `wait_next`).
+    wait_head: Vec<u32>,
+    wait_next: Vec<u32>,
+    /// The pass each waiting device waits to start.
+    waiting_for: Vec<Option<(Pass, Slot)>>,
+    /// Sleeping devices (timed policies), with the clock at which they went to sleep.
+    asleep: Vec<Option<f64>>,
+    finished: Vec<bool>,
+    /// What [`Engine::rewind`] cleared, for [`Engine::restore`]: slot ends, and per device the
+    /// position it rewound to with the start and end times from there.
+    undo: Vec<(usize, f64)>,
+    undo_times: Vec<(usize, Vec<f64>, Vec<f64>)>,
+}
+
+impl<'n> Engine<'n, ()> {
+    /// An engine at time 0 with nothing run, recording memory and (with `record_lists`) the
+    /// order in which passes run.
+    pub fn new(net: &'n Net, record_lists: bool) -> Self {
+        Engine::with_observer(net, (), record_lists)
+    }
+}
+
+impl<'n, O: Observer> Engine<'n, O> {
+    /// [`Engine::new`] with an observer.
+    pub fn with_observer(net: &'n Net, observer: O, record_lists: bool) -> Self {
+        let p = net.devices as usize;
+        let slots = 2 * net.stages as usize * net.microbatches as usize;
+        Engine {
+            st: State {
+                net,
+                done: vec![f64::NAN; slots],
+                clock: vec![0.0; p],
+                level: vec![0.0; p],
+                peak: vec![0.0; p],
+                busy: vec![0.0; p],
+                lists: vec![Vec::new(); p],
+                start: vec![Vec::new(); p],
+                end: vec![Vec::new(); p],
+                memory: vec![vec![(0.0, 0.0)]; p],
+            },
+            observer,
+            record_lists,
+            track_memory: true,
+            curves: true,
+            wait_head: vec![NONE; slots],
+            wait_next: vec![NONE; p],
+            waiting_for: vec![None; p],
+            asleep: vec![None; p],
+            finished: vec![false; p],
+            undo: Vec::new(),
+            undo_times: vec![(0, Vec::new(), Vec::new()); p],
+        }
+    }
+
+    /// Stops tracking memory: levels, peaks and curves (for many runs of the same lists).
+    pub fn without_memory(mut self) -> Self {
+        self.track_memory = false;
+        self.curves = false;
+        self
+    }
+
+    /// Tracks each device's activation level and peak but draws no curves.
+    pub fn without_memory_curves(mut self) -> Self {
+        self.curves = false;
+        self
+    }
+
+    /// The state.
+    pub fn state(&self) -> &State<'n> {
+        &self.st
+    }
+
+    /// The observer.
+    pub fn observer(&self) -> &O {
+        &self.observer
+    }
+
+    /// Reserves room for `n` passes per device.
+    pub fn reserve(&mut self, n: &[usize]) {
+        for (d, &k) in n.iter().enumerate() {
+            self.st.start[d].reserve(k);
+            self.st.end[d].reserve(k);
+            if self.record_lists {
+                self.st.lists[d].reserve(k);
+            }
+        }
+    }
+
+    /// Runs `pass` on device `d` from `start`; returns its end. The caller has checked its
+    /// inputs are there.
+    #[inline]
+    pub fn run(&mut self, d: usize, pass: Pass, start: f64) -> f64 {
+        let net = self.st.net;
+        let len = net.duration(pass);
+        let end = start + len;
+        if let Some(slot) = net.output(pass) {
+            self.st.done[net.index(slot)] = end;
+        }
+        self.st.clock[d] = end;
+        self.st.busy[d] += len;
+        if self.track_memory {
+            let delta = net.table.activation_change(pass.kind, pass.stage);
+            if delta != 0.0 {
+                let at = if pass.kind == PassKind::F { start } else { end };
+                let level = self.st.level[d] + delta;
+                self.st.level[d] = level;
+                if level > self.st.peak[d] {
+                    self.st.peak[d] = level;
+                }
+                if self.curves {
+                    self.st.memory[d].push((at, level.max(0.0)));
+                }
+            }
+        }
+        self.st.start[d].push(start);
+        self.st.end[d].push(end);
+        if self.record_lists {
+            self.st.lists[d].push(pass);
+        }
+        self.observer.ran(d, pass, start, end);
+        end
+    }
+
+    /// Runs `pass` on `d` as soon as the device and the pass's inputs allow (and the observer
+    /// lets it). `Err` names the first input not produced yet.
+    #[inline]
+    pub fn run_ready(&mut self, d: usize, pass: Pass) -> Result<f64, Slot> {
+        let ready = self.st.ready(pass)?;
+        let t = self.st.clock[d].max(ready);
+        let t = self.observer.start(d, pass, t);
+        Ok(self.run(d, pass, t))
+    }
+
+    /// Runs the policy until every device is done.
+    pub fn drive<P: Policy>(&mut self, policy: &mut P) -> Result<(), Blocked> {
+        let p = self.st.clock.len();
+        if P::TIMED {
+            self.drive_timed(policy, p)
+        } else {
+            let stack: Vec<u32> = (0..p as u32).rev().collect();
+            self.drive_untimed(policy, stack)
+        }
+    }
+
+    fn drive_untimed<P: Policy>(
+        &mut self,
+        policy: &mut P,
+        mut stack: Vec<u32>,
+    ) -> Result<(), Blocked> {
+        while let Some(d) = stack.pop() {
+            let d = d as usize;
+            loop {
+                let pass = match policy.next(d, self.st.clock[d], &self.st) {
+                    Step::Run(pass) => pass,
+                    Step::Done => {
+                        self.finished[d] = true;
+                        break;
+                    }
+                    Step::Sleep(_) => break,
+                };
+                match self.run_ready(d, pass) {
+                    Err(slot) => {
+                        let k = self.st.net.index(slot);
+                        self.wait_next[d] = self.wait_head[k];
+                        self.wait_head[k] = d as u32;
+                        self.waiting_for[d] = Some((pass, slot));
+                        break;
+                    }
+                    Ok(_) => {
+                        self.waiting_for[d] = None;
+                        if policy.ran(d, pass, &self.st) == Flow::Stop {
+                            return Err(Blocked::Stopped);
+                        }
+                        if let Some(slot) = self.st.net.output(pass) {
+                            let k = self.st.net.index(slot);
+                            let mut w = std::mem::replace(&mut self.wait_head[k], NONE);
+                            while w != NONE {
+                                stack.push(w);
+                                w = self.wait_next[w as usize];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let waits: Vec<(usize, Pass, Slot)> = (0..self.finished.len())
+            .filter(|&d| !self.finished[d])
+            .filter_map(|d| self.waiting_for[d].map(|(pass, slot)| (d, pass, slot)))
+            .collect();
+        if self.finished.iter().all(|&f| f) {
+            Ok(())
+        } else {
+            Err(Blocked::Waiting(waits))
+        }
+    }
+
+    fn drive_timed<P: Policy>(&mut self, policy: &mut P, p: usize) -> Result<(), Blocked> {
+        // The device with the earliest clock acts next (ties: the lowest index), kept in a heap
+        // where every change of a clock pushes a new entry and outdated ones are skipped. A
+        // clock is never negative, so its bits order like its value (infinity last).
+        let key = |x: f64| if x > 0.0 { x.to_bits() } else { 0 };
+        let mut queue: BinaryHeap<Reverse<(u64, usize)>> = (0..p)
+            .map(|d| Reverse((key(self.st.clock[d]), d)))
+            .collect();
+        while let Some(Reverse((k, d))) = queue.pop() {
+            if self.finished[d] || k != key(self.st.clock[d]) {
+                continue;
+            }
+            let now = self.st.clock[d];
+            if now == f64::INFINITY {
+                let asleep = (0..p).filter(|&e| !self.finished[e]).collect();
+                return Err(Blocked::Asleep(asleep));
+            }
+            self.asleep[d] = None;
+            let pass = match policy.next(d, now, &self.st) {
+                Step::Done => {
+                    self.finished[d] = true;
+                    continue;
+                }
+                Step::Sleep(t) => {
+                    self.sleep(d, now, t, &mut queue);
+                    continue;
+                }
+                Step::Run(pass) => pass,
+            };
+            let Ok(end) = self.run_ready(d, pass) else {
+                self.sleep(d, now, f64::INFINITY, &mut queue);
+                continue;
+            };
+            if policy.ran(d, pass, &self.st) == Flow::Stop {
+                return Err(Blocked::Stopped);
+            }
+            queue.push(Reverse((key(end), d)));
+            // Wake the device that consumes this pass's output on another stage.
+            if let Some((c, lat)) = self
+                .st
+                .net
+                .output(pass)
+                .and_then(|s| self.st.net.consumer(s))
+            {
+                let c = c as usize;
+                if let Some(base) = self.asleep[c] {
+                    let arrival = if c != d { end + lat } else { end };
+                    let woken = self.st.clock[c].min(base.max(arrival));
+                    if woken != self.st.clock[c] {
+                        self.st.clock[c] = woken;
+                        queue.push(Reverse((key(woken), c)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn sleep(
+        &mut self,
+        d: usize,
+        now: f64,
+        until: f64,
+        queue: &mut BinaryHeap<Reverse<(u64, usize)>>,
+    ) {
+        let key = |x: f64| if x > 0.0 { x.to_bits() } else { 0 };
+        self.st.clock[d] = until;
+        self.asleep[d] = Some(now);
+        queue.push(Reverse((key(until), d)));
+    }
+
+    /// Forgets what each device `d` ran from position `from[d]` of its run on (`lists` are the
+    /// passes it ran), so that a fixed-list policy can run them again from there; clocks go
+    /// back to the end of the pass before. What is cleared is kept until [`Engine::restore`]
+    /// or the next rewind. Busy times, peaks and curves are not rewound: use an engine
+    /// [`without_memory`](Engine::without_memory).
+    pub fn rewind(&mut self, lists: &[Vec<Pass>], from: &[usize]) {
+        self.undo.clear();
+        let net = self.st.net;
+        for (d, list) in lists.iter().enumerate() {
+            let f = from[d].min(list.len());
+            for &pass in &list[f..] {
+                if let Some(slot) = net.output(pass) {
+                    let k = net.index(slot);
+                    self.undo.push((k, self.st.done[k]));
+                    self.st.done[k] = f64::NAN;
+                    self.wait_head[k] = NONE;
+                }
+            }
+            let (at, start, end) = &mut self.undo_times[d];
+            *at = f;
+            start.clear();
+            start.extend(self.st.start[d].drain(f..));
+            end.clear();
+            end.extend(self.st.end[d].drain(f..));
+            self.st.clock[d] = if f > 0 { self.st.end[d][f - 1] } else { 0.0 };
+            self.finished[d] = false;
+            self.waiting_for[d] = None;
+        }
+    }
+
+    /// Puts back what the last [`Engine::rewind`] cleared, undoing any run since.
+    pub fn restore(&mut self) {
+        for &(k, e) in &self.undo {
+            self.st.done[k] = e;
+            self.wait_head[k] = NONE;
+        }
+        for (d, (at, start, end)) in self.undo_times.iter().enumerate() {
+            self.st.start[d].truncate(*at);
+            self.st.start[d].extend_from_slice(start);
+            self.st.end[d].truncate(*at);
+            self.st.end[d].extend_from_slice(end);
+            self.st.clock[d] = self.st.end[d].last().copied().unwrap_or(0.0);
+        }
+        self.finished.iter_mut().for_each(|f| *f = true);
+    }
+
+    /// Runs a fixed-list policy again after a [`Engine::rewind`], starting with the devices
+    /// that have passes left.
+    pub fn resume<P: Policy>(&mut self, policy: &mut P) -> Result<(), Blocked> {
+        let p = self.st.clock.len();
+        let stack: Vec<u32> = (0..p as u32).rev().collect();
+        self.drive_untimed(policy, stack)
+    }
+
+    /// The result of a finished run (`p2p_transfers` from the schedule).
+    pub fn result(self, p2p_transfers: u64) -> SimResult {
+        let st = self.st;
+        let makespan = st
+            .end
+            .iter()
+            .filter_map(|e| e.last().copied())
+            .fold(0.0, f64::max);
+        SimResult {
+            bubble_rate: bubble_rate(&st.busy, makespan),
+            start: st.start,
+            end: st.end,
+            makespan,
+            busy: st.busy,
+            peak_activation: st.peak,
+            memory: st.memory,
+            p2p_transfers,
+        }
+    }
+
+    /// The state and the observer, after a run.
+    pub fn into_parts(self) -> (State<'n>, O) {
+        (self.st, self.observer)
+    }
+}
+
+/// Runs fixed device lists in order.
+pub struct InOrder<'a> {
+    lists: &'a [Vec<Pass>],
+    /// Next position of each device.
+    pub ptr: Vec<usize>,
+}
+
+impl<'a> InOrder<'a> {
+    /// From the start of every list.
+    pub fn new(lists: &'a [Vec<Pass>]) -> Self {
+        InOrder {
+            lists,
+            ptr: vec![0; lists.len()],
+        }
+    }
+}
+
+impl Policy for InOrder<'_> {
+    const TIMED: bool = false;
+    #[inline]
+    fn next(&mut self, d: usize, _: f64, _: &State) -> Step {
+        match self.lists[d].get(self.ptr[d]) {
+            Some(&pass) => Step::Run(pass),
+            None => Step::Done,
+        }
+    }
+    #[inline]
+    fn ran(&mut self, d: usize, _: Pass, _: &State) -> Flow {
+        self.ptr[d] += 1;
+        Flow::Go
+    }
+}
+
+/// `1 - Σ busy / (p · makespan)`: the idle share of the devices over the step.
+pub fn bubble_rate(busy: &[f64], makespan: f64) -> f64 {
+    if makespan > 0.0 {
+        1.0 - busy.iter().sum::<f64>() / (busy.len() as f64 * makespan)
+    } else {
+        0.0
+    }
+}
+
+/// The simulator's figures for one schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimResult {
+    /// Start time of each pass, per device, in list order.
+    pub start: Vec<Vec<f64>>,
+    /// End time of each pass, per device, in list order.
+    pub end: Vec<Vec<f64>>,
+    /// Time from the first start to the last end.
+    pub makespan: f64,
+    /// Busy time per device.
+    pub busy: Vec<f64>,
+    /// `1 - Σ busy / (p · makespan)`.
+    pub bubble_rate: f64,
+    /// Peak activation per device, in units.
+    pub peak_activation: Vec<f64>,
+    /// Activation over time per device: `(time, units from then on)` at every change.
+    pub memory: Vec<Vec<(f64, f64)>>,
+    /// Cross-device transfers per step.
+    pub p2p_transfers: u64,
+}
+
+impl SimResult {
+    /// Largest per-device peak.
+    pub fn max_peak(&self) -> f64 {
+        self.peak_activation.iter().cloned().fold(0.0, f64::max)
+    }
+}
+
+/// Simulates a schedule: each device runs its list in order, every pass as early as its inputs
+/// and the device allow. The lists are checked first ([`crate::validate()`] explains a block).
+pub fn simulate(s: &Schedule, costs: &StageCosts) -> Result<SimResult, Error> {
+    crate::validate::structure(s)?;
+    let net = Net::of(s, costs)?;
+    simulate_net(s, &net).map_err(|e| match crate::validate::validate(s) {
+        Err(v) => v.into(),
+        Ok(()) => e,
+    })
+}
+
+/// Simulates a schedule whose structure is checked, on its problem `net`.
+pub fn simulate_net(s: &Schedule, net: &Net) -> Result<SimResult, Error> {
+    let mut e = Engine::new(net, false);
+    e.reserve(&s.lists.iter().map(Vec::len).collect::<Vec<_>>());
+    match e.drive(&mut InOrder::new(&s.lists)) {
+        Ok(()) => Ok(e.result(s.p2p_transfers())),
+        Err(_) => Err(Error::config(
+            "the schedule's lists block; validate it first",
+        )),
+    }
+}
+
+/// The positions `(device, i)` of one critical path of a simulated schedule, last pass first:
+/// from the pass that ends last, back through whatever held each pass back (the device's
+/// previous pass, or the input that arrived last).
+pub fn critical_path(s: &Schedule, net: &Net, r: &SimResult) -> Vec<(usize, usize)> {
+    let mut pos = vec![(0, 0); 2 * net.stages as usize * net.microbatches as usize];
+    for (d, list) in s.lists.iter().enumerate() {
+        for (i, &q) in list.iter().enumerate() {
+            if let Some(slot) = net.output(q) {
+                pos[net.index(slot)] = (d, i);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let Some(mut at) = (0..s.lists.len())
+        .filter(|&d| !s.lists[d].is_empty())
+        .map(|d| (d, s.lists[d].len() - 1))
+        .max_by(|a, b| r.end[a.0][a.1].total_cmp(&r.end[b.0][b.1]))
+    else {
+        return out;
+    };
+    loop {
+        out.push(at);
+        let (d, i) = at;
+        let start = r.start[d][i];
+        if i > 0 && (start - r.end[d][i - 1]).abs() <= crate::params::EPS {
+            at = (d, i - 1);
+            continue;
+        }
+        let pass = s.lists[d][i];
+        let from = net.inputs(pass).into_iter().flatten().find_map(|slot| {
+            let (dd, di) = pos[net.index(slot)];
+            ((r.end[dd][di] + net.latency(slot, pass) - start).abs() <= crate::params::EPS)
+                .then_some((dd, di))
+        });
+        match from {
+            Some(x) => at = x,
+            None => return out,
+        }
+    }
+}

@@ -1,0 +1,732 @@
+//! What every generator, search and simulator takes: sizes that cannot be zero, per-stage costs
+//! ([`StageCosts`]) and a memory budget ([`Budget`]).
+//!
+//! **Costs.** [`StageCosts`] describes the passes of the model's stages and comes from one of
+//! three sources:
+//! - the uniform shorthand ([`Costs`], `f=1,b=1.3,w=0.7,c=0.05`): every pass of every stage of
+//!   any schedule costs the same, the papers' convention (a V-shape stage then does as much work
+//!   as a 1F1B stage, so placements compare by bubble rate);
+//! - a table, one entry per stage of the model (the `pipeblocks-stage-costs` file,
+//!   [`crate::format::stage_costs`]): a schedule with as many stages uses it as it is; one with a
+//!   multiple of that count splits every stage evenly, one with a divisor merges consecutive
+//!   stages (the model stays the same, so makespans compare across placements);
+//! - a transformer and a device ([`crate::model`]): the layers are split for each stage count.
+//!
+//! [`StageCosts::resolve`] turns any of them into a [`StageTable`] for one schedule's `S` stages
+//! on `p` devices: durations per stage and kind, activation units per stage, the fraction B
+//! releases, and the latency of each link between adjacent stages.
+//!
+//! **Memory unit**: the activation one microbatch leaves on one device under 1F1B (the model's
+//! activation for one microbatch over `p`). A stage of a uniform `S`-stage split holds `p/S`.
+//! [`one_f_one_b_peak`] is 1F1B's peak under the costs, the reference of [`Budget::Of1f1b`].
+
+use std::num::NonZeroU32;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Fix, Param};
+use crate::ir::{PassKind, Placement};
+use crate::model::{DeviceSpec, ModelCosts, ModelSpec};
+
+/// Tolerance of the engine's time and memory comparisons.
+pub(crate) const EPS: f64 = 1e-9;
+
+/// The uniform shorthand: one cost per pass kind for every stage, and one latency.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Costs {
+    /// Forward.
+    pub f: f64,
+    /// Input backward.
+    pub b: f64,
+    /// Weight backward.
+    pub w: f64,
+    /// Fused backward; `None` means `b + w`.
+    pub bw: Option<f64>,
+    /// Latency of a transfer between two devices.
+    pub comm: f64,
+}
+
+impl Default for Costs {
+    fn default() -> Self {
+        Costs {
+            f: 1.0,
+            b: 1.0,
+            w: 1.0,
+            bw: None,
+            comm: 0.0,
+        }
+    }
+}
+
+/// Checks one cost: finite and not negative.
+fn check_cost(what: &str, v: f64) -> Result<f64, Error> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(Error::parse(
+            what,
+            format!("{v} is not a cost; costs must be finite and not negative"),
+        ))
+    }
+}
+
+impl Costs {
+    /// Parses `f=1,b=1.3,w=0.7,c=0.05` (keys `f`, `b`, `w`, `bw`, `c`; any subset, the rest default).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let mut c = Costs::default();
+        for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                Error::parse(
+                    "cost",
+                    format!("`{part}` has no `=`; write e.g. f=1,b=1,w=1,c=0"),
+                )
+            })?;
+            let v: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| Error::parse("cost", format!("`{v}` in `{part}` is not a number")))?;
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::parse(
+                    "cost",
+                    format!("`{part}`: costs must be finite and not negative"),
+                ));
+            }
+            match k.trim().to_ascii_lowercase().as_str() {
+                "f" => c.f = v,
+                "b" => c.b = v,
+                "w" => c.w = v,
+                "bw" => c.bw = Some(v),
+                "c" | "comm" => c.comm = v,
+                other => {
+                    return Err(Error::parse(
+                        "cost",
+                        format!("unknown key `{other}`; use f, b, w, bw and c"),
+                    ))
+                }
+            }
+        }
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Checks every cost is finite and not negative, and some pass costs something.
+    pub fn check(&self) -> Result<(), Error> {
+        for (k, v) in [
+            ("f", self.f),
+            ("b", self.b),
+            ("w", self.w),
+            ("c", self.comm),
+        ]
+        .into_iter()
+        .chain(self.bw.map(|v| ("bw", v)))
+        {
+            check_cost(&format!("cost {k}"), v)?;
+        }
+        if self.f + self.b + self.w == 0.0 {
+            return Err(Error::parse(
+                "cost",
+                "all pass costs are 0; give at least one positive cost",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Cost of the fused backward.
+    pub fn bw_cost(&self) -> f64 {
+        self.bw.unwrap_or(self.b + self.w)
+    }
+
+    /// Cost of a pass kind.
+    pub fn of(&self, kind: PassKind) -> f64 {
+        match kind {
+            PassKind::F => self.f,
+            PassKind::B => self.b,
+            PassKind::W => self.w,
+            PassKind::BW => self.bw_cost(),
+        }
+    }
+}
+
+/// One stage of a per-stage cost table.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageCost {
+    /// Forward.
+    pub f: f64,
+    /// Input backward.
+    pub b: f64,
+    /// Weight backward.
+    pub w: f64,
+    /// Fused backward (default `b + w`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bw: Option<f64>,
+    /// Activation one microbatch leaves on the stage, relative to an even split of the model
+    /// (1.0: as much as the average stage).
+    #[serde(default = "one")]
+    pub activation: f64,
+    /// Fraction of the stage's activation that B frees (W frees the rest); default: the table's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b_release: Option<f64>,
+    /// Latency of the link to the next stage; default: the table's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<f64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl StageCost {
+    fn bw_cost(&self) -> f64 {
+        self.bw.unwrap_or(self.b + self.w)
+    }
+}
+
+/// Where a [`StageCosts`] comes from.
+#[derive(Clone, Debug, PartialEq)]
+enum Source {
+    Uniform(Costs),
+    Table {
+        stages: Vec<StageCost>,
+        comm: f64,
+        b_release: f64,
+        /// Bytes one microbatch leaves on the average stage, when known.
+        activation_bytes: Option<f64>,
+    },
+    Model {
+        model: ModelSpec,
+        microbatch_size: u32,
+        device: DeviceSpec,
+    },
+}
+
+/// The costs of a model's pipeline stages: what every generator, search and simulator takes.
+/// See the [module documentation](self) for its three sources and how a table fits a schedule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageCosts {
+    source: Source,
+    /// Fraction of every stage's activation B frees, overriding the source's.
+    b_release: Option<f64>,
+}
+
+impl Default for StageCosts {
+    fn default() -> Self {
+        StageCosts::uniform(Costs::default())
+    }
+}
+
+/// Per-stage costs resolved for one schedule's `S` stages on `p` devices: what the engine reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageTable {
+    /// Duration of each pass kind on each stage, `[stage][PassKind::index()]`.
+    pub dur: Vec<[f64; 4]>,
+    /// Activation units one microbatch leaves on each stage.
+    pub act: Vec<f64>,
+    /// Fraction of each stage's activation its B frees (its W the rest).
+    pub release: Vec<f64>,
+    /// Latency of the link between stage `s` and `s + 1` (`S - 1` entries), paid only when the
+    /// two stages sit on different devices.
+    pub comm: Vec<f64>,
+    /// Bytes per activation unit, when the costs come from a model.
+    pub unit_bytes: Option<f64>,
+}
+
+impl StageTable {
+    /// The change a pass makes to its device's activation: an F adds the stage's units, a B
+    /// frees the part `release`, a W the rest, a BW all.
+    #[inline]
+    pub fn activation_change(&self, kind: PassKind, stage: u32) -> f64 {
+        let s = stage as usize;
+        let units = self.act[s];
+        match kind {
+            PassKind::F => units,
+            PassKind::B => -units * self.release[s],
+            PassKind::W => -units * (1.0 - self.release[s]),
+            PassKind::BW => -units,
+        }
+    }
+
+    /// Per device, the units one microbatch holds on all its stages at once (each stage's
+    /// lifespan contains the later ones'): the least memory a device can run with.
+    pub fn need(&self, placement: &Placement, devices: u32) -> Vec<f64> {
+        let mut need = vec![0.0; devices as usize];
+        for (s, &a) in self.act.iter().enumerate() {
+            need[placement.device_of(s as u32, devices) as usize] += a;
+        }
+        need
+    }
+
+    /// Total work of one microbatch on each stage (F, B and W).
+    pub fn work(&self) -> Vec<f64> {
+        self.dur.iter().map(|d| d[0] + d[1] + d[2]).collect()
+    }
+}
+
+impl StageCosts {
+    /// The uniform shorthand: `costs` for every pass of every stage.
+    pub fn uniform(costs: Costs) -> Self {
+        StageCosts {
+            source: Source::Uniform(costs),
+            b_release: None,
+        }
+    }
+
+    /// A table of the model's stages with a default latency and B release; checks every value.
+    pub fn table(stages: Vec<StageCost>, comm: f64, b_release: f64) -> Result<Self, Error> {
+        let what = "stage costs";
+        if stages.is_empty() {
+            return Err(Error::parse(
+                what,
+                "the table lists no stages; give one entry per stage",
+            ));
+        }
+        check_cost(what, comm)?;
+        check_fraction(b_release)?;
+        for (i, s) in stages.iter().enumerate() {
+            let at = |e: Error| Error::parse(what, format!("stage {i}: {}", e.detail()));
+            for v in [s.f, s.b, s.w, s.activation]
+                .into_iter()
+                .chain(s.bw)
+                .chain(s.comm)
+            {
+                check_cost(what, v).map_err(at)?;
+            }
+            if let Some(r) = s.b_release {
+                check_fraction(r).map_err(at)?;
+            }
+        }
+        if stages.iter().all(|s| s.f + s.b + s.w == 0.0) {
+            return Err(Error::parse(
+                what,
+                "every pass costs 0; give some stage a positive cost",
+            ));
+        }
+        if stages.iter().all(|s| s.activation == 0.0) {
+            return Err(Error::parse(
+                what,
+                "every stage's activation is 0; give them their sizes",
+            ));
+        }
+        Ok(StageCosts {
+            source: Source::Table {
+                stages,
+                comm,
+                b_release,
+                activation_bytes: None,
+            },
+            b_release: None,
+        })
+    }
+
+    /// The same table, with `bytes` the activation one microbatch leaves on its average stage
+    /// (so that [`StageTable::unit_bytes`] converts units to bytes). No effect on other sources.
+    pub fn with_activation_bytes(mut self, bytes: f64) -> Result<Self, Error> {
+        check_cost("activation bytes", bytes)?;
+        if let Source::Table {
+            activation_bytes, ..
+        } = &mut self.source
+        {
+            *activation_bytes = Some(bytes);
+        }
+        Ok(self)
+    }
+
+    /// The costs of a transformer (`model`) with `microbatch_size` samples per microbatch on
+    /// `device` ([`crate::model`]): the layers are split anew for every stage count.
+    pub fn model(model: ModelSpec, microbatch_size: u32, device: DeviceSpec) -> Self {
+        StageCosts {
+            source: Source::Model {
+                model,
+                microbatch_size,
+                device,
+            },
+            b_release: None,
+        }
+    }
+
+    /// The same costs with B freeing `fraction` of every stage's activation.
+    pub fn with_b_release(mut self, fraction: f64) -> Result<Self, Error> {
+        check_fraction(fraction)?;
+        self.b_release = Some(fraction);
+        Ok(self)
+    }
+
+    /// The uniform costs, when these are the shorthand.
+    pub fn as_uniform(&self) -> Option<&Costs> {
+        match &self.source {
+            Source::Uniform(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Whether these are the reference costs of the closed forms: F = B = W on every stage, no
+    /// latency, no release at B (the direct schedules are optimal there).
+    pub fn is_reference(&self) -> bool {
+        matches!(&self.source, Source::Uniform(c) if c.f == c.b && c.b == c.w && c.comm == 0.0)
+            && self.b_release.unwrap_or(0.0) == 0.0
+    }
+
+    /// The model behind these costs, when they come from one.
+    pub fn model_source(&self) -> Option<(&ModelSpec, u32, &DeviceSpec)> {
+        match &self.source {
+            Source::Model {
+                model,
+                microbatch_size,
+                device,
+            } => Some((model, *microbatch_size, device)),
+            _ => None,
+        }
+    }
+
+    /// Number of stages of the table, when these are a table.
+    pub fn table_stages(&self) -> Option<u32> {
+        match &self.source {
+            Source::Table { stages, .. } => Some(stages.len() as u32),
+            _ => None,
+        }
+    }
+
+    /// The same model with every stage alike: one table entry holding the whole model's passes
+    /// and activation, split evenly for any stage count. `None` when the stages are alike
+    /// already (the uniform shorthand, or a table whose entries are all equal).
+    pub fn flattened(&self) -> Result<Option<StageCosts>, Error> {
+        let (whole, comm, release, bytes) = match &self.source {
+            Source::Uniform(_) => return Ok(None),
+            Source::Table {
+                stages,
+                comm,
+                b_release,
+                activation_bytes,
+            } => {
+                if stages.windows(2).all(|w| w[0] == w[1]) {
+                    return Ok(None);
+                }
+                let t = resample(stages, *comm, *b_release, stages.len() as u32, 1.0)?;
+                let bytes = activation_bytes.map(|b| b * stages.len() as f64);
+                let mean_comm = t.comm.iter().sum::<f64>() / t.comm.len().max(1) as f64;
+                (t, mean_comm, *b_release, bytes)
+            }
+            Source::Model { model, .. } => {
+                if model.layers < 2 {
+                    return Ok(None);
+                }
+                let t = self.resolve(1, 1)?;
+                let bytes = t.unit_bytes;
+                (t, self.resolve(2, 2)?.comm[0], 0.0, bytes)
+            }
+        };
+        let sum = |k: usize| whole.dur.iter().map(|d| d[k]).sum::<f64>();
+        let act: f64 = whole.act.iter().sum();
+        let freed: f64 = whole
+            .act
+            .iter()
+            .zip(&whole.release)
+            .map(|(a, r)| a * r)
+            .sum();
+        let stage = StageCost {
+            f: sum(0),
+            b: sum(1),
+            w: sum(2),
+            bw: Some(sum(3)),
+            activation: 1.0,
+            b_release: Some(if act > 0.0 { freed / act } else { release }),
+            comm: None,
+        };
+        let mut flat = StageCosts::table(vec![stage], comm, release)?;
+        if let Some(b) = bytes {
+            flat = flat.with_activation_bytes(b)?;
+        }
+        flat.b_release = self.b_release;
+        Ok(Some(flat))
+    }
+
+    /// The costs for a schedule of `stages` stages on `devices` devices.
+    pub fn resolve(&self, stages: u32, devices: u32) -> Result<StageTable, Error> {
+        if stages == 0 || devices == 0 {
+            return Err(Error::config(
+                "a schedule needs at least one device and one stage",
+            ));
+        }
+        let n = stages as usize;
+        let units = devices as f64 / stages as f64;
+        let mut t = match &self.source {
+            Source::Uniform(c) => StageTable {
+                dur: vec![PassKind::ALL.map(|k| c.of(k)); n],
+                act: vec![units; n],
+                release: vec![0.0; n],
+                comm: vec![c.comm; n - 1],
+                unit_bytes: None,
+            },
+            Source::Table {
+                stages: tab,
+                comm,
+                b_release,
+                activation_bytes,
+            } => {
+                let mut t = resample(tab, *comm, *b_release, stages, units)?;
+                t.unit_bytes = activation_bytes.map(|b| b * tab.len() as f64 / devices as f64);
+                t
+            }
+            Source::Model {
+                model,
+                microbatch_size,
+                device,
+            } => {
+                let mc = ModelCosts::for_stages(model, *microbatch_size, device, stages)?;
+                let total: f64 = mc.activation_bytes.iter().sum();
+                let unit_bytes = total / devices as f64;
+                StageTable {
+                    dur: mc
+                        .costs
+                        .iter()
+                        .map(|c| PassKind::ALL.map(|k| c.of(k)))
+                        .collect(),
+                    act: mc
+                        .activation_bytes
+                        .iter()
+                        .map(|&b| {
+                            if unit_bytes > 0.0 {
+                                b / unit_bytes
+                            } else {
+                                units
+                            }
+                        })
+                        .collect(),
+                    release: vec![0.0; n],
+                    comm: vec![mc.comm; n - 1],
+                    unit_bytes: Some(unit_bytes),
+                }
+            }
+        };
+        if let Some(r) = self.b_release {
+            t.release = vec![r; n];
+        }
+        Ok(t)
+    }
+}
+
+/// A table of `tab.len()` stages fitted to `stages`: as it is, each stage split evenly into
+/// `stages / n`, or `n / stages` consecutive stages merged.
+fn resample(
+    tab: &[StageCost],
+    comm: f64,
+    b_release: f64,
+    stages: u32,
+    units: f64,
+) -> Result<StageTable, Error> {
+    let n = tab.len();
+    let s = stages as usize;
+    let dur_of = |c: &StageCost| [c.f, c.b, c.w, c.bw_cost()];
+    let release_of = |c: &StageCost| c.b_release.unwrap_or(b_release);
+    let comm_of = |c: &StageCost| c.comm.unwrap_or(comm);
+    let mut t = StageTable {
+        dur: Vec::with_capacity(s),
+        act: Vec::with_capacity(s),
+        release: Vec::with_capacity(s),
+        comm: Vec::with_capacity(s.saturating_sub(1)),
+        unit_bytes: None,
+    };
+    if s.is_multiple_of(n) {
+        let k = s / n;
+        for (i, c) in tab.iter().enumerate() {
+            for j in 0..k {
+                t.dur.push(dur_of(c).map(|x| x / k as f64));
+                t.act.push(c.activation * units);
+                t.release.push(release_of(c));
+                if i * k + j + 1 < s {
+                    t.comm.push(if j + 1 < k { comm } else { comm_of(c) });
+                }
+            }
+        }
+    } else if n.is_multiple_of(s) {
+        let k = n / s;
+        for (g, group) in tab.chunks(k).enumerate() {
+            let mut d = [0.0; 4];
+            for c in group {
+                for (x, y) in d.iter_mut().zip(dur_of(c)) {
+                    *x += y;
+                }
+            }
+            let rel: f64 = group.iter().map(|c| c.activation).sum();
+            let freed: f64 = group.iter().map(|c| c.activation * release_of(c)).sum();
+            t.dur.push(d);
+            t.act.push(rel / k as f64 * units);
+            t.release
+                .push(if rel > 0.0 { freed / rel } else { b_release });
+            if g + 1 < s {
+                t.comm.push(group.last().map_or(comm, comm_of));
+            }
+        }
+    } else {
+        return Err(Error::StageCount {
+            table: n as u32,
+            stages,
+        });
+    }
+    Ok(t)
+}
+
+fn check_fraction(r: f64) -> Result<(), Error> {
+    if (0.0..=1.0).contains(&r) {
+        Ok(())
+    } else {
+        Err(Error::Config {
+            why: format!(
+                "{r} is not a fraction of the activation released at B; give a number from 0 to 1"
+            ),
+            fix: Some(Fix::new(Param::BRelease, "0")),
+        })
+    }
+}
+
+/// 1F1B's peak activation under `costs`, in units: device `d` holds `min(p - d, m)` microbatches
+/// of its stage (`min(p, m)` units at uniform costs).
+pub fn one_f_one_b_peak(p: u32, m: u32, costs: &StageCosts) -> Result<f64, Error> {
+    let t = costs.resolve(p, p)?;
+    Ok((0..p)
+        .map(|d| (p - d).min(m) as f64 * t.act[d as usize])
+        .fold(0.0, f64::max))
+}
+
+/// A memory budget per device.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Budget {
+    /// Absolute activation units (1 unit = one microbatch on one 1F1B stage).
+    Units(f64),
+    /// A multiple of 1F1B's peak ([`one_f_one_b_peak`]).
+    Of1f1b(f64),
+}
+
+impl Budget {
+    /// Parses `0.5x` (a multiple of 1F1B's peak) or `4` (units).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let t = text.trim();
+        let bad = || {
+            Error::parse(
+                "memory budget",
+                format!("`{t}`: write units (`4`) or a multiple of 1F1B's peak (`0.5x`)"),
+            )
+        };
+        let (num, of) = match t.strip_suffix(['x', 'X']) {
+            Some(n) => (n, true),
+            None => (t, false),
+        };
+        let v: f64 = num.trim().parse().map_err(|_| bad())?;
+        if !(v.is_finite() && v > 0.0) {
+            return Err(bad());
+        }
+        Ok(if of {
+            Budget::Of1f1b(v)
+        } else {
+            Budget::Units(v)
+        })
+    }
+
+    /// The budget in units, given 1F1B's peak in units.
+    pub fn units(self, one_f_one_b: f64) -> f64 {
+        match self {
+            Budget::Units(u) => u,
+            Budget::Of1f1b(k) => k * one_f_one_b,
+        }
+    }
+
+    /// The budget in units for `prm` (1F1B's peak under its costs).
+    pub fn units_for(self, prm: &Params) -> Result<f64, Error> {
+        Ok(match self {
+            Budget::Units(u) => u,
+            Budget::Of1f1b(_) => self.units(one_f_one_b_peak(
+                prm.devices(),
+                prm.microbatches(),
+                &prm.costs,
+            )?),
+        })
+    }
+}
+
+/// Everything a generator may use: sizes checked once, costs and options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    devices: NonZeroU32,
+    microbatches: NonZeroU32,
+    /// Chunks (stages) per device for looped placements (`None`: the schedule's default).
+    pub chunks: Option<NonZeroU32>,
+    /// The stages' costs, for cost-aware generators.
+    pub costs: StageCosts,
+    /// Memory budget, for memory-aware generators.
+    pub budget: Option<Budget>,
+    /// Microbatches per ZeroPP group (the paper's scheduling unit); `None`: ZeroPP's default.
+    pub group: Option<NonZeroU32>,
+}
+
+/// A count that must be at least 1.
+pub fn nonzero(n: u32, param: Param) -> Result<NonZeroU32, Error> {
+    NonZeroU32::new(n).ok_or(Error::Zero(param))
+}
+
+impl Params {
+    /// `p` devices and `m` microbatches at the uniform default costs, no budget.
+    pub fn new(devices: u32, microbatches: u32) -> Result<Self, Error> {
+        Ok(Params {
+            devices: nonzero(devices, Param::Devices)?,
+            microbatches: nonzero(microbatches, Param::Microbatches)?,
+            chunks: None,
+            costs: StageCosts::default(),
+            budget: None,
+            group: None,
+        })
+    }
+
+    /// Devices `p`.
+    pub fn devices(&self) -> u32 {
+        self.devices.get()
+    }
+
+    /// Microbatches `m`.
+    pub fn microbatches(&self) -> u32 {
+        self.microbatches.get()
+    }
+
+    /// Chunks per device, or `default`.
+    pub fn chunks_or(&self, default: u32) -> u32 {
+        self.chunks.map_or(default, NonZeroU32::get)
+    }
+
+    /// With `v` chunks per device.
+    pub fn with_chunks(mut self, v: u32) -> Result<Self, Error> {
+        self.chunks = Some(nonzero(v, Param::Chunks)?);
+        Ok(self)
+    }
+
+    /// With these costs.
+    pub fn with_costs(mut self, costs: StageCosts) -> Self {
+        self.costs = costs;
+        self
+    }
+
+    /// With a memory budget.
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// With ZeroPP groups of `u` microbatches.
+    pub fn with_group(mut self, u: u32) -> Result<Self, Error> {
+        self.group = Some(nonzero(u, Param::Group)?);
+        Ok(self)
+    }
+
+    /// The same parameters for `p` devices and `m` microbatches.
+    pub fn resized(&self, devices: u32, microbatches: u32) -> Result<Self, Error> {
+        Ok(Params {
+            devices: nonzero(devices, Param::Devices)?,
+            microbatches: nonzero(microbatches, Param::Microbatches)?,
+            ..self.clone()
+        })
+    }
+
+    /// The costs resolved for `placement`.
+    pub fn table(&self, placement: &Placement) -> Result<StageTable, Error> {
+        self.costs
+            .resolve(placement.num_stages(self.devices()), self.devices())
+    }
+}

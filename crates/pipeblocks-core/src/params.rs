@@ -160,8 +160,8 @@ pub struct StageCost {
     /// Fused backward (default `b + w`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bw: Option<f64>,
-    /// Activation one microbatch leaves on the stage, relative to an even split of the model
-    /// (1.0: as much as the average stage).
+    /// Activation one microbatch leaves on the stage, in units of a uniform stage's: 1.0 is
+    /// what a stage of an evenly split model holds (`p/S` activation units for `S` stages).
     #[serde(default = "one")]
     pub activation: f64,
     /// Fraction of the stage's activation that B frees (W frees the rest); default: the table's.
@@ -417,6 +417,7 @@ impl StageCosts {
         };
         let sum = |k: usize| whole.dur.iter().map(|d| d[k]).sum::<f64>();
         let act: f64 = whole.act.iter().sum();
+        let n = whole.act.len() as f64;
         let freed: f64 = whole
             .act
             .iter()
@@ -428,7 +429,7 @@ impl StageCosts {
             b: sum(1),
             w: sum(2),
             bw: Some(sum(3)),
-            activation: 1.0,
+            activation: act / n,
             b_release: Some(if act > 0.0 { freed / act } else { release }),
             comm: None,
         };

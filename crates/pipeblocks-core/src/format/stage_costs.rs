@@ -15,12 +15,13 @@
 //!
 //! One entry per stage of the model, in model order: `f`, `b`, `w` (required) and `bw` (default
 //! `b + w`) are the times of the stage's passes, in any unit as long as all agree; `activation`
-//! (default 1) is what one microbatch leaves on the stage relative to the average stage;
-//! `b_release` (default: the top-level value, else 0) the fraction of it that B frees; `comm`
-//! the latency of the link to the next stage (default: the top-level `comm`, else 0). A schedule
-//! whose stage count is a multiple of the entries splits each stage evenly; one whose count
-//! divides it merges consecutive stages ([`crate::params`]). Unknown keys and other versions
-//! are refused.
+//! (default 1) is what one microbatch leaves on the stage in units of a uniform stage's (a stage
+//! of the model split evenly into as many stages holds 1); `b_release` (default: the top-level
+//! value, else 0) the fraction of it that B frees; `comm` the latency of the link to the next
+//! stage (default: the top-level `comm`, else 0). The optional top-level `activation_bytes` is
+//! the bytes of an activation of 1, for memory in bytes. A schedule whose stage count is a
+//! multiple of the entries splits each stage evenly; one whose count divides it merges
+//! consecutive stages ([`crate::params`]). Unknown keys and other versions are refused.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,8 @@ struct File {
     comm: f64,
     #[serde(default)]
     b_release: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    activation_bytes: Option<f64>,
     stages: Vec<StageCost>,
 }
 
@@ -76,7 +79,11 @@ pub fn read(text: &str) -> Result<StageCosts, Error> {
         None => return Err(Error::parse(WHAT, "missing `\"version\": 1`")),
     }
     let f: File = serde_json::from_value(v).map_err(|e| Error::parse(WHAT, e.to_string()))?;
-    StageCosts::table(f.stages, f.comm, f.b_release)
+    let costs = StageCosts::table(f.stages, f.comm, f.b_release)?;
+    match f.activation_bytes {
+        Some(b) => costs.with_activation_bytes(b),
+        None => Ok(costs),
+    }
 }
 
 /// Writes a stage table in the file format (pretty, one stage per line).

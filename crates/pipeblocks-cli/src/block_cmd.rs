@@ -62,9 +62,49 @@ pub fn block(a: BlockArgs) -> Result<()> {
         b.analyse()?;
         b.to_json()
     } else {
-        b.describe()?
+        describe(&b)?
     };
     write_output(None, &text)
+}
+
+/// A block in text: per device its passes by offset, each stage's lifespan and the device's
+/// memory bound.
+fn describe(b: &Block) -> Result<String> {
+    let info = b.analyse()?;
+    let p = b.devices;
+    let mut out = format!(
+        "block {}: {} devices, {} stages ({} placement), period {} slots, length {} slots\n",
+        b.name,
+        p,
+        b.stages(),
+        b.placement.describe(),
+        b.period,
+        info.length
+    );
+    for d in 0..p {
+        let on = |s: u32| b.placement.device_of(s, p) == d;
+        let mut v: Vec<_> = b.passes.iter().filter(|q| on(q.stage)).collect();
+        v.sort_by_key(|q| q.offset);
+        let items: Vec<String> = v
+            .iter()
+            .map(|q| format!("{}{}@{}", q.kind, q.stage, q.offset))
+            .collect();
+        let spans: Vec<String> = (0..b.stages())
+            .filter(|&s| on(s))
+            .map(|s| format!("l{s}={}", info.lifespan[s as usize]))
+            .collect();
+        out.push_str(&format!(
+            "device {d:>2}: {:<40} {}  bound {:.3}\n",
+            items.join(" "),
+            spans.join(" "),
+            info.memory_bound[d as usize]
+        ));
+    }
+    out.push_str(&format!(
+        "memory bound (units, max over devices): {:.3}\n",
+        info.max_bound()
+    ));
+    Ok(out)
 }
 
 /// The schedule of `generate --block FILE -m M`: the block expanded, squeezed and reordered

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use pipeblocks_core::error::{Fix, Param};
-use pipeblocks_core::fsdp::FsdpError;
 use pipeblocks_core::model::{DeviceSpec, ModelSpec};
 use pipeblocks_core::{generate, Budget, Costs, Params, Schedule, StageCosts};
 
@@ -46,13 +45,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
 
 /// The fix an engine error inside `e` suggests.
 fn suggestion(e: &(dyn std::error::Error + 'static)) -> Option<Fix> {
-    if let Some(core) = e.downcast_ref::<pipeblocks_core::Error>() {
-        return core.suggestion();
-    }
-    match e.downcast_ref::<FsdpError>() {
-        Some(FsdpError::Engine(core)) => core.suggestion(),
-        _ => None,
-    }
+    e.downcast_ref::<pipeblocks_core::Error>()?.suggestion()
 }
 
 /// The command-line flag of an engine parameter.

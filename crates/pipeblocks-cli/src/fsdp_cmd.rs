@@ -4,7 +4,7 @@
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use pipeblocks_core::format::torch_csv;
-use pipeblocks_core::fsdp::{run, schedule_and_run, FsdpPlan, FsdpResult, FsdpSetup, GIB};
+use pipeblocks_core::fsdp::{run, schedule_and_run, FsdpResult, FsdpRun, FsdpSetup, GIB};
 use pipeblocks_core::registry::{find, registry};
 use pipeblocks_core::search::zeropp_group;
 use pipeblocks_core::{Params, Schedule};
@@ -77,20 +77,11 @@ impl FsdpArgs {
     }
 }
 
-/// Generates `name` for FSDP under the model's costs, resolving ZeroPP's group; returns the
-/// schedule, its window unit, the plan and the simulation.
-fn build(
-    name: &str,
-    prm: &Params,
-    unit: Unit,
-    setup: &FsdpSetup,
-) -> Result<(Schedule, u32, FsdpPlan, FsdpResult)> {
+/// Generates `name` for FSDP under the model's costs, resolving ZeroPP's group, and runs it.
+fn build(name: &str, prm: &Params, unit: Unit, setup: &FsdpSetup) -> Result<FsdpRun> {
     let grouped = find(name)?.uses.group;
     let prm = match (grouped, unit) {
-        (true, Unit::Auto) => {
-            let a = zeropp_group(prm, setup, None)?;
-            return Ok((a.schedule, a.group, a.plan, a.result));
-        }
+        (true, Unit::Auto) => return Ok(zeropp_group(prm, setup, None)?.0),
         (true, Unit::Fixed(u)) => prm.clone().with_group(u)?,
         _ => prm.clone(),
     };
@@ -136,7 +127,7 @@ pub fn simulate(fa: &FsdpArgs, input: &SimInput, json: bool) -> Result<()> {
     let setup = fa.setup(&input.cost)?;
     let unit = fa.unit()?;
     let mut tried = String::new();
-    let (s, u, plan, r) = match &input.from {
+    let done = match &input.from {
         Some(path) => {
             let s = read_schedule(path)?;
             let u = match unit {
@@ -144,8 +135,7 @@ pub fn simulate(fa: &FsdpArgs, input: &SimInput, json: bool) -> Result<()> {
                 Unit::Auto => bail!("--unit auto needs a generated zeropp schedule, not --from"),
                 Unit::Default => s.microbatches,
             };
-            let (plan, r) = run(&s, u, &setup)?;
-            (s, u, plan, r)
+            run(s, u, &setup)?
         }
         None => {
             let name = input
@@ -155,9 +145,8 @@ pub fn simulate(fa: &FsdpArgs, input: &SimInput, json: bool) -> Result<()> {
                 .ok_or_else(|| anyhow!("give -s NAME -p P -m M, or --from FILE"))?;
             let prm = input.spec.params(setup.costs())?;
             if unit == Unit::Auto && find(name)?.uses.group {
-                let a = zeropp_group(&prm, &setup, None)?;
-                tried = a
-                    .tried
+                let (a, trials) = zeropp_group(&prm, &setup, None)?;
+                tried = trials
                     .iter()
                     .map(|t| {
                         format!(
@@ -169,12 +158,18 @@ pub fn simulate(fa: &FsdpArgs, input: &SimInput, json: bool) -> Result<()> {
                     })
                     .collect::<Vec<_>>()
                     .join("; ");
-                (a.schedule, a.group, a.plan, a.result)
+                a
             } else {
                 build(name, &prm, unit, &setup)?
             }
         }
     };
+    let FsdpRun {
+        schedule: s,
+        window: u,
+        plan,
+        result: r,
+    } = done;
     if let Some(path) = &fa.torch_csv {
         crate::common::write_atomic(path, torch_csv::write_with_collectives(&plan).as_bytes())?;
     }
@@ -224,7 +219,7 @@ pub fn compare(fa: &FsdpArgs, cost: &CostArg, prm: &Params, json: bool) -> Resul
         let ok: Vec<_> = rows
             .iter()
             .filter_map(|(_, r)| r.as_ref().ok())
-            .map(|(s, u, _, r)| summary_json(s, *u, &setup, r))
+            .map(|x| summary_json(&x.schedule, x.window, &setup, &x.result))
             .collect();
         serde_json::to_string_pretty(&ok)? + "\n"
     } else {
@@ -249,7 +244,11 @@ pub fn compare(fa: &FsdpArgs, cost: &CostArg, prm: &Params, json: bool) -> Resul
         );
         for (name, row) in &rows {
             match row {
-                Ok((_, u, _, r)) => t.push_str(&format!(
+                Ok(FsdpRun {
+                    window: u,
+                    result: r,
+                    ..
+                }) => t.push_str(&format!(
                     "{:<18} {:>5} {:>10.2} {:>10.2} {:>7.4} {:>10.2} {:>10.2} {:>10.2} {:>11.2}\n",
                     name,
                     u,

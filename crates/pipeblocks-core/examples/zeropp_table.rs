@@ -55,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_group(*u)?
                 .with_budget(pipeblocks_core::Budget::Of1f1b(k));
         }
-        let (_, _, _, r) = schedule_and_run(name, &prm, &setup)?;
+        let r = schedule_and_run(name, &prm, &setup)?.result;
         results.push((label.clone(), r));
     }
     let zero = results[0].1.makespan;

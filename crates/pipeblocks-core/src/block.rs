@@ -163,34 +163,8 @@ impl Block {
 
     /// Reads a block from its JSON file format (see `docs/blocks.md`).
     pub fn from_json(text: &str) -> Result<Block, Error> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| Error::parse("JSON block", e.to_string()))?;
-        match v.get("format").and_then(|f| f.as_str()) {
-            Some(FORMAT) => {}
-            Some(other) => {
-                return Err(Error::parse(
-                    "JSON block",
-                    format!("`format` is `{other}`, expected `{FORMAT}`"),
-                ))
-            }
-            None => {
-                return Err(Error::parse(
-                    "JSON block",
-                    format!("missing `\"format\": \"{FORMAT}\"`"),
-                ))
-            }
-        }
         let f: BlockFile =
-            serde_json::from_value(v).map_err(|e| Error::parse("JSON block", e.to_string()))?;
-        if f.version != VERSION {
-            return Err(Error::parse(
-                "JSON block",
-                format!(
-                    "version {} is not supported; this pipeblocks reads version {VERSION}",
-                    f.version
-                ),
-            ));
-        }
+            crate::format::read_versioned(text, "JSON block", FORMAT, VERSION.into())?;
         Ok(f.block)
     }
 
@@ -240,57 +214,49 @@ impl Block {
             *slot = Some(bp.offset);
         }
         let end = |k: PassKind, o: u32| o + self.slots.of(k);
-        let mut bwd_end = vec![0u32; n_st as usize];
         let mut lifespan = vec![0u32; n_st as usize];
         for st in 0..n_st as usize {
             let [f, b, w, bw] = at[st];
             let Some(f) = f else {
                 return Err(Error::config(format!("block has no F for stage {st}")));
             };
-            let (b_start, b_kind, last_end) = match (b, w, bw) {
-                (Some(b), Some(w), None) => {
-                    if w < end(PassKind::B, b) {
-                        return Err(Error::config(format!(
-                            "block: W{st} at slot {w} starts before B{st} ends (slot {}); move it later",
-                            end(PassKind::B, b)
-                        )));
-                    }
-                    (b, PassKind::B, end(PassKind::W, w))
-                }
-                (None, None, Some(bw)) => (bw, PassKind::BW, end(PassKind::BW, bw)),
+            lifespan[st] = match (b, w, bw) {
+                (Some(_), Some(w), None) => end(PassKind::W, w) - f,
+                (None, None, Some(bw)) => end(PassKind::BW, bw) - f,
                 _ => {
                     return Err(Error::config(format!(
                         "block stage {st} needs a backward: B and W, or BW alone"
                     )))
                 }
             };
-            if b_start < end(PassKind::F, f) {
-                return Err(Error::config(format!(
-                    "block: {b_kind}{st} at slot {b_start} starts before F{st} ends (slot {}); move it later",
-                    end(PassKind::F, f)
-                )));
+        }
+        // Dependencies of one microbatch: each pass starts after its inputs end (the engine's
+        // rule, in slots).
+        let backward = |st: u32| {
+            if at[st as usize][1].is_some() {
+                PassKind::B
+            } else {
+                PassKind::BW
             }
-            if st > 0 {
-                let pf = at[st - 1][0].unwrap_or(0);
-                if f < end(PassKind::F, pf) {
+        };
+        for bp in &self.passes {
+            for slot in crate::engine::inputs(Pass::new(bp.kind, bp.stage, 0), n_st)
+                .into_iter()
+                .flatten()
+            {
+                let q = slot.producer(backward(slot.stage()));
+                let qs = at[q.stage as usize][q.kind.index()].unwrap_or(0);
+                if bp.offset < end(q.kind, qs) {
                     return Err(Error::config(format!(
-                        "block: F{st} at slot {f} starts before F{} ends (slot {}); move it later",
-                        st - 1,
-                        end(PassKind::F, pf)
+                        "block: {}{} at slot {} starts before {}{} ends (slot {}); move it later",
+                        bp.kind,
+                        bp.stage,
+                        bp.offset,
+                        q.kind,
+                        q.stage,
+                        end(q.kind, qs)
                     )));
                 }
-            }
-            bwd_end[st] = end(b_kind, b_start);
-            lifespan[st] = last_end - f;
-        }
-        for st in 0..(n_st as usize).saturating_sub(1) {
-            let start = at[st][1].or(at[st][3]).unwrap_or(0);
-            if start < bwd_end[st + 1] {
-                return Err(Error::config(format!(
-                    "block: the backward of stage {st} at slot {start} starts before the backward of stage {} ends (slot {}); move it later",
-                    st + 1,
-                    bwd_end[st + 1]
-                )));
             }
         }
         // Collisions of the repeats: slot residues modulo T per device.
@@ -416,48 +382,6 @@ impl Block {
             out[d] += l.div_ceil(self.period) as f64 * act[st];
         }
         out
-    }
-
-    /// A text description: per device the passes by offset, then lifespans and the bound.
-    pub fn describe(&self) -> Result<String, Error> {
-        let info = self.analyse()?;
-        let p = self.devices;
-        let mut out = format!(
-            "block {}: {} devices, {} stages ({} placement), period {} slots, length {} slots\n",
-            self.name,
-            p,
-            self.stages(),
-            self.placement.describe(),
-            self.period,
-            info.length
-        );
-        for d in 0..p {
-            let mut v: Vec<&BlockPass> = self
-                .passes
-                .iter()
-                .filter(|q| self.placement.device_of(q.stage, p) == d)
-                .collect();
-            v.sort_by_key(|q| q.offset);
-            let items: Vec<String> = v
-                .iter()
-                .map(|q| format!("{}{}@{}", q.kind, q.stage, q.offset))
-                .collect();
-            let spans: Vec<String> = (0..self.stages())
-                .filter(|&s| self.placement.device_of(s, p) == d)
-                .map(|s| format!("l{s}={}", info.lifespan[s as usize]))
-                .collect();
-            out.push_str(&format!(
-                "device {d:>2}: {:<40} {}  bound {:.3}\n",
-                items.join(" "),
-                spans.join(" "),
-                info.memory_bound[d as usize]
-            ));
-        }
-        out.push_str(&format!(
-            "memory bound (units, max over devices): {:.3}\n",
-            info.max_bound()
-        ));
-        Ok(out)
     }
 }
 

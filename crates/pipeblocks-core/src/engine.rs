@@ -59,6 +59,23 @@ impl Slot {
     }
 }
 
+/// The inputs of a pass of a pipeline of `stages` stages (at most two), in the order they are
+/// checked: an F waits for the previous stage's F, a B or BW for its own F and the next stage's
+/// input gradient, a W for its B.
+#[inline]
+pub fn inputs(pass: Pass, stages: u32) -> [Option<Slot>; 2] {
+    let (s, mb) = (pass.stage, pass.mb);
+    match pass.kind {
+        PassKind::F if s > 0 => [Some(Slot::Fwd(s - 1, mb)), None],
+        PassKind::F => [None, None],
+        PassKind::B | PassKind::BW if s + 1 < stages => {
+            [Some(Slot::Fwd(s, mb)), Some(Slot::Grad(s + 1, mb))]
+        }
+        PassKind::B | PassKind::BW => [Some(Slot::Fwd(s, mb)), None],
+        PassKind::W => [Some(Slot::Grad(s, mb)), None],
+    }
+}
+
 /// A problem in the engine's terms: sizes, which device holds each stage, and the costs.
 #[derive(Clone, Debug)]
 pub struct Net {
@@ -144,16 +161,7 @@ impl Net {
     /// The inputs of a pass (at most two), in the order they are checked.
     #[inline]
     pub fn inputs(&self, pass: Pass) -> [Option<Slot>; 2] {
-        let (s, mb) = (pass.stage, pass.mb);
-        match pass.kind {
-            PassKind::F if s > 0 => [Some(Slot::Fwd(s - 1, mb)), None],
-            PassKind::F => [None, None],
-            PassKind::B | PassKind::BW if s + 1 < self.stages => {
-                [Some(Slot::Fwd(s, mb)), Some(Slot::Grad(s + 1, mb))]
-            }
-            PassKind::B | PassKind::BW => [Some(Slot::Fwd(s, mb)), None],
-            PassKind::W => [Some(Slot::Grad(s, mb)), None],
-        }
+        inputs(pass, self.stages)
     }
 
     /// The slot a pass produces (a W produces nothing another pass waits for).
@@ -193,6 +201,18 @@ impl Net {
         }
     }
 
+    /// Dense index of the slot a pass produces (see [`Net::output`]).
+    #[inline]
+    fn output_index(&self, pass: Pass) -> Option<usize> {
+        let m = self.microbatches as usize;
+        let row = match pass.kind {
+            PassKind::F => pass.stage as usize,
+            PassKind::B | PassKind::BW => self.stages as usize + pass.stage as usize,
+            PassKind::W => return None,
+        };
+        Some(row * m + pass.mb as usize)
+    }
+
     /// Dense index of a slot, `0..2·S·m`.
     #[inline]
     pub fn index(&self, slot: Slot) -> usize {
@@ -219,6 +239,40 @@ pub enum Step {
     Sleep(f64),
     /// The device has nothing left to run.
     Done,
+}
+
+/// What a timed policy saw while choosing at `now`: whether each candidate's inputs have
+/// arrived, and the earliest later arrival, which it sleeps until when nothing can run.
+#[derive(Clone, Copy, Debug)]
+pub struct Alarm {
+    now: f64,
+    wake: f64,
+}
+
+impl Alarm {
+    /// Nothing seen yet at `now`.
+    pub fn new(now: f64) -> Self {
+        Alarm {
+            now,
+            wake: f64::INFINITY,
+        }
+    }
+
+    /// Whether `ready` (a pass's [`State::ready`]) has arrived by now; a later arrival is kept
+    /// when it is the earliest seen.
+    #[inline]
+    pub fn arrived(&mut self, ready: Result<f64, Slot>) -> bool {
+        let r = ready.unwrap_or(f64::INFINITY);
+        if r > self.now + crate::params::EPS && r < self.wake {
+            self.wake = r;
+        }
+        r <= self.now + crate::params::EPS
+    }
+
+    /// Run `choice`, or sleep until the earliest arrival seen.
+    pub fn step(self, choice: Option<Pass>) -> Step {
+        choice.map_or(Step::Sleep(self.wake), Step::Run)
+    }
 }
 
 /// Whether the engine goes on after a pass.
@@ -289,24 +343,46 @@ impl State<'_> {
         (!e.is_nan()).then_some(e)
     }
 
-    /// When every input of `pass` has arrived, or the first input not produced yet.
-    #[inline]
+    /// When every input of `pass` has arrived, or the first input not produced yet (checked in
+    /// the order of [`Net::inputs`]).
+    #[inline(always)]
     pub fn ready(&self, pass: Pass) -> Result<f64, Slot> {
-        let mut t = 0.0f64;
-        for slot in self.net.inputs(pass).into_iter().flatten() {
-            let e = self.done[self.net.index(slot)];
-            if e.is_nan() {
-                return Err(slot);
+        let net = self.net;
+        let m = net.microbatches as usize;
+        let (s, mb) = (pass.stage as usize, pass.mb as usize);
+        let fwd = |st: usize| st * m + mb;
+        let grad = |st: usize| (net.stages as usize + st) * m + mb;
+        match pass.kind {
+            PassKind::F if s == 0 => Ok(0.0),
+            PassKind::F => {
+                let e = self.done[fwd(s - 1)];
+                if e.is_nan() {
+                    return Err(Slot::Fwd(pass.stage - 1, pass.mb));
+                }
+                Ok(e + net.lat_fwd[s])
             }
-            t = t.max(e + self.net.latency(slot, pass));
+            PassKind::B | PassKind::BW => {
+                let e = self.done[fwd(s)];
+                if e.is_nan() {
+                    return Err(Slot::Fwd(pass.stage, pass.mb));
+                }
+                if s + 1 == net.stages as usize {
+                    return Ok(e);
+                }
+                let g = self.done[grad(s + 1)];
+                if g.is_nan() {
+                    return Err(Slot::Grad(pass.stage + 1, pass.mb));
+                }
+                Ok(e.max(g + net.lat_grad[s]))
+            }
+            PassKind::W => {
+                let e = self.done[grad(s)];
+                if e.is_nan() {
+                    return Err(Slot::Grad(pass.stage, pass.mb));
+                }
+                Ok(e)
+            }
         }
-        Ok(t)
-    }
-
-    /// [`State::ready`] as an option.
-    #[inline]
-    pub fn arrival(&self, pass: Pass) -> Option<f64> {
-        self.ready(pass).ok()
     }
 }
 
@@ -410,6 +486,9 @@ impl<'n, O: Observer> Engine<'n, O> {
         for (d, &k) in n.iter().enumerate() {
             self.st.start[d].reserve(k);
             self.st.end[d].reserve(k);
+            if self.curves {
+                self.st.memory[d].reserve(k);
+            }
             if self.record_lists {
                 self.st.lists[d].reserve(k);
             }
@@ -423,8 +502,8 @@ impl<'n, O: Observer> Engine<'n, O> {
         let net = self.st.net;
         let len = net.duration(pass);
         let end = start + len;
-        if let Some(slot) = net.output(pass) {
-            self.st.done[net.index(slot)] = end;
+        if let Some(k) = net.output_index(pass) {
+            self.st.done[k] = end;
         }
         self.st.clock[d] = end;
         self.st.busy[d] += len;
@@ -501,8 +580,7 @@ impl<'n, O: Observer> Engine<'n, O> {
                         if policy.ran(d, pass, &self.st) == Flow::Stop {
                             return Err(Blocked::Stopped);
                         }
-                        if let Some(slot) = self.st.net.output(pass) {
-                            let k = self.st.net.index(slot);
+                        if let Some(k) = self.st.net.output_index(pass) {
                             let mut w = std::mem::replace(&mut self.wait_head[k], NONE);
                             while w != NONE {
                                 stack.push(w);
@@ -742,6 +820,15 @@ impl SimResult {
     /// Largest per-device peak.
     pub fn max_peak(&self) -> f64 {
         self.peak_activation.iter().cloned().fold(0.0, f64::max)
+    }
+
+    /// Whether every device's peak stays within its limit (units, to the engine's tolerance).
+    pub fn fits(&self, limits: &[f64]) -> bool {
+        let eps = crate::params::EPS;
+        self.peak_activation
+            .iter()
+            .zip(limits)
+            .all(|(pk, l)| *pk <= l + eps)
     }
 }
 

@@ -115,6 +115,16 @@ pub enum Error {
     /// A schedule that fails validation.
     #[error("invalid schedule: {0}")]
     Invalid(#[from] ValidationError),
+    /// An FSDP plan that does not fit its schedule or misuses a collective.
+    #[error("FSDP plan, device {device}, position {position}: {why}")]
+    Plan {
+        /// Device of the list.
+        device: u32,
+        /// Position in the device's plan list.
+        position: usize,
+        /// What is wrong, and how to fix it.
+        why: String,
+    },
 }
 
 impl Error {

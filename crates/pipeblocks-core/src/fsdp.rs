@@ -54,42 +54,14 @@
 use std::fmt;
 
 use serde::Serialize;
-use thiserror::Error;
 
 use crate::engine::{bubble_rate, simulate_net, Engine, InOrder, Net, Observer, SimResult};
-use crate::error::{Error, Param, ValidationError};
+use crate::error::{Error, Param};
 use crate::ir::{Pass, PassKind, Schedule};
 use crate::model::{DeviceSpec, ModelCosts, ModelSpec};
 use crate::params::{Params, StageCosts, StageTable};
 use crate::registry;
 use crate::validate::validate;
-
-/// Errors of the FSDP layer.
-#[derive(Debug, Error, Clone, PartialEq)]
-pub enum FsdpError {
-    /// A plan that does not fit its schedule or misuses a collective.
-    #[error("FSDP plan, device {device}, position {position}: {why}")]
-    Plan {
-        /// Device of the list.
-        device: u32,
-        /// Position in the device's plan list.
-        position: usize,
-        /// What is wrong, and how to fix it.
-        why: String,
-    },
-    /// An impossible FSDP configuration.
-    #[error("{0}")]
-    Config(String),
-    /// An error of the schedule engine.
-    #[error(transparent)]
-    Engine(#[from] Error),
-}
-
-impl From<ValidationError> for FsdpError {
-    fn from(e: ValidationError) -> Self {
-        FsdpError::Engine(Error::Invalid(e))
-    }
-}
 
 /// One entry of a device's FSDP plan list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -190,12 +162,12 @@ impl FsdpConfig {
         self.latency + transfer
     }
 
-    fn check(&self, s: &Schedule) -> Result<(), FsdpError> {
+    fn check(&self, s: &Schedule) -> Result<(), Error> {
         if self.dp == 0 {
-            return Err(Error::Zero(Param::Replicas).into());
+            return Err(Error::Zero(Param::Replicas));
         }
         if self.stage_params.len() != s.stages as usize {
-            return Err(FsdpError::Config(format!(
+            return Err(Error::config(format!(
                 "FSDP parameter sizes list {} stages, the schedule has {}",
                 self.stage_params.len(),
                 s.stages
@@ -203,21 +175,21 @@ impl FsdpConfig {
         }
         let bad = |x: f64| x.is_nan() || x < 0.0;
         if self.bandwidth.is_nan() || self.bandwidth <= 0.0 {
-            return Err(FsdpError::Config(
-                "the collective bandwidth must be positive (or inf)".into(),
+            return Err(Error::config(
+                "the collective bandwidth must be positive (or inf)",
             ));
         }
         if bad(self.latency) || !self.latency.is_finite() || bad(self.prefetch) {
-            return Err(FsdpError::Config(
-                "latency and prefetch must be finite and not negative".into(),
+            return Err(Error::config(
+                "latency and prefetch must be finite and not negative",
             ));
         }
         if self.stage_params.iter().any(|&x| bad(x) || !x.is_finite())
             || bad(self.param_bytes)
             || bad(self.state_bytes)
         {
-            return Err(FsdpError::Config(
-                "parameter sizes must be finite and not negative".into(),
+            return Err(Error::config(
+                "parameter sizes must be finite and not negative",
             ));
         }
         Ok(())
@@ -244,9 +216,9 @@ impl FsdpPlan {
         unit: u32,
         costs: &StageCosts,
         f: &FsdpConfig,
-    ) -> Result<FsdpPlan, FsdpError> {
+    ) -> Result<FsdpPlan, Error> {
         if unit == 0 {
-            return Err(Error::Zero(Param::Group).into());
+            return Err(Error::Zero(Param::Group));
         }
         f.check(s)?;
         let dur = costs.resolve(s.stages, s.devices)?.dur;
@@ -355,9 +327,9 @@ impl FsdpPlan {
 /// schedule's in the same order, collectives name stages of their device, a stage computes only
 /// while gathered, is never gathered twice at once, and ends the step released with every weight
 /// gradient reduce-scattered.
-pub fn validate_plan(s: &Schedule, plan: &FsdpPlan) -> Result<(), FsdpError> {
+pub fn validate_plan(s: &Schedule, plan: &FsdpPlan) -> Result<(), Error> {
     if plan.lists.len() != s.devices as usize {
-        return Err(FsdpError::Config(format!(
+        return Err(Error::config(format!(
             "the FSDP plan has {} device lists, the schedule {} devices",
             plan.lists.len(),
             s.devices
@@ -365,7 +337,7 @@ pub fn validate_plan(s: &Schedule, plan: &FsdpPlan) -> Result<(), FsdpError> {
     }
     let n_st = s.stages as usize;
     for (d, (acts, passes)) in plan.lists.iter().zip(&s.lists).enumerate() {
-        let err = |position: usize, why: String| FsdpError::Plan {
+        let err = |position: usize, why: String| Error::Plan {
             device: d as u32,
             position,
             why,
@@ -547,7 +519,7 @@ pub fn simulate_fsdp(
     plan: &FsdpPlan,
     costs: &StageCosts,
     f: &FsdpConfig,
-) -> Result<FsdpResult, FsdpError> {
+) -> Result<FsdpResult, Error> {
     validate(s)?;
     f.check(s)?;
     validate_plan(s, plan)?;
@@ -798,7 +770,7 @@ impl FsdpSetup {
 
     /// The FSDP settings for a schedule of this setup: the device's links and each stage's
     /// parameters.
-    pub fn config(&self, s: &Schedule) -> Result<FsdpConfig, FsdpError> {
+    pub fn config(&self, s: &Schedule) -> Result<FsdpConfig, Error> {
         let mc = ModelCosts::for_stages(&self.model, self.microbatch_size, &self.device, s.stages)?;
         Ok(FsdpConfig::new(
             self.dp,
@@ -809,33 +781,41 @@ impl FsdpSetup {
     }
 }
 
-/// Derives the plan of a schedule with gather windows of `unit` microbatches and simulates it
+/// A schedule run with FSDP: its gather window, plan and simulation.
+#[derive(Clone, Debug)]
+pub struct FsdpRun {
+    /// The schedule.
+    pub schedule: Schedule,
+    /// Microbatches per gather window.
+    pub window: u32,
+    /// The collectives.
+    pub plan: FsdpPlan,
+    /// The simulation.
+    pub result: FsdpResult,
+}
+
+/// Derives the plan of a schedule with gather windows of `window` microbatches and simulates it
 /// under a setup.
-pub fn run(
-    s: &Schedule,
-    unit: u32,
-    setup: &FsdpSetup,
-) -> Result<(FsdpPlan, FsdpResult), FsdpError> {
+pub fn run(schedule: Schedule, window: u32, setup: &FsdpSetup) -> Result<FsdpRun, Error> {
     let costs = setup.costs();
-    let f = setup.config(s)?;
-    let plan = FsdpPlan::derive(s, unit, &costs, &f)?;
-    let r = simulate_fsdp(s, &plan, &costs, &f)?;
-    Ok((plan, r))
+    let f = setup.config(&schedule)?;
+    let plan = FsdpPlan::derive(&schedule, window, &costs, &f)?;
+    let result = simulate_fsdp(&schedule, &plan, &costs, &f)?;
+    Ok(FsdpRun {
+        schedule,
+        window,
+        plan,
+        result,
+    })
 }
 
 /// Generates the named schedule under the setup's costs (ZeroPP with `prm`'s group) and runs it
-/// with FSDP; returns the schedule, its gather window, plan and simulation.
-pub fn schedule_and_run(
-    name: &str,
-    prm: &Params,
-    setup: &FsdpSetup,
-) -> Result<(Schedule, u32, FsdpPlan, FsdpResult), FsdpError> {
+/// with FSDP.
+pub fn schedule_and_run(name: &str, prm: &Params, setup: &FsdpSetup) -> Result<FsdpRun, Error> {
     let g = registry::find(name)?;
     let prm = prm.clone().with_costs(setup.costs());
     let s = registry::generate(g.name, &prm)?;
-    let unit = g.fsdp_window(&prm);
-    let (plan, r) = run(&s, unit, setup)?;
-    Ok((s, unit, plan, r))
+    run(s, g.fsdp_window(&prm), setup)
 }
 
 /// Bytes in a GiB.

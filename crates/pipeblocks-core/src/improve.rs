@@ -9,7 +9,7 @@
 //! repeated simulations, [`climb`] as fixed lists simulated again from the moved pass on.
 
 use crate::engine::{
-    critical_path, simulate_net, Blocked, Engine, Flow, Net, Policy, SimResult, State, Step,
+    critical_path, simulate_net, Alarm, Blocked, Engine, Flow, Net, Policy, SimResult, State, Step,
 };
 use crate::error::Error;
 use crate::ir::{Pass, PassKind, Schedule};
@@ -140,7 +140,7 @@ impl<'a> FillGaps<'a> {
         }
     }
 
-    fn choose(&self, d: usize, now: f64, st: &State, wake: &mut f64) -> Option<usize> {
+    fn choose(&self, d: usize, st: &State, alarm: &mut Alarm) -> Option<usize> {
         let list = &self.s.lists[d];
         let m = self.s.microbatches;
         let in_edge = |mb: u32| mb < self.edge || mb + self.edge >= m;
@@ -149,10 +149,8 @@ impl<'a> FillGaps<'a> {
             if let Some(i) = (self.head[d]..list.len())
                 .find(|&i| !self.done[d][i] && list[i].kind.is_input_backward())
             {
-                match st.arrival(list[i]) {
-                    Some(r) if r <= now + EPS => return Some(i),
-                    Some(r) => *wake = wake.min(r),
-                    None => {}
+                if alarm.arrived(st.ready(list[i])) {
+                    return Some(i);
                 }
             }
         }
@@ -167,13 +165,7 @@ impl<'a> FillGaps<'a> {
                 continue;
             }
             seen += 1;
-            let r = st.arrival(pass);
-            if let Some(r) = r {
-                if r > now + EPS {
-                    *wake = wake.min(r);
-                }
-            }
-            let ok = r.is_some_and(|r| r <= now + EPS);
+            let ok = alarm.arrived(st.ready(pass));
             let fits = pass.kind != PassKind::F
                 || st.level[d] + st.net.table.act[pass.stage as usize] <= self.limit[d] + EPS;
             if ok
@@ -201,14 +193,12 @@ impl Policy for FillGaps<'_> {
         if self.head[d] >= self.s.lists[d].len() {
             return Step::Done;
         }
-        let mut wake = f64::INFINITY;
-        match self.choose(d, now, st, &mut wake) {
-            Some(i) => {
-                self.chosen[d] = i;
-                Step::Run(self.s.lists[d][i])
-            }
-            None => Step::Sleep(wake),
-        }
+        let mut alarm = Alarm::new(now);
+        let choice = self.choose(d, st, &mut alarm).map(|i| {
+            self.chosen[d] = i;
+            self.s.lists[d][i]
+        });
+        alarm.step(choice)
     }
 
     fn ran(&mut self, d: usize, _: Pass, _: &State) -> Flow {

@@ -295,11 +295,6 @@ impl Schedule {
         self.lists[d].push(pass);
     }
 
-    /// Activation units one microbatch leaves on one stage: `p / S`.
-    pub fn units_per_stage(&self) -> f64 {
-        self.devices as f64 / self.stages as f64
-    }
-
     /// Whether the schedule splits the backward into B and W.
     pub fn splits_backward(&self) -> bool {
         self.lists

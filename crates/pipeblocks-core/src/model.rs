@@ -76,40 +76,71 @@ pub struct ModelSpec {
     pub gated: bool,
 }
 
-/// A named public model size: `(name, layers, hidden, heads, seq, vocab, ffn, gated)`.
-type Preset = (&'static str, u32, u64, u64, u64, u64, u64, bool);
+/// A named public model size.
+struct Preset {
+    name: &'static str,
+    layers: u32,
+    hidden: u64,
+    heads: u64,
+    seq: u64,
+    vocab: u64,
+    ffn: u64,
+    gated: bool,
+}
 
-/// Named public model sizes.
+/// One row of [`PRESETS`], in the order of [`ModelSpec`]'s fields.
+#[allow(clippy::too_many_arguments)]
+const fn preset(
+    name: &'static str,
+    layers: u32,
+    hidden: u64,
+    heads: u64,
+    seq: u64,
+    vocab: u64,
+    ffn: u64,
+    gated: bool,
+) -> Preset {
+    Preset {
+        name,
+        layers,
+        hidden,
+        heads,
+        seq,
+        vocab,
+        ffn,
+        gated,
+    }
+}
+
+/// Named public model sizes: layers, hidden, heads, sequence, vocabulary, feed-forward, gated.
 const PRESETS: &[Preset] = &[
-    ("gpt-1.3b", 24, 2048, 16, 2048, 50257, 8192, false),
-    ("gpt-2.7b", 32, 2560, 32, 2048, 50257, 10240, false),
-    ("gpt-7b", 32, 4096, 32, 2048, 50257, 16384, false),
-    ("gpt-13b", 40, 5120, 40, 2048, 50257, 20480, false),
-    ("llama-7b", 32, 4096, 32, 4096, 32000, 11008, true),
-    ("llama-13b", 40, 5120, 40, 4096, 32000, 13824, true),
+    preset("gpt-1.3b", 24, 2048, 16, 2048, 50257, 8192, false),
+    preset("gpt-2.7b", 32, 2560, 32, 2048, 50257, 10240, false),
+    preset("gpt-7b", 32, 4096, 32, 2048, 50257, 16384, false),
+    preset("gpt-13b", 40, 5120, 40, 2048, 50257, 20480, false),
+    preset("llama-7b", 32, 4096, 32, 4096, 32000, 11008, true),
+    preset("llama-13b", 40, 5120, 40, 4096, 32000, 13824, true),
 ];
 
 impl ModelSpec {
     /// Names of the presets.
     pub fn preset_names() -> Vec<&'static str> {
-        PRESETS.iter().map(|p| p.0).collect()
+        PRESETS.iter().map(|p| p.name).collect()
     }
 
     /// A preset by name (`gpt-1.3b`, `gpt-7b`, `llama-7b`, `llama-13b`, ...).
     pub fn preset(name: &str) -> Option<ModelSpec> {
         let key = name.trim().to_ascii_lowercase();
-        PRESETS.iter().find(|p| p.0 == key).map(
-            |&(n, layers, hidden, heads, seq, vocab, ffn, gated)| ModelSpec {
-                name: n.to_string(),
-                layers,
-                hidden,
-                heads,
-                seq,
-                vocab,
-                ffn,
-                gated,
-            },
-        )
+        PRESETS.iter().find(|p| p.name == key).map(|p| ModelSpec {
+            name: p.name.to_string(),
+            layers: p.layers,
+            hidden: p.hidden,
+            heads: p.heads,
+            seq: p.seq,
+            vocab: p.vocab,
+            ffn: p.ffn,
+            gated: p.gated,
+        })
     }
 
     /// Parses a preset name, `key=value` pairs, or a preset followed by overrides
@@ -117,113 +148,73 @@ impl ModelSpec {
     /// (0 or 1). Without a preset, `layers`, `hidden`, `heads` and `seq` are required.
     pub fn parse(text: &str) -> Result<ModelSpec, Error> {
         let presets = Self::preset_names().join(", ");
-        let mut spec: Option<ModelSpec> = None;
-        let mut fields: [Option<u64>; 6] = [None; 6];
-        let mut gated = None;
-        for (i, part) in text.split(',').map(str::trim).enumerate() {
-            if part.is_empty() {
-                continue;
-            }
-            let Some((k, v)) = part.split_once('=') else {
-                if i == 0 {
-                    spec = Some(Self::preset(part).ok_or_else(|| {
-                        Error::parse(
-                            "model",
-                            format!("unknown model preset `{part}`; use one of {presets}, or layers=..,hidden=..,heads=..,seq=..,vocab=.."),
-                        )
-                    })?);
-                    continue;
-                }
-                return Err(Error::parse(
-                    "model",
-                    format!("`{part}` has no `=`; write e.g. layers=32,hidden=4096,heads=32,seq=4096,vocab=32000"),
-                ));
-            };
-            let v = v.trim();
-            let key = k.trim().to_ascii_lowercase();
-            if key == "gated" {
-                gated = Some(match v {
-                    "1" | "true" | "yes" => true,
-                    "0" | "false" | "no" => false,
-                    _ => {
-                        return Err(Error::parse(
-                            "model",
-                            format!("gated={v}: write gated=1 or gated=0"),
-                        ))
-                    }
-                });
-                continue;
-            }
-            let n: u64 = v.parse().map_err(|_| {
-                Error::parse("model", format!("`{v}` in `{part}` is not a whole number"))
-            })?;
-            let slot = match key.as_str() {
-                "layers" => 0,
-                "hidden" => 1,
-                "heads" => 2,
-                "seq" => 3,
-                "vocab" => 4,
-                "ffn" => 5,
-                other => {
-                    return Err(Error::parse(
-                        "model",
-                        format!("unknown key `{other}`; use layers, hidden, heads, seq, vocab, ffn and gated"),
-                    ))
-                }
-            };
-            fields[slot] = Some(n);
-        }
-        let mut m = match spec {
-            Some(m) => m,
-            None => {
-                let need = |i: usize, name: &str| {
-                    fields[i].ok_or_else(|| {
-                        Error::parse(
-                            "model",
-                            format!("missing `{name}=`; give layers, hidden, heads and seq (or a preset: {presets})"),
-                        )
-                    })
-                };
-                let hidden = need(1, "hidden")?;
-                ModelSpec {
-                    name: "custom".into(),
-                    layers: need(0, "layers")? as u32,
-                    hidden,
-                    heads: need(2, "heads")?,
-                    seq: need(3, "seq")?,
-                    vocab: 0,
-                    ffn: 4 * hidden,
-                    gated: false,
-                }
-            }
+        let bad = |detail: String| Error::parse("model", detail);
+        let (head, rest) = text.split_once(',').unwrap_or((text, ""));
+        let base = match head.trim() {
+            h if h.contains('=') || h.is_empty() => None,
+            h => Some(Self::preset(h).ok_or_else(|| bad(format!("unknown model preset `{h}`; use one of {presets}, or layers=..,hidden=..,heads=..,seq=..,vocab=..")))?),
         };
-        let custom_ffn = fields[5].is_some();
-        if let Some(x) = fields[0] {
-            m.layers = u32::try_from(x)
-                .map_err(|_| Error::parse("model", format!("layers={x} is too large")))?;
-        }
-        if let Some(x) = fields[1] {
-            if !custom_ffn && m.ffn == 4 * m.hidden {
-                m.ffn = 4 * x;
+        let overrides = if base.is_some() { rest } else { text };
+        let mut m = base.clone().unwrap_or(ModelSpec {
+            name: "custom".into(),
+            layers: 0,
+            hidden: 0,
+            heads: 0,
+            seq: 0,
+            vocab: 0,
+            ffn: 0,
+            gated: false,
+        });
+        let (mut given, mut ffn_given) = (Vec::new(), false);
+        for (k, v, part) in crate::params::pairs(
+            overrides,
+            "model",
+            "layers=32,hidden=4096,heads=32,seq=4096,vocab=32000",
+        )? {
+            let n = || {
+                v.parse::<u64>()
+                    .map_err(|_| bad(format!("`{v}` in `{part}` is not a whole number")))
+            };
+            match k.as_str() {
+                "layers" => {
+                    m.layers =
+                        u32::try_from(n()?).map_err(|_| bad(format!("layers={v} is too large")))?
+                }
+                "hidden" => {
+                    let h = n()?;
+                    if !ffn_given && m.ffn == 4 * m.hidden {
+                        m.ffn = 4 * h;
+                    }
+                    m.hidden = h;
+                }
+                "heads" => m.heads = n()?,
+                "seq" => m.seq = n()?,
+                "vocab" => m.vocab = n()?,
+                "ffn" => (m.ffn, ffn_given) = (n()?, true),
+                "gated" => {
+                    m.gated = match v {
+                        "1" | "true" | "yes" => true,
+                        "0" | "false" | "no" => false,
+                        _ => return Err(bad(format!("gated={v}: write gated=1 or gated=0"))),
+                    }
+                }
+                other => {
+                    return Err(bad(format!(
+                    "unknown key `{other}`; use layers, hidden, heads, seq, vocab, ffn and gated"
+                )))
+                }
             }
-            m.hidden = x;
+            given.push(k);
         }
-        if let Some(x) = fields[2] {
-            m.heads = x;
+        if base.is_none() {
+            if let Some(name) = ["layers", "hidden", "heads", "seq"]
+                .into_iter()
+                .find(|k| !given.iter().any(|g| g == k))
+            {
+                return Err(bad(format!("missing `{name}=`; give layers, hidden, heads and seq (or a preset: {presets})")));
+            }
         }
-        if let Some(x) = fields[3] {
-            m.seq = x;
-        }
-        if let Some(x) = fields[4] {
-            m.vocab = x;
-        }
-        if let Some(x) = fields[5] {
-            m.ffn = x;
-        }
-        if let Some(g) = gated {
-            m.gated = g;
-        }
-        if m.name != "custom" && ModelSpec::preset(&m.name).is_none_or(|p| p != m) {
+        if base.is_some_and(|b| b != m) {
             m.name = format!("{} (modified)", m.name);
         }
         m.check()?;
@@ -343,58 +334,43 @@ impl DeviceSpec {
     pub fn parse(text: &str) -> Result<DeviceSpec, Error> {
         let mut d = DeviceSpec::default();
         let mut p2p = None;
-        for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| {
-                Error::parse(
-                    "device",
-                    format!("`{part}` has no `=`; write e.g. flops=989e12,memory=80GiB,bandwidth=50GB/s"),
-                )
-            })?;
-            let v = v.trim();
-            let num = |x: &str| -> Result<f64, Error> {
-                let n: f64 = x.parse().map_err(|_| {
-                    Error::parse("device", format!("`{x}` in `{part}` is not a number"))
-                })?;
+        let bad = |detail: String| Error::parse("device", detail);
+        let example = "flops=989e12,memory=80GiB,bandwidth=50GB/s";
+        for (k, v, part) in crate::params::pairs(text, "device", example)? {
+            let num = || -> Result<f64, Error> {
+                let n: f64 = v
+                    .parse()
+                    .map_err(|_| bad(format!("`{v}` in `{part}` is not a number")))?;
                 if n.is_nan() || n < 0.0 {
-                    return Err(Error::parse(
-                        "device",
-                        format!("`{part}` must not be negative"),
-                    ));
+                    return Err(bad(format!("`{part}` must not be negative")));
                 }
                 Ok(n)
             };
-            let rate = |x: &str| -> Result<f64, Error> {
-                let x = x.trim_end_matches("/s").trim_end_matches("/S");
-                parse_bytes(x).map_err(|e| Error::parse("device", e))
-            };
-            match k.trim().to_ascii_lowercase().as_str() {
-                "flops" => d.flops = num(v)?,
-                "eff" | "efficiency" => d.efficiency = num(v)?,
-                "memory" | "mem" => {
-                    d.memory = parse_bytes(v).map_err(|e| Error::parse("device", e))?
-                }
-                "bandwidth" | "bw" => d.bandwidth = rate(v)?,
-                "p2p" => p2p = Some(rate(v)?),
-                "latency" => d.latency = num(v)?,
+            let bytes =
+                |x: &str| parse_bytes(x.trim_end_matches("/s").trim_end_matches("/S")).map_err(bad);
+            match k.as_str() {
+                "flops" => d.flops = num()?,
+                "eff" | "efficiency" => d.efficiency = num()?,
+                "memory" | "mem" => d.memory = bytes(v)?,
+                "bandwidth" | "bw" => d.bandwidth = bytes(v)?,
+                "p2p" => p2p = Some(bytes(v)?),
+                "latency" => d.latency = num()?,
                 other => {
-                    return Err(Error::parse(
-                        "device",
-                        format!(
+                    return Err(bad(format!(
                         "unknown key `{other}`; use flops, eff, memory, bandwidth, p2p and latency"
-                    ),
-                    ))
+                    )))
                 }
             }
         }
         d.p2p_bandwidth = p2p.unwrap_or(d.bandwidth);
         if !(d.flops.is_finite() && d.flops > 0.0) {
-            return Err(Error::parse("device", "flops must be a positive number"));
+            return Err(bad("flops must be a positive number".into()));
         }
         if !(d.efficiency > 0.0 && d.efficiency <= 1.0) {
-            return Err(Error::parse("device", "eff must be in (0, 1]"));
+            return Err(bad("eff must be in (0, 1]".into()));
         }
         if !d.latency.is_finite() {
-            return Err(Error::parse("device", "latency must be finite"));
+            return Err(bad("latency must be finite".into()));
         }
         Ok(d)
     }
@@ -489,74 +465,5 @@ impl ModelCosts {
             out.layers.push(n);
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gpt_layer_params_are_12h2_plus_13h() {
-        let m = ModelSpec::parse("layers=2,hidden=1024,heads=16,seq=512").unwrap();
-        let h = 1024.0;
-        assert_eq!(m.layer_params(), 12.0 * h * h + 13.0 * h);
-    }
-
-    #[test]
-    fn presets_have_their_public_sizes() {
-        let l7 = ModelSpec::preset("llama-7b").unwrap();
-        let n = l7.total_params();
-        assert!((6.5e9..7.0e9).contains(&n), "llama-7b has {n} parameters");
-        let l13 = ModelSpec::preset("llama-13b").unwrap();
-        let n = l13.total_params();
-        assert!(
-            (12.8e9..13.3e9).contains(&n),
-            "llama-13b has {n} parameters"
-        );
-        let g = ModelSpec::preset("gpt-1.3b").unwrap();
-        let n = g.total_params();
-        assert!((1.2e9..1.5e9).contains(&n), "gpt-1.3b has {n} parameters");
-    }
-
-    #[test]
-    fn overrides_and_errors() {
-        let m = ModelSpec::parse("llama-7b,seq=2048").unwrap();
-        assert_eq!(m.seq, 2048);
-        assert_eq!(m.hidden, 4096);
-        assert!(ModelSpec::parse("llama-8b").is_err());
-        assert!(ModelSpec::parse("layers=2,hidden=100").is_err());
-        assert!(ModelSpec::parse("layers=2,hidden=100,heads=3,seq=4").is_err());
-        assert!(ModelSpec::parse("layers=2,hidden=96,heads=3,seq=4,depth=1").is_err());
-    }
-
-    #[test]
-    fn device_parsing() {
-        let d = DeviceSpec::parse("flops=989e12,memory=80GiB,bandwidth=50GB/s").unwrap();
-        assert_eq!(d.memory, 80.0 * 1024f64.powi(3));
-        assert_eq!(d.bandwidth, 50e9);
-        let inf = DeviceSpec::parse("bandwidth=inf").unwrap();
-        assert!(inf.bandwidth.is_infinite());
-        assert!(DeviceSpec::parse("flops=-1").is_err());
-        assert!(DeviceSpec::parse("speed=3").is_err());
-        assert!(DeviceSpec::parse("memory=lots").is_err());
-    }
-
-    #[test]
-    fn stage_costs_follow_the_formulas() {
-        let m = ModelSpec::parse("layers=4,hidden=1024,heads=16,seq=2048,vocab=0").unwrap();
-        let d = DeviceSpec::parse("flops=1e15,eff=1").unwrap();
-        let c = ModelCosts::for_stages(&m, 2, &d, 2).unwrap();
-        let (s, b, h) = (2048.0, 2.0, 1024.0);
-        let f_layer = 24.0 * s * b * h * h + 4.0 * b * s * s * h;
-        assert!((c.costs[0].f - 2.0 * f_layer / 1e15).abs() < 1e-12);
-        // W is the weight-gradient matmuls only; B + W is twice F up to the attention term.
-        let w_layer = 24.0 * s * b * h * h;
-        assert!((c.costs[1].w - 2.0 * w_layer / 1e15).abs() < 1e-12);
-        let act = 34.0 * s * b * h + 5.0 * 16.0 * s * s * b;
-        assert!((c.activation_bytes[0] - 2.0 * act).abs() < 1e-3);
-        assert_eq!(c.layers, vec![2, 2]);
-        assert!(ModelCosts::for_stages(&m, 1, &d, 5).is_err());
-        assert!(ModelCosts::for_stages(&m, 0, &d, 2).is_err());
     }
 }

@@ -70,40 +70,47 @@ fn check_cost(what: &str, v: f64) -> Result<f64, Error> {
     }
 }
 
+/// The `key=value` pairs of a comma-separated list, keys in lower case: `(key, value, pair)`.
+/// `what` and `example` word the error for a pair without `=`.
+pub(crate) fn pairs<'t>(
+    text: &'t str,
+    what: &str,
+    example: &str,
+) -> Result<Vec<(String, &'t str, &'t str)>, Error> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|part| match part.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_ascii_lowercase(), v.trim(), part)),
+            None => Err(Error::parse(
+                what,
+                format!("`{part}` has no `=`; write e.g. {example}"),
+            )),
+        })
+        .collect()
+}
+
 impl Costs {
     /// Parses `f=1,b=1.3,w=0.7,c=0.05` (keys `f`, `b`, `w`, `bw`, `c`; any subset, the rest default).
     pub fn parse(text: &str) -> Result<Self, Error> {
         let mut c = Costs::default();
-        for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| {
-                Error::parse(
-                    "cost",
-                    format!("`{part}` has no `=`; write e.g. f=1,b=1,w=1,c=0"),
-                )
-            })?;
+        for (k, v, part) in pairs(text, "cost", "f=1,b=1,w=1,c=0")? {
             let v: f64 = v
-                .trim()
                 .parse()
                 .map_err(|_| Error::parse("cost", format!("`{v}` in `{part}` is not a number")))?;
-            if !v.is_finite() || v < 0.0 {
-                return Err(Error::parse(
-                    "cost",
-                    format!("`{part}`: costs must be finite and not negative"),
-                ));
-            }
-            match k.trim().to_ascii_lowercase().as_str() {
-                "f" => c.f = v,
-                "b" => c.b = v,
-                "w" => c.w = v,
-                "bw" => c.bw = Some(v),
-                "c" | "comm" => c.comm = v,
+            *match k.as_str() {
+                "f" => &mut c.f,
+                "b" => &mut c.b,
+                "w" => &mut c.w,
+                "bw" => c.bw.insert(0.0),
+                "c" | "comm" => &mut c.comm,
                 other => {
                     return Err(Error::parse(
                         "cost",
                         format!("unknown key `{other}`; use f, b, w, bw and c"),
                     ))
                 }
-            }
+            } = check_cost(&format!("cost {k}"), v)?;
         }
         c.check()?;
         Ok(c)
@@ -351,31 +358,11 @@ impl StageCosts {
         Ok(self)
     }
 
-    /// The uniform costs, when these are the shorthand.
-    pub fn as_uniform(&self) -> Option<&Costs> {
-        match &self.source {
-            Source::Uniform(c) => Some(c),
-            _ => None,
-        }
-    }
-
     /// Whether these are the reference costs of the closed forms: F = B = W on every stage, no
     /// latency, no release at B (the direct schedules are optimal there).
     pub fn is_reference(&self) -> bool {
         matches!(&self.source, Source::Uniform(c) if c.f == c.b && c.b == c.w && c.comm == 0.0)
             && self.b_release.unwrap_or(0.0) == 0.0
-    }
-
-    /// The model behind these costs, when they come from one.
-    pub fn model_source(&self) -> Option<(&ModelSpec, u32, &DeviceSpec)> {
-        match &self.source {
-            Source::Model {
-                model,
-                microbatch_size,
-                device,
-            } => Some((model, *microbatch_size, device)),
-            _ => None,
-        }
     }
 
     /// Number of stages of the table, when these are a table.
@@ -439,6 +426,21 @@ impl StageCosts {
         }
         flat.b_release = self.b_release;
         Ok(Some(flat))
+    }
+
+    /// The cost-blind stand-ins a cost-aware generator also builds with, keeping what is best
+    /// under these costs: the stages alike ([`StageCosts::flattened`]) and the reference costs
+    /// (F = B = W = 1, what schedules are built with when the costs are unknown). Empty for the
+    /// uniform shorthand, which generators take as it is.
+    pub fn stand_ins(&self) -> Result<Vec<StageCosts>, Error> {
+        let mut out: Vec<StageCosts> = self.flattened()?.into_iter().collect();
+        if !matches!(self.source, Source::Uniform(_)) {
+            out.push(StageCosts {
+                source: Source::Uniform(Costs::default()),
+                b_release: self.b_release,
+            });
+        }
+        Ok(out)
     }
 
     /// The costs for a schedule of `stages` stages on `devices` devices.

@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::block::{self, Block, BlockInfo, DelaySplit, Finish, Member};
 use crate::engine::{simulate, SimResult};
 use crate::error::{Error, Param};
-use crate::fsdp::{schedule_and_run, FsdpError, FsdpPlan, FsdpResult, FsdpSetup, GIB};
+use crate::fsdp::{schedule_and_run, FsdpRun, FsdpSetup, GIB};
 use crate::generators::greedy::{list_schedule, GreedyOptions};
 use crate::generators::rounds::{self, RoundOptions};
 use crate::improve;
@@ -40,8 +40,9 @@ const POLISH_WORK: f64 = 5e9;
 
 /// Expands a block for `prm`, squeezes it under `prm`'s costs and reorders its warm-up and
 /// cool-down within the block's memory bound. When the stages differ, the same block finished
-/// as if they were alike ([`crate::params::StageCosts::flattened`]) is kept instead when it is
-/// shorter under the true costs and within the true bound. The schedule keeps the block's name.
+/// under the cost-blind stand-ins ([`crate::params::StageCosts::stand_ins`]) is kept instead
+/// when it is shorter under the true costs and within the true bound. The schedule keeps the
+/// block's name.
 pub fn from_block(b: &Block, prm: &Params) -> Result<Schedule, Error> {
     if b.devices != prm.devices() {
         return Err(Error::fix(
@@ -54,23 +55,16 @@ pub fn from_block(b: &Block, prm: &Params) -> Result<Schedule, Error> {
             b.devices.to_string(),
         ));
     }
-    let (s, r) = b.build(prm.microbatches(), &prm.costs, Finish::Reorder)?;
-    let Some(flat) = prm.costs.flattened()? else {
-        return Ok(s);
-    };
+    let (mut s, mut r) = b.build(prm.microbatches(), &prm.costs, Finish::Reorder)?;
     let bound = b.bound(&b.analyse()?, &prm.table(&b.placement)?.act);
-    let (alike, _) = b.build(prm.microbatches(), &flat, Finish::Reorder)?;
-    let ra = simulate(&alike, &prm.costs)?;
-    let fits = ra
-        .peak_activation
-        .iter()
-        .zip(&bound)
-        .all(|(pk, l)| *pk <= l + EPS);
-    Ok(if fits && ra.makespan < r.makespan - EPS {
-        alike
-    } else {
-        s
-    })
+    for other in prm.costs.stand_ins()? {
+        let (alike, _) = b.build(prm.microbatches(), &other, Finish::Reorder)?;
+        let ra = simulate(&alike, &prm.costs)?;
+        if ra.fits(&bound) && ra.makespan < r.makespan - EPS {
+            (s, r) = (alike, ra);
+        }
+    }
+    Ok(s)
 }
 
 /// Per device, `k` microbatches on all its stages under `placement`: the memory of a schedule
@@ -111,12 +105,7 @@ pub fn zero_bubble(direct: Schedule, prm: &Params, held: f64) -> Result<Schedule
         let Ok(r) = simulate(&s, &prm.costs) else {
             continue;
         };
-        let fits = r
-            .peak_activation
-            .iter()
-            .zip(&limit)
-            .all(|(a, l)| *a <= l + EPS);
-        if r.makespan < best.0 - EPS && fits {
+        if r.makespan < best.0 - EPS && r.fits(&limit) {
             best = (r.makespan, s);
         }
     }
@@ -184,61 +173,49 @@ fn best_of_rounds(prm: &Params, o: RoundOptions) -> Option<(Schedule, SimResult)
 /// ZB-V: V-shape placement, B/W split, holding `p` microbatches per device (1F1B's memory),
 /// under `prm`'s costs: the best of the round-based scheduler and the greedy list scheduler
 /// (B first, F while memory allows, W fills the waits) with a few in-flight caps. When the
-/// stages differ, the same built as if they were alike competes too, scored on the true costs.
+/// stages differ, the same built under the cost-blind stand-ins competes too, scored on the
+/// true costs.
 pub fn zb_v(prm: &Params) -> Result<Schedule, Error> {
-    let limit = holding(prm, &Placement::VShape, prm.devices() as f64)?;
-    let mut best = zb_v_under(prm, prm, &limit);
-    if let Some(flat) = prm.costs.flattened()? {
-        let alike = zb_v_under(&prm.clone().with_costs(flat), prm, &limit);
-        if let (Ok((a, ra)), Ok((_, rb))) = (&alike, &best) {
-            if ra < rb {
-                best = Ok((a.clone(), *ra));
+    let limits = holding(prm, &Placement::VShape, prm.devices() as f64)?;
+    let variants = |prm: &Params| {
+        let st = Search::new(prm, limits.clone())?;
+        let mut tasks = Vec::new();
+        for cap in caps(prm.devices() as f64, prm.microbatches()) {
+            for reserve in [false, true] {
+                let placement = Placement::VShape;
+                let tag = "v-shape";
+                tasks.push(Task::Greedy {
+                    placement,
+                    tag,
+                    cap,
+                    reserve,
+                });
             }
         }
-    }
-    best.map(|(s, _)| s)
-}
-
-/// [`zb_v`] built under `build`'s costs, scored under `judge`'s, within `limit` (true units);
-/// the schedule and its makespan.
-fn zb_v_under(build: &Params, judge: &Params, limit: &[f64]) -> Result<(Schedule, f64), Error> {
-    let prm = build;
-    let within = |r: &SimResult| {
-        r.peak_activation
-            .iter()
-            .zip(limit)
-            .all(|(a, l)| *a <= l + EPS)
+        tasks.extend(rounds::variants(&limits).into_iter().map(Task::Rounds));
+        Ok::<_, Error>(run_all(&st, tasks).into_iter().flatten())
     };
-    let mut best: Option<(f64, Schedule)> = None;
-    let mut last_err = None;
-    for cap in caps(prm.devices() as f64, prm.microbatches()) {
-        for reserve in [false, true] {
-            let o = greedy_options("zb-v", Placement::VShape, limit.to_vec(), cap, reserve);
-            match list_schedule(prm, &o).and_then(|s| simulate(&s, &judge.costs).map(|r| (s, r))) {
-                Ok((s, r)) => {
-                    if within(&r) && best.as_ref().is_none_or(|(ms, _)| r.makespan < ms - EPS) {
-                        best = Some((r.makespan, s));
-                    }
-                }
-                Err(e) => last_err = Some(e),
-            }
+    let mut found: Vec<Candidate> = variants(prm)?.collect();
+    for other in prm.costs.stand_ins()? {
+        for mut c in variants(&prm.clone().with_costs(other))? {
+            c.result = simulate(&c.schedule, &prm.costs)?;
+            found.push(c);
         }
     }
-    for o in rounds::variants(limit) {
-        if let Some((s, _)) = best_of_rounds(prm, o) {
-            let Ok(r) = simulate(&s, &judge.costs) else {
-                continue;
-            };
-            if within(&r) && best.as_ref().is_none_or(|(ms, _)| r.makespan < ms - EPS) {
-                best = Some((r.makespan, s));
-            }
+    let mut best: Option<Candidate> = None;
+    for c in found.into_iter().filter(|c| c.result.fits(&limits)) {
+        if best
+            .as_ref()
+            .is_none_or(|b| c.result.makespan < b.result.makespan - EPS)
+        {
+            best = Some(c);
         }
     }
-    best.map(|(ms, mut s)| {
-        s.name = "zb-v".into();
-        (s, ms)
-    })
-    .ok_or_else(|| last_err.unwrap_or_else(|| Error::config("zb-v: no schedule found")))
+    let mut s = best
+        .ok_or_else(|| Error::config("zb-v: no schedule holds p microbatches per device"))?
+        .schedule;
+    s.name = "zb-v".into();
+    Ok(s)
 }
 
 /// One schedule found by the search, with its simulation.
@@ -354,7 +331,18 @@ const REORDER_MIN: usize = 6;
 /// See [`REORDER_WORK`].
 const REORDER_MAX: usize = 24;
 
-impl Search<'_> {
+impl<'a> Search<'a> {
+    /// A search for `prm` within `limits` units per device (the budget is the largest).
+    fn new(prm: &'a Params, limits: Vec<f64>) -> Result<Self, Error> {
+        Ok(Search {
+            prm,
+            budget: limits.iter().cloned().fold(0.0, f64::max),
+            act_v: prm.table(&Placement::VShape)?.act,
+            limits,
+            top: Vec::new(),
+        })
+    }
+
     /// Whether a simulated schedule stays within the budget.
     fn fits(&self, r: &SimResult) -> bool {
         r.max_peak() <= self.budget + 1e-6
@@ -509,8 +497,7 @@ impl Search<'_> {
                 cap,
                 reserve,
             } => {
-                let limit = vec![self.budget; self.prm.devices() as usize];
-                let o = greedy_options("auto", placement, limit, cap, reserve);
+                let o = greedy_options("auto", placement, self.limits.clone(), cap, reserve);
                 let s = list_schedule(self.prm, &o).ok()?;
                 let r = simulate(&s, costs).ok()?;
                 let label = format!(
@@ -724,14 +711,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
             1.0,
         )?);
     let budget = budget.min(most);
-    let act_v = prm.table(&Placement::VShape)?.act;
-    let mut st = Search {
-        prm,
-        budget,
-        limits: vec![budget; p as usize],
-        act_v,
-        top: Vec::new(),
-    };
+    let mut st = Search::new(prm, vec![budget; p as usize])?;
     let mut blocks: Vec<Labelled> = Vec::new();
     for name in block::NAMED {
         if let Ok(b) = block::named(name, p) {
@@ -831,13 +811,13 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     for f in found {
         st.offer(f);
     }
-    // When the stages differ, what the same search finds as if they were alike, judged on the
-    // true costs and memory: the answer is never worse than that.
-    if let Some(flat) = prm.costs.flattened()? {
-        if let Ok(c) = search(&prm.clone().with_costs(flat), budget) {
+    // When the stages differ, what the same search finds under the cost-blind stand-ins,
+    // judged on the true costs and memory: the answer is never worse than that.
+    for other in prm.costs.stand_ins()? {
+        if let Ok(c) = search(&prm.clone().with_costs(other), budget) {
             if let Ok(result) = simulate(&c.schedule, &prm.costs) {
                 st.offer(Candidate {
-                    family: format!("{}, found with the stages alike", c.family),
+                    family: format!("{}, found blind to the stages", c.family),
                     schedule: c.schedule,
                     result,
                 });
@@ -962,77 +942,45 @@ pub struct GroupTrial {
     pub peak_memory: f64,
 }
 
-/// The outcome of [`zeropp_group`].
-#[derive(Clone, Debug)]
-pub struct GroupChoice {
-    /// The chosen group size.
-    pub group: u32,
-    /// Its schedule.
-    pub schedule: Schedule,
-    /// Its FSDP plan.
-    pub plan: FsdpPlan,
-    /// Its simulation.
-    pub result: FsdpResult,
-    /// Every group size tried.
-    pub tried: Vec<GroupTrial>,
-}
-
 /// Picks ZeroPP's group size under FSDP: among the divisors of `m`, the one with the shortest
 /// simulated step whose peak memory fits `budget` bytes per device (the device's memory when
-/// `None`). Larger groups hide more of the pipeline bubble and move less parameter traffic;
-/// smaller groups keep fewer activations alive.
+/// `None`); its run (the group is its gather window) and every group size tried. Larger groups
+/// hide more of the pipeline bubble and move less parameter traffic; smaller groups keep fewer
+/// activations alive.
 pub fn zeropp_group(
     prm: &Params,
     setup: &FsdpSetup,
     budget: Option<f64>,
-) -> Result<GroupChoice, FsdpError> {
+) -> Result<(FsdpRun, Vec<GroupTrial>), Error> {
     let m = prm.microbatches();
     let budget = budget.unwrap_or(setup.device.memory);
-    let mut best: Option<GroupChoice> = None;
+    let mut best: Option<FsdpRun> = None;
     let mut tried = Vec::new();
     for u in (1..=m).filter(|u| m.is_multiple_of(*u)) {
-        let (schedule, _, plan, result) =
-            schedule_and_run("zeropp", &prm.clone().with_group(u)?, setup)?;
-        let peak = result.max_peak_memory();
+        let run = schedule_and_run("zeropp", &prm.clone().with_group(u)?, setup)?;
+        let (step, peak) = (run.result.makespan, run.result.max_peak_memory());
         tried.push(GroupTrial {
             group: u,
-            step: result.makespan,
+            step,
             peak_memory: peak,
         });
-        if peak <= budget
-            && best
-                .as_ref()
-                .is_none_or(|b| result.makespan < b.result.makespan)
-        {
-            best = Some(GroupChoice {
-                group: u,
-                schedule,
-                plan,
-                result,
-                tried: Vec::new(),
-            });
+        if peak <= budget && best.as_ref().is_none_or(|b| step < b.result.makespan) {
+            best = Some(run);
         }
     }
-    match best {
-        Some(mut b) => {
-            b.tried = tried;
-            Ok(b)
-        }
-        None => {
-            let least = tried
-                .iter()
-                .min_by(|a, b| a.peak_memory.total_cmp(&b.peak_memory))
-                .copied();
-            let (u, peak) = least.map_or((1, 0.0), |t| (t.group, t.peak_memory));
-            Err(Error::change(
-                format!(
-                    "no ZeroPP group size fits the memory budget of {:.2} GiB per device (the smallest peak is {:.2} GiB with groups of {u}); use more devices, a smaller microbatch or a larger budget",
-                    budget / GIB,
-                    peak / GIB
-                ),
-                Param::Budget,
-            )
-            .into())
-        }
+    if let Some(b) = best {
+        return Ok((b, tried));
     }
+    let (u, peak) = tried
+        .iter()
+        .min_by(|a, b| a.peak_memory.total_cmp(&b.peak_memory))
+        .map_or((1, 0.0), |t| (t.group, t.peak_memory));
+    Err(Error::change(
+        format!(
+            "no ZeroPP group size fits the memory budget of {:.2} GiB per device (the smallest peak is {:.2} GiB with groups of {u}); use more devices, a smaller microbatch or a larger budget",
+            budget / GIB,
+            peak / GIB
+        ),
+        Param::Budget,
+    ))
 }

@@ -22,7 +22,8 @@ fn simulate(name: &str, prm: &Params, unit: Option<u32>, st: &FsdpSetup) -> Fsdp
         Some(u) => prm.clone().with_group(u).unwrap(),
         None => prm.clone(),
     };
-    let (s, window, _, r) = schedule_and_run(name, &prm, st).unwrap();
+    let run = schedule_and_run(name, &prm, st).unwrap();
+    let (s, window, r) = (run.schedule, run.window, run.result);
     validate(&s).unwrap();
     let want = if name == "zeropp" {
         unit.unwrap_or(window)
@@ -79,7 +80,8 @@ fn infinite_bandwidth_exposes_nothing_and_memory_stays_sane() {
             let Ok(s) = generate(g.name, &prm.clone().with_costs(st.costs())) else {
                 continue;
             };
-            let (plan, r) = run(&s, g.fsdp_window(&prm), &st).unwrap();
+            let done = run(s, g.fsdp_window(&prm), &st).unwrap();
+            let (plan, r) = (done.plan, done.result);
             assert!(plan.counts().0 > 0);
             assert!(
                 r.max_exposed_comm() == 0.0,

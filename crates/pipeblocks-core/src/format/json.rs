@@ -63,23 +63,7 @@ pub fn write(s: &Schedule) -> String {
 
 /// Reads a schedule from JSON. The result is not validated; see [`crate::validate()`].
 pub fn read(text: &str) -> Result<Schedule, Error> {
-    let f: File =
-        serde_json::from_str(text).map_err(|e| Error::parse("JSON schedule", e.to_string()))?;
-    if f.format != FORMAT {
-        return Err(Error::parse(
-            "JSON schedule",
-            format!("`format` is `{}`, expected `{FORMAT}`", f.format),
-        ));
-    }
-    if f.version != VERSION {
-        return Err(Error::parse(
-            "JSON schedule",
-            format!(
-                "version {} is not supported; this pipeblocks reads version {VERSION}",
-                f.version
-            ),
-        ));
-    }
+    let f: File = super::read_versioned(text, "JSON schedule", FORMAT, VERSION.into())?;
     Ok(Schedule {
         name: f.name,
         devices: f.devices,

@@ -51,34 +51,7 @@ const WHAT: &str = "stage costs";
 
 /// Reads a stage-cost file and checks every value.
 pub fn read(text: &str) -> Result<StageCosts, Error> {
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| Error::parse(WHAT, e.to_string()))?;
-    match v.get("format").and_then(|f| f.as_str()) {
-        Some(FORMAT) => {}
-        Some(other) => {
-            return Err(Error::parse(
-                WHAT,
-                format!("`format` is `{other}`, expected `{FORMAT}`"),
-            ))
-        }
-        None => {
-            return Err(Error::parse(
-                WHAT,
-                format!("missing `\"format\": \"{FORMAT}\"`"),
-            ))
-        }
-    }
-    match v.get("version").and_then(|x| x.as_u64()) {
-        Some(1) => {}
-        Some(n) => {
-            return Err(Error::parse(
-                WHAT,
-                format!("version {n} is not supported; this pipeblocks reads version {VERSION}"),
-            ))
-        }
-        None => return Err(Error::parse(WHAT, "missing `\"version\": 1`")),
-    }
-    let f: File = serde_json::from_value(v).map_err(|e| Error::parse(WHAT, e.to_string()))?;
+    let f: File = super::read_versioned(text, WHAT, FORMAT, VERSION.into())?;
     let costs = StageCosts::table(f.stages, f.comm, f.b_release)?;
     match f.activation_bytes {
         Some(b) => costs.with_activation_bytes(b),

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use crate::engine::{Blocked, Engine, Flow, Net, Policy, Slot, State, Step};
+use crate::engine::{Alarm, Blocked, Engine, Flow, Net, Policy, Slot, State, Step};
 use crate::error::{Error, Param};
 use crate::ir::{Pass, PassKind, Placement, Schedule};
 use crate::params::{Params, EPS};
@@ -64,16 +64,9 @@ struct Greedy<'a> {
 }
 
 impl Greedy<'_> {
-    fn choose(&mut self, d: usize, now: f64, st: &State, wake: &mut f64) -> Option<Pass> {
+    fn choose(&mut self, d: usize, now: f64, st: &State, alarm: &mut Alarm) -> Option<Pass> {
         let net = st.net;
         let o = self.o;
-        let mut consider = |ready: Result<f64, Slot>| {
-            let r = ready.unwrap_or(f64::INFINITY);
-            if r > now + EPS && r < *wake {
-                *wake = r;
-            }
-            r <= now + EPS
-        };
         // 1. B (or BW) whose gradient has arrived.
         let mut choice: Option<Pass> = None;
         let kind = if o.split_backward {
@@ -91,7 +84,7 @@ impl Greedy<'_> {
                 continue;
             }
             let pass = Pass::new(kind, s, mb as u32);
-            if consider(st.ready(pass)) && choice.is_none_or(|c| mb < c.mb as usize) {
+            if alarm.arrived(st.ready(pass)) && choice.is_none_or(|c| mb < c.mb as usize) {
                 choice = Some(pass);
             }
         }
@@ -116,7 +109,7 @@ impl Greedy<'_> {
                     || st.level[d] - self.pending_mem[d] + self.reserved[d] + self.need[d]
                         <= o.limit[d] + EPS);
             let pass = Pass::f(s, mb as u32);
-            if consider(st.ready(pass)) && fits && choice.is_none_or(|c| mb < c.mb as usize) {
+            if alarm.arrived(st.ready(pass)) && fits && choice.is_none_or(|c| mb < c.mb as usize) {
                 choice = Some(pass);
             }
         }
@@ -135,12 +128,10 @@ impl Policy for Greedy<'_> {
         if self.left[d] == 0 {
             return Step::Done;
         }
-        let mut wake = f64::INFINITY;
-        match self.choose(d, now, st, &mut wake) {
-            Some(pass) => Step::Run(pass),
-            // 4. Idle until a known arrival, or until an input of this device is produced.
-            None => Step::Sleep(wake),
-        }
+        // 4. Nothing: idle until a known arrival, or until an input of this device is produced.
+        let mut alarm = Alarm::new(now);
+        let choice = self.choose(d, now, st, &mut alarm);
+        alarm.step(choice)
     }
 
     fn ran(&mut self, d: usize, pass: Pass, st: &State) -> Flow {

@@ -33,7 +33,7 @@
 
 use std::collections::VecDeque;
 
-use crate::engine::{Engine, Flow, Net, Policy, Slot, State, Step};
+use crate::engine::{Alarm, Engine, Flow, Net, Policy, State, Step};
 use crate::error::{Error, Param};
 use crate::ir::{Pass, PassKind, Placement, Schedule};
 use crate::params::{Params, EPS};
@@ -89,15 +89,8 @@ impl Zeropp {
         self.unit.min(self.m - u * self.unit)
     }
 
-    fn choose(&mut self, d: usize, now: f64, st: &State, wake: &mut f64) -> Option<Pass> {
+    fn choose(&mut self, d: usize, st: &State, alarm: &mut Alarm) -> Option<Pass> {
         let net = st.net;
-        let mut consider = |ready: Result<f64, Slot>| {
-            let r = ready.unwrap_or(f64::INFINITY);
-            if r > now + EPS && r < *wake {
-                *wake = r;
-            }
-            r <= now + EPS
-        };
         // Readiness of the next F and B of every local stage: (group, stage, mb).
         let mut f_ready: Vec<(u32, u32, u32)> = Vec::new();
         let mut b_ready: Vec<(u32, u32, u32)> = Vec::new();
@@ -119,7 +112,7 @@ impl Zeropp {
                     }
                     Window::Bw(..) => false,
                 };
-                if consider(st.ready(Pass::f(s, mb))) {
+                if alarm.arrived(st.ready(Pass::f(s, mb))) {
                     if allowed {
                         f_ready.push((u, s, mb));
                     } else {
@@ -135,7 +128,7 @@ impl Zeropp {
                     Window::Closed => true,
                     Window::F(..) => false,
                 };
-                if consider(st.ready(Pass::b(s, mb))) {
+                if alarm.arrived(st.ready(Pass::b(s, mb))) {
                     if allowed {
                         b_ready.push((u, s, mb));
                     } else {
@@ -172,11 +165,9 @@ impl Policy for Zeropp {
         if self.left[d] == 0 {
             return Step::Done;
         }
-        let mut wake = f64::INFINITY;
-        match self.choose(d, now, st, &mut wake) {
-            Some(pass) => Step::Run(pass),
-            None => Step::Sleep(wake),
-        }
+        let mut alarm = Alarm::new(now);
+        let choice = self.choose(d, st, &mut alarm);
+        alarm.step(choice)
     }
 
     fn ran(&mut self, d: usize, pass: Pass, _: &State) -> Flow {

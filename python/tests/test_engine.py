@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -114,6 +115,10 @@ def test_equality_sees_order_changes():
         (lambda: pb.generate("1f1b", 4, 8).stage_ids(-1), "rank -1 is out of range"),
         (lambda: pb.parse_torch_csv("0F0,0X1\n"), "not a compute action"),
         (lambda: pb.parse_torch_csv("0B0,0F0\n1F0,1B0\n"), "invalid schedule"),
+        (lambda: pb.generate("interleaved-1f1b", 4, 6), "(microbatches=8)"),
+        (lambda: pb.generate("zeropp", 2, 4, group=5), "(group=4)"),
+        (lambda: pb.generate("1f1b", 4, 8, stage_costs="{}"), "malformed stage costs"),
+        (lambda: pb.generate("1f1b", 4, 8, b_release=2.0), "(b_release=0)"),
     ],
 )
 def test_engine_errors_are_value_errors_with_its_message(call, message):
@@ -131,3 +136,23 @@ def test_package_docstring_examples_hold():
 
     failures, tried = doctest.testmod(pb, verbose=False)
     assert tried > 0 and failures == 0
+
+
+HEAVY_LAST = json.dumps(
+    {
+        "format": "pipeblocks-stage-costs",
+        "version": 1,
+        "comm": 0.05,
+        "stages": [{"f": 1, "b": 1.1, "w": 0.9}] * 3 + [{"f": 1.5, "b": 1.65, "w": 1.35, "activation": 1.3}],
+    }
+)
+
+
+def test_stage_costs_reach_generation_and_simulation():
+    s = pb.generate("1f1b", 4, 16)
+    r = s.simulate(stage_costs=HEAVY_LAST)
+    assert r["bottleneck"]["stage"] == 3
+    assert r["busy"][3] > 1.4 * r["busy"][0]
+    assert r["peak_activation"][3] == pytest.approx(1.3)
+    auto = pb.generate("auto", 4, 16, stage_costs=HEAVY_LAST, memory="1x")
+    assert auto.simulate(stage_costs=HEAVY_LAST)["max_peak_activation"] <= 4.0 + 1e-9

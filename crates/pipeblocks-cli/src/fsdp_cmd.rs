@@ -176,7 +176,8 @@ pub fn simulate(fa: &FsdpArgs, input: &SimInput, json: bool) -> Result<()> {
     let text = if json {
         serde_json::to_string_pretty(&summary_json(&s, u, &setup, &r))? + "\n"
     } else {
-        let (ag, _, rs) = plan.counts();
+        let counts = plan.counts();
+        let (ag, rs) = (counts.gathers, counts.reduce_scatters);
         let ms = |x: f64| format!("{:.2}", x * 1e3);
         format!(
             "schedule        {} ({}, unit {u})\nmodel           {} (microbatch size {}), FSDP d={}\ndevices/stages  {}/{}, {} microbatches\nstep            {} ms ({} ms with free communication)\nbubble rate     {:.4}\ncollectives     {ag} all-gathers, {rs} reduce-scatters\nper device:\n  param memory peak (GiB)   {}\n  shards (GiB)              {}\n  activation peak (GiB)     {}\n  total peak (GiB)          {}\n  comm volume (GiB)         {}\n  comm time (ms)            {}\n  exposed comm (ms)         {}\n",

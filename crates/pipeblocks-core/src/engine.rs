@@ -419,16 +419,15 @@ pub struct Engine<'n, O: Observer = ()> {
 }
 
 impl<'n> Engine<'n, ()> {
-    /// An engine at time 0 with nothing run, recording memory and (with `record_lists`) the
-    /// order in which passes run.
-    pub fn new(net: &'n Net, record_lists: bool) -> Self {
-        Engine::with_observer(net, (), record_lists)
+    /// An engine at time 0 with nothing run, tracking memory.
+    pub fn new(net: &'n Net) -> Self {
+        Engine::with_observer(net, ())
     }
 }
 
 impl<'n, O: Observer> Engine<'n, O> {
     /// [`Engine::new`] with an observer.
-    pub fn with_observer(net: &'n Net, observer: O, record_lists: bool) -> Self {
+    pub fn with_observer(net: &'n Net, observer: O) -> Self {
         let p = net.devices as usize;
         let slots = 2 * net.stages as usize * net.microbatches as usize;
         Engine {
@@ -445,7 +444,7 @@ impl<'n, O: Observer> Engine<'n, O> {
                 memory: vec![vec![(0.0, 0.0)]; p],
             },
             observer,
-            record_lists,
+            record_lists: false,
             track_memory: true,
             curves: true,
             wait_head: vec![NONE; slots],
@@ -456,6 +455,12 @@ impl<'n, O: Observer> Engine<'n, O> {
             undo: Vec::new(),
             undo_times: vec![(0, Vec::new(), Vec::new()); p],
         }
+    }
+
+    /// Records the order in which each device runs its passes (for policies that choose it).
+    pub fn recording_lists(mut self) -> Self {
+        self.record_lists = true;
+        self
     }
 
     /// Stops tracking memory: levels, peaks and curves (for many runs of the same lists).
@@ -747,6 +752,11 @@ impl<'n, O: Observer> Engine<'n, O> {
         }
     }
 
+    /// The passes each device ran, in order (see [`Engine::recording_lists`]).
+    pub fn into_lists(self) -> Vec<Vec<Pass>> {
+        self.st.lists
+    }
+
     /// The state and the observer, after a run.
     pub fn into_parts(self) -> (State<'n>, O) {
         (self.st, self.observer)
@@ -845,7 +855,7 @@ pub fn simulate(s: &Schedule, costs: &StageCosts) -> Result<SimResult, Error> {
 
 /// Simulates a schedule whose structure is checked, on its problem `net`.
 pub fn simulate_net(s: &Schedule, net: &Net) -> Result<SimResult, Error> {
-    let mut e = Engine::new(net, false);
+    let mut e = Engine::new(net);
     e.reserve(&s.lists.iter().map(Vec::len).collect::<Vec<_>>());
     match e.drive(&mut InOrder::new(&s.lists)) {
         Ok(()) => Ok(e.result(s.p2p_transfers())),

@@ -108,6 +108,17 @@ pub struct FsdpPlan {
     pub lists: Vec<Vec<Action>>,
 }
 
+/// How many collectives of each kind a plan holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PlanCounts {
+    /// All-gathers.
+    pub gathers: usize,
+    /// Releases of gathered parameters.
+    pub releases: usize,
+    /// Reduce-scatters.
+    pub reduce_scatters: usize,
+}
+
 /// FSDP settings of a simulation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FsdpConfig {
@@ -308,14 +319,14 @@ impl FsdpPlan {
         Ok(FsdpPlan { unit, lists })
     }
 
-    /// Number of collectives of each kind in the plan: (gathers, releases, reduce-scatters).
-    pub fn counts(&self) -> (usize, usize, usize) {
-        let mut c = (0, 0, 0);
+    /// Number of collectives of each kind in the plan.
+    pub fn counts(&self) -> PlanCounts {
+        let mut c = PlanCounts::default();
         for a in self.lists.iter().flatten() {
             match a {
-                Action::Unshard(_) => c.0 += 1,
-                Action::Reshard(_) => c.1 += 1,
-                Action::ReduceGrad(_) => c.2 += 1,
+                Action::Unshard(_) => c.gathers += 1,
+                Action::Reshard(_) => c.releases += 1,
+                Action::ReduceGrad(_) => c.reduce_scatters += 1,
                 Action::Compute(_) => {}
             }
         }
@@ -546,7 +557,7 @@ pub fn simulate_fsdp(
         stage_traffic: vec![0.0; n_st],
         exposed: vec![0.0; p],
     };
-    let mut e = Engine::with_observer(&net, observer, false);
+    let mut e = Engine::with_observer(&net, observer);
     e.drive(&mut InOrder::new(&s.lists))
         .map_err(|_| Error::config("the schedule's lists block; validate it first"))?;
     let (st, mut obs) = e.into_parts();

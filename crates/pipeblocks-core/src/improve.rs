@@ -82,12 +82,12 @@ pub fn reorder(
     let base = s.clone();
     for (window, late_ws) in WINDOWS {
         let mut policy = FillGaps::new(&base, &limits, edge, window, late_ws);
-        let mut e = Engine::new(&net, true).without_memory_curves();
+        let mut e = Engine::new(&net).recording_lists().without_memory_curves();
         if e.drive(&mut policy).is_err() {
             continue;
         }
         let mut c = base.clone();
-        c.lists = e.into_parts().0.lists;
+        c.lists = e.into_lists();
         // The simulator checks the new lists' completeness and finds any block itself.
         let Ok(cr) = crate::engine::simulate(&c, costs) else {
             continue;
@@ -435,7 +435,7 @@ pub fn climb(
             .collect(),
         bound: f64::INFINITY,
     };
-    let mut e = Engine::new(&net, false).without_memory();
+    let mut e = Engine::new(&net).without_memory();
     if e.drive(&mut c).is_err() {
         return Ok((s.clone(), first));
     }

@@ -238,6 +238,13 @@ struct Labelled {
     info: BlockInfo,
 }
 
+/// Whether [`Search::block_tasks`] also squeezes each block with its Ws delayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Delays {
+    Too,
+    No,
+}
+
 /// One unit of the search's work, independent of the others.
 enum Task {
     /// Expand a block (its Ws delayed by `split`, when given) and squeeze it.
@@ -364,9 +371,9 @@ impl<'a> Search<'a> {
     }
 
     /// The squeeze tasks of the blocks whose bound fits the budget: each block as it is and,
-    /// with `delays` and memory left over, right after it with its Ws delayed in three ways
-    /// ([`DelaySplit`]).
-    fn block_tasks(&self, blocks: &[Labelled], delays: bool) -> Vec<Task> {
+    /// with [`Delays::Too`] and memory left over, right after it with its Ws delayed in three
+    /// ways ([`DelaySplit`]).
+    fn block_tasks(&self, blocks: &[Labelled], delays: Delays) -> Vec<Task> {
         let mut tasks = Vec::new();
         for b in blocks {
             if b.info.max_bound() > self.budget + EPS {
@@ -377,7 +384,7 @@ impl<'a> Search<'a> {
                 block: b.block.clone(),
                 split: None,
             });
-            if delays && self.leaves_memory(b) {
+            if delays == Delays::Too && self.leaves_memory(b) {
                 for split in [DelaySplit::Last, DelaySplit::First, DelaySplit::Even] {
                     tasks.push(Task::Squeeze {
                         label: b.label.clone(),
@@ -738,7 +745,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     let mut room = (SQUEEZE_WORK / v_passes.max(1) as f64) as usize;
     let (six, longer): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|b| b.block.period <= 6);
     let tasks: Vec<Task> = st
-        .block_tasks(&six, true)
+        .block_tasks(&six, Delays::Too)
         .into_iter()
         .filter(|t| {
             let keep = room > 0 || matches!(t, Task::Squeeze { split: None, .. });
@@ -752,7 +759,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         room -= tasks.len();
         tasks
     };
-    let mut stretched = run_all(&st, within_room(st.block_tasks(&longer, false)));
+    let mut stretched = run_all(&st, within_room(st.block_tasks(&longer, Delays::No)));
     let delayed = run_all(&st, within_room(st.delay_tasks(&longer, &stretched)));
     stretched.extend(delayed);
     // The rest of the family, as it is, while the room lasts (all of it for small schedules):
@@ -760,7 +767,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     // squeeze best of all (p = 8, m = 32, 4 units: steps 2/2/2/2, gaps 2/2, period 10, 0.334
     // squeezed and 0.208 reordered, against 0.247 for the best pick). They are reordered
     // besides the picks, not instead of them.
-    let others = run_all(&st, within_room(st.block_tasks(&rest, false)));
+    let others = run_all(&st, within_room(st.block_tasks(&rest, Delays::No)));
     // Phase 2, all independent: reorder the best few distinct squeezed blocks of each group
     // (as many as the reorder's work allows, a third as many of the longer periods), run the
     // list scheduler, the round scheduler and the named schedules (zb-v is left out: it is the

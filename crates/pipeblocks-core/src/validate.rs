@@ -43,7 +43,7 @@ pub fn validate(s: &Schedule) -> Result<(), ValidationError> {
     // same device also blocks here; it is then reported as that ordering fault.
     let net =
         Net::of(s, &StageCosts::default()).map_err(|e| ValidationError::Shape(e.to_string()))?;
-    let mut e = Engine::new(&net, false).without_memory();
+    let mut e = Engine::new(&net).without_memory();
     match e.drive(&mut InOrder::new(&s.lists)) {
         Ok(()) => Ok(()),
         Err(Blocked::Waiting(waits)) => Err(explain_block(s, &net, &found, waits)),

@@ -5,7 +5,7 @@
 //! Megatron's interleaved 1F1B differ only in orders and warm-up counts.
 
 use crate::error::{Error, Param};
-use crate::ir::{Pass, Placement, Schedule};
+use crate::ir::{Pass, PassKind, Placement, Schedule};
 use crate::params::Params;
 
 /// Interleaves per-device forward and backward orders after `warmup[d]` forwards.
@@ -64,9 +64,11 @@ pub fn one_f_one_b(prm: &Params) -> Result<Schedule, Error> {
     Ok(s)
 }
 
-/// Megatron's depth-first order: microbatches in groups of `p`, each group through chunk 0, then
-/// chunk 1, ... (backward: chunks in reverse).
-fn depth_first_order(d: u32, p: u32, v: u32, m: u32, backward: bool) -> Vec<Pass> {
+/// Megatron's depth-first order of device `d`'s passes of `kind` (F, or BW for the backward):
+/// microbatches in groups of `p`, each group through chunk 0, then chunk 1, ... (the backward
+/// takes the chunks in reverse).
+fn depth_first_order(d: u32, p: u32, v: u32, m: u32, kind: PassKind) -> Vec<Pass> {
+    let backward = kind != PassKind::F;
     let mut out = Vec::with_capacity((v * m) as usize);
     let mut g0 = 0;
     while g0 < m {
@@ -74,12 +76,7 @@ fn depth_first_order(d: u32, p: u32, v: u32, m: u32, backward: bool) -> Vec<Pass
         for c in 0..v {
             let chunk = if backward { v - 1 - c } else { c };
             for mb in g0..g1 {
-                let st = chunk * p + d;
-                out.push(if backward {
-                    Pass::bw(st, mb)
-                } else {
-                    Pass::f(st, mb)
-                });
+                out.push(Pass::new(kind, chunk * p + d, mb));
             }
         }
         g0 = g1;
@@ -101,10 +98,10 @@ pub fn interleaved(prm: &Params) -> Result<Schedule, Error> {
     }
     let mut s = Schedule::empty("interleaved-1f1b", p, m, Placement::Looped { chunks: v })?;
     let fwd: Vec<_> = (0..p)
-        .map(|d| depth_first_order(d, p, v, m, false))
+        .map(|d| depth_first_order(d, p, v, m, PassKind::F))
         .collect();
     let bwd: Vec<_> = (0..p)
-        .map(|d| depth_first_order(d, p, v, m, true))
+        .map(|d| depth_first_order(d, p, v, m, PassKind::BW))
         .collect();
     let warm: Vec<usize> = (0..p)
         .map(|d| ((p - 1 - d) * 2 + (v - 1) * p) as usize)

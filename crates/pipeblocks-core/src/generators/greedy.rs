@@ -209,10 +209,10 @@ pub fn list_schedule(prm: &Params, o: &GreedyOptions) -> Result<Schedule, Error>
             .map(|l| l.len() * m as usize * per_mb)
             .collect(),
     };
-    let mut e = Engine::new(&net, true).without_memory_curves();
+    let mut e = Engine::new(&net).recording_lists().without_memory_curves();
     match e.drive(&mut policy) {
         Ok(()) => {
-            s.lists = e.into_parts().0.lists;
+            s.lists = e.into_lists();
             Ok(s)
         }
         Err(Blocked::Asleep(devices)) => Err(Error::change(

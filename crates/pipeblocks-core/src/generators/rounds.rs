@@ -229,7 +229,7 @@ pub fn round_schedule(prm: &Params, o: &RoundOptions) -> Result<(Schedule, Vec<f
     };
     let mut st = State {
         o,
-        e: Engine::new(&net, true).without_memory_curves(),
+        e: Engine::new(&net).recording_lists().without_memory_curves(),
         p,
         m,
         count: vec![[0; 6]; p],
@@ -373,7 +373,7 @@ pub fn round_schedule(prm: &Params, o: &RoundOptions) -> Result<(Schedule, Vec<f
     }
     let mut s = Schedule::empty("zb-v", pu, mu, Placement::VShape)?;
     let bubble = st.bubble;
-    s.lists = st.e.into_parts().0.lists;
+    s.lists = st.e.into_lists();
     Ok((s, bubble))
 }
 

@@ -253,12 +253,12 @@ pub fn zeropp(prm: &Params) -> Result<Schedule, Error> {
         chunks: v,
         left: vec![3 * v as usize * m as usize; p as usize],
     };
-    let mut e = Engine::new(&net, true).without_memory_curves();
+    let mut e = Engine::new(&net).recording_lists().without_memory_curves();
     e.drive(&mut policy).map_err(|_| {
         Error::config(format!(
             "zeropp could not place every pass (p={p}, m={m}, v={v}, group {unit}): its window rules left every device waiting"
         ))
     })?;
-    s.lists = e.into_parts().0.lists;
+    s.lists = e.into_lists();
     Ok(s)
 }

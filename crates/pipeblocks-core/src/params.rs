@@ -214,6 +214,10 @@ pub struct StageCosts {
     source: Source,
     /// Fraction of every stage's activation B frees, overriding the source's.
     b_release: Option<f64>,
+    /// Every stage's activation the same, the model's even share (its costs unchanged).
+    even_activations: bool,
+    /// No latency on any link.
+    no_latency: bool,
 }
 
 impl Default for StageCosts {
@@ -275,6 +279,8 @@ impl StageCosts {
         StageCosts {
             source: Source::Uniform(costs),
             b_release: None,
+            even_activations: false,
+            no_latency: false,
         }
     }
 
@@ -322,6 +328,8 @@ impl StageCosts {
                 activation_bytes: None,
             },
             b_release: None,
+            even_activations: false,
+            no_latency: false,
         })
     }
 
@@ -348,6 +356,8 @@ impl StageCosts {
                 device,
             },
             b_release: None,
+            even_activations: false,
+            no_latency: false,
         }
     }
 
@@ -428,6 +438,24 @@ impl StageCosts {
         Ok(Some(flat))
     }
 
+    /// The same costs knowing less: with every stage holding the same activation (the model's
+    /// total shared evenly), without link latencies, and both; what a heuristic order is also
+    /// built with, to keep whichever runs best under the true costs. Empty for the uniform
+    /// shorthand (the papers' setting, taken as it is).
+    pub fn partly_blind(&self) -> Vec<StageCosts> {
+        if matches!(self.source, Source::Uniform(_)) {
+            return Vec::new();
+        }
+        [(true, false), (false, true), (true, true)]
+            .into_iter()
+            .map(|(even_activations, no_latency)| StageCosts {
+                even_activations,
+                no_latency,
+                ..self.clone()
+            })
+            .collect()
+    }
+
     /// The cost-blind stand-ins a cost-aware generator also builds with, keeping what is best
     /// under these costs: the stages alike ([`StageCosts::flattened`]) and the reference costs
     /// (F = B = W = 1, what schedules are built with when the costs are unknown). Empty for the
@@ -438,6 +466,8 @@ impl StageCosts {
             out.push(StageCosts {
                 source: Source::Uniform(Costs::default()),
                 b_release: self.b_release,
+                even_activations: false,
+                no_latency: false,
             });
         }
         Ok(out)
@@ -503,6 +533,13 @@ impl StageCosts {
         };
         if let Some(r) = self.b_release {
             t.release = vec![r; n];
+        }
+        if self.even_activations {
+            let mean = t.act.iter().sum::<f64>() / n as f64;
+            t.act = vec![mean; n];
+        }
+        if self.no_latency {
+            t.comm.iter_mut().for_each(|c| *c = 0.0);
         }
         Ok(t)
     }

@@ -214,10 +214,20 @@ pub struct StageCosts {
     source: Source,
     /// Fraction of every stage's activation B frees, overriding the source's.
     b_release: Option<f64>,
-    /// Every stage's activation the same, the model's even share (its costs unchanged).
-    even_activations: bool,
+    /// What the costs forget of the stages' differences.
+    blind: Blind,
+}
+
+/// What a [`StageCosts`] forgets of the stages' differences: stand-ins that know less, to build
+/// heuristic orders with and keep whichever runs best under the true costs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Blind {
+    /// Every stage's passes take the stages' mean time, every link the mean latency.
+    durations: bool,
+    /// Every stage holds the mean activation, B frees the activation-weighted mean fraction.
+    activations: bool,
     /// No latency on any link.
-    no_latency: bool,
+    latency: bool,
 }
 
 impl Default for StageCosts {
@@ -279,8 +289,7 @@ impl StageCosts {
         StageCosts {
             source: Source::Uniform(costs),
             b_release: None,
-            even_activations: false,
-            no_latency: false,
+            blind: Blind::default(),
         }
     }
 
@@ -328,8 +337,7 @@ impl StageCosts {
                 activation_bytes: None,
             },
             b_release: None,
-            even_activations: false,
-            no_latency: false,
+            blind: Blind::default(),
         })
     }
 
@@ -356,8 +364,7 @@ impl StageCosts {
                 device,
             },
             b_release: None,
-            even_activations: false,
-            no_latency: false,
+            blind: Blind::default(),
         }
     }
 
@@ -383,75 +390,48 @@ impl StageCosts {
         }
     }
 
-    /// The same model with every stage alike: one table entry holding the whole model's passes
-    /// and activation, split evenly for any stage count. `None` when the stages are alike
-    /// already (the uniform shorthand, or a table whose entries are all equal).
-    pub fn flattened(&self) -> Result<Option<StageCosts>, Error> {
-        let (whole, comm, release, bytes) = match &self.source {
-            Source::Uniform(_) => return Ok(None),
-            Source::Table {
-                stages,
-                comm,
-                b_release,
-                activation_bytes,
-            } => {
-                if stages.windows(2).all(|w| w[0] == w[1]) {
-                    return Ok(None);
-                }
-                let t = resample(stages, *comm, *b_release, stages.len() as u32, 1.0)?;
-                let bytes = activation_bytes.map(|b| b * stages.len() as f64);
-                let mean_comm = t.comm.iter().sum::<f64>() / t.comm.len().max(1) as f64;
-                (t, mean_comm, *b_release, bytes)
-            }
-            Source::Model { model, .. } => {
-                if model.layers < 2 {
-                    return Ok(None);
-                }
-                let t = self.resolve(1, 1)?;
-                let bytes = t.unit_bytes;
-                (t, self.resolve(2, 2)?.comm[0], 0.0, bytes)
-            }
+    /// The same costs with every stage alike: the stages' mean times, activation and release,
+    /// and the links' mean latency (the model's totals kept). `None` when they are alike already
+    /// (the uniform shorthand, or a table whose entries are all equal).
+    pub fn flattened(&self) -> Option<StageCosts> {
+        let alike = match &self.source {
+            _ if self.blind != Blind::default() => true,
+            Source::Uniform(_) => true,
+            Source::Table { stages, .. } => stages.windows(2).all(|w| w[0] == w[1]),
+            Source::Model { .. } => false,
         };
-        let sum = |k: usize| whole.dur.iter().map(|d| d[k]).sum::<f64>();
-        let act: f64 = whole.act.iter().sum();
-        let n = whole.act.len() as f64;
-        let freed: f64 = whole
-            .act
-            .iter()
-            .zip(&whole.release)
-            .map(|(a, r)| a * r)
-            .sum();
-        let stage = StageCost {
-            f: sum(0),
-            b: sum(1),
-            w: sum(2),
-            bw: Some(sum(3)),
-            activation: act / n,
-            b_release: Some(if act > 0.0 { freed / act } else { release }),
-            comm: None,
-        };
-        let mut flat = StageCosts::table(vec![stage], comm, release)?;
-        if let Some(b) = bytes {
-            flat = flat.with_activation_bytes(b)?;
+        (!alike).then(|| {
+            self.blinded(Blind {
+                durations: true,
+                activations: true,
+                latency: false,
+            })
+        })
+    }
+
+    fn blinded(&self, blind: Blind) -> StageCosts {
+        StageCosts {
+            blind,
+            ..self.clone()
         }
-        flat.b_release = self.b_release;
-        Ok(Some(flat))
     }
 
     /// The same costs knowing less: with every stage holding the same activation (the model's
     /// total shared evenly), without link latencies, and both; what a heuristic order is also
     /// built with, to keep whichever runs best under the true costs. Empty for the uniform
-    /// shorthand (the papers' setting, taken as it is).
+    /// shorthand (the papers' setting, taken as it is) and for stand-ins themselves.
     pub fn partly_blind(&self) -> Vec<StageCosts> {
-        if matches!(self.source, Source::Uniform(_)) {
+        if matches!(self.source, Source::Uniform(_)) || self.blind != Blind::default() {
             return Vec::new();
         }
         [(true, false), (false, true), (true, true)]
             .into_iter()
-            .map(|(even_activations, no_latency)| StageCosts {
-                even_activations,
-                no_latency,
-                ..self.clone()
+            .map(|(activations, latency)| {
+                self.blinded(Blind {
+                    durations: false,
+                    activations,
+                    latency,
+                })
             })
             .collect()
     }
@@ -459,18 +439,15 @@ impl StageCosts {
     /// The cost-blind stand-ins a cost-aware generator also builds with, keeping what is best
     /// under these costs: the stages alike ([`StageCosts::flattened`]) and the reference costs
     /// (F = B = W = 1, what schedules are built with when the costs are unknown). Empty for the
-    /// uniform shorthand, which generators take as it is.
-    pub fn stand_ins(&self) -> Result<Vec<StageCosts>, Error> {
-        let mut out: Vec<StageCosts> = self.flattened()?.into_iter().collect();
-        if !matches!(self.source, Source::Uniform(_)) {
-            out.push(StageCosts {
-                source: Source::Uniform(Costs::default()),
-                b_release: self.b_release,
-                even_activations: false,
-                no_latency: false,
-            });
+    /// uniform shorthand, which generators take as it is, and for stand-ins themselves.
+    pub fn stand_ins(&self) -> Vec<StageCosts> {
+        let mut out: Vec<StageCosts> = self.flattened().into_iter().collect();
+        if !matches!(self.source, Source::Uniform(_)) && self.blind == Blind::default() {
+            let mut reference = StageCosts::uniform(Costs::default());
+            reference.b_release = self.b_release;
+            out.push(reference);
         }
-        Ok(out)
+        out
     }
 
     /// The costs for a schedule of `stages` stages on `devices` devices.
@@ -534,11 +511,25 @@ impl StageCosts {
         if let Some(r) = self.b_release {
             t.release = vec![r; n];
         }
-        if self.even_activations {
-            let mean = t.act.iter().sum::<f64>() / n as f64;
-            t.act = vec![mean; n];
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        if self.blind.durations {
+            let d: [f64; 4] =
+                std::array::from_fn(|k| mean(&t.dur.iter().map(|x| x[k]).collect::<Vec<_>>()));
+            t.dur = vec![d; n];
+            t.comm = vec![mean(&t.comm); n - 1];
         }
-        if self.no_latency {
+        if self.blind.activations {
+            let act = mean(&t.act);
+            let freed: f64 = t.act.iter().zip(&t.release).map(|(a, r)| a * r).sum();
+            let release = if act > 0.0 {
+                freed / (act * n as f64)
+            } else {
+                0.0
+            };
+            t.act = vec![act; n];
+            t.release = vec![release; n];
+        }
+        if self.blind.latency {
             t.comm.iter_mut().for_each(|c| *c = 0.0);
         }
         Ok(t)

@@ -57,7 +57,7 @@ pub fn from_block(b: &Block, prm: &Params) -> Result<Schedule, Error> {
     }
     let (mut s, mut r) = b.build(prm.microbatches(), &prm.costs, Finish::Reorder)?;
     let bound = b.bound(&b.analyse()?, &prm.table(&b.placement)?.act);
-    for other in prm.costs.stand_ins()? {
+    for other in prm.costs.stand_ins() {
         let (alike, _) = b.build(prm.microbatches(), &other, Finish::Reorder)?;
         let ra = simulate(&alike, &prm.costs)?;
         if ra.fits(&bound) && ra.makespan < r.makespan - EPS {
@@ -196,7 +196,7 @@ pub fn zb_v(prm: &Params) -> Result<Schedule, Error> {
         Ok::<_, Error>(run_all(&st, tasks).into_iter().flatten())
     };
     let mut found: Vec<Candidate> = variants(prm)?.collect();
-    for other in prm.costs.stand_ins()? {
+    for other in prm.costs.stand_ins() {
         for mut c in variants(&prm.clone().with_costs(other))? {
             c.result = simulate(&c.schedule, &prm.costs)?;
             found.push(c);
@@ -820,7 +820,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     }
     // When the stages differ, what the same search finds under the cost-blind stand-ins,
     // judged on the true costs and memory: the answer is never worse than that.
-    for other in prm.costs.stand_ins()? {
+    for other in prm.costs.stand_ins() {
         if let Ok(c) = search(&prm.clone().with_costs(other), budget) {
             if let Ok(result) = simulate(&c.schedule, &prm.costs) {
                 st.offer(Candidate {

@@ -171,7 +171,7 @@ fn heavy_last() -> StageCosts {
 #[test]
 fn auto_uses_the_heavier_last_stage_and_beats_assuming_alike_stages() {
     let truth = heavy_last();
-    let alike = truth.flattened().unwrap().expect("the stages differ");
+    let alike = truth.flattened().expect("the stages differ");
     let mut strictly_better = 0;
     for (p, m, k) in [(4, 16, 1.0), (4, 8, 1.0), (4, 16, 1.5), (4, 12, 0.75)] {
         let prm = Params::new(p, m).unwrap().with_budget(Budget::Of1f1b(k));
@@ -226,7 +226,7 @@ fn the_frontier_follows_the_true_stages() {
     }
     let alike = Params::new(4, 8)
         .unwrap()
-        .with_costs(truth.flattened().unwrap().unwrap());
+        .with_costs(truth.flattened().unwrap());
     let naive = frontier(&alike).unwrap();
     assert_ne!(
         pts.iter().map(|p| p.family.clone()).collect::<Vec<_>>(),

@@ -137,7 +137,18 @@ pub fn schedule_from_block(
 /// `pipeblocks frontier`.
 pub fn frontier(a: FrontierArgs) -> Result<()> {
     let prm = Params::new(a.devices, a.microbatches)?.with_costs(a.cost.costs()?);
-    let points = frontier_points(&prm)?;
+    // One search per budget, a second or more each: show how far it is.
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} budgets searched")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let points = frontier_points(&prm, |done, all| {
+        bar.set_length(all as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    let points = points?;
     let text = if a.json {
         serde_json::to_string_pretty(&points)? + "\n"
     } else {

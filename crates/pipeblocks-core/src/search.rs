@@ -904,15 +904,20 @@ pub struct FrontierPoint {
 
 /// The memory/bubble frontier: for budgets from the smallest feasible to twice 1F1B's peak, in
 /// steps of half a unit (coarser when 1F1B's peak is above 16 units), the best bubble rate
-/// found; only budgets that improve on the previous point are kept.
-pub fn frontier(prm: &Params) -> Result<Vec<FrontierPoint>, Error> {
+/// found; only budgets that improve on the previous point are kept. `progress(done, all)` is
+/// called after each budget's search.
+pub fn frontier(
+    prm: &Params,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<FrontierPoint>, Error> {
     let base = one_f_one_b_peak(prm.devices(), prm.microbatches(), &prm.costs)?;
     let top = 2.0 * base;
     let mut out: Vec<FrontierPoint> = Vec::new();
     // Half-unit steps, coarser for large p so the frontier takes at most about 32 searches.
     let step = ((base / 16.0) * 2.0).round().max(1.0) / 2.0;
+    let all = ((top + EPS) / step).floor() as usize;
     let mut budget = step;
-    while budget <= top + EPS {
+    for done in 1..=all {
         if let Ok(c) = search(prm, budget) {
             if out
                 .last()
@@ -928,6 +933,7 @@ pub fn frontier(prm: &Params) -> Result<Vec<FrontierPoint>, Error> {
                 });
             }
         }
+        progress(done, all);
         budget += step;
     }
     if out.is_empty() {

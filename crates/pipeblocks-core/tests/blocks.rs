@@ -459,7 +459,7 @@ fn auto_below_v_mins_memory_uses_longer_periods() {
 
 #[test]
 fn frontier_improves_with_memory_and_stays_in_budget() {
-    let pts = frontier(&Params::new(4, 8).unwrap()).unwrap();
+    let pts = frontier(&Params::new(4, 8).unwrap(), |_, _| {}).unwrap();
     assert!(!pts.is_empty());
     for w in pts.windows(2) {
         assert!(w[1].budget > w[0].budget);

@@ -102,7 +102,17 @@ fn promise(name: &str, prm: &Params, s: &Schedule) -> Option<Vec<f64>> {
             Some(vec![units; need.len()])
         }
         "zb-h1" | "zb-v" | "1f1b" => Some(need.iter().map(|n| p.min(m) * n).collect()),
+        "zb-h2" => Some(
+            need.iter()
+                .map(|n| (2.0 * p - 1.0).min(m + p - 1.0) * n)
+                .collect(),
+        ),
         "gpipe" | "bfs" => Some(need.iter().map(|n| m * n).collect()),
+        "v-min" | "v-half" | "v-zb" => {
+            // The block's memory bound under the true activations.
+            let b = pipeblocks_core::block::named(name, prm.devices()).unwrap();
+            Some(b.bound(&b.analyse().unwrap(), &t.act))
+        }
         _ => None,
     }
 }
@@ -212,7 +222,7 @@ fn auto_uses_the_heavier_last_stage_and_beats_assuming_alike_stages() {
 fn the_frontier_follows_the_true_stages() {
     let truth = heavy_last();
     let prm = Params::new(4, 8).unwrap().with_costs(truth.clone());
-    let pts = frontier(&prm).unwrap();
+    let pts = frontier(&prm, |_, _| {}).unwrap();
     let base = one_f_one_b_peak(4, 8, &truth).unwrap();
     assert!(
         (base - 4.0).abs() < 1e-9,
@@ -227,7 +237,7 @@ fn the_frontier_follows_the_true_stages() {
     let alike = Params::new(4, 8)
         .unwrap()
         .with_costs(truth.flattened().unwrap());
-    let naive = frontier(&alike).unwrap();
+    let naive = frontier(&alike, |_, _| {}).unwrap();
     assert_ne!(
         pts.iter().map(|p| p.family.clone()).collect::<Vec<_>>(),
         naive.iter().map(|p| p.family.clone()).collect::<Vec<_>>()

@@ -763,28 +763,27 @@ impl<'n, O: Observer> Engine<'n, O> {
     }
 }
 
-/// Runs fixed device lists in order.
-pub struct InOrder<'a> {
-    lists: &'a [Vec<Pass>],
+/// Runs fixed device lists in order (borrowed or owned).
+pub struct InOrder<L> {
+    /// The lists.
+    pub lists: L,
     /// Next position of each device.
     pub ptr: Vec<usize>,
 }
 
-impl<'a> InOrder<'a> {
+impl<L: AsRef<[Vec<Pass>]>> InOrder<L> {
     /// From the start of every list.
-    pub fn new(lists: &'a [Vec<Pass>]) -> Self {
-        InOrder {
-            lists,
-            ptr: vec![0; lists.len()],
-        }
+    pub fn new(lists: L) -> Self {
+        let ptr = vec![0; lists.as_ref().len()];
+        InOrder { lists, ptr }
     }
 }
 
-impl Policy for InOrder<'_> {
+impl<L: AsRef<[Vec<Pass>]>> Policy for InOrder<L> {
     const TIMED: bool = false;
     #[inline]
     fn next(&mut self, d: usize, _: f64, _: &State) -> Step {
-        match self.lists[d].get(self.ptr[d]) {
+        match self.lists.as_ref()[d].get(self.ptr[d]) {
             Some(&pass) => Step::Run(pass),
             None => Step::Done,
         }

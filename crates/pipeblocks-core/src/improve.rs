@@ -9,7 +9,8 @@
 //! repeated simulations, [`climb`] as fixed lists simulated again from the moved pass on.
 
 use crate::engine::{
-    critical_path, simulate_net, Alarm, Blocked, Engine, Flow, Net, Policy, SimResult, State, Step,
+    critical_path, simulate_net, Alarm, Blocked, Engine, Flow, InOrder, Net, Policy, SimResult,
+    State, Step,
 };
 use crate::error::Error;
 use crate::ir::{Pass, PassKind, Schedule};
@@ -313,8 +314,7 @@ impl Rng {
 /// [`climb`]'s lists as a fixed-list policy that gives up as soon as a device's remaining work
 /// shows the step must exceed `bound`.
 struct Climber {
-    lists: Vec<Vec<Pass>>,
-    ptr: Vec<usize>,
+    order: InOrder<Vec<Vec<Pass>>>,
     /// `suffix[d][i]`: the busy time of device `d` from position `i` of its list to the end.
     suffix: Vec<Vec<f64>>,
     bound: f64,
@@ -324,21 +324,21 @@ impl Climber {
     /// Moves the pass at position `from` of device `d` to `to`, shifting the ones between, and
     /// brings the busy-time suffixes of that stretch up to date.
     fn shift(&mut self, net: &Net, d: usize, from: usize, to: usize) {
-        let list = &mut self.lists[d];
+        let list = &mut self.order.lists[d];
         if from < to {
             list[from..=to].rotate_left(1);
         } else {
             list[to..=from].rotate_right(1);
         }
         for i in (from.min(to)..=from.max(to)).rev() {
-            self.suffix[d][i] = self.suffix[d][i + 1] + net.duration(self.lists[d][i]);
+            self.suffix[d][i] = self.suffix[d][i + 1] + net.duration(self.order.lists[d][i]);
         }
     }
 
     /// Whether moving the pass at position `from` of device `d` to `to` puts it before one of
     /// its own inputs on that device, or after a pass that needs it: such orders block.
     fn blocks_locally(&self, net: &Net, d: usize, from: usize, to: usize) -> bool {
-        let list = &self.lists[d];
+        let list = &self.order.lists[d];
         let k = list[from];
         if to < from {
             let inputs = net.inputs(k);
@@ -357,7 +357,7 @@ impl Climber {
     /// Whether device `d`'s activation stays within `limit` along its list.
     fn fits(&self, net: &Net, d: usize, limit: f64) -> bool {
         let mut level = 0.0;
-        for q in &self.lists[d] {
+        for q in &self.order.lists[d] {
             level += net.table.activation_change(q.kind, q.stage);
             if level > limit {
                 return false;
@@ -370,18 +370,15 @@ impl Climber {
 impl Policy for Climber {
     const TIMED: bool = false;
     #[inline]
-    fn next(&mut self, d: usize, _: f64, _: &State) -> Step {
-        match self.lists[d].get(self.ptr[d]) {
-            Some(&pass) => Step::Run(pass),
-            None => Step::Done,
-        }
+    fn next(&mut self, d: usize, now: f64, st: &State) -> Step {
+        self.order.next(d, now, st)
     }
     #[inline]
-    fn ran(&mut self, d: usize, _: Pass, st: &State) -> Flow {
-        self.ptr[d] += 1;
+    fn ran(&mut self, d: usize, pass: Pass, st: &State) -> Flow {
+        self.order.ran(d, pass, st);
         // The device still has its later passes to run.
         let end = st.end[d].last().copied().unwrap_or(0.0);
-        if end + self.suffix[d][self.ptr[d]] > self.bound {
+        if end + self.suffix[d][self.order.ptr[d]] > self.bound {
             Flow::Stop
         } else {
             Flow::Go
@@ -420,8 +417,7 @@ pub fn climb(
     let limits = mend_limits("climb", &first, Some(peak_limit))?;
     let p = s.lists.len();
     let mut c = Climber {
-        lists: s.lists.clone(),
-        ptr: vec![0; p],
+        order: InOrder::new(s.lists.clone()),
         suffix: s
             .lists
             .iter()
@@ -441,8 +437,8 @@ pub fn climb(
     }
     let mut current = last_end(e.state());
     let mut best = current;
-    let mut best_lists = c.lists.clone();
-    let devices: Vec<usize> = (0..p).filter(|&d| c.lists[d].len() > 1).collect();
+    let mut best_lists = c.order.lists.clone();
+    let devices: Vec<usize> = (0..p).filter(|&d| c.order.lists[d].len() > 1).collect();
     if devices.is_empty() {
         return Ok((s.clone(), first));
     }
@@ -451,7 +447,7 @@ pub fn climb(
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     for _ in 0..moves {
         let d = devices[rng.below(devices.len())];
-        let len = c.lists[d].len();
+        let len = c.order.lists[d].len();
         let i = rng.below(len);
         let step = 1 + rng.below(REACH);
         let j = if rng.next() & 1 == 0 {
@@ -481,8 +477,8 @@ pub fn climb(
                     st.start[x].partition_point(|&t| t < cut - EPS)
                 };
             }
-            e.rewind(&c.lists, &from);
-            c.ptr.clone_from(&from);
+            e.rewind(&c.order.lists, &from);
+            c.order.ptr.clone_from(&from);
             c.bound = current + EPS;
             match e.resume(&mut c) {
                 Ok(()) => current = last_end(e.state()),
@@ -496,7 +492,7 @@ pub fn climb(
             c.shift(&net, d, j, i);
         } else if current < best - EPS {
             best = current;
-            best_lists.clone_from(&c.lists);
+            best_lists.clone_from(&c.order.lists);
         }
     }
     let mut out = s.clone();

@@ -258,11 +258,11 @@ impl Alarm {
         }
     }
 
-    /// Whether `ready` (a pass's [`State::ready`]) has arrived by now; a later arrival is kept
-    /// when it is the earliest seen.
+    /// Whether the inputs of `pass` have arrived by now; a later arrival is kept when it is the
+    /// earliest seen.
     #[inline]
-    pub fn arrived(&mut self, ready: Result<f64, Slot>) -> bool {
-        let r = ready.unwrap_or(f64::INFINITY);
+    pub fn arrived(&mut self, st: &State, pass: Pass) -> bool {
+        let r = st.ready(pass).unwrap_or(f64::INFINITY);
         if r > self.now + crate::params::EPS && r < self.wake {
             self.wake = r;
         }
@@ -581,7 +581,6 @@ impl<'n, O: Observer> Engine<'n, O> {
                         break;
                     }
                     Ok(_) => {
-                        self.waiting_for[d] = None;
                         if policy.ran(d, pass, &self.st) == Flow::Stop {
                             return Err(Blocked::Stopped);
                         }
@@ -609,9 +608,8 @@ impl<'n, O: Observer> Engine<'n, O> {
 
     fn drive_timed<P: Policy>(&mut self, policy: &mut P, p: usize) -> Result<(), Blocked> {
         // The device with the earliest clock acts next (ties: the lowest index), kept in a heap
-        // where every change of a clock pushes a new entry and outdated ones are skipped. A
-        // clock is never negative, so its bits order like its value (infinity last).
-        let key = |x: f64| if x > 0.0 { x.to_bits() } else { 0 };
+        // where every change of a clock pushes a new entry and outdated ones are skipped.
+        let key = heap_key;
         let mut queue: BinaryHeap<Reverse<(u64, usize)>> = (0..p)
             .map(|d| Reverse((key(self.st.clock[d]), d)))
             .collect();
@@ -640,25 +638,34 @@ impl<'n, O: Observer> Engine<'n, O> {
                 self.sleep(d, now, f64::INFINITY, &mut queue);
                 continue;
             };
-            if policy.ran(d, pass, &self.st) == Flow::Stop {
-                return Err(Blocked::Stopped);
-            }
-            queue.push(Reverse((key(end), d)));
-            // Wake the device that consumes this pass's output on another stage.
-            if let Some((c, lat)) = self
-                .st
-                .net
-                .output(pass)
-                .and_then(|s| self.st.net.consumer(s))
-            {
-                let c = c as usize;
-                if let Some(base) = self.asleep[c] {
-                    let arrival = if c != d { end + lat } else { end };
-                    let woken = self.st.clock[c].min(base.max(arrival));
-                    if woken != self.st.clock[c] {
-                        self.st.clock[c] = woken;
-                        queue.push(Reverse((key(woken), c)));
-                    }
+            self.after_timed(policy, d, pass, end, &mut queue)?;
+        }
+        Ok(())
+    }
+
+    /// After a timed run of `pass` on `d` ending at `end`: the policy's bookkeeping, the
+    /// device's next turn, and waking the device that consumes its output on another stage.
+    fn after_timed<P: Policy>(
+        &mut self,
+        policy: &mut P,
+        d: usize,
+        pass: Pass,
+        end: f64,
+        queue: &mut BinaryHeap<Reverse<(u64, usize)>>,
+    ) -> Result<(), Blocked> {
+        if policy.ran(d, pass, &self.st) == Flow::Stop {
+            return Err(Blocked::Stopped);
+        }
+        queue.push(Reverse((heap_key(end), d)));
+        let net = self.st.net;
+        if let Some((c, lat)) = net.output(pass).and_then(|s| net.consumer(s)) {
+            let c = c as usize;
+            if let Some(base) = self.asleep[c] {
+                let arrival = if c != d { end + lat } else { end };
+                let woken = self.st.clock[c].min(base.max(arrival));
+                if woken != self.st.clock[c] {
+                    self.st.clock[c] = woken;
+                    queue.push(Reverse((heap_key(woken), c)));
                 }
             }
         }
@@ -672,10 +679,9 @@ impl<'n, O: Observer> Engine<'n, O> {
         until: f64,
         queue: &mut BinaryHeap<Reverse<(u64, usize)>>,
     ) {
-        let key = |x: f64| if x > 0.0 { x.to_bits() } else { 0 };
         self.st.clock[d] = until;
         self.asleep[d] = Some(now);
-        queue.push(Reverse((key(until), d)));
+        queue.push(Reverse((heap_key(until), d)));
     }
 
     /// Forgets what each device `d` ran from position `from[d]` of its run on (`lists` are the
@@ -760,6 +766,16 @@ impl<'n, O: Observer> Engine<'n, O> {
     /// The state and the observer, after a run.
     pub fn into_parts(self) -> (State<'n>, O) {
         (self.st, self.observer)
+    }
+}
+
+/// A clock as a heap key: a clock is never negative, so its bits order like its value (infinity
+/// last).
+fn heap_key(x: f64) -> u64 {
+    if x > 0.0 {
+        x.to_bits()
+    } else {
+        0
     }
 }
 

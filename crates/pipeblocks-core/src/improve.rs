@@ -84,6 +84,7 @@ pub fn reorder(
     for (window, late_ws) in WINDOWS {
         let mut policy = FillGaps::new(&base, &limits, edge, window, late_ws);
         let mut e = Engine::new(&net).recording_lists().without_memory_curves();
+        e.reserve(&base.lists.iter().map(Vec::len).collect::<Vec<_>>());
         if e.drive(&mut policy).is_err() {
             continue;
         }
@@ -150,7 +151,7 @@ impl<'a> FillGaps<'a> {
             if let Some(i) = (self.head[d]..list.len())
                 .find(|&i| !self.done[d][i] && list[i].kind.is_input_backward())
             {
-                if alarm.arrived(st.ready(list[i])) {
+                if alarm.arrived(st, list[i]) {
                     return Some(i);
                 }
             }
@@ -166,7 +167,7 @@ impl<'a> FillGaps<'a> {
                 continue;
             }
             seen += 1;
-            let ok = alarm.arrived(st.ready(pass));
+            let ok = alarm.arrived(st, pass);
             let fits = pass.kind != PassKind::F
                 || st.level[d] + st.net.table.act[pass.stage as usize] <= self.limit[d] + EPS;
             if ok

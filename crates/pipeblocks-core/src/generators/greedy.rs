@@ -84,7 +84,7 @@ impl Greedy<'_> {
                 continue;
             }
             let pass = Pass::new(kind, s, mb as u32);
-            if alarm.arrived(st.ready(pass)) && choice.is_none_or(|c| mb < c.mb as usize) {
+            if alarm.arrived(st, pass) && choice.is_none_or(|c| mb < c.mb as usize) {
                 choice = Some(pass);
             }
         }
@@ -109,7 +109,7 @@ impl Greedy<'_> {
                     || st.level[d] - self.pending_mem[d] + self.reserved[d] + self.need[d]
                         <= o.limit[d] + EPS);
             let pass = Pass::f(s, mb as u32);
-            if alarm.arrived(st.ready(pass)) && fits && choice.is_none_or(|c| mb < c.mb as usize) {
+            if alarm.arrived(st, pass) && fits && choice.is_none_or(|c| mb < c.mb as usize) {
                 choice = Some(pass);
             }
         }
@@ -210,6 +210,7 @@ pub fn list_schedule(prm: &Params, o: &GreedyOptions) -> Result<Schedule, Error>
             .collect(),
     };
     let mut e = Engine::new(&net).recording_lists().without_memory_curves();
+    e.reserve(&policy.left);
     match e.drive(&mut policy) {
         Ok(()) => {
             s.lists = e.into_lists();

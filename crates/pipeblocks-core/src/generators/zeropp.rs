@@ -112,7 +112,7 @@ impl Zeropp {
                     }
                     Window::Bw(..) => false,
                 };
-                if alarm.arrived(st.ready(Pass::f(s, mb))) {
+                if alarm.arrived(st, Pass::f(s, mb)) {
                     if allowed {
                         f_ready.push((u, s, mb));
                     } else {
@@ -128,7 +128,7 @@ impl Zeropp {
                     Window::Closed => true,
                     Window::F(..) => false,
                 };
-                if alarm.arrived(st.ready(Pass::b(s, mb))) {
+                if alarm.arrived(st, Pass::b(s, mb)) {
                     if allowed {
                         b_ready.push((u, s, mb));
                     } else {
@@ -278,6 +278,7 @@ fn zeropp_under(prm: &Params) -> Result<Schedule, Error> {
         left: vec![3 * v as usize * m as usize; p as usize],
     };
     let mut e = Engine::new(&net).recording_lists().without_memory_curves();
+    e.reserve(&policy.left);
     e.drive(&mut policy).map_err(|_| {
         Error::config(format!(
             "zeropp could not place every pass (p={p}, m={m}, v={v}, group {unit}): its window rules left every device waiting"

@@ -96,6 +96,11 @@ pub struct BlockPass {
     pub offset: u32,
 }
 
+/// The longest block period accepted, in slots.
+pub const MAX_PERIOD: u32 = 1 << 16;
+/// The latest start offset accepted in a block, in slots.
+pub const MAX_OFFSET: u32 = 1 << 24;
+
 /// What [`Block::build`] does after squeezing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finish {
@@ -161,6 +166,15 @@ impl Block {
         self.placement.num_stages(self.devices)
     }
 
+    /// The block's passes on each device.
+    fn by_device(&self) -> Vec<Vec<BlockPass>> {
+        let mut out = vec![Vec::new(); self.devices as usize];
+        for q in &self.passes {
+            out[self.placement.device_of(q.stage, self.devices) as usize].push(*q);
+        }
+        out
+    }
+
     /// Reads a block from its JSON file format (see `docs/blocks.md`).
     pub fn from_json(text: &str) -> Result<Block, Error> {
         let f: BlockFile =
@@ -189,8 +203,16 @@ impl Block {
                 "block period is 0; use a period of at least 1 slot",
             ));
         }
-        if [self.slots.f, self.slots.b, self.slots.w, self.slots.bw].contains(&0) {
-            return Err(Error::config("block slot lengths must be at least 1"));
+        if self.period > MAX_PERIOD || self.passes.iter().any(|q| q.offset > MAX_OFFSET) {
+            return Err(Error::config(format!(
+                "a block's period is at most {MAX_PERIOD} slots and its offsets at most {MAX_OFFSET}; shorten the block"
+            )));
+        }
+        let lengths = [self.slots.f, self.slots.b, self.slots.w, self.slots.bw];
+        if lengths.contains(&0) || lengths.iter().any(|&l| l > self.period) {
+            return Err(Error::config(
+                "block slot lengths must be at least 1 and at most the period",
+            ));
         }
         // start offset of [F, B, W, BW] per stage
         let mut at: Vec<[Option<u32>; 4]> = vec![[None; 4]; n_st as usize];
@@ -314,33 +336,19 @@ impl Block {
     pub fn expand(&self, m: u32) -> Result<Schedule, Error> {
         self.analyse()?;
         let mut s = Schedule::empty(&self.name, self.devices, m, self.placement.clone())?;
-        // Pass j of microbatch k starts at o_j + kT = (q_j + k)·T + r_j: walking the rounds
-        // n = q_j + k in order, and within a round the passes by residue r_j, lists every
-        // device's passes in time order without sorting them all.
+        // Pass j of microbatch k starts at o_j + kT = (q_j + k)·T + r_j: ordered by the round
+        // q_j + k and, within a round, by the residue r_j (unique on a device: the repeats do not
+        // collide), every device's passes come in time order.
         let t = self.period;
-        for d in 0..self.devices {
-            let mut pats: Vec<(u32, u32, BlockPass)> = self
-                .passes
-                .iter()
-                .filter(|q| self.placement.device_of(q.stage, self.devices) == d)
-                .map(|q| (q.offset % t, q.offset / t, *q))
-                .collect();
-            pats.sort_by_key(|x| (x.0, x.1));
-            let (Some(qmin), Some(qmax)) = (
-                pats.iter().map(|x| x.1).min(),
-                pats.iter().map(|x| x.1).max(),
-            ) else {
-                continue;
-            };
-            let list = &mut s.lists[d as usize];
-            list.reserve(pats.len() * m as usize);
-            for n in qmin..qmax + m {
-                for &(_, q, bp) in &pats {
-                    if n >= q && n - q < m {
-                        list.push(Pass::new(bp.kind, bp.stage, n - q));
-                    }
-                }
+        for (d, passes) in self.by_device().into_iter().enumerate() {
+            let mut keyed: Vec<(u64, u32, Pass)> = Vec::with_capacity(passes.len() * m as usize);
+            for bp in passes {
+                let (q, r) = (u64::from(bp.offset / t), bp.offset % t);
+                keyed
+                    .extend((0..m).map(|k| (q + u64::from(k), r, Pass::new(bp.kind, bp.stage, k))));
             }
+            keyed.sort_unstable_by_key(|x| (x.0, x.1));
+            s.lists[d] = keyed.into_iter().map(|x| x.2).collect();
         }
         Ok(s)
     }
@@ -722,31 +730,37 @@ impl Block {
     pub fn delay_ws(&self, limit: f64, split: DelaySplit, act: &[f64]) -> Result<Block, Error> {
         let info = self.analyse()?;
         let bound = self.bound(&info, act);
-        let mut out = self.clone();
-        let p = self.devices;
-        for d in 0..p {
-            let mut ws: Vec<(u32, u32)> = self
-                .passes
+        // Periods of delay per stage, applied in one sweep at the end.
+        let mut delay = vec![0u32; self.stages() as usize];
+        for (d, passes) in self.by_device().into_iter().enumerate() {
+            let mut ws: Vec<(u32, u32)> = passes
                 .iter()
-                .filter(|q| q.kind == PassKind::W && self.placement.device_of(q.stage, p) == d)
+                .filter(|q| q.kind == PassKind::W)
                 .map(|q| (q.offset, q.stage))
                 .collect();
             ws.sort();
             // Stages in the order they take a period: from the last W back.
             let order: Vec<u32> = ws.iter().rev().map(|w| w.1).collect();
-            let slack = limit - bound[d as usize];
+            let slack = limit - bound[d];
             let periods =
                 |a: f64| ((slack / a + EPS).floor().min(MAX_W_DELAY as f64)).max(0.0) as u32;
             match (split, order.first(), order.last()) {
                 (_, None, _) | (_, _, None) => {}
                 (DelaySplit::Last, Some(&st), _) | (DelaySplit::First, _, Some(&st)) => {
-                    out.delay_w(st, periods(act[st as usize]))
+                    delay[st as usize] += periods(act[st as usize])
                 }
                 (DelaySplit::Even, Some(&st), _) => {
                     for (stage, n) in even_split(&order, act, slack, periods(act[st as usize])) {
-                        out.delay_w(stage, n);
+                        delay[stage as usize] += n;
                     }
                 }
+            }
+        }
+        let mut out = self.clone();
+        for q in &mut out.passes {
+            if q.kind == PassKind::W {
+                let shift = delay[q.stage as usize].saturating_mul(self.period);
+                q.offset = q.offset.saturating_add(shift);
             }
         }
         Ok(out)

@@ -104,7 +104,9 @@ impl Net {
         microbatches: u32,
         table: StageTable,
     ) -> Result<Net, Error> {
+        placement.check(devices)?;
         let stages = placement.num_stages(devices);
+        crate::params::check_size(stages.into(), microbatches.into())?;
         if table.dur.len() != stages as usize {
             return Err(Error::config(format!(
                 "the costs list {} stages, the schedule has {stages}",

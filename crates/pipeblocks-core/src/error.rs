@@ -88,6 +88,20 @@ pub enum Error {
         /// The parameter to change, for front ends to word as their own flag.
         fix: Option<Fix>,
     },
+    /// A size beyond what pipeblocks handles ([`crate::params::limits`]).
+    #[error("{what} is {value}, more than the {limit} pipeblocks handles; {hint}")]
+    TooLarge {
+        /// What is too large, in words.
+        what: String,
+        /// Its value.
+        value: u64,
+        /// The largest accepted.
+        limit: u64,
+        /// How to get within it, in words.
+        hint: String,
+        /// The parameter to change, when a parameter sets it.
+        param: Option<Param>,
+    },
     /// A per-stage cost table that fits neither a schedule's stage count nor a divisor of it.
     #[error("the stage costs describe {table} stages, which a schedule of {stages} stages can use neither as they are, split evenly nor merged; give a table whose stage count divides {stages} or is a multiple of it")]
     StageCount {
@@ -160,6 +174,7 @@ impl Error {
     pub fn suggestion(&self) -> Option<Fix> {
         match self {
             Error::Zero(p) => Some(Fix::new(*p, "1")),
+            Error::TooLarge { param, .. } => param.map(Fix::change),
             Error::Config { fix, .. } => fix.clone(),
             _ => None,
         }

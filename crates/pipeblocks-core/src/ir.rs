@@ -164,13 +164,14 @@ pub enum Placement {
 }
 
 impl Placement {
-    /// Number of stages for `p` devices.
+    /// Number of stages for `p` devices (at most `u32::MAX`: a larger count saturates, and
+    /// [`Placement::check`] refuses it).
     pub fn num_stages(&self, p: u32) -> u32 {
         match self {
             Placement::Sequential => p,
-            Placement::Looped { chunks } => chunks * p,
-            Placement::VShape => 2 * p,
-            Placement::Explicit { devices } => devices.len() as u32,
+            Placement::Looped { chunks } => chunks.saturating_mul(p),
+            Placement::VShape => p.saturating_mul(2),
+            Placement::Explicit { devices } => u32::try_from(devices.len()).unwrap_or(u32::MAX),
         }
     }
 
@@ -207,11 +208,22 @@ impl Placement {
         }
     }
 
-    /// Checks the placement is usable with `p` devices.
+    /// Checks the placement is usable with `p` devices, within [`crate::params::limits`].
     pub fn check(&self, p: u32) -> Result<(), Error> {
         if p == 0 {
             return Err(Error::Zero(Param::Devices));
         }
+        let limits = crate::params::limits::DEVICES;
+        if p > limits {
+            return Err(Error::TooLarge {
+                what: "the number of devices".into(),
+                value: p.into(),
+                limit: limits.into(),
+                hint: format!("use {limits} or fewer"),
+                param: Some(Param::Devices),
+            });
+        }
+        crate::params::check_size(self.num_stages(p).into(), 1)?;
         match self {
             Placement::Looped { chunks: 0 } => Err(Error::Zero(Param::Chunks)),
             Placement::Explicit { devices } => {
@@ -262,6 +274,7 @@ impl Schedule {
             return Err(Error::Zero(Param::Microbatches));
         }
         let stages = placement.num_stages(p);
+        crate::params::check_size(stages.into(), m.into())?;
         Ok(Schedule {
             name: name.to_string(),
             devices: p,
@@ -279,9 +292,15 @@ impl Schedule {
 
     /// Stages held by `device`, ascending.
     pub fn stages_of(&self, device: u32) -> Vec<u32> {
-        (0..self.stages)
-            .filter(|&s| self.device_of(s) == device)
-            .collect()
+        let p = self.devices;
+        match &self.placement {
+            Placement::Sequential => vec![device],
+            Placement::Looped { chunks } => (0..*chunks).map(|c| c * p + device).collect(),
+            Placement::VShape => vec![device, 2 * p - 1 - device],
+            Placement::Explicit { .. } => (0..self.stages)
+                .filter(|&s| self.device_of(s) == device)
+                .collect(),
+        }
     }
 
     /// Total number of passes.

@@ -182,8 +182,8 @@ impl ModelSpec {
                 }
                 "hidden" => {
                     let h = n()?;
-                    if !ffn_given && m.ffn == 4 * m.hidden {
-                        m.ffn = 4 * h;
+                    if !ffn_given && Some(m.ffn) == m.hidden.checked_mul(4) {
+                        m.ffn = h.saturating_mul(4);
                     }
                     m.hidden = h;
                 }
@@ -237,6 +237,22 @@ impl ModelSpec {
                 ),
             ));
         }
+        // Far above any real model, and low enough that no size overflows.
+        let largest = [
+            ("layers", u64::from(self.layers), 1 << 16),
+            ("hidden", self.hidden, 1 << 20),
+            ("seq", self.seq, 1 << 24),
+            ("vocab", self.vocab, 1 << 24),
+            ("ffn", self.ffn, 1 << 24),
+        ];
+        for (key, value, limit) in largest {
+            if value > limit {
+                return Err(Error::parse(
+                    "model",
+                    format!("{key}={value} is more than the {limit} pipeblocks handles"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -261,7 +277,7 @@ impl ModelSpec {
 
     /// Parameters of the whole model (layers, embedding, untied head).
     pub fn total_params(&self) -> f64 {
-        self.layers as f64 * self.layer_params() + 2.0 * (self.vocab * self.hidden) as f64
+        self.layers as f64 * self.layer_params() + 2.0 * self.vocab as f64 * self.hidden as f64
     }
 }
 
@@ -363,8 +379,11 @@ impl DeviceSpec {
             }
         }
         d.p2p_bandwidth = p2p.unwrap_or(d.bandwidth);
-        if !(d.flops.is_finite() && d.flops > 0.0) {
-            return Err(bad("flops must be a positive number".into()));
+        if !(d.flops.is_finite() && d.flops >= 1.0) {
+            return Err(bad("flops must be a number of FLOP/s, at least 1".into()));
+        }
+        if d.bandwidth < 1.0 || d.p2p_bandwidth < 1.0 {
+            return Err(bad("bandwidths must be at least 1 byte/s".into()));
         }
         if !(d.efficiency > 0.0 && d.efficiency <= 1.0) {
             return Err(bad("eff must be in (0, 1]".into()));

@@ -31,6 +31,57 @@ use crate::model::{DeviceSpec, ModelCosts, ModelSpec};
 /// Tolerance of the engine's time and memory comparisons.
 pub(crate) const EPS: f64 = 1e-9;
 
+/// The largest sizes pipeblocks accepts, checked before anything is allocated. They sit far
+/// above real pipelines and keep every table the engine builds within a few GiB and every
+/// figure finite (the README's "Limits" table).
+pub mod limits {
+    /// Devices `p`.
+    pub const DEVICES: u32 = 16_384;
+    /// Microbatches `m` per step.
+    pub const MICROBATCHES: u32 = 1 << 24;
+    /// Chunks (stages) per device of a looped placement.
+    pub const CHUNKS: u32 = 1_024;
+    /// Stages `S` of one schedule.
+    pub const STAGES: u32 = 65_536;
+    /// Passes of one schedule (`S · m` times 2 or 3): memory for the engine's tables.
+    pub const PASSES: u64 = 1 << 25;
+    /// Passes of a schedule that `auto`, the frontier and `zb-v` search: each tries tens to
+    /// hundreds of candidate schedules.
+    pub const SEARCH_PASSES: u64 = 1 << 19;
+    /// Devices a search takes (its block family grows with `p`).
+    pub const SEARCH_DEVICES: u32 = 512;
+    /// Any cost, latency or activation given, in its own unit.
+    pub const VALUE: f64 = 1e15;
+    /// Any cost computed for a stage (merged table entries, a model's pass times): sums over
+    /// every pass of a schedule stay finite.
+    pub const STAGE_VALUE: f64 = 1e30;
+}
+
+/// Refuses a schedule of `stages` stages and `microbatches` microbatches that is beyond
+/// [`limits`] (its passes, up to three per stage and microbatch, counted without overflow).
+pub fn check_size(stages: u64, microbatches: u64) -> Result<(), Error> {
+    if stages > limits::STAGES as u64 {
+        return Err(Error::TooLarge {
+            what: "the number of stages".into(),
+            value: stages,
+            limit: limits::STAGES as u64,
+            hint: "use fewer devices or chunks".into(),
+            param: Some(Param::Devices),
+        });
+    }
+    let passes = 3 * stages * microbatches;
+    if passes > limits::PASSES {
+        return Err(Error::TooLarge {
+            what: format!("the number of passes of a schedule of {stages} stages and {microbatches} microbatches (up to 3 each)"),
+            value: passes,
+            limit: limits::PASSES,
+            hint: "use fewer microbatches or devices".into(),
+            param: Some(Param::Microbatches),
+        });
+    }
+    Ok(())
+}
+
 /// The uniform shorthand: one cost per pass kind for every stage, and one latency.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Costs {
@@ -58,14 +109,14 @@ impl Default for Costs {
     }
 }
 
-/// Checks one cost: finite and not negative.
+/// Checks one cost: finite, not negative and within [`limits::VALUE`].
 fn check_cost(what: &str, v: f64) -> Result<f64, Error> {
-    if v.is_finite() && v >= 0.0 {
+    if v.is_finite() && (0.0..=limits::VALUE).contains(&v) {
         Ok(v)
     } else {
         Err(Error::parse(
             what,
-            format!("{v} is not a cost; costs must be finite and not negative"),
+            format!("{v:e} is not a cost; costs must be finite, not negative and at most 1e15"),
         ))
     }
 }
@@ -302,6 +353,16 @@ impl StageCosts {
                 "the table lists no stages; give one entry per stage",
             ));
         }
+        if stages.len() > limits::STAGES as usize {
+            return Err(Error::parse(
+                what,
+                format!(
+                    "{} stages; a table lists at most {}",
+                    stages.len(),
+                    limits::STAGES
+                ),
+            ));
+        }
         check_cost(what, comm)?;
         check_fraction(b_release)?;
         for (i, s) in stages.iter().enumerate() {
@@ -532,6 +593,21 @@ impl StageCosts {
         if self.blind.latency {
             t.comm.iter_mut().for_each(|c| *c = 0.0);
         }
+        // Every figure computed from the table must stay finite: refuse what could overflow.
+        let values = t.dur.iter().flatten().chain(&t.act).chain(&t.comm);
+        if let Some(x) = values
+            .copied()
+            .find(|x| !(0.0..=limits::STAGE_VALUE).contains(x))
+        {
+            let param = match self.source {
+                Source::Model { .. } => Param::Model,
+                _ => Param::Costs,
+            };
+            return Err(Error::change(
+                format!("the stages' costs reach {x:e}, outside the 0 to 1e30 pipeblocks computes with; give a smaller model, a faster device or a smaller unit of time"),
+                param,
+            ));
+        }
         Ok(t)
     }
 }
@@ -689,6 +765,20 @@ pub struct Params {
     pub group: Option<NonZeroU32>,
 }
 
+/// Refuses `value` above `limit`.
+fn at_most(value: u32, limit: u32, what: &str, param: Param) -> Result<(), Error> {
+    if value > limit {
+        return Err(Error::TooLarge {
+            what: what.into(),
+            value: value.into(),
+            limit: limit.into(),
+            hint: format!("use {limit} or fewer"),
+            param: Some(param),
+        });
+    }
+    Ok(())
+}
+
 /// A count that must be at least 1.
 pub fn nonzero(n: u32, param: Param) -> Result<NonZeroU32, Error> {
     NonZeroU32::new(n).ok_or(Error::Zero(param))
@@ -697,6 +787,18 @@ pub fn nonzero(n: u32, param: Param) -> Result<NonZeroU32, Error> {
 impl Params {
     /// `p` devices and `m` microbatches at the uniform default costs, no budget.
     pub fn new(devices: u32, microbatches: u32) -> Result<Self, Error> {
+        at_most(
+            devices,
+            limits::DEVICES,
+            "the number of devices",
+            Param::Devices,
+        )?;
+        at_most(
+            microbatches,
+            limits::MICROBATCHES,
+            "the number of microbatches",
+            Param::Microbatches,
+        )?;
         Ok(Params {
             devices: nonzero(devices, Param::Devices)?,
             microbatches: nonzero(microbatches, Param::Microbatches)?,
@@ -724,6 +826,12 @@ impl Params {
 
     /// With `v` chunks per device.
     pub fn with_chunks(mut self, v: u32) -> Result<Self, Error> {
+        at_most(
+            v,
+            limits::CHUNKS,
+            "the number of chunks per device",
+            Param::Chunks,
+        )?;
         self.chunks = Some(nonzero(v, Param::Chunks)?);
         Ok(self)
     }
@@ -748,9 +856,10 @@ impl Params {
 
     /// The same parameters for `p` devices and `m` microbatches.
     pub fn resized(&self, devices: u32, microbatches: u32) -> Result<Self, Error> {
+        let sized = Params::new(devices, microbatches)?;
         Ok(Params {
-            devices: nonzero(devices, Param::Devices)?,
-            microbatches: nonzero(microbatches, Param::Microbatches)?,
+            devices: sized.devices,
+            microbatches: sized.microbatches,
             ..self.clone()
         })
     }

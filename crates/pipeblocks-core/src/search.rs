@@ -31,7 +31,7 @@ use crate::generators::greedy::{list_schedule, GreedyOptions};
 use crate::generators::rounds::{self, RoundOptions};
 use crate::improve;
 use crate::ir::{PassKind, Placement, Schedule};
-use crate::params::{one_f_one_b_peak, Budget, Params, EPS};
+use crate::params::{limits, one_f_one_b_peak, Budget, Params, EPS};
 
 /// The final polish may run `POLISH_WORK / passes²` simulations (at most 4000): its work grows
 /// with the square of the schedule's size, so small problems get a thorough search and large
@@ -674,6 +674,40 @@ fn best_distinct<'f>(
     out
 }
 
+/// Refuses a search beyond [`limits::SEARCH_PASSES`] passes (of a V-shape schedule) or
+/// [`limits::SEARCH_DEVICES`] devices: it builds and simulates hundreds of candidates.
+fn check_search_size(prm: &Params) -> Result<(), Error> {
+    let (p, m) = (u64::from(prm.devices()), u64::from(prm.microbatches()));
+    let too_large = |what: String, value, limit, param| Error::TooLarge {
+        what,
+        value,
+        limit,
+        hint: "use a named schedule (v-zb, zb-v, v-half, ...) or a smaller size".into(),
+        param: Some(param),
+    };
+    if p > limits::SEARCH_DEVICES.into() {
+        let what = "the number of devices a memory-budgeted search takes".into();
+        return Err(too_large(
+            what,
+            p,
+            limits::SEARCH_DEVICES.into(),
+            Param::Devices,
+        ));
+    }
+    if 6 * p * m > limits::SEARCH_PASSES {
+        let what = format!(
+            "the number of passes of a searched schedule of {p} devices and {m} microbatches"
+        );
+        return Err(too_large(
+            what,
+            6 * p * m,
+            limits::SEARCH_PASSES,
+            Param::Microbatches,
+        ));
+    }
+    Ok(())
+}
+
 /// The least memory any placement the search tries runs with: one microbatch on all of a
 /// device's stages, on the most loaded device (1 unit at uniform activations).
 fn least_memory(prm: &Params) -> Result<f64, Error> {
@@ -694,6 +728,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         ));
     }
     let (p, m) = (prm.devices(), prm.microbatches());
+    check_search_size(prm)?;
     let least = least_memory(prm)?;
     if budget < least - EPS {
         // Every stage of a device holds a microbatch's activation until that microbatch's W, so
@@ -910,6 +945,7 @@ pub fn frontier(
     prm: &Params,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<FrontierPoint>, Error> {
+    check_search_size(prm)?;
     let base = one_f_one_b_peak(prm.devices(), prm.microbatches(), &prm.costs)?;
     let top = 2.0 * base;
     let mut out: Vec<FrontierPoint> = Vec::new();

@@ -70,6 +70,8 @@ pub(crate) fn structure(s: &Schedule) -> Result<Structure, ValidationError> {
             s.lists.len()
         )));
     }
+    crate::params::check_size(s.stages.into(), s.microbatches.into())
+        .map_err(|e| ValidationError::Shape(e.to_string()))?;
     if s.placement.num_stages(p) != s.stages {
         return Err(ValidationError::Shape(format!(
             "the schedule declares {} stages but its placement ({}) has {}",

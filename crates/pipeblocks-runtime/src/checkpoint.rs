@@ -164,12 +164,16 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
             ),
         ));
     }
-    let floats: usize = header
+    // Sizes from the header are checked as they multiply: a corrupt header must not overflow.
+    let need = header
         .params
         .iter()
-        .map(|(_, s)| 3 * s.iter().product::<usize>())
-        .sum();
-    let need = body + 4 * floats + 8;
+        .try_fold(0usize, |acc, (_, s)| {
+            let n = s.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+            acc.checked_add(n.checked_mul(12)?)
+        })
+        .and_then(|floats| floats.checked_add(body)?.checked_add(8))
+        .ok_or_else(|| err(path, "has a corrupt header (its sizes overflow)"))?;
     if bytes.len() < need {
         return Err(truncated(bytes.len(), need));
     }

@@ -8,8 +8,10 @@ pub mod torch_csv;
 use crate::error::Error;
 use crate::ir::Schedule;
 
-/// Reads a schedule from text, guessing the format: JSON when it starts with `{`, torch CSV otherwise.
+/// Reads a schedule from text, guessing the format: JSON when it starts with `{` (after any
+/// byte order mark and white space), torch CSV otherwise.
 pub fn read_any(text: &str, name: &str) -> Result<Schedule, Error> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim_start().starts_with('{') {
         json::read(text)
     } else {
@@ -25,6 +27,7 @@ pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(
     format: &str,
     version: u64,
 ) -> Result<T, Error> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| Error::parse(what, e.to_string()))?;
     match v.get("format").and_then(|f| f.as_str()) {

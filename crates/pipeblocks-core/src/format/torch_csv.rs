@@ -97,14 +97,41 @@ pub fn read(text: &str, name: &str) -> Result<Schedule, Error> {
             "the file has no rows; it needs one row per rank",
         ));
     }
-    let p = lists.len() as u32;
-    let stages = lists
-        .iter()
-        .flatten()
-        .map(|x| x.stage + 1)
-        .max()
-        .unwrap_or(0);
-    let m = lists.iter().flatten().map(|x| x.mb + 1).max().unwrap_or(0);
+    let p = u32::try_from(lists.len()).unwrap_or(u32::MAX);
+    let limit = |what: &str, value: u64, limit: u32| Error::TooLarge {
+        what: format!("the file's {what}"),
+        value,
+        limit: limit.into(),
+        hint: "check the file".into(),
+        param: None,
+    };
+    if p > crate::params::limits::DEVICES {
+        return Err(limit(
+            "number of rows (ranks)",
+            p.into(),
+            crate::params::limits::DEVICES,
+        ));
+    }
+    let top = |f: fn(&Pass) -> u32| {
+        lists
+            .iter()
+            .flatten()
+            .map(|x| u64::from(f(x)) + 1)
+            .max()
+            .unwrap_or(0)
+    };
+    let (stages, m) = (top(|x| x.stage), top(|x| x.mb));
+    if stages > crate::params::limits::STAGES.into() {
+        return Err(limit("stage count", stages, crate::params::limits::STAGES));
+    }
+    if m > crate::params::limits::MICROBATCHES.into() {
+        return Err(limit(
+            "microbatch count",
+            m,
+            crate::params::limits::MICROBATCHES,
+        ));
+    }
+    let (stages, m) = (stages as u32, m as u32);
     if stages == 0 || m == 0 {
         return Err(Error::parse("torch CSV", "the file lists no actions"));
     }

@@ -9,7 +9,7 @@ use pipeblocks_core::block::{self, Block};
 use pipeblocks_core::search::{from_block, frontier as frontier_points};
 use pipeblocks_core::{validate, Params, Schedule, StageCosts};
 
-use crate::common::{write_output, CostArg, ScheduleSpec};
+use crate::common::{read_text, whole, write_stdout, CostArg, ScheduleSpec};
 
 /// `block` arguments.
 #[derive(Args, Debug)]
@@ -18,7 +18,9 @@ pub struct BlockArgs {
     #[arg(short = 's', long = "schedule", required_unless_present = "from")]
     schedule: Option<String>,
     /// Number of devices p (for a named block).
-    #[arg(short = 'p', long = "devices", required_unless_present = "from")]
+    #[arg(short = 'p', long = "devices", required_unless_present = "from",
+          allow_negative_numbers = true,
+          value_parser = whole::<u32>("-p", "the number of devices", 1, None))]
     devices: Option<u32>,
     /// Read the block from a JSON block file instead.
     #[arg(long = "from", conflicts_with_all = ["schedule", "devices"])]
@@ -32,10 +34,12 @@ pub struct BlockArgs {
 #[derive(Args, Debug)]
 pub struct FrontierArgs {
     /// Number of devices p.
-    #[arg(short = 'p', long = "devices")]
+    #[arg(short = 'p', long = "devices", allow_negative_numbers = true,
+          value_parser = whole::<u32>("-p", "the number of devices", 1, None))]
     devices: u32,
     /// Number of microbatches m.
-    #[arg(short = 'm', long = "microbatches")]
+    #[arg(short = 'm', long = "microbatches", allow_negative_numbers = true,
+          value_parser = whole::<u32>("-m", "the number of microbatches", 1, None))]
     microbatches: u32,
     #[command(flatten)]
     cost: CostArg,
@@ -46,8 +50,7 @@ pub struct FrontierArgs {
 
 /// Reads a JSON block file.
 pub fn read_block(path: &Path) -> Result<Block> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = read_text(path)?;
     Block::from_json(&text).with_context(|| format!("{}", path.display()))
 }
 
@@ -64,7 +67,7 @@ pub fn block(a: BlockArgs) -> Result<()> {
     } else {
         describe(&b)?
     };
-    write_output(None, &text)
+    write_stdout(&text)
 }
 
 /// A block in text: per device its passes by offset, each stage's lifespan and the device's
@@ -164,5 +167,5 @@ pub fn frontier(a: FrontierArgs) -> Result<()> {
         }
         t
     };
-    write_output(None, &text)
+    write_stdout(&text)
 }

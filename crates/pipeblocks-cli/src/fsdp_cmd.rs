@@ -10,18 +10,22 @@ use pipeblocks_core::search::zeropp_group;
 use pipeblocks_core::{Params, Schedule};
 use serde_json::json;
 
-use crate::common::{read_schedule, write_output, CostArg, SimInput};
+use crate::common::{
+    check_target, read_schedule, unit_does_not_apply, whole, write_atomic, write_output,
+    write_stdout, CostArg, SimInput,
+};
 
 /// Options for fully sharded data parallelism and ZeroPP's groups.
 #[derive(Args, Debug, Clone, Default)]
 pub struct FsdpArgs {
     /// Fully sharded data parallelism over D replicas of every pipeline device: simulate the
     /// parameter all-gathers and gradient reduce-scatters (needs --model).
-    #[arg(long = "fsdp", value_name = "D")]
+    #[arg(long = "fsdp", value_name = "D", allow_negative_numbers = true,
+          value_parser = whole::<u32>("--fsdp", "the number of data-parallel replicas", 1, None))]
     pub fsdp: Option<u32>,
     /// ZeroPP scheduling unit: microbatches per group, or `auto` (the fastest group whose peak
     /// memory fits the device).
-    #[arg(long = "unit")]
+    #[arg(long = "unit", allow_negative_numbers = true)]
     pub unit: Option<String>,
     /// With `simulate`: write the schedule with its collectives as a PyTorch CSV
     /// (`{stage}UNSHARD`, `{stage}RESHARD`, `{stage}REDUCE_GRAD`) to FILE.
@@ -61,6 +65,27 @@ impl FsdpArgs {
             device,
             dp,
         })
+    }
+
+    /// The options without `--fsdp` or `--model` (a plain simulation): `--unit U` sets ZeroPP's
+    /// group; `--unit auto` and `--torch-csv` need the model and are refused.
+    pub fn plain_group(&self) -> Result<Option<u32>> {
+        if self.torch_csv.is_some() {
+            bail!("--torch-csv writes the schedule with its FSDP collectives and needs --fsdp D or --model; for the plain schedule use `pipeblocks generate --format torch-csv`");
+        }
+        match self.unit()? {
+            Unit::Default => Ok(None),
+            Unit::Fixed(u) => Ok(Some(u)),
+            Unit::Auto => bail!("--unit auto picks the group whose peak memory fits the device of a --model; give --model (and --fsdp D), or a number of microbatches"),
+        }
+    }
+
+    /// Refuses `--torch-csv` where no single schedule is simulated.
+    pub fn refuse_torch_csv(&self, command: &str) -> Result<()> {
+        if self.torch_csv.is_some() {
+            bail!("--torch-csv does not apply to `{command}`; it writes one schedule: use `pipeblocks simulate -s NAME ... --torch-csv FILE`");
+        }
+        Ok(())
     }
 
     fn unit(&self) -> Result<Unit> {
@@ -123,13 +148,22 @@ fn summary_json(s: &Schedule, unit: u32, setup: &FsdpSetup, r: &FsdpResult) -> s
 }
 
 /// `simulate` with `--fsdp`/`--model`.
-pub fn simulate(fa: &FsdpArgs, input: &SimInput, json: bool) -> Result<()> {
+pub fn simulate(
+    fa: &FsdpArgs,
+    input: &SimInput,
+    json: bool,
+    output: Option<&std::path::PathBuf>,
+) -> Result<()> {
     let setup = fa.setup(&input.cost)?;
     let unit = fa.unit()?;
+    if let Some(path) = &fa.torch_csv {
+        check_target("--torch-csv", path)?;
+    }
     let mut tried = String::new();
     let done = match &input.from {
         Some(path) => {
             let s = read_schedule(path)?;
+            input.spec.check_file(path, &s)?;
             let u = match unit {
                 Unit::Fixed(u) => u,
                 Unit::Auto => bail!("--unit auto needs a generated zeropp schedule, not --from"),
@@ -144,7 +178,11 @@ pub fn simulate(fa: &FsdpArgs, input: &SimInput, json: bool) -> Result<()> {
                 .as_deref()
                 .ok_or_else(|| anyhow!("give -s NAME -p P -m M, or --from FILE"))?;
             let prm = input.spec.params(setup.costs())?;
-            if unit == Unit::Auto && find(name)?.uses.group {
+            let g = find(name)?;
+            if unit != Unit::Default && !g.uses.group {
+                return Err(unit_does_not_apply(g.name));
+            }
+            if unit == Unit::Auto {
                 let (a, trials) = zeropp_group(&prm, &setup, None)?;
                 tried = trials
                     .iter()
@@ -171,7 +209,11 @@ pub fn simulate(fa: &FsdpArgs, input: &SimInput, json: bool) -> Result<()> {
         result: r,
     } = done;
     if let Some(path) = &fa.torch_csv {
-        crate::common::write_atomic(path, torch_csv::write_with_collectives(&plan).as_bytes())?;
+        write_atomic(
+            "--torch-csv",
+            path,
+            torch_csv::write_with_collectives(&plan).as_bytes(),
+        )?;
     }
     let text = if json {
         serde_json::to_string_pretty(&summary_json(&s, u, &setup, &r))? + "\n"
@@ -205,11 +247,12 @@ pub fn simulate(fa: &FsdpArgs, input: &SimInput, json: bool) -> Result<()> {
             format!("unit auto tried {tried} (budget {} GiB)\n", gib(setup.device.memory))
         }
     };
-    write_output(None, &text)
+    write_output(output, &text)
 }
 
 /// `compare` with `--fsdp`/`--model`: every applicable schedule under the same setup.
 pub fn compare(fa: &FsdpArgs, cost: &CostArg, prm: &Params, json: bool) -> Result<()> {
+    fa.refuse_torch_csv("compare")?;
     let setup = fa.setup(cost)?;
     let unit = fa.unit()?;
     let mut rows = Vec::new();
@@ -269,5 +312,5 @@ pub fn compare(fa: &FsdpArgs, cost: &CostArg, prm: &Params, json: bool) -> Resul
         }
         t
     };
-    write_output(None, &text)
+    write_stdout(&text)
 }

@@ -12,7 +12,8 @@ mod viz_cmd;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Pipeline-parallel schedules: generate, validate, simulate, visualise and execute.
 #[derive(Parser, Debug)]
@@ -49,10 +50,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `pipeblocks` alone: the help, as a usage error.
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            report(&clap_line(&e));
+            return ExitCode::from(2);
         }
     };
     let result = match cli.cmd {
@@ -70,8 +80,61 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", common::one_line(&e));
+            report(&format!("error: {}", common::one_line(&e)));
             ExitCode::from(common::exit_code(&e))
         }
     }
+}
+
+/// Prints an error line on standard error; a standard error that cannot be written (closed,
+/// full) is no reason to panic, and the exit code still tells.
+fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// A command-line usage error on one line: our own value parsers' message as it is, clap's
+/// message with its tip, without the usage block, pointing at the subcommand's `--help`.
+fn clap_line(e: &clap::Error) -> String {
+    if e.kind() == ErrorKind::ValueValidation {
+        let ours = std::error::Error::source(e).and_then(|s| s.downcast_ref::<common::ArgError>());
+        if let Some(msg) = ours {
+            return format!("error: {msg}");
+        }
+    }
+    let text = e.render().to_string();
+    let mut line = String::new();
+    let mut command = None;
+    for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(usage) = l.strip_prefix("Usage:") {
+            let words: Vec<&str> = usage
+                .split_whitespace()
+                .take_while(|w| !w.starts_with(['[', '<', '-']))
+                .collect();
+            command = Some(words.join(" "));
+            break;
+        }
+        if l.starts_with("For more information") {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(if l.starts_with("tip:") { "; " } else { " " });
+        }
+        line.push_str(l);
+    }
+    if !line.starts_with("error:") {
+        line.insert_str(0, "error: ");
+    }
+    // Without a usage block, the subcommand as typed, when it is one.
+    let command = command.filter(|c| !c.is_empty()).or_else(|| {
+        let typed = std::env::args().nth(1)?;
+        Cli::command()
+            .get_subcommands()
+            .any(|s| s.get_name() == typed)
+            .then(|| format!("pipeblocks {typed}"))
+    });
+    format!(
+        "{line} (see `{} --help`)",
+        command.as_deref().unwrap_or("pipeblocks")
+    )
 }

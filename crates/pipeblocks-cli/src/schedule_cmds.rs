@@ -10,7 +10,9 @@ use pipeblocks_core::registry::registry;
 use pipeblocks_core::{simulate as sim, validate as check, Schedule, SimResult, StageCosts};
 use pipeblocks_viz::chrome_trace::{self, TraceOptions};
 
-use crate::common::{read_schedule, write_output, CostArg, ScheduleSpec, SimInput};
+use crate::common::{
+    check_output, read_schedule, whole, write_output, write_stdout, CostArg, ScheduleSpec, SimInput,
+};
 
 /// Output formats of `generate`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +49,7 @@ pub struct GenerateArgs {
     /// text otherwise).
     #[arg(long, value_enum)]
     format: Option<Format>,
-    /// Write to FILE instead of standard output (atomically).
+    /// Write to FILE instead of standard output (atomically; `-` is standard output).
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
     /// Build the schedule from a JSON building-block file (see docs/blocks.md) with -m M.
@@ -68,7 +70,7 @@ pub struct SimulateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = SimFormat::Text)]
     format: SimFormat,
-    /// Write to FILE instead of standard output (atomically).
+    /// Write to FILE instead of standard output (atomically; `-` is standard output).
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
 }
@@ -84,13 +86,16 @@ pub struct ValidateArgs {
 #[derive(Args, Debug)]
 pub struct CompareArgs {
     /// Number of devices p.
-    #[arg(short = 'p', long = "devices", default_value_t = 8)]
+    #[arg(short = 'p', long = "devices", default_value_t = 8, allow_negative_numbers = true,
+          value_parser = whole::<u32>("-p", "the number of devices", 1, None))]
     devices: u32,
     /// Number of microbatches m.
-    #[arg(short = 'm', long = "microbatches", default_value_t = 32)]
+    #[arg(short = 'm', long = "microbatches", default_value_t = 32, allow_negative_numbers = true,
+          value_parser = whole::<u32>("-m", "the number of microbatches", 1, None))]
     microbatches: u32,
-    /// Chunks per device for looped schedules (default 2).
-    #[arg(long = "chunks")]
+    /// Chunks per device for looped schedules (interleaved-1f1b, bfs, zeropp; default 2).
+    #[arg(long = "chunks", allow_negative_numbers = true,
+          value_parser = whole::<u32>("--chunks", "the number of chunks per device", 1, None))]
     chunks: Option<u32>,
     /// Memory budget for memory-aware schedules (units or `0.5x`).
     #[arg(long = "memory", allow_hyphen_values = true)]
@@ -114,13 +119,14 @@ pub fn list() -> Result<()> {
             g.name, g.summary, "", g.constraints
         ));
     }
-    write_output(None, &out)
+    write_stdout(&out)
 }
 
 /// The format `generate` writes to `path` when `--format` is not given: JSON for `.json`,
 /// torch CSV for `.csv`, so that the file reads back with `--from`; text otherwise.
 fn format_of(path: Option<&std::path::Path>) -> Format {
     match path
+        .filter(|p| !crate::common::is_stdout(p))
         .and_then(|p| p.extension())
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase())
@@ -140,9 +146,14 @@ fn trace(s: &Schedule, r: &SimResult, costs: &StageCosts) -> Result<String> {
 
 /// `pipeblocks generate`.
 pub fn generate(a: GenerateArgs) -> Result<()> {
+    check_output(a.output.as_ref())?;
     let costs = a.cost.costs()?;
     let s = match &a.block {
-        Some(path) => crate::block_cmd::schedule_from_block(path, &a.spec, &costs)?,
+        Some(path) => {
+            a.spec
+                .refuse_generation_options("a schedule built from --block")?;
+            crate::block_cmd::schedule_from_block(path, &a.spec, &costs)?
+        }
         None => a.spec.generate(&costs)?,
     };
     let text = match a.format.unwrap_or_else(|| format_of(a.output.as_deref())) {
@@ -156,10 +167,19 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
 
 /// `pipeblocks simulate`.
 pub fn simulate(a: SimulateArgs) -> Result<()> {
+    check_output(a.output.as_ref())?;
     if a.fsdp.active(&a.input.cost) {
-        return crate::fsdp_cmd::simulate(&a.fsdp, &a.input, a.json);
+        let json = match (a.json, a.format) {
+            (true, _) | (_, SimFormat::Json) => true,
+            (false, SimFormat::Text) => false,
+            (false, SimFormat::ChromeTrace) => anyhow::bail!(
+                "--format chrome-trace does not apply with --fsdp or --model; use --format text or json"
+            ),
+        };
+        return crate::fsdp_cmd::simulate(&a.fsdp, &a.input, json, a.output.as_ref());
     }
-    let (s, costs) = a.input.load()?;
+    let group = a.fsdp.plain_group()?;
+    let (s, costs) = a.input.load_grouped(group)?;
     let r = sim(&s, &costs)?;
     let base = baseline(s.devices, s.microbatches, &costs)?;
     let summary = summarize(&s, &r, &costs, base)?;
@@ -202,18 +222,15 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
 pub fn validate(a: ValidateArgs) -> Result<()> {
     let s = read_schedule(&a.file)?;
     check(&s).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
-    write_output(
-        None,
-        &format!(
-            "{}: valid ({} devices, {} stages, {} microbatches, {} passes, {} placement)\n",
-            a.file.display(),
-            s.devices,
-            s.stages,
-            s.microbatches,
-            s.num_passes(),
-            s.placement.describe()
-        ),
-    )
+    write_stdout(&format!(
+        "{}: valid ({} devices, {} stages, {} microbatches, {} passes, {} placement)\n",
+        a.file.display(),
+        s.devices,
+        s.stages,
+        s.microbatches,
+        s.num_passes(),
+        s.placement.describe()
+    ))
 }
 
 /// `pipeblocks compare`.
@@ -230,6 +247,12 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     if a.fsdp.active(&a.cost) {
         return crate::fsdp_cmd::compare(&a.fsdp, &a.cost, &prm, a.json);
     }
+    a.fsdp.refuse_torch_csv("compare")?;
+    // Options apply to the schedules that read them: ZeroPP's group to ZeroPP.
+    let prm = match a.fsdp.plain_group()? {
+        Some(u) => prm.with_group(u)?,
+        None => prm,
+    };
     let rows = compare_all(&prm)?;
     let text = if a.json {
         let ok: Vec<_> = rows
@@ -271,5 +294,5 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         }
         t
     };
-    write_output(None, &text)
+    write_stdout(&text)
 }

@@ -9,7 +9,7 @@ use pipeblocks_core::{generate, simulate, Schedule, SimResult};
 use pipeblocks_viz::html::{report as render_report, Entry, Report};
 use pipeblocks_viz::svg::{auto_width, render, SvgOptions};
 
-use crate::common::{write_output, CostArg, ScheduleSpec, SimInput};
+use crate::common::{check_output, real, whole, write_output, CostArg, ScheduleSpec, SimInput};
 
 /// Width of the time axis, checked.
 fn width(w: f64) -> Result<f64> {
@@ -26,9 +26,9 @@ pub struct PlotArgs {
     input: SimInput,
     /// Width of the time axis in pixels (default: wide enough to number the shortest pass,
     /// 1100 to 6000).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = real("--width", "the width in pixels"))]
     width: Option<f64>,
-    /// Write the SVG to FILE (atomically) instead of standard output.
+    /// Write the SVG to FILE (atomically) instead of standard output (`-`).
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
 }
@@ -37,13 +37,16 @@ pub struct PlotArgs {
 #[derive(Args, Debug)]
 pub struct ReportArgs {
     /// Number of devices p.
-    #[arg(short = 'p', long = "devices")]
+    #[arg(short = 'p', long = "devices", allow_negative_numbers = true,
+          value_parser = whole::<u32>("-p", "the number of devices", 1, None))]
     devices: u32,
     /// Number of microbatches m.
-    #[arg(short = 'm', long = "microbatches")]
+    #[arg(short = 'm', long = "microbatches", allow_negative_numbers = true,
+          value_parser = whole::<u32>("-m", "the number of microbatches", 1, None))]
     microbatches: u32,
-    /// Chunks per device for looped schedules (default 2).
-    #[arg(long = "chunks")]
+    /// Chunks per device for looped schedules (interleaved-1f1b, bfs, zeropp; default 2).
+    #[arg(long = "chunks", allow_negative_numbers = true,
+          value_parser = whole::<u32>("--chunks", "the number of chunks per device", 1, None))]
     chunks: Option<u32>,
     /// Memory budget for memory-aware schedules (units or `0.5x`).
     #[arg(long = "memory", allow_hyphen_values = true)]
@@ -51,15 +54,17 @@ pub struct ReportArgs {
     #[command(flatten)]
     cost: CostArg,
     /// Width of each timeline's time axis in pixels.
-    #[arg(long, default_value_t = 1100.0)]
+    #[arg(long, default_value_t = 1100.0, allow_negative_numbers = true,
+          value_parser = real("--width", "the width in pixels"))]
     width: f64,
-    /// Write the HTML to FILE (atomically) instead of standard output.
+    /// Write the HTML to FILE (atomically) instead of standard output (`-`).
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
 }
 
 /// `pipeblocks plot`.
 pub fn plot(a: PlotArgs) -> Result<()> {
+    check_output(a.output.as_ref())?;
     let fixed = a.width.map(width).transpose()?;
     let (s, costs) = a.input.load()?;
     let r = simulate(&s, &costs)?;
@@ -79,6 +84,7 @@ pub fn plot(a: PlotArgs) -> Result<()> {
 
 /// `pipeblocks report`.
 pub fn report(a: ReportArgs) -> Result<()> {
+    check_output(a.output.as_ref())?;
     let width = width(a.width)?;
     let spec = ScheduleSpec {
         schedule: None,

@@ -208,12 +208,13 @@ fn bad_sizes_and_names() {
     );
     assert_one_error_line(&["generate", "-s", "1f1b", "-m", "2"], "missing -p");
     assert_one_error_line(&["simulate"], "--from FILE");
-    // clap's own usage errors also exit 2.
-    assert_bad_input(
+    // Usage errors also exit 2, on one line: a value that is not a count names the flag and
+    // what it expects, and clap's own errors keep their text.
+    assert_one_error_line(
         &["generate", "-s", "1f1b", "-p", "x", "-m", "2"],
-        "invalid value",
+        "-p x: the number of devices must be a whole number",
     );
-    assert_bad_input(&["frobnicate"], "unrecognized subcommand");
+    assert_one_error_line(&["frobnicate"], "unrecognized subcommand");
 }
 
 #[test]

@@ -1,9 +1,13 @@
 //! `train`: train the runtime's GPT-style model with a schedule on threads of this machine.
+//!
+//! Everything that can be checked is checked before the first step: option ranges, the memory
+//! the model and batch will need, the input files, and that the output files can be written, so
+//! that a long run is not lost at its end.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pipeblocks_core::StageCosts;
@@ -13,38 +17,70 @@ use pipeblocks_runtime::{
 };
 use serde_json::json;
 
-use crate::common::{write_atomic, RuntimeFailure, ScheduleSpec};
+use crate::common::{
+    check_writable, one_line, real, whole, write_atomic, write_stdout, RuntimeFailure, ScheduleSpec,
+};
+
+/// Most transformer blocks.
+pub const MAX_LAYERS: u64 = 256;
+/// Widest residual stream.
+pub const MAX_HIDDEN: u64 = 8192;
+/// Most attention heads.
+pub const MAX_HEADS: u64 = 8192;
+/// Longest context.
+pub const MAX_SEQ: u64 = 65536;
+/// Most sequences per step.
+pub const MAX_BATCH: u64 = 65536;
+/// Most optimiser steps in one run.
+pub const MAX_STEPS: u64 = 1_000_000;
+/// Longest receive timeout, in seconds (about 11.6 days).
+pub const MAX_TIMEOUT_S: f64 = 1e6;
+/// Most memory the model, its optimiser state and one step's activations may need.
+pub const MAX_TRAIN_BYTES: u64 = 4 << 30;
+/// Largest `--data` file.
+pub const MAX_DATA_BYTES: u64 = 1 << 30;
+/// Steps an optimiser may count (its bias correction takes the step as an `i32` power).
+const MAX_STEP_COUNT: u64 = i32::MAX as u64;
 
 /// `train` arguments.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     #[command(flatten)]
     spec: ScheduleSpec,
-    /// Transformer blocks (at least the number of stages).
-    #[arg(long, default_value_t = 4)]
+    /// Transformer blocks (at least the number of stages; at most 256).
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true,
+          value_parser = whole::<usize>("--layers", "the number of layers", 1, Some(MAX_LAYERS)))]
     layers: usize,
-    /// Width of the residual stream.
-    #[arg(long, default_value_t = 64)]
+    /// Width of the residual stream (at most 8192).
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true,
+          value_parser = whole::<usize>("--hidden", "the width", 1, Some(MAX_HIDDEN)))]
     hidden: usize,
     /// Attention heads (must divide --hidden).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true,
+          value_parser = whole::<usize>("--heads", "the number of heads", 1, Some(MAX_HEADS)))]
     heads: usize,
-    /// Context length in bytes.
-    #[arg(long, default_value_t = 64)]
+    /// Context length in bytes (at most 65536).
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true,
+          value_parser = whole::<usize>("--seq", "the context length", 1, Some(MAX_SEQ)))]
     seq: usize,
-    /// Sequences per step (a multiple of -m).
-    #[arg(long, default_value_t = 8)]
+    /// Sequences per step (a multiple of -m; at most 65536). Model and batch together may need
+    /// at most 4 GiB.
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true,
+          value_parser = whole::<usize>("--batch", "the number of sequences per step", 1, Some(MAX_BATCH)))]
     batch: usize,
-    /// Optimiser steps.
-    #[arg(long, default_value_t = 150)]
+    /// Optimiser steps (at most 1000000).
+    #[arg(long, default_value_t = 150, allow_negative_numbers = true,
+          value_parser = whole::<u64>("--steps", "the number of steps", 0, Some(MAX_STEPS)))]
     steps: u64,
     /// AdamW learning rate.
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(long, default_value_t = 3e-3, allow_negative_numbers = true,
+          value_parser = real("--lr", "the learning rate"))]
     lr: f64,
     /// Seed of the initial model and the data order.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true,
+          value_parser = whole::<u64>("--seed", "the seed", 0, None))]
     seed: u64,
-    /// Train on this text file (bytes) instead of the generated corpus.
+    /// Train on this text file (bytes, at most 1 GiB) instead of the generated corpus.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Print the summary as JSON (no progress bar).
@@ -59,8 +95,9 @@ pub struct TrainArgs {
     /// Write the last step's measured timeline (simulator JSON shape) to FILE.
     #[arg(long)]
     timeline: Option<PathBuf>,
-    /// Seconds a device may wait for a message before the run fails.
-    #[arg(long, default_value_t = 60.0)]
+    /// Seconds a device may wait for a message before the run fails (at most 1000000).
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true,
+          value_parser = real("--timeout", "the timeout in seconds"))]
     timeout: f64,
     /// Run each device on its own CUDA GPU (build with `--features cuda`).
     #[arg(long)]
@@ -76,6 +113,211 @@ fn classify(e: RuntimeError) -> anyhow::Error {
     }
 }
 
+/// A run failure (exit 1) with this message.
+fn failure(msg: String) -> anyhow::Error {
+    anyhow::Error::new(RuntimeFailure(msg))
+}
+
+/// About how many bytes training `model` on `batch` sequences per step needs at most: the
+/// parameters with their gradients, AdamW moments and update (5 copies), and every
+/// microbatch's stored activations at once (the worst schedule, GPipe, holds them all): per
+/// token and layer the layer inputs and outputs (about 24 widths) and the attention
+/// probabilities and their transients (4 per head and key), the head's logits and
+/// probabilities, and each layer's causal mask. `None` when it does not even fit in 64 bits.
+pub fn memory_estimate(model: &ModelConfig, batch: usize) -> Option<u64> {
+    let n = |x: usize| u64::try_from(x).ok();
+    let (v, c, h, t, l, b) = (
+        n(model.vocab)?,
+        n(model.hidden)?,
+        n(model.heads)?,
+        n(model.seq)?,
+        n(model.layers)?,
+        n(batch)?,
+    );
+    let cc = c.checked_mul(c)?;
+    let block = cc.checked_mul(12)?.checked_add(c.checked_mul(13)?)?;
+    let params = v
+        .checked_mul(c)?
+        .checked_mul(2)?
+        .checked_add(t.checked_mul(c)?)?
+        .checked_add(l.checked_mul(block)?)?
+        .checked_add(c.checked_mul(2)?)?
+        .checked_add(v)?;
+    let param_floats = params.checked_mul(5)?;
+    let tokens = b.checked_mul(t)?;
+    let per_token_layer = c
+        .checked_mul(24)?
+        .checked_add(h.checked_mul(t)?.checked_mul(4)?)?;
+    let per_token = l
+        .checked_mul(per_token_layer)?
+        .checked_add(v.checked_mul(4)?)?
+        .checked_add(c.checked_mul(8)?)?;
+    let act_floats = tokens.checked_mul(per_token)?;
+    let masks = l.checked_mul(t.checked_mul(t)?)?;
+    param_floats
+        .checked_add(act_floats)?
+        .checked_add(masks)?
+        .checked_mul(4)
+}
+
+/// A number as typed in an option: plain, or in exponent form when very large or small.
+fn show(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && !(1e-3..1e6).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
+/// Checks the options and files before anything is built: ranges, the memory estimate, the
+/// input files, and that the output files can be written.
+fn preflight(a: &TrainArgs, model: &ModelConfig, p: u32, m: u32) -> Result<()> {
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        bail!(
+            "--timeout {}: give a positive number of seconds",
+            show(a.timeout)
+        );
+    }
+    if a.timeout > MAX_TIMEOUT_S {
+        bail!(
+            "--timeout {}: at most {MAX_TIMEOUT_S:.0} seconds (about 11.6 days)",
+            show(a.timeout)
+        );
+    }
+    if !(a.lr.is_finite() && a.lr > 0.0) {
+        bail!(
+            "--lr {}: give a positive learning rate such as 3e-3",
+            show(a.lr)
+        );
+    }
+    for (flag, v) in [
+        ("--layers", a.layers),
+        ("--hidden", a.hidden),
+        ("--heads", a.heads),
+        ("--seq", a.seq),
+        ("--batch", a.batch),
+    ] {
+        if v == 0 {
+            bail!("{flag} 0: give at least 1");
+        }
+    }
+    if !a.hidden.is_multiple_of(a.heads) {
+        bail!(
+            "--hidden {} is not a multiple of --heads {}; pick sizes where heads divides hidden",
+            a.hidden,
+            a.heads
+        );
+    }
+    if a.layers < p as usize {
+        bail!(
+            "-p {p} needs at least {p} layers (one stage per device at least); use --layers {p} or more"
+        );
+    }
+    if !a.batch.is_multiple_of(m as usize) {
+        bail!(
+            "--batch {} cannot be split into {m} equal microbatches; make --batch a multiple of -m",
+            a.batch
+        );
+    }
+    match memory_estimate(model, a.batch) {
+        Some(bytes) if bytes <= MAX_TRAIN_BYTES => {}
+        est => bail!(
+            "--layers {} --hidden {} --heads {} --seq {} --batch {} need up to about {} (parameters, optimiser state and activations), more than the {} `train` allows; lower --hidden, --layers, --seq or --batch",
+            a.layers,
+            a.hidden,
+            a.heads,
+            a.seq,
+            a.batch,
+            est.map_or_else(|| "more than 16 EiB".to_string(), gib),
+            gib(MAX_TRAIN_BYTES)
+        ),
+    }
+    if a.timeline.is_some() && a.steps == 0 {
+        bail!("--timeline writes the last step's timeline; give --steps 1 or more");
+    }
+    if let Some(p) = &a.data {
+        check_input("--data", p)?;
+        let len = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        if len > MAX_DATA_BYTES {
+            bail!(
+                "--data {}: the file has {len} bytes; `train` reads at most {} MiB, use a shorter text",
+                p.display(),
+                MAX_DATA_BYTES >> 20
+            );
+        }
+    }
+    if let Some(p) = &a.resume {
+        check_input("--resume", p)?;
+    }
+    for (flag, path) in [("--save", &a.save), ("--timeline", &a.timeline)] {
+        if let Some(p) = path {
+            check_writable(flag, p)?;
+        }
+    }
+    if let (Some(s), Some(t)) = (&a.save, &a.timeline) {
+        if same_file(s, t) {
+            bail!(
+                "--save and --timeline both name {}; give them different files",
+                s.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether two output paths name the same file (compared after resolving their directories).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let resolve = |p: &Path| {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::canonicalize(dir)
+            .ok()
+            .map(|d| (d, p.file_name().map(|n| n.to_owned())))
+    };
+    match (resolve(a), resolve(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// An input file given with `flag` must be a readable regular file.
+fn check_input(flag: &str, path: &Path) -> Result<()> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("{flag} {shown}: cannot read it ({e})"))?;
+    if !meta.is_file() {
+        bail!("{flag} {shown} is not a regular file; give the path of a file");
+    }
+    std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("{flag} {shown}: cannot read it ({e})"))?;
+    Ok(())
+}
+
+/// Averages over the timed steps (after the warm-up).
+#[derive(Default)]
+struct Timed {
+    n: f64,
+    step_time: f64,
+    bubble_measured: f64,
+    bubble_sim: f64,
+    busy: f64,
+}
+
+/// `x / y`, or 0 when `y` is not positive (no NaN or infinity in the summary).
+fn ratio(x: f64, y: f64) -> f64 {
+    if y > 0.0 && x.is_finite() && y.is_finite() {
+        x / y
+    } else {
+        0.0
+    }
+}
+
 /// Runs `train`.
 pub fn train(a: TrainArgs) -> Result<()> {
     // One core per pipeline device: keep candle's matrix products single-threaded inside each
@@ -85,23 +327,22 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
     let mut spec = a.spec.clone();
     spec.schedule.get_or_insert_with(|| "1f1b".into());
-    spec.devices.get_or_insert(2);
-    spec.microbatches.get_or_insert(4);
+    let p = *spec.devices.get_or_insert(2);
+    let m = *spec.microbatches.get_or_insert(4);
+    let model = ModelConfig {
+        vocab: 256,
+        hidden: a.hidden,
+        heads: a.heads,
+        layers: a.layers,
+        seq: a.seq,
+    };
+    // Cheap checks of the schedule's flags first (sizes, options the schedule does not read),
+    // then everything else before building anything.
+    spec.params(StageCosts::default())?;
+    preflight(&a, &model, p, m)?;
     let schedule = spec.generate(&StageCosts::default())?;
-    if !(a.timeout.is_finite() && a.timeout > 0.0) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
-    if !(a.lr.is_finite() && a.lr > 0.0) {
-        anyhow::bail!("--lr must be a positive number");
-    }
     let cfg = TrainConfig {
-        model: ModelConfig {
-            vocab: 256,
-            hidden: a.hidden,
-            heads: a.heads,
-            layers: a.layers,
-            seq: a.seq,
-        },
+        model,
         batch: a.batch,
         seed: a.seed,
         opt: AdamW {
@@ -121,6 +362,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
         checkpoint::load(&mut trainer, p).map_err(classify)?;
     }
     let first = trainer.steps_done();
+    if first.saturating_add(a.steps) > MAX_STEP_COUNT {
+        bail!(
+            "--resume: the checkpoint has {first} steps done and --steps {} would pass the {MAX_STEP_COUNT} steps the optimiser counts; the checkpoint is corrupt, or start without --resume",
+            a.steps
+        );
+    }
+    let schedule = trainer.schedule().clone();
     let bar = if a.json {
         ProgressBar::hidden()
     } else {
@@ -130,11 +378,28 @@ pub fn train(a: TrainArgs) -> Result<()> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut losses = Vec::with_capacity(a.steps as usize);
-    let mut reports: Vec<StepReport> = Vec::new();
+    // Timings skip the first steps (warm-up) when there are enough of them.
+    let warm = if a.steps > 4 { a.steps / 4 } else { 0 };
+    let mut losses = Vec::with_capacity(a.steps.min(4096) as usize);
+    let mut timed = Timed::default();
+    let mut last: Option<StepReport> = None;
     for i in 0..a.steps {
+        let step = first + i + 1;
         let batch = corpus.batch(cfg.batch, cfg.model.seq, cfg.seed, first + i);
         let r = trainer.step(&batch).map_err(classify)?;
+        if !r.loss.is_finite() {
+            bar.finish_and_clear();
+            let kept = if a.save.is_some() {
+                "; no checkpoint was written"
+            } else {
+                ""
+            };
+            return Err(failure(format!(
+                "the loss stopped being finite at step {step} (it is {}): training diverged; lower --lr (it is {}){kept}",
+                r.loss,
+                show(a.lr)
+            )));
+        }
         losses.push(r.loss);
         bar.set_message(format!(
             "loss {:.3}  {:.0} tokens/s",
@@ -142,54 +407,65 @@ pub fn train(a: TrainArgs) -> Result<()> {
             r.tokens_per_s()
         ));
         bar.inc(1);
-        reports.push(r);
+        if i >= warm {
+            timed.n += 1.0;
+            timed.step_time += r.step_time_s;
+            timed.bubble_measured += r.bubble_rate();
+            timed.bubble_sim += r
+                .simulate_measured(&schedule)
+                .map_err(classify)?
+                .bubble_rate;
+            timed.busy += r.busy_s.iter().sum::<f64>();
+        }
+        last = Some(r);
     }
     bar.finish_and_clear();
     if let Some(p) = &a.save {
-        checkpoint::save(&mut trainer, p).map_err(classify)?;
+        checkpoint::save(&mut trainer, p).map_err(|e| {
+            failure(format!(
+                "training finished but the checkpoint could not be written to {}: {}",
+                p.display(),
+                one_line(&anyhow::Error::new(e))
+            ))
+        })?;
     }
-    let schedule = trainer.schedule().clone();
-    let Some(last) = reports.last() else {
-        if !a.json {
-            println!("0 steps: nothing trained");
+    let Some(last) = last else {
+        let text = if a.json {
+            format!("{}\n", json!({"losses": [], "steps": 0}))
         } else {
-            println!("{}", json!({"losses": [], "steps": 0}));
-        }
-        return Ok(());
+            "0 steps: nothing trained\n".to_string()
+        };
+        return write_stdout(&text);
     };
-    // Timings skip the first steps (warm-up) when there are enough of them.
-    let warm = if reports.len() > 4 {
-        reports.len() / 4
-    } else {
-        0
-    };
-    let timed = &reports[warm..];
-    let n = timed.len() as f64;
-    let step_time = timed.iter().map(|r| r.step_time_s).sum::<f64>() / n;
-    let bubble_measured = timed.iter().map(StepReport::bubble_rate).sum::<f64>() / n;
-    let mut bubble_sim = 0.0;
-    for r in timed {
-        bubble_sim += r
-            .simulate_measured(&schedule)
-            .map_err(classify)?
-            .bubble_rate
-            / n;
-    }
-    let tokens_per_s = last.tokens as f64 / step_time;
-    let busy: f64 = timed
-        .iter()
-        .map(|r| r.busy_s.iter().sum::<f64>())
-        .sum::<f64>()
-        / n;
+    let n = timed.n.max(1.0);
+    let step_time = timed.step_time / n;
+    let bubble_measured = timed.bubble_measured / n;
+    let bubble_sim = timed.bubble_sim / n;
+    let busy = timed.busy / n;
+    let tokens_per_s = ratio(last.tokens as f64, step_time);
     // Matrix-product FLOPs of the step over the device-seconds spent in passes.
-    let gflops = cfg.model.matmul_flops(last.tokens) / busy / 1e9;
+    let gflops = ratio(cfg.model.matmul_flops(last.tokens), busy) / 1e9;
     let peak = &last.peak_activation_bytes;
     if let Some(p) = &a.timeline {
         let measured = last.as_sim_result(&schedule);
         let predicted = last.simulate_measured(&schedule).map_err(classify)?;
         let doc = json!({"schedule": schedule.name, "measured": measured, "simulated": predicted});
-        write_atomic(p, serde_json::to_string_pretty(&doc)?.as_bytes())
-            .with_context(|| "cannot write the timeline")?;
+        let saved = if a.save.is_some() {
+            " (the checkpoint was written)"
+        } else {
+            ""
+        };
+        write_atomic(
+            "--timeline",
+            p,
+            (serde_json::to_string_pretty(&doc)? + "\n").as_bytes(),
+        )
+        .map_err(|e| {
+            failure(format!(
+                "training finished but the timeline could not be written{saved}: {}",
+                one_line(&e)
+            ))
+        })?;
     }
     if a.json {
         let doc = json!({
@@ -210,12 +486,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
             "bubble_rate_measured": bubble_measured,
             "bubble_rate_simulated": bubble_sim,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        return write_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"));
     }
-    let head = &losses[..losses.len().min(1)];
-    println!(
-        "{} on {} devices, {} stages, {} microbatches; model {} params ({} layers, hidden {})",
+    let mut out = format!(
+        "{} on {} devices, {} stages, {} microbatches; model {} params ({} layers, hidden {})\n",
         schedule.name,
         schedule.devices,
         schedule.stages,
@@ -224,32 +498,32 @@ pub fn train(a: TrainArgs) -> Result<()> {
         cfg.model.layers,
         cfg.model.hidden
     );
-    println!(
-        "loss: {:.4} at step {} → {:.4} at step {}",
-        head[0],
+    out.push_str(&format!(
+        "loss: {:.4} at step {} → {:.4} at step {}\n",
+        losses[0],
         first + 1,
         losses[losses.len() - 1],
         first + a.steps
-    );
-    println!(
-        "step time {:.1} ms, {:.0} tokens/s, matmuls {:.2} GFLOP/s per device",
+    ));
+    out.push_str(&format!(
+        "step time {:.1} ms, {:.0} tokens/s, matmuls {:.2} GFLOP/s per device\n",
         step_time * 1e3,
         tokens_per_s,
         gflops
-    );
+    ));
     let peaks: Vec<String> = peak
         .iter()
         .enumerate()
         .map(|(d, b)| format!("d{d} {:.1} KiB", *b as f64 / 1024.0))
         .collect();
-    println!("peak activation: {}", peaks.join(", "));
-    println!(
-        "bubble rate: measured {:.1}%, simulated with measured pass costs {:.1}%",
+    out.push_str(&format!("peak activation: {}\n", peaks.join(", ")));
+    out.push_str(&format!(
+        "bubble rate: measured {:.1}%, simulated with measured pass costs {:.1}%\n",
         100.0 * bubble_measured,
         100.0 * bubble_sim
-    );
+    ));
     if let Some(p) = &a.save {
-        println!("checkpoint written to {}", p.display());
+        out.push_str(&format!("checkpoint written to {}\n", p.display()));
     }
-    Ok(())
+    write_stdout(&out)
 }

@@ -25,5 +25,5 @@ __all__ = ["Schedule", "generate", "load", "names", "parse_torch_csv", "schedule
 
 
 def names() -> list[str]:
-    """The names of every schedule the engine knows, in ``pipeblocks list`` order."""
+    """The names of every schedule the engine knows, in the order of :func:`schedules`."""
     return [entry["name"] for entry in schedules()]

@@ -10,6 +10,9 @@ class GeneratorInfo(TypedDict):
     name: str
     summary: str
     constraints: str
+    uses: list[Literal["chunks", "memory", "group", "costs"]]
+    """The options of :func:`generate` the generator reads; ``costs`` stands for ``f``, ``b``,
+    ``w``, ``bw``, ``comm``, ``stage_costs`` and ``b_release``."""
 
 class Schedule:
     """A complete pipeline schedule: a placement and one ordered list of passes per rank.
@@ -85,13 +88,24 @@ def generate(
     b_release: Optional[float] = None,
     group: Optional[int] = None,
 ) -> Schedule:
-    """Generates the named schedule; ``ValueError`` with the engine's message on failure."""
+    """Generates the named schedule; ``ValueError`` with the engine's message on failure.
+
+    ``chunks``: stages per rank of the looped schedules (interleaved-1f1b, bfs, zeropp).
+    ``memory``: the per-rank activation budget of auto and zeropp, either a number of activation
+    units (``4``, ``"4"``; one unit is one microbatch's activation on a rank, so without
+    ``stage_costs`` a number below 1 is refused) or a string ending in ``x``, a multiple of
+    1F1B's peak (``"0.5x"``: half of 1F1B's memory). ``group``: microbatches per ZeroPP group.
+    ``chunks``, ``memory`` or ``group`` given to a schedule that does not read it raises
+    ``ValueError`` (:func:`schedules` lists what each schedule reads under ``uses``).
+    """
 
 def parse_torch_csv(text: str, name: str = "torch-csv") -> Schedule:
     """Reads PyTorch compute-only CSV text into a validated schedule."""
 
 def load(path: Union[str, os.PathLike[str]]) -> Schedule:
-    """Reads a schedule file (pipeblocks JSON or PyTorch CSV) and validates it."""
+    """Reads a schedule file (pipeblocks JSON or PyTorch CSV) and validates it: ``ValueError``
+    for a malformed or invalid file (a file that is not UTF-8 text included), ``OSError`` for one
+    that cannot be read."""
 
 def schedules() -> list[GeneratorInfo]:
-    """The engine's registry of schedule generators."""
+    """The engine's registry of schedule generators (name, summary, constraints, uses)."""

@@ -14,27 +14,64 @@ Which stages a rank must build comes from :meth:`pipeblocks.Schedule.stage_ids`:
     sched.step(x, target=y)
 
 A schedule the given stages cannot run (wrong rank count, stage count, microbatch count or
-placement) raises :class:`StageMismatchError` while the schedule is built, before any
-communication.
+placement) raises :class:`StageMismatchError` while the schedule is built, before the pipeline
+sends any tensor. In a process group the ranks then compare what they hold (one
+``all_gather_object`` of a few numbers and a digest of the plan): ranks holding different
+schedules raise :class:`ScheduleMismatchError` together, and when one rank refuses its stages or
+its schedule the others raise too, instead of waiting for it until the group's timeout.
+
+Needs PyTorch 2.15 or newer (the version the package is tested with).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional, Union
 
-import torch  # noqa: F401  (the top-level PyTorch package, not this module)
-from torch.distributed.pipelining import schedules as _torch_schedules
-from torch.distributed.pipelining.schedules import _Action, _PipelineScheduleRuntime
+_TORCH_HINT = "pip install 'torch>=2.15'"
+try:
+    import torch  # the top-level PyTorch package, not this module
+except ImportError as _e:
+    _missing = isinstance(_e, ModuleNotFoundError) and _e.name == "torch"
+    raise ImportError(
+        "pipeblocks.torch needs PyTorch (torch>=2.15), which "
+        + ("is not installed" if _missing else f"does not import ({_e})")
+        + f": install it with {_TORCH_HINT} (import pipeblocks works without it)",
+        name="torch",
+    ) from _e
 
-import pipeblocks
-from pipeblocks import Schedule
+_found = re.match(r"(\d+)\.(\d+)", torch.__version__)
+if _found is not None and (int(_found.group(1)), int(_found.group(2))) < (2, 15):
+    raise ImportError(
+        f"pipeblocks.torch needs torch>=2.15, found torch {torch.__version__}: older versions fail "
+        f"or hang on some schedules; upgrade it with {_TORCH_HINT}"
+    )
 
-__all__ = ["PipeblocksSchedule", "StageMismatchError", "check_stages", "plan_for", "schedule"]
+import torch.distributed as dist  # noqa: E402
+from torch.distributed.pipelining import schedules as _torch_schedules  # noqa: E402
+from torch.distributed.pipelining.schedules import _Action, _PipelineScheduleRuntime  # noqa: E402
+
+import pipeblocks  # noqa: E402
+from pipeblocks import Schedule  # noqa: E402
+
+__all__ = [
+    "PipeblocksSchedule",
+    "ScheduleMismatchError",
+    "StageMismatchError",
+    "check_stages",
+    "plan_for",
+    "schedule",
+]
 
 
 class StageMismatchError(ValueError):
     """The pipeline stages given to a rank do not fit the schedule (count or placement)."""
+
+
+class ScheduleMismatchError(ValueError):
+    """The ranks of a pipeline group hold different schedules (sizes, placement or order)."""
 
 
 def _describe(plan: Schedule) -> str:
@@ -106,24 +143,160 @@ def plan_for(
     """The pipeblocks schedule for ``name`` sized to these stages, checked against them.
 
     A name is generated for the stages' group size and ``n_microbatches``; ``chunks`` defaults to
-    the number of local stages. A :class:`pipeblocks.Schedule` is only checked. ``options`` are
-    those of :func:`pipeblocks.generate`.
+    the number of local stages for the schedules that read it (interleaved-1f1b, bfs, zeropp). A
+    :class:`pipeblocks.Schedule` is only checked. ``options`` are those of
+    :func:`pipeblocks.generate`.
     """
     stages = list(stages)
+    sched = _generate(name, stages, n_microbatches, options)
+    check_stages(sched, stages, n_microbatches)
+    return sched
+
+
+def _generate(
+    name: Union[str, Schedule], stages: list[Any], n_microbatches: int, options: dict[str, Any]
+) -> Schedule:
+    """The schedule ``name`` for these stages, unchecked (a ready schedule as it is)."""
     if isinstance(name, Schedule):
         if options:
             raise TypeError(
                 f"generator options {sorted(options)} only apply to a schedule name, not to a "
                 "ready pipeblocks.Schedule"
             )
-        sched = name
-    else:
-        _require_stages(stages)
-        if len(stages) > 1:
-            options.setdefault("chunks", len(stages))
-        sched = pipeblocks.generate(name, stages[0].group_size, n_microbatches, **options)
-    check_stages(sched, stages, n_microbatches)
-    return sched
+        return name
+    _require_stages(stages)
+    if len(stages) > 1 and "chunks" in _uses(name):
+        options = {"chunks": len(stages), **options}
+    return pipeblocks.generate(name, stages[0].group_size, n_microbatches, **options)
+
+
+def _uses(name: str) -> list[str]:
+    """The options of :func:`pipeblocks.generate` the generator ``name`` reads (none when the name
+    is unknown: generating it raises the engine's error)."""
+    key = name.strip().lower()
+    for entry in pipeblocks.schedules():
+        if entry["name"] == key:
+            return list(entry["uses"])
+    return []
+
+
+# The fields of a schedule's fingerprint that must agree across ranks, and how a message words them.
+_FIELDS = {
+    "devices": lambda v: f"a schedule for {v} ranks",
+    "stages": lambda v: f"{v} stages",
+    "microbatches": lambda v: f"{v} microbatches",
+    "placement": lambda v: f"a {v} placement",
+    "stage_ranks": lambda v: f"stage ranks {v}",
+    "order": lambda v: f"action order sha256:{v[:12]}",
+}
+
+
+def _fingerprint(plan: Schedule) -> dict[str, Any]:
+    """What two ranks must agree on to run ``plan`` together: its sizes, placement, the rank of
+    each stage, and a digest (sha256 of the PyTorch CSV) of every rank's action order; plus the
+    name, which is only reported."""
+    return {
+        "name": plan.name,
+        "devices": plan.devices,
+        "stages": plan.stages,
+        "microbatches": plan.microbatches,
+        "placement": plan.placement,
+        "stage_ranks": list(plan.stage_ranks),
+        "order": hashlib.sha256(plan.torch_csv().encode()).hexdigest(),
+    }
+
+
+def _ranks(ranks: list[int]) -> str:
+    if len(ranks) == 1:
+        return f"rank {ranks[0]} holds"
+    return "ranks " + ", ".join(map(str, ranks[:-1])) + f" and {ranks[-1]} hold"
+
+
+def _disagreement(prints: Sequence[Optional[Mapping[str, Any]]]) -> Optional[str]:
+    """The message naming how the ranks' fingerprints differ from the first rank's, or None when
+    they agree (ranks without a schedule, ``None``, are left out)."""
+    held = [(r, fp) for r, fp in enumerate(prints) if fp is not None]
+    if not held:
+        return None
+    ref_rank, ref = held[0]
+    key = lambda fp: repr([fp[k] for k in _FIELDS])  # noqa: E731
+    groups: dict[str, list[int]] = {}
+    for r, fp in held:
+        if key(fp) != key(ref):
+            groups.setdefault(key(fp), []).append(r)
+    if not groups:
+        return None
+    parts = []
+    for ranks in groups.values():
+        other = prints[ranks[0]]
+        fields = [k for k in _FIELDS if other[k] != ref[k]]
+        if fields != ["order"]:
+            fields = [k for k in fields if k != "order"]  # sizes differ: the order does too
+
+        def side(fp: Mapping[str, Any]) -> str:
+            what = ", ".join(_FIELDS[k](fp[k]) for k in fields)
+            return f"schedule `{fp['name']}` ({what})" if other["name"] != ref["name"] else what
+
+        parts.append(f"{_ranks(ranks)} {side(other)}, rank {ref_rank} holds {side(ref)}")
+    return (
+        "the ranks of the pipeline group hold different schedules: "
+        + "; ".join(parts)
+        + "; build the same schedule on every rank (the same name, devices, microbatches and "
+        "options, or the same file)"
+    )
+
+
+def _group_of(stages: Sequence[Any]) -> tuple[bool, Any]:
+    """Whether this rank can talk to the other ranks of its stages' pipeline group, and that
+    group (``None``: the default group)."""
+    if not stages or not (dist.is_available() and dist.is_initialized()):
+        return False, None
+    return True, getattr(stages[0], "group", None)
+
+
+def _agree(stages: Sequence[Any], plan: Optional[Schedule], error: Optional[Exception]) -> None:
+    """Makes every rank of the pipeline group stop together when the ranks hold different
+    schedules or one of them could not build its schedule (``error``), instead of the others
+    waiting for it in the pipeline's first transfer until the group's timeout.
+
+    Without a process group (or without stages to find it) this rank only raises its own error.
+    """
+    talk, group = _group_of(stages)
+    if not talk:
+        if error is not None:
+            raise error
+        return
+    mine = {
+        "plan": None if plan is None else _fingerprint(plan),
+        "error": None if error is None else (_kind(error), str(error)),
+    }
+    everyone: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(everyone, mine, group=group)
+    differ = _disagreement([e["plan"] for e in everyone])
+    if differ is not None:
+        raise ScheduleMismatchError(differ)
+    if error is not None:
+        raise error
+    for rank, e in enumerate(everyone):
+        if e["error"] is not None:
+            kind, message = e["error"]
+            raise _KINDS[kind](
+                f"rank {rank} of the pipeline group cannot run the schedule: {message}"
+            )
+
+
+# The errors one rank reports to the others, by the class they raise in turn.
+_KINDS: dict[str, type[Exception]] = {
+    "stages": StageMismatchError,
+    "value": ValueError,
+    "other": RuntimeError,
+}
+
+
+def _kind(error: Exception) -> str:
+    if isinstance(error, StageMismatchError):
+        return "stages"
+    return "value" if isinstance(error, ValueError) else "other"
 
 
 class PipeblocksSchedule(_PipelineScheduleRuntime):
@@ -144,12 +317,19 @@ class PipeblocksSchedule(_PipelineScheduleRuntime):
         **kwargs: Any,
     ) -> None:
         stages = list(stages)
-        check_stages(plan, stages, n_microbatches)
-        if plan.splits_backward:
-            # PyTorch refuses the I/W split for torch.compile'd stage modules; say so up front.
-            compat = getattr(_torch_schedules, "_check_torch_compile_compatibility", None)
-            if compat is not None:
-                compat(stages, f"pipeblocks `{plan.name}`")
+        error: Optional[Exception] = None
+        try:
+            check_stages(plan, stages, n_microbatches)
+            if plan.splits_backward:
+                # PyTorch refuses the I/W split for torch.compile'd stage modules; say so up front.
+                compat = getattr(_torch_schedules, "_check_torch_compile_compatibility", None)
+                if compat is not None:
+                    compat(stages, f"pipeblocks `{plan.name}`")
+        except Exception as e:  # noqa: BLE001  (raised below, on every rank of the group)
+            error = e
+        # In a process group every rank compares its plan and outcome with the others' (one
+        # collective) and all raise together; alone, this rank raises its own error.
+        _agree(stages, plan, error)
         super().__init__(stages, n_microbatches, loss_fn, **kwargs)
         self.pipeblocks_schedule = plan
         self.pipeline_order = {
@@ -187,15 +367,24 @@ def schedule(
             schedules (gradients are divided by ``n_microbatches`` when ``scale_grads``).
         runtime_options: further keywords for ``_PipelineScheduleRuntime`` (``defer_pp_recv``, ...).
         **options: generator options of :func:`pipeblocks.generate` (``chunks``, ``memory``,
-            ``f``, ``b``, ``w``, ``bw``, ``comm``).
+            ``group``, ``f``, ``b``, ``w``, ``bw``, ``comm``, ``stage_costs``, ``b_release``).
 
     Raises:
-        StageMismatchError: the stages do not fit the schedule (a ``ValueError``), raised before
-            any communication.
-        ValueError: the engine refused the name or sizes (its message).
+        StageMismatchError: the stages do not fit the schedule (a ``ValueError``), on this rank
+            or, in a process group, on another rank of the pipeline group.
+        ScheduleMismatchError: the ranks of the pipeline group hold different schedules (a
+            ``ValueError``, the same message on every rank).
+        ValueError: the engine refused the name or sizes (its message), on this rank or another.
     """
     stage_list = list(stages) if isinstance(stages, (list, tuple)) else [stages]
-    sched = plan_for(name, stage_list, n_microbatches, **options)
+    try:
+        sched = _generate(name, stage_list, n_microbatches, dict(options))
+    except ValueError as e:
+        # Tells the other ranks, which are building theirs, so that they raise too.
+        _agree(stage_list, None, e)
+        raise
+    # Checks the stages against the schedule and, in a process group, the ranks' schedules
+    # against each other.
     return PipeblocksSchedule(
         stage_list,
         n_microbatches,

@@ -18,6 +18,98 @@ def test_registry_lists_the_classic_schedules():
         assert name in names
     for entry in pb.schedules():
         assert entry["summary"] and entry["constraints"]
+        assert set(entry["uses"]) <= {"chunks", "memory", "group", "costs"}
+
+
+def test_registry_says_which_options_each_schedule_reads():
+    uses = {e["name"]: e["uses"] for e in pb.schedules()}
+    assert uses["1f1b"] == [] and uses["gpipe"] == []
+    assert uses["interleaved-1f1b"] == ["chunks"] and uses["bfs"] == ["chunks"]
+    assert uses["zb-h1"] == ["costs"]
+    assert uses["auto"] == ["memory", "costs"]
+    assert uses["zeropp"] == ["chunks", "memory", "group", "costs"]
+
+
+OPTIONS = {"chunks": 2, "memory": "2x", "group": 4}
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+@pytest.mark.parametrize("name", pb.names())
+def test_an_option_a_schedule_does_not_read_is_refused(name, option):
+    uses = next(e["uses"] for e in pb.schedules() if e["name"] == name)
+    users = [e["name"] for e in pb.schedules() if option in e["uses"]]
+    kw = {option: OPTIONS[option]}
+    if option in uses:
+        s = pb.generate(name, 4, 8, **kw)  # read, so accepted
+        assert s.devices == 4 and s.microbatches == 8
+    else:
+        with pytest.raises(ValueError) as info:
+            pb.generate(name, 4, 8, **kw)
+        msg = str(info.value)
+        assert f"{option}={OPTIONS[option]!r} does not apply to schedule `{name}`" in msg
+        assert all(u in msg for u in users)
+
+
+def test_option_refusals_name_the_schedules_that_read_them():
+    cases = [
+        (dict(chunks=2), "chunks=2 does not apply to schedule `1f1b`, which would ignore it: "
+         "only interleaved-1f1b, bfs and zeropp use it"),
+        (dict(memory="0.5x"), "memory='0.5x' does not apply to schedule `1f1b`, which would "
+         "ignore it: only auto and zeropp use it"),
+        (dict(group=4), "group=4 does not apply to schedule `1f1b`, which would ignore it: "
+         "only zeropp uses it"),
+    ]  # fmt: skip
+    for kw, message in cases:
+        with pytest.raises(ValueError) as info:
+            pb.generate("1f1b", 4, 8, **kw)
+        assert str(info.value) == message
+
+
+def test_chunks_reach_the_schedules_that_read_them():
+    assert pb.generate("bfs", 4, 8, chunks=3).stages == 12
+    assert pb.generate("zeropp", 4, 8, chunks=3).stages == 12
+
+
+@pytest.mark.parametrize("memory", [0.5, 0.999, "0.5", 0])
+def test_memory_below_one_unit_is_refused_with_the_string_form(memory):
+    with pytest.raises(ValueError) as info:
+        pb.generate("auto", 4, 8, memory=memory)
+    msg = str(info.value)
+    if memory == 0:  # not a budget at all
+        assert "malformed memory budget" in msg
+        return
+    assert msg == (
+        f"memory={memory!r} is {float(memory)} activation units, below the 1 unit any device "
+        f"needs; for {float(memory)} times 1F1B's peak memory write memory='{float(memory)}x'"
+    )
+
+
+def test_memory_as_units_and_as_a_multiple_of_1f1b():
+    full = pb.generate("1f1b", 4, 8).simulate()["max_peak_activation"]
+    assert full == pytest.approx(4.0)
+    half = pb.generate("auto", 4, 8, memory="0.5x").simulate()["max_peak_activation"]
+    assert half <= 0.5 * full + 1e-9
+    assert pb.generate("auto", 4, 8, memory=1).simulate()["max_peak_activation"] <= 1.0 + 1e-9
+    assert pb.generate("auto", 4, 8, memory=2.0) == pb.generate("auto", 4, 8, memory="0.5x")
+    with pytest.raises(ValueError, match="memory must be a number of units"):
+        pb.generate("auto", 4, 8, memory=True)
+    with pytest.raises(ValueError, match="memory must be a number of units"):
+        pb.generate("auto", 4, 8, memory=[1])
+
+
+def test_memory_below_one_unit_is_left_to_the_engine_under_small_stage_activations():
+    # with per-stage activations of 0.3 units a device may hold less than 1 unit
+    light = json.dumps(
+        {
+            "format": "pipeblocks-stage-costs",
+            "version": 1,
+            "stages": [{"f": 1, "b": 1, "w": 1, "activation": 0.3}] * 4,
+        }
+    )
+    s = pb.generate("auto", 4, 8, memory=0.5, stage_costs=light)
+    assert s.simulate(stage_costs=light)["max_peak_activation"] <= 0.5 + 1e-9
+    with pytest.raises(ValueError, match="below one microbatch's activation"):
+        pb.generate("auto", 4, 8, memory=0.2, stage_costs=light)
 
 
 @pytest.mark.parametrize("name", ["1f1b", "zb-h1", "interleaved-1f1b"])
@@ -106,11 +198,12 @@ def test_equality_sees_order_changes():
 @pytest.mark.parametrize(
     "call,message",
     [
-        (lambda: pb.generate("zb-x", 4, 8), "unknown schedule `zb-x`"),
+        (lambda: pb.generate("zb-x", 4, 8), "unknown schedule `zb-x` (did you mean `zb-v`?); "
+         "pipeblocks.names() lists every name"),
         (lambda: pb.generate("1f1b", 0, 8), "devices must be a positive integer"),
         (lambda: pb.generate("1f1b", 4, -1), "microbatches must be a positive integer"),
         (lambda: pb.generate("1f1b", 4, 8, f=-1.0), "not negative"),
-        (lambda: pb.generate("1f1b", 4, 8, memory="lots"), "memory budget"),
+        (lambda: pb.generate("auto", 4, 8, memory="lots"), "malformed memory budget"),
         (lambda: pb.generate("1f1b", 4, 8).actions(4), "rank 4 is out of range"),
         (lambda: pb.generate("1f1b", 4, 8).stage_ids(-1), "rank -1 is out of range"),
         (lambda: pb.parse_torch_csv("0F0,0X1\n"), "not a compute action"),
@@ -122,13 +215,30 @@ def test_equality_sees_order_changes():
     ],
 )
 def test_engine_errors_are_value_errors_with_its_message(call, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
         call()
+    # Python's terms: keywords, never the command line's flags or commands
+    assert not re.search(r"(^|[\s`(])--?[a-z]", str(info.value)), str(info.value)
+    assert "pipeblocks list" not in str(info.value)
 
 
 def test_load_missing_file_is_os_error(tmp_path):
     with pytest.raises(OSError, match="cannot read"):
         pb.load(tmp_path / "nope.csv")
+    with pytest.raises(OSError, match="cannot read"):
+        pb.load(tmp_path)  # a directory
+    assert not issubclass(OSError, ValueError)
+
+
+@pytest.mark.parametrize("content", [b"0F0,0B0\n\xff\xfe\n", b"\x80", "0F0,0B0\n".encode("utf-16")])
+def test_load_file_that_is_not_utf8_is_value_error(tmp_path, content):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        pb.load(path)
+    assert not isinstance(info.value, OSError)
+    assert str(info.value).startswith(f"malformed schedule file {path}: not UTF-8 text")
+    assert "pipeblocks JSON or PyTorch CSV" in str(info.value)
 
 
 def test_package_docstring_examples_hold():

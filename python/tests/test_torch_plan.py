@@ -112,3 +112,14 @@ def test_schedule_by_name_sizes_itself_to_the_stages():
         pbt.schedule(stages, 4, None, name="interleaved")
     with pytest.raises(TypeError, match="only apply to a schedule name"):
         pbt.schedule(stages, 4, None, name=ref, chunks=3)
+
+
+@pytest.mark.parametrize("name", ["zb-v", "auto"])
+def test_schedule_by_name_gives_chunks_only_to_schedules_that_read_them(name):
+    # two local stages of a V-shape schedule: no chunks=2 for generators without chunks
+    ref = pb.generate(name, 2, 4)
+    assert len(ref.stage_ids(0)) == 2
+    sched = pbt.schedule(fake_stages(ref, 0), 4, None, name=name)
+    assert sched.pipeblocks_schedule == ref
+    with pytest.raises(ValueError, match=f"chunks=2 does not apply to schedule `{name}`"):
+        pbt.schedule(fake_stages(ref, 0), 4, None, name=name, chunks=2)

@@ -5,7 +5,8 @@
 //! PyTorch lives in the pure-Python part of the package (`python/pipeblocks/torch.py`), which
 //! builds on the action strings and stage lists exposed here.
 //!
-//! Errors of the engine surface as `ValueError` carrying the engine's message unchanged. The crate
+//! Errors of the engine surface as `ValueError` carrying the engine's message, worded for Python
+//! (the keyword to change, `pipeblocks.names()` instead of the CLI's `pipeblocks list`). The crate
 //! is built by maturin (`scripts/python-ci.sh`) and is not a member of the main Cargo workspace.
 
 use pipeblocks_core::compare::{baseline, summarize};
@@ -21,6 +22,19 @@ use pyo3::types::PyDict;
 /// Turns an engine error into a Python `ValueError` with the engine's message and, when it
 /// names a parameter to change, that keyword argument.
 fn value_error(e: Error) -> PyErr {
+    if let Error::UnknownSchedule {
+        name, suggestion, ..
+    } = &e
+    {
+        // The engine's message points to the command line (`pipeblocks list`).
+        let near = suggestion
+            .as_ref()
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        return PyValueError::new_err(format!(
+            "unknown schedule `{name}`{near}; pipeblocks.names() lists every name"
+        ));
+    }
     let hint = e.suggestion().map(|fix| match fix.value {
         Some(v) => format!(" ({}={v})", keyword(fix.param)),
         None => format!(" (see {})", keyword(fix.param)),
@@ -270,12 +284,14 @@ impl PySchedule {
 
 /// Generates the named schedule for `devices` ranks and `microbatches` microbatches.
 ///
-/// Options: `chunks` (stages per rank for looped schedules), `memory` (a per-rank activation
-/// budget: units as a number, or a string like `"0.5x"` for a multiple of 1F1B's peak), `group`
+/// Options: `chunks` (stages per rank of looped schedules: interleaved-1f1b, bfs, zeropp),
+/// `memory` (a per-rank activation budget of auto and zeropp: a number is activation units, at
+/// least 1 without `stage_costs`; a string like `"0.5x"` is a multiple of 1F1B's peak), `group`
 /// (microbatches per ZeroPP group), the pass costs `f`, `b`, `w`, `bw`, `comm` used by
 /// cost-aware generators, or `stage_costs` (the JSON text of a `pipeblocks-stage-costs` file),
-/// and `b_release`. Raises `ValueError` with the engine's message for unknown names or
-/// impossible sizes.
+/// and `b_release`. `chunks`, `memory` or `group` given to a schedule that does not read it is
+/// refused (`schedules()` lists what each reads). Raises `ValueError` with the engine's message
+/// for unknown names or impossible sizes.
 #[pyfunction]
 #[pyo3(signature = (name, devices, microbatches, *, chunks=None, memory=None, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, stage_costs=None, b_release=None, group=None))]
 #[allow(clippy::too_many_arguments)]
@@ -294,6 +310,8 @@ fn generate(
     b_release: Option<f64>,
     group: Option<i64>,
 ) -> PyResult<PySchedule> {
+    let generator = registry::find(name).map_err(value_error)?;
+    refuse_unused(generator, chunks, memory, group)?;
     let mut prm = Params::new(
         count("devices", devices)?,
         count("microbatches", microbatches)?,
@@ -307,17 +325,91 @@ fn generate(
         prm = prm.with_group(count("group", u)?).map_err(value_error)?;
     }
     if let Some(m) = memory {
-        prm = prm.with_budget(if let Ok(text) = m.extract::<String>() {
-            Budget::parse(&text).map_err(value_error)?
-        } else {
-            let v: f64 = m.extract().map_err(|_| {
-                PyValueError::new_err("memory must be a number of units or a string like \"0.5x\"")
-            })?;
-            Budget::parse(&v.to_string()).map_err(value_error)?
-        });
+        prm = prm.with_budget(budget(m, stage_costs.is_some())?);
     }
-    let s = registry::generate(name, &prm).map_err(value_error)?;
+    let s = registry::generate(generator.name, &prm).map_err(value_error)?;
     Ok(PySchedule { inner: s })
+}
+
+/// The keyword arguments of `generate` a generator reads, as `schedules()` lists them: `chunks`,
+/// `memory`, `group`, and `costs` for the cost keywords (`f`, `b`, `w`, `bw`, `comm`,
+/// `stage_costs`, `b_release`) steering the order.
+fn uses(g: &registry::Generator) -> Vec<&'static str> {
+    let u = g.uses;
+    [
+        (u.chunks, "chunks"),
+        (u.budget, "memory"),
+        (u.group, "group"),
+        (u.costs, "costs"),
+    ]
+    .into_iter()
+    .filter_map(|(on, k)| on.then_some(k))
+    .collect()
+}
+
+/// Refuses `chunks`, `memory` and `group` for a generator that would ignore them, naming the
+/// schedules that read the option.
+fn refuse_unused(
+    g: &registry::Generator,
+    chunks: Option<i64>,
+    memory: Option<&Bound<'_, PyAny>>,
+    group: Option<i64>,
+) -> PyResult<()> {
+    let memory = match memory {
+        Some(m) => Some(m.repr()?.to_string()),
+        None => None,
+    };
+    let given = [
+        ("chunks", chunks.map(|v| v.to_string())),
+        ("memory", memory),
+        ("group", group.map(|v| v.to_string())),
+    ];
+    for (key, value) in given {
+        let Some(value) = value else { continue };
+        if uses(g).contains(&key) {
+            continue;
+        }
+        let users: Vec<&str> = registry::registry()
+            .iter()
+            .filter(|o| uses(o).contains(&key))
+            .map(|o| o.name)
+            .collect();
+        let list = match users.as_slice() {
+            [] => "no schedule uses it".to_string(),
+            [one] => format!("only {one} uses it"),
+            [rest @ .., last] => format!("only {} and {last} use it", rest.join(", ")),
+        };
+        return Err(PyValueError::new_err(format!(
+            "{key}={value} does not apply to schedule `{}`, which would ignore it: {list}",
+            g.name
+        )));
+    }
+    Ok(())
+}
+
+/// The memory budget of a `memory` keyword: a number of activation units, or a string (`"4"`
+/// units, `"0.5x"` a multiple of 1F1B's peak). Without per-stage costs every device needs at
+/// least 1 unit, so a smaller number is refused with the string form it was likely meant as.
+fn budget(m: &Bound<'_, PyAny>, stage_costs: bool) -> PyResult<Budget> {
+    let wrong_type =
+        || PyValueError::new_err("memory must be a number of units or a string like \"0.5x\"");
+    let parsed = if let Ok(text) = m.extract::<String>() {
+        Budget::parse(&text).map_err(value_error)?
+    } else {
+        if m.is_instance_of::<pyo3::types::PyBool>() {
+            return Err(wrong_type());
+        }
+        let v: f64 = m.extract().map_err(|_| wrong_type())?;
+        Budget::parse(&v.to_string()).map_err(value_error)?
+    };
+    match parsed {
+        Budget::Units(u) if u < 1.0 && !stage_costs => Err(PyValueError::new_err(format!(
+            "memory={} is {u} activation units, below the 1 unit any device needs; for {u} times \
+             1F1B's peak memory write memory='{u}x'",
+            m.repr()?
+        ))),
+        b => Ok(b),
+    }
 }
 
 /// Reads PyTorch compute-only CSV text into a validated schedule; the placement is inferred from
@@ -332,8 +424,17 @@ fn parse_torch_csv(text: &str, name: &str) -> PyResult<PySchedule> {
 /// validates it.
 #[pyfunction]
 fn load(path: std::path::PathBuf) -> PyResult<PySchedule> {
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let bytes = std::fs::read(&path).map_err(|e| {
         pyo3::exceptions::PyOSError::new_err(format!("cannot read {}: {e}", path.display()))
+    })?;
+    // A file that opens but is not text is a bad schedule file, like any other malformed one.
+    let text = String::from_utf8(bytes).map_err(|e| {
+        PyValueError::new_err(format!(
+            "malformed schedule file {}: not UTF-8 text (invalid byte at offset {}); a schedule \
+             file is pipeblocks JSON or PyTorch CSV",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
     })?;
     let name = path
         .file_stem()
@@ -342,7 +443,8 @@ fn load(path: std::path::PathBuf) -> PyResult<PySchedule> {
     PySchedule::new_checked(read_any(&text, &name).map_err(value_error)?)
 }
 
-/// The engine's registry: one dict per generator with `name`, `summary` and `constraints`.
+/// The engine's registry: one dict per generator with `name`, `summary`, `constraints` and
+/// `uses` (the options of `generate` it reads: `chunks`, `memory`, `group`, `costs`).
 #[pyfunction]
 fn schedules(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
     registry::registry()
@@ -352,6 +454,7 @@ fn schedules(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
             d.set_item("name", g.name)?;
             d.set_item("summary", g.summary)?;
             d.set_item("constraints", g.constraints)?;
+            d.set_item("uses", uses(g))?;
             Ok(d)
         })
         .collect()

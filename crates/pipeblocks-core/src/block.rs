@@ -366,6 +366,9 @@ impl Block {
         let r = squeeze(&s, costs)?;
         match finish {
             Finish::Squeeze => Ok((s, r)),
+            Finish::Reorder if s.num_passes() as u64 > crate::params::limits::REPAIR_PASSES => {
+                Ok((s, r))
+            }
             Finish::Reorder => {
                 let info = self.analyse()?;
                 let edge = info.length.div_ceil(self.period);

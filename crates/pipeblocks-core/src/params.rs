@@ -44,12 +44,19 @@ pub mod limits {
     /// Stages `S` of one schedule.
     pub const STAGES: u32 = 65_536;
     /// Passes of one schedule (`S · m` times 2 or 3): memory for the engine's tables.
-    pub const PASSES: u64 = 1 << 25;
+    pub const PASSES: u64 = 1 << 26;
     /// Passes of a schedule that `auto`, the frontier and `zb-v` search: each tries tens to
     /// hundreds of candidate schedules.
     pub const SEARCH_PASSES: u64 = 1 << 19;
     /// Devices a search takes (its block family grows with `p`).
     pub const SEARCH_DEVICES: u32 = 512;
+    /// Passes of a `zb-v` schedule: it runs a few dozen greedy candidates and keeps the best.
+    pub const ZB_V_PASSES: u64 = 1 << 21;
+    /// Passes above which generators skip their optional repairs (the block schedules' warm-up
+    /// and cool-down reorder, the cost-blind stand-ins): each costs whole simulations, and what
+    /// it saves is bounded by the warm-up and cool-down, a constant that is under 0.1% of a
+    /// step this long.
+    pub const REPAIR_PASSES: u64 = 1 << 21;
     /// Any cost, latency or activation given, in its own unit.
     pub const VALUE: f64 = 1e15;
     /// Any cost computed for a stage (merged table entries, a model's pass times): sums over

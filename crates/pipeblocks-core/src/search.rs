@@ -57,6 +57,9 @@ pub fn from_block(b: &Block, prm: &Params) -> Result<Schedule, Error> {
     }
     let (mut s, mut r) = b.build(prm.microbatches(), &prm.costs, Finish::Reorder)?;
     let bound = b.bound(&b.analyse()?, &prm.table(&b.placement)?.act);
+    if s.num_passes() as u64 > limits::REPAIR_PASSES {
+        return Ok(s);
+    }
     for other in prm.costs.stand_ins() {
         let (alike, _) = b.build(prm.microbatches(), &other, Finish::Reorder)?;
         let ra = simulate(&alike, &prm.costs)?;
@@ -176,6 +179,22 @@ fn best_of_rounds(prm: &Params, o: RoundOptions) -> Option<(Schedule, SimResult)
 /// stages differ, the same built under the cost-blind stand-ins competes too, scored on the
 /// true costs.
 pub fn zb_v(prm: &Params) -> Result<Schedule, Error> {
+    let passes = 6 * u64::from(prm.devices()) * u64::from(prm.microbatches());
+    if passes > limits::ZB_V_PASSES {
+        return Err(Error::TooLarge {
+            what: format!(
+                "the number of passes zb-v searches for {} devices and {} microbatches",
+                prm.devices(),
+                prm.microbatches()
+            ),
+            value: passes,
+            limit: limits::ZB_V_PASSES,
+            hint:
+                "use v-zb (a building block with the same memory, any size) or fewer microbatches"
+                    .into(),
+            param: Some(Param::Microbatches),
+        });
+    }
     let limits = holding(prm, &Placement::VShape, prm.devices() as f64)?;
     let variants = |prm: &Params| {
         let st = Search::new(prm, limits.clone())?;

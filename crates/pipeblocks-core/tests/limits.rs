@@ -28,8 +28,11 @@ fn sizes_beyond_the_limits_are_refused_with_the_limit() {
     ));
     assert!(too_large(&prm.with_chunks(u32::MAX).unwrap_err()));
     // Within each limit alone, but too many passes together: refused before allocating.
-    let e = generate("v-half", &Params::new(8, 1_000_000).unwrap()).unwrap_err();
+    let e = generate("v-half", &Params::new(16, 1_000_000).unwrap()).unwrap_err();
     assert!(too_large(&e) && e.to_string().contains("passes"), "{e}");
+    // zb-v runs dozens of candidates: it takes fewer passes, and points to its block twin.
+    let e = generate("zb-v", &Params::new(8, 100_000).unwrap()).unwrap_err();
+    assert!(too_large(&e) && e.to_string().contains("v-zb"), "{e}");
     let e = generate(
         "bfs",
         &Params::new(16_384, 1_000)
@@ -59,6 +62,27 @@ fn large_sizes_within_the_limits_are_answered() {
     let s = generate("1f1b", &Params::new(2, 1_000_000).unwrap()).unwrap();
     let r = simulate(&s, &StageCosts::default()).unwrap();
     assert_eq!(r.peak_activation[0], 2.0);
+    // A block schedule past the size where the warm-up repair is skipped: still complete,
+    // within its block's memory bound, and its bubble no worse than the repaired one's at a
+    // size just below (the edges are a constant; the steady state has no bubble).
+    let prm = |m| Params::new(4, m).unwrap();
+    let big = 1 + limits::REPAIR_PASSES / 24;
+    let s = generate("v-half", &prm(big as u32)).unwrap();
+    assert!(s.num_passes() as u64 > limits::REPAIR_PASSES);
+    validate(&s).unwrap();
+    let r = simulate(&s, &StageCosts::default()).unwrap();
+    let small = simulate(
+        &generate("v-half", &prm(64)).unwrap(),
+        &StageCosts::default(),
+    )
+    .unwrap();
+    assert!(r.max_peak() <= small.max_peak() + 1e-9);
+    assert!(
+        r.bubble_rate < small.bubble_rate,
+        "{} {}",
+        r.bubble_rate,
+        small.bubble_rate
+    );
 }
 
 #[test]

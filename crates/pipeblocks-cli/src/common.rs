@@ -684,3 +684,20 @@ pub fn write_atomic(flag: &str, path: &Path, bytes: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Every registered schedule for `prm`, with a progress bar on standard error (hidden when it
+/// is not a terminal): at large sizes each schedule takes seconds.
+pub fn compare_all(prm: &Params) -> Result<Vec<pipeblocks_core::compare::Row>> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} schedules  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let rows = pipeblocks_core::compare::compare_with(prm, |done, all, next| {
+        bar.set_length(all as u64);
+        bar.set_position(done as u64);
+        bar.set_message(next.to_string());
+    });
+    bar.finish_and_clear();
+    Ok(rows?)
+}

@@ -4,14 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use pipeblocks_core::compare::{baseline, compare as compare_all, summarize, Row};
+use pipeblocks_core::compare::{baseline, summarize, Row};
 use pipeblocks_core::format::{json, torch_csv};
 use pipeblocks_core::registry::registry;
 use pipeblocks_core::{simulate as sim, validate as check, Schedule, SimResult, StageCosts};
 use pipeblocks_viz::chrome_trace::{self, TraceOptions};
 
 use crate::common::{
-    check_output, read_schedule, whole, write_output, write_stdout, CostArg, ScheduleSpec, SimInput,
+    check_output, compare_all, read_schedule, whole, write_output, write_stdout, CostArg,
+    ScheduleSpec, SimInput,
 };
 
 /// Output formats of `generate`.

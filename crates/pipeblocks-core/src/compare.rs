@@ -140,9 +140,20 @@ pub enum Row {
 
 /// Generates and simulates every registered schedule for `prm` under its costs.
 pub fn compare(prm: &Params) -> Result<Vec<Row>, Error> {
+    compare_with(prm, |_, _, _| {})
+}
+
+/// [`compare`], calling `progress(done, all, next)` before each schedule (`next` is its name)
+/// and once at the end (`next` empty): at large sizes each takes seconds.
+pub fn compare_with(
+    prm: &Params,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<Vec<Row>, Error> {
     let base = baseline(prm.devices(), prm.microbatches(), &prm.costs)?;
     let mut rows = Vec::new();
-    for g in registry() {
+    let all = registry().len();
+    for (i, g) in registry().iter().enumerate() {
+        progress(i, all, g.name);
         let row = generate(g.name, prm)
             .and_then(|s| simulate(&s, &prm.costs).map(|r| (s, r)))
             .and_then(|(s, r)| summarize(&s, &r, &prm.costs, base))
@@ -153,5 +164,6 @@ pub fn compare(prm: &Params) -> Result<Vec<Row>, Error> {
             });
         rows.push(row);
     }
+    progress(all, all, "");
     Ok(rows)
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use pipeblocks_core::compare::{baseline, compare, summarize, Row};
+use pipeblocks_core::compare::{baseline, summarize, Row};
 use pipeblocks_core::{generate, simulate, Schedule, SimResult};
 use pipeblocks_viz::html::{report as render_report, Entry, Report};
 use pipeblocks_viz::svg::{auto_width, render, SvgOptions};
@@ -95,7 +95,19 @@ pub fn report(a: ReportArgs) -> Result<()> {
     };
     let costs = a.cost.costs()?;
     let prm = spec.params(costs)?;
-    let rows = compare(&prm)?;
+    // Every schedule is drawn: refuse before generating them when the largest cannot be (up to
+    // three passes per stage and microbatch, on V-shape or looped placements' stages).
+    let stages = u64::from(prm.devices()) * u64::from(prm.chunks_or(2).max(2));
+    let most = 3 * stages * u64::from(prm.microbatches());
+    if most > pipeblocks_viz::MAX_PICTURE_PASSES as u64 {
+        anyhow::bail!(
+            "-p {} -m {}: the report draws every schedule, and the largest would have up to {most} passes, more than the {} a picture takes; use fewer microbatches (the steady state repeats)",
+            prm.devices(),
+            prm.microbatches(),
+            pipeblocks_viz::MAX_PICTURE_PASSES
+        );
+    }
+    let rows = crate::common::compare_all(&prm)?;
     let base = baseline(prm.devices(), prm.microbatches(), &prm.costs)?;
     let mut drawn: Vec<(Schedule, SimResult, _)> = Vec::new();
     for row in &rows {

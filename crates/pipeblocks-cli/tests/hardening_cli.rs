@@ -688,3 +688,40 @@ fn a_checkpoint_that_cannot_be_written_after_training_exits_1() {
     assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
     std::fs::remove_dir_all(d).ok();
 }
+
+#[test]
+fn pictures_and_traces_too_large_to_use_are_refused() {
+    let d = dir("pictures");
+    // The report refuses before generating anything.
+    refused(
+        &d,
+        &["report", "-p", "8", "-m", "5000", "-o", "r.html"],
+        "more than the 65536 a picture takes",
+    );
+    refused(
+        &d,
+        &[
+            "plot", "-s", "1f1b", "-p", "2", "-m", "20000", "-o", "p.svg",
+        ],
+        "timeline picture of schedule `1f1b` would hold 80000 passes",
+    );
+    refused(
+        &d,
+        &[
+            "simulate",
+            "-s",
+            "1f1b",
+            "-p",
+            "8",
+            "-m",
+            "40000",
+            "--format",
+            "chrome-trace",
+            "-o",
+            "t.json",
+        ],
+        "Chrome trace of schedule `1f1b` would hold 640000 passes",
+    );
+    assert!(std::fs::read_dir(&d).unwrap().next().is_none());
+    std::fs::remove_dir_all(d).ok();
+}

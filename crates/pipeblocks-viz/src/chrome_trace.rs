@@ -125,24 +125,23 @@ const COMPUTE_TID: u32 = 1;
 const COMM_TID: u32 = 2;
 
 /// Exports `s` as simulated in `r` (`comm`: latency of each link, as in [`transfers`]) as Trace
-/// Event JSON.
+/// Event JSON. Events are written one at a time, so memory stays near the output's size.
 pub fn export(
     s: &Schedule,
     r: &SimResult,
     comm: &[f64],
     opts: &TraceOptions,
 ) -> Result<String, VizError> {
-    let value = export_value(s, r, comm, opts)?;
-    Ok(serde_json::to_string(&value).unwrap_or_default() + "\n")
-}
-
-/// Like [`export`], as a JSON value.
-pub fn export_value(
-    s: &Schedule,
-    r: &SimResult,
-    comm: &[f64],
-    opts: &TraceOptions,
-) -> Result<Value, VizError> {
+    check(s, r)?;
+    if s.num_passes() > crate::MAX_TRACE_PASSES {
+        return Err(VizError::TooLarge {
+            what: "a Chrome trace",
+            schedule: s.name.clone(),
+            passes: s.num_passes(),
+            limit: crate::MAX_TRACE_PASSES,
+            hint: "trace fewer microbatches (the steady state repeats)",
+        });
+    }
     let moves = transfers(s, r, comm)?;
     let k = if opts.us_per_unit.is_finite() && opts.us_per_unit > 0.0 {
         opts.us_per_unit
@@ -152,11 +151,12 @@ pub fn export_value(
     let us = |t: f64| t * k;
     let pid = |d: u32| d + 1;
     let (chunk_of, _) = chunks(s);
-    let mut ev: Vec<Value> = Vec::with_capacity(s.num_passes() + 4 * moves.len() + 8);
+    let mut out = Events::with_capacity(600 * s.num_passes() + 4096);
 
-    // Communication lanes: per device, the end time of each lane so far.
+    // Communication lanes: per device, the end time of each lane so far. The events are
+    // written to their own buffer now (the lanes they need are named before them).
     let mut lanes: Vec<Vec<f64>> = vec![Vec::new(); s.devices as usize];
-    let mut comm_events = Vec::with_capacity(2 * moves.len());
+    let mut comm_events = Events::with_capacity(2 * 300 * moves.len());
     for t in &moves {
         for (dev, dir, other) in [(t.from, "send", t.to), (t.to, "recv", t.from)] {
             let dl = &mut lanes[dev as usize];
@@ -169,7 +169,7 @@ pub fn export_value(
             };
             dl[lane] = t.end;
             let arrow = if dir == "send" { "→" } else { "←" };
-            comm_events.push(json!({
+            comm_events.push(&json!({
                 "ph": "X",
                 "name": format!("{dir} {} {arrow} dev {other}", t.producer),
                 "cat": "p2p",
@@ -189,10 +189,10 @@ pub fn export_value(
     }
 
     for d in 0..s.devices {
-        ev.push(json!({"ph": "M", "name": "process_name", "pid": pid(d), "args": {"name": format!("device {d}")}}));
-        ev.push(json!({"ph": "M", "name": "process_sort_index", "pid": pid(d), "args": {"sort_index": d}}));
-        ev.push(json!({"ph": "M", "name": "thread_name", "pid": pid(d), "tid": COMPUTE_TID, "args": {"name": "compute"}}));
-        ev.push(json!({"ph": "M", "name": "thread_sort_index", "pid": pid(d), "tid": COMPUTE_TID, "args": {"sort_index": 0}}));
+        out.push(&json!({"ph": "M", "name": "process_name", "pid": pid(d), "args": {"name": format!("device {d}")}}));
+        out.push(&json!({"ph": "M", "name": "process_sort_index", "pid": pid(d), "args": {"sort_index": d}}));
+        out.push(&json!({"ph": "M", "name": "thread_name", "pid": pid(d), "tid": COMPUTE_TID, "args": {"name": "compute"}}));
+        out.push(&json!({"ph": "M", "name": "thread_sort_index", "pid": pid(d), "tid": COMPUTE_TID, "args": {"sort_index": 0}}));
         let n = lanes[d as usize].len().max(1);
         for lane in 0..n {
             let name = if lane == 0 {
@@ -200,13 +200,13 @@ pub fn export_value(
             } else {
                 format!("communication ({})", lane + 1)
             };
-            ev.push(json!({"ph": "M", "name": "thread_name", "pid": pid(d), "tid": COMM_TID + lane as u32, "args": {"name": name}}));
-            ev.push(json!({"ph": "M", "name": "thread_sort_index", "pid": pid(d), "tid": COMM_TID + lane as u32, "args": {"sort_index": 1 + lane}}));
+            out.push(&json!({"ph": "M", "name": "thread_name", "pid": pid(d), "tid": COMM_TID + lane as u32, "args": {"name": name}}));
+            out.push(&json!({"ph": "M", "name": "thread_sort_index", "pid": pid(d), "tid": COMM_TID + lane as u32, "args": {"sort_index": 1 + lane}}));
         }
     }
     for (d, list) in s.lists.iter().enumerate() {
         for (i, ps) in list.iter().enumerate() {
-            ev.push(json!({
+            out.push(&json!({
                 "ph": "X",
                 "name": ps.to_string(),
                 "cat": ps.kind.as_str(),
@@ -225,11 +225,11 @@ pub fn export_value(
             }));
         }
     }
-    ev.extend(comm_events);
+    out.append(comm_events);
     if opts.memory {
         for (d, curve) in r.memory.iter().enumerate() {
             for &(t, v) in curve {
-                ev.push(json!({
+                out.push(&json!({
                     "ph": "C",
                     "name": "activation memory (units)",
                     "pid": pid(d as u32),
@@ -239,22 +239,68 @@ pub fn export_value(
             }
         }
     }
-    Ok(json!({
-        "traceEvents": ev,
-        "displayTimeUnit": "ms",
-        "otherData": {
-            "generator": "pipeblocks",
-            "schedule": s.name,
-            "placement": s.placement.describe(),
-            "devices": s.devices,
-            "stages": s.stages,
-            "microbatches": s.microbatches,
-            "makespan": r.makespan,
-            "bubble_rate": r.bubble_rate,
-            "p2p_latency": comm.iter().cloned().fold(0.0, f64::max),
-            "microseconds_per_cost_unit": k,
-        },
-    }))
+    let other = json!({
+        "generator": "pipeblocks",
+        "schedule": s.name,
+        "placement": s.placement.describe(),
+        "devices": s.devices,
+        "stages": s.stages,
+        "microbatches": s.microbatches,
+        "makespan": r.makespan,
+        "bubble_rate": r.bubble_rate,
+        "p2p_latency": comm.iter().cloned().fold(0.0, f64::max),
+        "microseconds_per_cost_unit": k,
+    });
+    let mut text = String::with_capacity(out.text.len() + 512);
+    text.push_str("{\"traceEvents\":[");
+    text.push_str(&out.text);
+    text.push_str("],\"displayTimeUnit\":\"ms\",\"otherData\":");
+    text.push_str(&other.to_string());
+    text.push_str("}\n");
+    Ok(text)
+}
+
+/// Like [`export`], as a JSON value (parsed back from the text: for tests and small traces).
+pub fn export_value(
+    s: &Schedule,
+    r: &SimResult,
+    comm: &[f64],
+    opts: &TraceOptions,
+) -> Result<Value, VizError> {
+    let text = export(s, r, comm, opts)?;
+    // The text is serde_json's own output around literal brackets, so it always parses.
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Trace events written as they are made: a comma-separated list of JSON objects.
+struct Events {
+    text: String,
+}
+
+impl Events {
+    fn with_capacity(n: usize) -> Self {
+        Events {
+            text: String::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, v: &Value) {
+        if !self.text.is_empty() {
+            self.text.push(',');
+        }
+        // A `Value` always serialises (its map keys are strings, its numbers finite or null).
+        self.text.push_str(&v.to_string());
+    }
+
+    fn append(&mut self, other: Events) {
+        if other.text.is_empty() {
+            return;
+        }
+        if !self.text.is_empty() {
+            self.text.push(',');
+        }
+        self.text.push_str(&other.text);
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +387,24 @@ mod tests {
                 assert_eq!(s.device_of(t.consumer.stage), t.to);
             }
         }
+    }
+
+    #[test]
+    fn traces_beyond_the_limit_are_refused_and_large_ones_parse() {
+        let m = (crate::MAX_TRACE_PASSES / 4 + 1) as u32;
+        let s = generate("1f1b", &Params::new(2, m).unwrap()).unwrap();
+        let r = simulate(&s, &StageCosts::default()).unwrap();
+        let e = export(&s, &r, &[0.0, 0.0], &TraceOptions::default()).unwrap_err();
+        assert!(matches!(e, VizError::TooLarge { .. }), "{e}");
+        // Just below: every pass, transfer and counter is there and the text is valid JSON.
+        let s = generate("1f1b", &Params::new(2, 20_000).unwrap()).unwrap();
+        let r = simulate(&s, &StageCosts::default()).unwrap();
+        let v = export_value(&s, &r, &[0.0, 0.0], &TraceOptions::default()).unwrap();
+        assert_eq!(
+            events(&v, "X").len(),
+            s.num_passes() + 2 * r.p2p_transfers as usize
+        );
+        assert_eq!(v["otherData"]["microbatches"], 20_000);
     }
 
     #[test]

@@ -130,6 +130,20 @@ pub(crate) fn tick_step(span: f64, target: f64) -> f64 {
     k * mag
 }
 
+/// Refuses a picture of `s` beyond [`crate::MAX_PICTURE_PASSES`] passes.
+pub(crate) fn check_picture(s: &Schedule) -> Result<(), VizError> {
+    if s.num_passes() > crate::MAX_PICTURE_PASSES {
+        return Err(VizError::TooLarge {
+            what: "a timeline picture",
+            schedule: s.name.clone(),
+            passes: s.num_passes(),
+            limit: crate::MAX_PICTURE_PASSES,
+            hint: "draw fewer microbatches (the steady state repeats), or export a Chrome trace",
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,9 +22,31 @@ mod common;
 
 use thiserror::Error;
 
+/// Most passes one picture draws (an SVG timeline, or one timeline of the HTML report): a
+/// pass is a few hundred bytes of SVG, and beyond this many no one can tell them apart.
+pub const MAX_PICTURE_PASSES: usize = 1 << 16;
+
+/// Most passes a Chrome trace holds (it writes about 600 bytes per pass, with its transfers and
+/// memory counters; trace viewers slow to a crawl beyond a few million events).
+pub const MAX_TRACE_PASSES: usize = 1 << 19;
+
 /// Why a schedule and a simulation result cannot be drawn together.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum VizError {
+    /// The schedule is larger than the output can usefully hold.
+    #[error("{what} of schedule `{schedule}` would hold {passes} passes, more than the {limit} it takes; {hint}")]
+    TooLarge {
+        /// The output, e.g. `a timeline picture`.
+        what: &'static str,
+        /// Schedule name.
+        schedule: String,
+        /// Passes of the schedule.
+        passes: usize,
+        /// The output's limit.
+        limit: usize,
+        /// What to do instead.
+        hint: &'static str,
+    },
     /// The simulation result does not belong to the schedule (other sizes).
     #[error("the simulation result does not match schedule `{schedule}`: {detail}; simulate this schedule again and pass its own result")]
     Mismatch {

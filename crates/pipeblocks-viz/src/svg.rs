@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use pipeblocks_core::{PassKind, Schedule, SimResult};
 
-use crate::common::{check, chunks, escape, num, pass_colours, tick_step};
+use crate::common::{check, check_picture, chunks, escape, num, pass_colours, tick_step};
 use crate::VizError;
 
 /// Width of the device-label column on the left, in pixels.
@@ -134,6 +134,7 @@ pub fn auto_width(s: &Schedule, r: &SimResult) -> f64 {
 /// Renders the timeline and memory picture of `s` as simulated in `r`.
 pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, VizError> {
     check(s, r)?;
+    check_picture(s)?;
     let sc = Scale::of(r, opts);
     let plot_w = sc.scale * if r.makespan > 0.0 { r.makespan } else { 1.0 };
     let total_w = LABEL_W + plot_w + RIGHT_W;
@@ -474,6 +475,22 @@ mod tests {
     use pipeblocks_core::Params;
     use pipeblocks_core::{simulate, Costs, StageCosts};
     use proptest::prelude::*;
+
+    #[test]
+    fn pictures_beyond_the_limit_are_refused() {
+        let m = (crate::MAX_PICTURE_PASSES / 4 + 1) as u32;
+        let s = generate("1f1b", &Params::new(2, m).unwrap()).unwrap();
+        let r = simulate(&s, &StageCosts::default()).unwrap();
+        match render(&s, &r, &SvgOptions::default()) {
+            Err(VizError::TooLarge { passes, limit, .. }) => {
+                assert_eq!((passes, limit), (s.num_passes(), crate::MAX_PICTURE_PASSES))
+            }
+            other => panic!("expected TooLarge, got {:?}", other.map(|t| t.len())),
+        }
+        let s = generate("1f1b", &Params::new(2, m - 1).unwrap()).unwrap();
+        let r = simulate(&s, &StageCosts::default()).unwrap();
+        assert!(render(&s, &r, &SvgOptions::default()).is_ok());
+    }
 
     fn attr_f64(n: roxmltree::Node, name: &str) -> f64 {
         n.attribute(name)

@@ -48,6 +48,9 @@ pub mod limits {
     /// Passes of a schedule that `auto`, the frontier and `zb-v` search: each tries tens to
     /// hundreds of candidate schedules.
     pub const SEARCH_PASSES: u64 = 1 << 19;
+    /// Passes of the V-shape schedule the memory/bubble frontier searches: one search per
+    /// budget, up to 32 of them.
+    pub const FRONTIER_PASSES: u64 = 1 << 16;
     /// Devices a search takes (its block family grows with `p`).
     pub const SEARCH_DEVICES: u32 = 512;
     /// Passes of a `zb-v` schedule: it runs a few dozen greedy candidates and keeps the best.

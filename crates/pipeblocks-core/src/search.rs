@@ -693,15 +693,15 @@ fn best_distinct<'f>(
     out
 }
 
-/// Refuses a search beyond [`limits::SEARCH_PASSES`] passes (of a V-shape schedule) or
+/// Refuses a search beyond `passes_limit` passes (of a V-shape schedule) or
 /// [`limits::SEARCH_DEVICES`] devices: it builds and simulates hundreds of candidates.
-fn check_search_size(prm: &Params) -> Result<(), Error> {
+fn check_search_size(prm: &Params, passes_limit: u64, hint: &str) -> Result<(), Error> {
     let (p, m) = (u64::from(prm.devices()), u64::from(prm.microbatches()));
     let too_large = |what: String, value, limit, param| Error::TooLarge {
         what,
         value,
         limit,
-        hint: "use a named schedule (v-zb, zb-v, v-half, ...) or a smaller size".into(),
+        hint: hint.into(),
         param: Some(param),
     };
     if p > limits::SEARCH_DEVICES.into() {
@@ -713,14 +713,14 @@ fn check_search_size(prm: &Params) -> Result<(), Error> {
             Param::Devices,
         ));
     }
-    if 6 * p * m > limits::SEARCH_PASSES {
+    if 6 * p * m > passes_limit {
         let what = format!(
             "the number of passes of a searched schedule of {p} devices and {m} microbatches"
         );
         return Err(too_large(
             what,
             6 * p * m,
-            limits::SEARCH_PASSES,
+            passes_limit,
             Param::Microbatches,
         ));
     }
@@ -747,7 +747,11 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         ));
     }
     let (p, m) = (prm.devices(), prm.microbatches());
-    check_search_size(prm)?;
+    check_search_size(
+        prm,
+        limits::SEARCH_PASSES,
+        "use a named schedule (v-zb, zb-v, v-half, ...) or a smaller size",
+    )?;
     let least = least_memory(prm)?;
     if budget < least - EPS {
         // Every stage of a device holds a microbatch's activation until that microbatch's W, so
@@ -964,7 +968,11 @@ pub fn frontier(
     prm: &Params,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<FrontierPoint>, Error> {
-    check_search_size(prm)?;
+    check_search_size(
+        prm,
+        limits::FRONTIER_PASSES,
+        "use fewer microbatches (the frontier's shape settles within a few times p) or devices",
+    )?;
     let base = one_f_one_b_peak(prm.devices(), prm.microbatches(), &prm.costs)?;
     let top = 2.0 * base;
     let mut out: Vec<FrontierPoint> = Vec::new();

@@ -30,6 +30,13 @@ fn sizes_beyond_the_limits_are_refused_with_the_limit() {
     // Within each limit alone, but too many passes together: refused before allocating.
     let e = generate("v-half", &Params::new(16, 1_000_000).unwrap()).unwrap_err();
     assert!(too_large(&e) && e.to_string().contains("passes"), "{e}");
+    // The frontier runs up to 32 searches.
+    let prm = Params::new(8, (limits::FRONTIER_PASSES / 48 + 1) as u32).unwrap();
+    let e = pipeblocks_core::search::frontier(&prm, |_, _| {}).unwrap_err();
+    assert!(
+        too_large(&e) && e.to_string().contains("fewer microbatches"),
+        "{e}"
+    );
     // zb-v runs dozens of candidates: it takes fewer passes, and points to its block twin.
     let e = generate("zb-v", &Params::new(8, 100_000).unwrap()).unwrap_err();
     assert!(too_large(&e) && e.to_string().contains("v-zb"), "{e}");

@@ -164,95 +164,45 @@ fn a_model_gives_every_command_its_stage_costs() {
 #[test]
 fn bad_cost_files_get_one_line() {
     let three = file("three.json", &costs(3, 1.0));
-    assert_one_error_line(
-        &[
-            "simulate",
-            "-s",
-            "1f1b",
-            "-p",
-            "4",
-            "-m",
-            "4",
-            "--stage-costs",
-            &three,
-        ],
-        "describe 3 stages",
-    );
     let negative = file(
         "neg.json",
         r#"{"format": "pipeblocks-stage-costs", "version": 1, "stages": [{"f": -1, "b": 1, "w": 1}]}"#,
-    );
-    assert_one_error_line(
-        &[
-            "simulate",
-            "-s",
-            "1f1b",
-            "-p",
-            "1",
-            "-m",
-            "4",
-            "--stage-costs",
-            &negative,
-        ],
-        "not negative",
     );
     let infinite = file(
         "inf.json",
         r#"{"format": "pipeblocks-stage-costs", "version": 1, "stages": [{"f": 1e400, "b": 1, "w": 1}]}"#,
     );
-    assert_one_error_line(
-        &[
-            "simulate",
-            "-s",
-            "1f1b",
-            "-p",
-            "1",
-            "-m",
-            "4",
-            "--stage-costs",
-            &infinite,
-        ],
-        "malformed stage costs",
-    );
     let v9 = file(
         "v9.json",
         r#"{"format": "pipeblocks-stage-costs", "version": 9, "stages": [{"f": 1, "b": 1, "w": 1}]}"#,
     );
-    assert_one_error_line(
-        &["compare", "-p", "1", "-m", "4", "--stage-costs", &v9],
-        "version 9 is not supported",
-    );
-    assert_one_error_line(
-        &[
-            "generate",
-            "-s",
-            "auto",
-            "-p",
-            "2",
-            "-m",
-            "4",
-            "--stage-costs",
-            "/nonexistent/c.json",
-        ],
-        "cannot read",
-    );
     let release = file("release.json", &costs(2, 1.0));
-    assert_one_error_line(
-        &[
-            "simulate",
-            "-s",
-            "1f1b",
-            "-p",
-            "2",
-            "-m",
-            "4",
-            "--stage-costs",
-            &release,
-            "--b-release",
-            "1.5",
-        ],
-        "(--b-release 0)",
-    );
+    let cases: [(&str, &[&str], &str); 6] = [
+        ("simulate -s 1f1b -p 4 -m 4", &[&three], "describe 3 stages"),
+        ("simulate -s 1f1b -p 1 -m 4", &[&negative], "not negative"),
+        (
+            "simulate -s 1f1b -p 1 -m 4",
+            &[&infinite],
+            "malformed stage costs",
+        ),
+        ("compare -p 1 -m 4", &[&v9], "version 9 is not supported"),
+        (
+            "generate -s auto -p 2 -m 4",
+            &["/nonexistent/c.json"],
+            "cannot read",
+        ),
+        (
+            "simulate -s 1f1b -p 2 -m 4",
+            &[&release, "--b-release", "1.5"],
+            "(--b-release 0)",
+        ),
+    ];
+    for (command, rest, needle) in cases {
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.push("--stage-costs");
+        args.extend_from_slice(rest);
+        assert_one_error_line(&args, needle);
+    }
     let o = run(&[
         "simulate",
         "-s",

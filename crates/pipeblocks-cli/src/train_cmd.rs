@@ -40,7 +40,7 @@ pub const MAX_TRAIN_BYTES: u64 = 4 << 30;
 /// Largest `--data` file.
 pub const MAX_DATA_BYTES: u64 = 1 << 30;
 /// Steps an optimiser may count (its bias correction takes the step as an `i32` power).
-const MAX_STEP_COUNT: u64 = i32::MAX as u64;
+const MAX_STEP_COUNT: u64 = checkpoint::MAX_STEPS;
 
 /// `train` arguments.
 #[derive(Args, Debug)]

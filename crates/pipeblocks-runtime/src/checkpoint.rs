@@ -20,6 +20,10 @@ use crate::model::ModelConfig;
 
 const MAGIC: &[u8; 8] = b"PIPEBLK1";
 const VERSION: u32 = 1;
+/// Largest JSON header read: far above any real model's parameter list.
+const MAX_HEADER_BYTES: u64 = 64 << 20;
+/// Most optimiser steps a checkpoint may record (AdamW's bias correction counts in `i32`).
+pub const MAX_STEPS: u64 = i32::MAX as u64;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -119,6 +123,23 @@ pub fn save(trainer: &mut Trainer, path: &Path) -> Result<()> {
 
 /// Reads `path` into the trainer, refusing truncated, corrupt or mismatched files.
 pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
+    // A checkpoint of this model is at most its tensors, a generous header and the framing;
+    // anything longer is refused before it is read into memory.
+    let floats: u64 = trainer
+        .params_mut()
+        .iter()
+        .map(|p| p.value.elem_count() as u64)
+        .sum();
+    let most = floats
+        .saturating_mul(12)
+        .saturating_add(MAX_HEADER_BYTES + 24);
+    let size = std::fs::metadata(path).map_err(|e| io(path, e))?.len();
+    if size > most {
+        return Err(err(
+            path,
+            format!("is {size} bytes, more than a checkpoint of this model can be ({most}); it is not a checkpoint of this model"),
+        ));
+    }
     let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
     let truncated = |have: usize, need: usize| {
         err(
@@ -150,6 +171,15 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
             format!(
                 "has format version {}, this build reads version {VERSION}",
                 header.version
+            ),
+        ));
+    }
+    if header.steps_done > MAX_STEPS {
+        return Err(err(
+            path,
+            format!(
+                "records {} optimiser steps, more than the {MAX_STEPS} a run can take; the file is corrupt",
+                header.steps_done
             ),
         ));
     }

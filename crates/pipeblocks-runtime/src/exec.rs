@@ -214,6 +214,12 @@ impl Trainer {
         // the others are its consequences (aborted waits, peers gone).
         let failures = AtomicUsize::new(0);
         let origin = Instant::now();
+        if self.steps_done >= crate::checkpoint::MAX_STEPS {
+            return Err(RuntimeError::config(format!(
+                "the optimiser has taken {} steps, the most it counts",
+                self.steps_done
+            )));
+        }
         let step_no = self.steps_done + 1;
         let opt = self.cfg.opt;
         let timeout = self.cfg.recv_timeout;

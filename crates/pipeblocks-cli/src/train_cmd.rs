@@ -42,6 +42,9 @@ pub const MAX_DATA_BYTES: u64 = 1 << 30;
 /// Steps an optimiser may count (its bias correction takes the step as an `i32` power).
 const MAX_STEP_COUNT: u64 = checkpoint::MAX_STEPS;
 
+/// A loss this many times a uniform guess's (ln vocab) is reported as divergence.
+const DIVERGED_OVER_UNIFORM: f64 = 10.0;
+
 /// `train` arguments.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -437,6 +440,20 @@ pub fn train(a: TrainArgs) -> Result<()> {
         };
         return write_stdout(&text);
     };
+    // A uniform guess over the vocabulary scores ln(vocab); a loss far above it means the
+    // updates are throwing the model away, not training it.
+    let uniform = (cfg.model.vocab as f64).ln();
+    let diverged = losses
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l > DIVERGED_OVER_UNIFORM * uniform)
+        .map(|(i, &l)| (first + i as u64 + 1, l));
+    if let Some((step, loss)) = diverged {
+        eprintln!(
+            "warning: the loss reached {loss:.4e} at step {step}, more than {DIVERGED_OVER_UNIFORM}x a uniform guess over the vocabulary ({uniform:.2}): training diverged; lower --lr (it is {})",
+            show(a.lr)
+        );
+    }
     let n = timed.n.max(1.0);
     let step_time = timed.step_time / n;
     let bubble_measured = timed.bubble_measured / n;
@@ -486,6 +503,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
             "bubble_rate_measured": bubble_measured,
             "bubble_rate_simulated": bubble_sim,
         });
+        let mut doc = doc;
+        if let (Some((step, _)), Some(o)) = (diverged, doc.as_object_mut()) {
+            o.insert("diverged_at_step".into(), json!(step));
+        }
         return write_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"));
     }
     let mut out = format!(

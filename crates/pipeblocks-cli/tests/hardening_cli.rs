@@ -667,6 +667,30 @@ fn a_diverging_run_stops_with_exit_1_and_keeps_the_old_checkpoint() {
     std::fs::remove_dir_all(d).ok();
 }
 
+#[test]
+fn a_finite_but_exploding_loss_is_reported() {
+    let d = dir("train-explode");
+    let o = run_in(
+        &d,
+        &strs(&with(TINY, &["--lr", "1e6", "--steps", "4", "--json"])),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("warning: the loss reached") && err.contains("lower --lr (it is 1e6)"),
+        "{err}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(doc["diverged_at_step"].as_u64().is_some(), "{doc}");
+    // A sane learning rate trains without the warning or the field.
+    let o = run_in(&d, &strs(&with(TINY, &["--steps", "2", "--json"])));
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(doc.get("diverged_at_step").is_none(), "{doc}");
+    std::fs::remove_dir_all(d).ok();
+}
+
 #[cfg(unix)]
 #[test]
 fn a_checkpoint_that_cannot_be_written_after_training_exits_1() {

@@ -1033,7 +1033,12 @@ pub fn zeropp_group(
     let mut best: Option<FsdpRun> = None;
     let mut tried = Vec::new();
     for u in (1..=m).filter(|u| m.is_multiple_of(*u)) {
-        let run = schedule_and_run("zeropp", &prm.clone().with_group(u)?, setup)?;
+        let run = match schedule_and_run("zeropp", &prm.clone().with_group(u)?, setup) {
+            Ok(run) => run,
+            // A group too large for the activation budget in units is not a candidate.
+            Err(e) if e.suggestion().is_some_and(|f| f.param == Param::Budget) => continue,
+            Err(e) => return Err(e),
+        };
         let (step, peak) = (run.result.makespan, run.result.max_peak_memory());
         tried.push(GroupTrial {
             group: u,

@@ -1,7 +1,10 @@
 //! ZeroPP schedules validate for every size they accept.
 
+use pipeblocks_core::error::Param;
 use pipeblocks_core::generators::zeropp::{default_group, zeropp};
-use pipeblocks_core::{generate, validate, Budget, Costs, Error, Params, PassKind, StageCosts};
+use pipeblocks_core::{
+    generate, simulate, validate, Budget, Costs, Error, Params, PassKind, StageCosts,
+};
 use proptest::prelude::*;
 
 fn make(p: u32, m: u32, v: u32, unit: u32, limit: Option<f64>) -> Result<(), String> {
@@ -10,9 +13,46 @@ fn make(p: u32, m: u32, v: u32, unit: u32, limit: Option<f64>) -> Result<(), Str
     if let Some(k) = limit {
         prm = prm.with_budget(Budget::Of1f1b(k));
     }
-    let s = zeropp(&prm).map_err(|e| e.to_string())?;
+    let s = match zeropp(&prm) {
+        Ok(s) => s,
+        // A budget below what one group keeps alive is refused, naming the budget.
+        Err(e) if limit.is_some() && e.suggestion().is_some_and(|f| f.param == Param::Budget) => {
+            return Ok(());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     validate(&s).map_err(|e| e.to_string())?;
+    if let Some(k) = limit {
+        let peak = simulate(&s, &prm.costs)
+            .map_err(|e| e.to_string())?
+            .max_peak();
+        let want = Budget::Of1f1b(k)
+            .units_for(&prm)
+            .map_err(|e| e.to_string())?;
+        if peak > want + 1e-9 {
+            return Err(format!("peak {peak} over the budget {want}"));
+        }
+    }
     Ok(())
+}
+
+#[test]
+fn a_budget_below_one_group_is_refused_and_a_budget_at_it_is_met() {
+    // p=4, m=8, groups of 4 over 2 chunks: one group's forwards keep 4 units alive.
+    let prm = Params::new(4, 8).unwrap().with_group(4).unwrap();
+    let floor = simulate(&zeropp(&prm).unwrap(), &prm.costs)
+        .unwrap()
+        .max_peak();
+    let tight = prm.clone().with_budget(Budget::Units(floor / 2.0));
+    let e = zeropp(&tight).unwrap_err();
+    assert_eq!(e.suggestion().map(|f| f.param), Some(Param::Budget), "{e}");
+    assert!(e.to_string().contains("groups of 4"), "{e}");
+    let at = prm.with_budget(Budget::Units(floor));
+    assert!(zeropp(&at).is_ok());
+    // Smaller groups keep less alive and meet the tighter budget.
+    let small = tight.with_group(1).unwrap();
+    let s = zeropp(&small).unwrap();
+    assert!(simulate(&s, &small.costs).unwrap().max_peak() <= floor / 2.0 + 1e-9);
 }
 
 #[test]

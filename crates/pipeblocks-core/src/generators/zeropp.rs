@@ -238,6 +238,22 @@ pub fn zeropp(prm: &Params) -> Result<Schedule, Error> {
             (s, r) = (other, ro);
         }
     }
+    // The budget holds back later groups only: the oldest group's forwards always run, so a
+    // budget below what one group keeps alive cannot be met. Say so instead of exceeding it.
+    if let Some(b) = prm.budget {
+        let want = b.units_for(prm)?;
+        let peak = r.max_peak();
+        if peak > want + EPS {
+            let u = group_of(prm);
+            return Err(Error::fix(
+                format!(
+                    "ZeroPP with groups of {u} microbatches keeps at least {peak:.3} units per device alive (a group's forwards all run before its backwards), above the memory budget of {want:.3} units; use a smaller group or a budget of at least {peak:.3} units"
+                ),
+                Param::Budget,
+                format!("{peak:.3}"),
+            ));
+        }
+    }
     Ok(s)
 }
 

@@ -37,6 +37,7 @@ pub mod error;
 pub mod format;
 pub mod fsdp;
 pub mod generators;
+pub mod grid;
 pub mod improve;
 pub mod ir;
 pub mod model;

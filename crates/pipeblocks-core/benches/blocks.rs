@@ -6,6 +6,9 @@
 //! reordered, then simulated.
 //! `auto 0.5x p=32 m=256`: the whole budgeted search under unequal costs; the target is under 1 s.
 //! `auto 0.5x p=8 m=32`: the example, where the final hill climb runs its full course.
+//! `v-min|v-half|v-zb p=32 m=256 (costs)`: the named V schedules under unequal costs, with both
+//! repairs (reorder and unit grid); the target is under 0.1 s each. Run auto on one core with
+//! `taskset -c 0 cargo bench -p pipeblocks-core --bench blocks -- auto` (target under 2 s).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pipeblocks_core::block;
@@ -39,6 +42,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("auto 0.5x p=32 m=256 f=1,b=1.3,w=0.7,c=0.05", |b| {
         b.iter(|| std::hint::black_box(generate("auto", &prm).expect("auto").num_passes()))
     });
+    for name in ["v-min", "v-half", "v-zb"] {
+        let named = Params::new(32, 256).unwrap().with_costs(prm.costs.clone());
+        g.bench_function(format!("{name} p=32 m=256 f=1,b=1.3,w=0.7,c=0.05"), |b| {
+            b.iter(|| std::hint::black_box(generate(name, &named).expect(name).num_passes()))
+        });
+    }
     let small = prm.resized(8, 32).expect("sizes");
     g.bench_function("auto 0.5x p=8 m=32 f=1,b=1.3,w=0.7,c=0.05", |b| {
         b.iter(|| std::hint::black_box(generate("auto", &small).expect("auto").num_passes()))

@@ -839,3 +839,155 @@ pub fn named(name: &str, p: u32) -> Result<Block, Error> {
         ))),
     }
 }
+
+/// The building blocks of the Controllable Memory paper's block search, as blocks: device 0
+/// runs its chunk-0 F at slot 0 and its chunk-1 F, chunk-1 B and chunk-0 B at three other
+/// distinct slots of a period of 6; going down the devices, the chunk-0 F and chunk-1 B move by
+/// `k` slots (modulo 6) and the chunk-1 F and chunk-0 B by −1, with `k = k0` for the first
+/// `len0` device steps and `k1 ≤ k0` after; each W takes the first free slot after its B. A
+/// pass of microbatch 0 starts at the first slot with its residue after the pass it waits for.
+/// Blocks whose residues collide on a device are left out; equal blocks appear once. Bounds
+/// are under `act[s]` units per microbatch on stage `s`; blocks above `limit` are left out.
+pub fn paper_family(p: u32, act: &[f64], limit: f64) -> Vec<(String, Block, BlockInfo)> {
+    const T: u32 = 6;
+    let mut out: Vec<(String, Block, BlockInfo)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    if p < 2 {
+        return out;
+    }
+    let n = 2 * p;
+    // First free residue at or after `from` on a device's 6 slots.
+    let free_after =
+        |used: &[bool; 6], from: u32| (0..T).map(|j| (from + j) % T).find(|&r| !used[r as usize]);
+    for ff in 1..T {
+        for b1 in 1..T {
+            for b0 in 1..T {
+                if ff == b1 || ff == b0 || b1 == b0 {
+                    continue;
+                }
+                for k0 in 1..T {
+                    for k1 in 1..=k0 {
+                        for len0 in 1..p {
+                            if k0 == k1 && len0 > 1 {
+                                continue;
+                            }
+                            // Residues per device of [F0, F1, B1, B0].
+                            let mut res = vec![[0u32, ff, b1, b0]];
+                            let mut ok = true;
+                            for i in 0..p - 1 {
+                                let k = if i < len0 { k0 } else { k1 };
+                                let r = res[i as usize];
+                                let next = [
+                                    (r[0] + k) % T,
+                                    (r[1] + T - 1) % T,
+                                    (r[2] + k) % T,
+                                    (r[3] + T - 1) % T,
+                                ];
+                                let mut seen = [false; 6];
+                                for x in next {
+                                    if std::mem::replace(&mut seen[x as usize], true) {
+                                        ok = false;
+                                    }
+                                }
+                                res.push(next);
+                            }
+                            if !ok {
+                                continue;
+                            }
+                            // Absolute offsets of microbatch 0 along the dependency chain.
+                            let first_at =
+                                |prev: u32, r: u32| prev + 1 + (r + 2 * T - (prev + 1) % T) % T;
+                            let mut f = vec![0u32; n as usize];
+                            let mut b = vec![0u32; n as usize];
+                            f[0] = 0;
+                            for s in 1..n {
+                                let d = if s < p { s } else { n - 1 - s };
+                                let r = if s < p {
+                                    res[d as usize][0]
+                                } else {
+                                    res[d as usize][1]
+                                };
+                                f[s as usize] = first_at(f[s as usize - 1], r);
+                            }
+                            b[n as usize - 1] = first_at(f[n as usize - 1], res[0][2]);
+                            for s in (0..n - 1).rev() {
+                                let d = if s < p { s } else { n - 1 - s };
+                                let r = if s < p {
+                                    res[d as usize][3]
+                                } else {
+                                    res[d as usize][2]
+                                };
+                                b[s as usize] = first_at(b[s as usize + 1], r);
+                            }
+                            let mut passes = Vec::with_capacity(6 * p as usize);
+                            for d in 0..p {
+                                let (s0, s1) = (d, n - 1 - d);
+                                let mut used = [false; 6];
+                                for x in res[d as usize] {
+                                    used[x as usize] = true;
+                                }
+                                // The chunk-1 B's W first, then the chunk-0 B's.
+                                let mut ws = Vec::new();
+                                for st in [s1, s0] {
+                                    let bs = b[st as usize];
+                                    let Some(r) = free_after(&used, (bs + 1) % T) else {
+                                        continue;
+                                    };
+                                    used[r as usize] = true;
+                                    ws.push((st, first_at(bs, r)));
+                                }
+                                for st in [s0, s1] {
+                                    passes.push(BlockPass {
+                                        kind: PassKind::F,
+                                        stage: st,
+                                        offset: f[st as usize],
+                                    });
+                                    passes.push(BlockPass {
+                                        kind: PassKind::B,
+                                        stage: st,
+                                        offset: b[st as usize],
+                                    });
+                                }
+                                for (st, x) in ws {
+                                    passes.push(BlockPass {
+                                        kind: PassKind::W,
+                                        stage: st,
+                                        offset: x,
+                                    });
+                                }
+                            }
+                            let blk = Block {
+                                name: "v-block".into(),
+                                devices: p,
+                                placement: Placement::VShape,
+                                period: T,
+                                slots: SlotLengths::default(),
+                                passes,
+                            };
+                            let Ok(mut info) = blk.analyse() else {
+                                continue;
+                            };
+                            info.memory_bound = blk.bound(&info, act);
+                            let key: Vec<(usize, u32, u32)> = blk
+                                .passes
+                                .iter()
+                                .map(|q| (q.kind.index(), q.stage, q.offset))
+                                .collect();
+                            if info.max_bound() > limit + EPS || !seen.insert(key) {
+                                continue;
+                            }
+                            let label = format!(
+                                "block paper start {ff}/{b1}/{b0} steps {k0}x{len0} then {k1}"
+                            );
+                            out.push((label, blk, info));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.2.length, a.2.max_bound().to_bits()).cmp(&(b.2.length, b.2.max_bound().to_bits()))
+    });
+    out
+}

@@ -67,7 +67,26 @@ pub fn from_block(b: &Block, prm: &Params) -> Result<Schedule, Error> {
             (s, r) = (alike, ra);
         }
     }
+    // The unit-grid repair (the paper's), kept where it is shorter at no more memory.
+    if let Some((g, rg)) = grid_candidate(b, prm)? {
+        if rg.fits(&bound) && rg.max_peak() <= r.max_peak() + EPS && rg.makespan < r.makespan - EPS
+        {
+            (s, r) = (g, rg);
+        }
+    }
+    let _ = r;
     Ok(s)
+}
+
+/// The block compacted on the unit grid ([`crate::grid::compact`]) and squeezed under `prm`'s
+/// costs, when the block has one-slot F, B and W passes.
+pub fn grid_candidate(b: &Block, prm: &Params) -> Result<Option<(Schedule, SimResult)>, Error> {
+    let table = prm.table(&b.placement)?;
+    let Some(g) = crate::grid::compact(b, prm.microbatches(), &table)? else {
+        return Ok(None);
+    };
+    let r = simulate(&g, &prm.costs)?;
+    Ok(Some((g, r)))
 }
 
 /// Per device, `k` microbatches on all its stages under `placement`: the memory of a schedule
@@ -285,6 +304,8 @@ enum Task {
     Rounds(RoundOptions),
     /// Reorder a squeezed schedule's warm-up and cool-down under the budget.
     Reorder(String, Schedule),
+    /// Compact a block's repeats on the unit grid ([`crate::grid`]).
+    Grid(String, Block),
     /// Local search on a candidate's critical path, with at most this many simulations.
     Polish(Candidate, usize),
     /// Hill climbing over a candidate's device orders: this many moves, drawn from this seed.
@@ -308,6 +329,10 @@ struct Search<'a> {
 /// 12), which is what budgets below V-Min's need; under unequal costs the squeeze closes much
 /// of that bubble, and a stretched block can win above V-Min's memory too.
 const MAX_PERIOD: u32 = 12;
+
+/// The blocks of the paper's family ([`block::paper_family`]) squeezed: about
+/// `PAPER_WORK / passes` of them, shortest first.
+const PAPER_WORK: f64 = 1.0e6;
 
 /// Phase 1 runs about `SQUEEZE_WORK / passes` squeezes (each one simulation, linear in the
 /// passes of a V-shape schedule): no limit for small schedules, about 70 at p = 32, m = 256.
@@ -558,6 +583,10 @@ impl<'a> Search<'a> {
                         .ok()?;
                 found(format!("{label}, reordered"), s, r)
             }
+            Task::Grid(label, block) => {
+                let (s, r) = grid_candidate(&block, self.prm).ok()??;
+                found(format!("{label}, on the grid"), s, r)
+            }
             Task::Polish(c, evals) => {
                 let (s, r) = improve::polish(c.schedule, costs, &self.limits, evals).ok()?;
                 found(format!("{}, polished", c.family), s, r)
@@ -795,6 +824,18 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     ));
     blocks.extend(picked.into_iter().map(labelled));
     let rest: Vec<Labelled> = rest.into_iter().map(labelled).collect();
+    // The blocks of the paper's block search (two step sizes down the devices), shortest
+    // first, squeezed within a room of their own so they take nothing from the others.
+    let paper: Vec<Labelled> = block::paper_family(p, &st.act_v, budget)
+        .into_iter()
+        .map(|(label, block, info)| Labelled { label, block, info })
+        .collect();
+    let by_label: std::collections::HashMap<String, Block> = blocks
+        .iter()
+        .chain(&rest)
+        .chain(&paper)
+        .map(|b| (b.label.clone(), b.block.clone()))
+        .collect();
     // Phase 1: squeeze the blocks, each one simulation, within SQUEEZE_WORK / passes of them
     // except that every period-6 (or named) block is squeezed as it is: first those, each
     // followed by its delayed-W variants, then the longer periods, which fit many more
@@ -826,33 +867,62 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     // squeezed and 0.208 reordered, against 0.247 for the best pick). They are reordered
     // besides the picks, not instead of them.
     let others = run_all(&st, within_room(st.block_tasks(&rest, Delays::No)));
+    let mut paper_tasks = st.block_tasks(&paper, Delays::No);
+    paper_tasks.truncate((PAPER_WORK / v_passes.max(1) as f64) as usize);
+    let paper = run_all(&st, paper_tasks);
     // Phase 2, all independent: reorder the best few distinct squeezed blocks of each group
-    // (as many as the reorder's work allows, a third as many of the longer periods), run the
-    // list scheduler, the round scheduler and the named schedules (zb-v is left out: it is the
-    // greedy V-shape search at a budget of p microbatches). The reorders go first: they are
-    // the longest tasks, and the others fill the cores around them.
+    // (as many as the reorder's work allows, a third as many of the longer periods, of the
+    // rest and of the paper's family) and compact them on the unit grid, run the list
+    // scheduler, the round scheduler and the named schedules (so that `auto` is never worse
+    // than a named schedule that fits its budget). The reorders go first: they are the
+    // longest tasks, and the others fill the cores around them.
     let n_reorder =
         ((REORDER_WORK / v_passes.max(1) as f64) as usize).clamp(REORDER_MIN, REORDER_MAX);
     let best_six = best_distinct(&squeezed, n_reorder, &[]);
     let best_longer = best_distinct(&stretched, (n_reorder / 3).max(1), &best_six);
     let taken: Vec<&Candidate> = best_six.iter().chain(&best_longer).copied().collect();
     let best_others = best_distinct(&others, (n_reorder / 3).max(1), &taken);
+    let mut taken = taken;
+    taken.extend(best_others);
+    let best_others = best_distinct(&paper, (n_reorder / 3).max(1), &taken);
+    let taken: Vec<&Candidate> = taken.into_iter().chain(best_others).collect();
+    // The named blocks as they are are reordered and compacted by their generators, which
+    // run below as named schedules: not twice.
+    let direct = ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb", "zb-v"];
+    let named_block = |label: &str| {
+        label
+            .strip_prefix("block ")
+            .is_some_and(|n| direct.contains(&n))
+    };
     let mut tasks: Vec<Task> = taken
-        .into_iter()
-        .chain(best_others)
+        .iter()
+        .filter(|c| !named_block(&c.family))
         .map(|c| Task::Reorder(c.family.clone(), c.schedule.clone()))
         .collect();
+    // The same blocks compacted on the unit grid (the Ws are placed anew, so a block's
+    // delayed-W variants are one block there).
+    let mut gridded: Vec<&str> = Vec::new();
+    for c in &taken {
+        let base = c.family.split(", W delayed").next().unwrap_or(&c.family);
+        if gridded.contains(&base) || named_block(base) {
+            continue;
+        }
+        gridded.push(base);
+        if let Some(b) = by_label.get(base) {
+            tasks.push(Task::Grid(base.to_string(), b.clone()));
+        }
+    }
     tasks.extend(st.greedy_tasks());
     if least <= budget + EPS {
         let limit = vec![budget; p as usize];
         tasks.extend(rounds::variants(&limit).into_iter().map(Task::Rounds));
     }
-    let direct = ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb"];
     tasks.extend(direct.into_iter().map(Task::Direct));
     let found: Vec<Candidate> = squeezed
         .into_iter()
         .chain(stretched)
         .chain(others)
+        .chain(paper)
         .chain(run_all(&st, tasks))
         .flatten()
         .collect();

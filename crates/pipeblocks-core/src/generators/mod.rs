@@ -47,9 +47,21 @@ pub fn zb_h1(prm: &Params) -> Result<Schedule, Error> {
 }
 
 /// ZB-H2: B/W split, `2(p-1-i)` warm-up forwards on device `i` and W lagging `2i`; `2p - 1`
-/// microbatches held. Under unequal costs the greedy list scheduler is tried too.
+/// microbatches held. Under unequal costs the greedy list scheduler is tried too, and ZB-H1,
+/// which holds less, is kept when it is shorter (with few microbatches, `m` near `p`, the
+/// longer warm-up has nothing to overlap and can cost more than it saves).
 pub fn zb_h2(prm: &Params) -> Result<Schedule, Error> {
     let (p, m) = (prm.devices(), prm.microbatches());
     let direct = classic::zero_bubble_lagged("zb-h2", prm, |i| 2 * (p - 1 - i), |i| 2 * i)?;
-    zero_bubble(direct, prm, (2 * p - 1).min(m + p - 1) as f64)
+    let h2 = zero_bubble(direct, prm, (2 * p - 1).min(m + p - 1) as f64)?;
+    let mut h1 = zb_h1(prm)?;
+    let (r2, r1) = (
+        crate::engine::simulate(&h2, &prm.costs)?,
+        crate::engine::simulate(&h1, &prm.costs)?,
+    );
+    if r1.makespan < r2.makespan - crate::params::EPS {
+        h1.name = h2.name;
+        return Ok(h1);
+    }
+    Ok(h2)
 }

@@ -566,25 +566,7 @@ fn v_shape_analysed(name: &str, p: u32, o: VOffsets) -> Result<(Block, BlockInfo
             used[(x % t) as usize] = true;
             ws.push((st, x));
         }
-        for st in [s0, s1] {
-            passes.push(BlockPass {
-                kind: PassKind::F,
-                stage: st,
-                offset: f[st as usize],
-            });
-            passes.push(BlockPass {
-                kind: PassKind::B,
-                stage: st,
-                offset: b[st as usize],
-            });
-        }
-        for (st, x) in ws {
-            passes.push(BlockPass {
-                kind: PassKind::W,
-                stage: st,
-                offset: x,
-            });
-        }
+        push_v_device(&mut passes, [s0, s1], &f, &b, &ws);
     }
     let blk = Block {
         name: name.into(),
@@ -936,25 +918,7 @@ pub fn paper_family(p: u32, act: &[f64], limit: f64) -> Vec<(String, Block, Bloc
                                     used[r as usize] = true;
                                     ws.push((st, first_at(bs, r)));
                                 }
-                                for st in [s0, s1] {
-                                    passes.push(BlockPass {
-                                        kind: PassKind::F,
-                                        stage: st,
-                                        offset: f[st as usize],
-                                    });
-                                    passes.push(BlockPass {
-                                        kind: PassKind::B,
-                                        stage: st,
-                                        offset: b[st as usize],
-                                    });
-                                }
-                                for (st, x) in ws {
-                                    passes.push(BlockPass {
-                                        kind: PassKind::W,
-                                        stage: st,
-                                        offset: x,
-                                    });
-                                }
+                                push_v_device(&mut passes, [s0, s1], &f, &b, &ws);
                             }
                             let blk = Block {
                                 name: "v-block".into(),
@@ -990,4 +954,31 @@ pub fn paper_family(p: u32, act: &[f64], limit: f64) -> Vec<(String, Block, Bloc
         (a.2.length, a.2.max_bound().to_bits()).cmp(&(b.2.length, b.2.max_bound().to_bits()))
     });
     out
+}
+
+/// One V-shape device's passes of a block: the F and B of its two stages at the offsets `f`
+/// and `b` (indexed by stage), and its Ws at the given offsets.
+fn push_v_device(
+    passes: &mut Vec<BlockPass>,
+    stages: [u32; 2],
+    f: &[u32],
+    b: &[u32],
+    ws: &[(u32, u32)],
+) {
+    for st in stages {
+        for (kind, at) in [(PassKind::F, f), (PassKind::B, b)] {
+            passes.push(BlockPass {
+                kind,
+                stage: st,
+                offset: at[st as usize],
+            });
+        }
+    }
+    for &(stage, offset) in ws {
+        passes.push(BlockPass {
+            kind: PassKind::W,
+            stage,
+            offset,
+        });
+    }
 }

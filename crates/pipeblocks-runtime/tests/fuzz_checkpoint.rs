@@ -73,28 +73,13 @@ const EXTREMES: [&str; 9] = [
     "\"x\"",
 ];
 
-/// The seed's JSON header with the `k`-th number replaced by an extreme value, re-framed and
-/// resealed so that only the header is wrong.
-fn header_mutant(k: usize, extreme: &str) -> Vec<u8> {
+/// The seed with its JSON header rewritten by `edit`, re-framed and resealed so that only the
+/// header is wrong.
+fn with_header(edit: impl FnOnce(&str) -> String) -> Vec<u8> {
     let s = seed();
     let hlen = u64::from_le_bytes(s[8..16].try_into().unwrap()) as usize;
     let head = String::from_utf8_lossy(&s[16..16 + hlen]).into_owned();
-    let mut numbers = Vec::new();
-    let b = head.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_digit() {
-            let start = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            numbers.push((start, i));
-        } else {
-            i += 1;
-        }
-    }
-    let (a, z) = numbers[k % numbers.len()];
-    let new_head = format!("{}{}{}", &head[..a], extreme, &head[z..]);
+    let new_head = edit(&head);
     let mut out = Vec::new();
     out.extend_from_slice(&s[..8]);
     out.extend_from_slice(&(new_head.len() as u64).to_le_bytes());
@@ -102,6 +87,28 @@ fn header_mutant(k: usize, extreme: &str) -> Vec<u8> {
     out.extend_from_slice(&s[16 + hlen..]);
     reseal(&mut out);
     out
+}
+
+/// The seed's JSON header with the `k`-th number replaced by an extreme value.
+fn header_mutant(k: usize, extreme: &str) -> Vec<u8> {
+    with_header(|head| {
+        let b = head.as_bytes();
+        let mut numbers = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i].is_ascii_digit() {
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                numbers.push((start, i));
+            } else {
+                i += 1;
+            }
+        }
+        let (a, z) = numbers[k % numbers.len()];
+        format!("{}{}{}", &head[..a], extreme, &head[z..])
+    })
 }
 
 /// Loads `bytes` into a fresh trainer: an input error or a load, never a panic.
@@ -129,20 +136,12 @@ fn the_seed_loads_and_every_cut_is_refused() {
     }
 }
 
-/// The seed with `from` in its header replaced by `to`, re-framed and resealed.
+/// The seed with `from` in its header replaced by `to`.
 fn header_edit(from: &str, to: &str) -> Vec<u8> {
-    let s = seed();
-    let hlen = u64::from_le_bytes(s[8..16].try_into().unwrap()) as usize;
-    let head = String::from_utf8_lossy(&s[16..16 + hlen]).into_owned();
-    assert!(head.contains(from), "{from} not in {head}");
-    let new_head = head.replacen(from, to, 1);
-    let mut out = Vec::new();
-    out.extend_from_slice(&s[..8]);
-    out.extend_from_slice(&(new_head.len() as u64).to_le_bytes());
-    out.extend_from_slice(new_head.as_bytes());
-    out.extend_from_slice(&s[16 + hlen..]);
-    reseal(&mut out);
-    out
+    with_header(|head| {
+        assert!(head.contains(from), "{from} not in {head}");
+        head.replacen(from, to, 1)
+    })
 }
 
 fn refusal(bytes: &[u8], name: &str) -> String {

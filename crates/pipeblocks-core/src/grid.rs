@@ -34,14 +34,6 @@ use crate::params::StageTable;
 
 const EPS: f64 = crate::params::EPS;
 
-fn kind_slot(k: PassKind) -> usize {
-    match k {
-        PassKind::F => 0,
-        PassKind::B => 1,
-        _ => 2,
-    }
-}
-
 /// Which order Ws fill a device's idle slots in.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum WOrder {
@@ -67,8 +59,8 @@ struct Grid<'a> {
 
 impl Grid<'_> {
     fn idx(&self, p: Pass) -> usize {
-        (kind_slot(p.kind) * self.stages as usize + p.stage as usize) * self.m as usize
-            + p.mb as usize
+        // F, B and W only: their indices are 0, 1 and 2.
+        (p.kind.index() * self.stages as usize + p.stage as usize) * self.m as usize + p.mb as usize
     }
 
     fn at(&self, p: Pass) -> i64 {
@@ -195,13 +187,22 @@ impl Grid<'_> {
             .map_or(i64::MAX / 2, |(t, _)| t as i64)
     }
 
+    /// First slot after every input of `q` (a W's input is its B).
+    fn after_inputs(&self, q: Pass) -> i64 {
+        if q.kind == PassKind::W {
+            return self.at(Pass::b(q.stage, q.mb)) + 1;
+        }
+        inputs(q, self.stages)
+            .into_iter()
+            .flatten()
+            .map(|slot| self.at(slot.producer(PassKind::B)) + 1)
+            .fold(0, i64::max)
+    }
+
     /// Earliest slot an F or B may take: after its inputs and after the pass of the same kind
     /// and stage for the previous microbatch.
     fn earliest(&self, q: Pass) -> i64 {
-        let mut lo = 0;
-        for slot in inputs(q, self.stages).into_iter().flatten() {
-            lo = lo.max(self.at(slot.producer(PassKind::B)) + 1);
-        }
+        let mut lo = self.after_inputs(q);
         if q.mb > 0 {
             lo = lo.max(self.at(Pass::new(q.kind, q.stage, q.mb - 1)) + 1);
         }
@@ -302,14 +303,7 @@ impl Grid<'_> {
     fn squeeze_unit(&mut self) {
         let mut free = vec![0i64; self.local.len()];
         for (d, q) in self.in_slot_order() {
-            let mut t = free[d];
-            if q.kind == PassKind::W {
-                t = t.max(self.at(Pass::b(q.stage, q.mb)) + 1);
-            } else {
-                for slot in inputs(q, self.stages).into_iter().flatten() {
-                    t = t.max(self.at(slot.producer(PassKind::B)) + 1);
-                }
-            }
+            let t = free[d].max(self.after_inputs(q));
             self.set(q, t);
             free[d] = t + 1;
         }

@@ -85,7 +85,7 @@ impl SlotLengths {
 }
 
 /// One pass of the block: a kind on a stage, starting `offset` slots after the block's origin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockPass {
     /// Pass kind.
@@ -831,113 +831,31 @@ pub fn named(name: &str, p: u32) -> Result<Block, Error> {
 /// Blocks whose residues collide on a device are left out; equal blocks appear once. Bounds
 /// are under `act[s]` units per microbatch on stage `s`; blocks above `limit` are left out.
 pub fn paper_family(p: u32, act: &[f64], limit: f64) -> Vec<(String, Block, BlockInfo)> {
-    const T: u32 = 6;
     let mut out: Vec<(String, Block, BlockInfo)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     if p < 2 {
         return out;
     }
-    let n = 2 * p;
-    // First free residue at or after `from` on a device's 6 slots.
-    let free_after =
-        |used: &[bool; 6], from: u32| (0..T).map(|j| (from + j) % T).find(|&r| !used[r as usize]);
-    for ff in 1..T {
-        for b1 in 1..T {
-            for b0 in 1..T {
+    let t = PAPER_PERIOD;
+    for ff in 1..t {
+        for b1 in 1..t {
+            for b0 in 1..t {
                 if ff == b1 || ff == b0 || b1 == b0 {
                     continue;
                 }
-                for k0 in 1..T {
+                for k0 in 1..t {
                     for k1 in 1..=k0 {
-                        for len0 in 1..p {
-                            if k0 == k1 && len0 > 1 {
+                        // With one step size, where it changes makes no difference.
+                        let lens = if k0 == k1 { 1..2 } else { 1..p };
+                        for len0 in lens {
+                            let Some(blk) = paper_block(p, [ff, b1, b0], [k0, k1], len0) else {
                                 continue;
-                            }
-                            // Residues per device of [F0, F1, B1, B0].
-                            let mut res = vec![[0u32, ff, b1, b0]];
-                            let mut ok = true;
-                            for i in 0..p - 1 {
-                                let k = if i < len0 { k0 } else { k1 };
-                                let r = res[i as usize];
-                                let next = [
-                                    (r[0] + k) % T,
-                                    (r[1] + T - 1) % T,
-                                    (r[2] + k) % T,
-                                    (r[3] + T - 1) % T,
-                                ];
-                                let mut seen = [false; 6];
-                                for x in next {
-                                    if std::mem::replace(&mut seen[x as usize], true) {
-                                        ok = false;
-                                    }
-                                }
-                                res.push(next);
-                            }
-                            if !ok {
-                                continue;
-                            }
-                            // Absolute offsets of microbatch 0 along the dependency chain.
-                            let first_at =
-                                |prev: u32, r: u32| prev + 1 + (r + 2 * T - (prev + 1) % T) % T;
-                            let mut f = vec![0u32; n as usize];
-                            let mut b = vec![0u32; n as usize];
-                            f[0] = 0;
-                            for s in 1..n {
-                                let d = if s < p { s } else { n - 1 - s };
-                                let r = if s < p {
-                                    res[d as usize][0]
-                                } else {
-                                    res[d as usize][1]
-                                };
-                                f[s as usize] = first_at(f[s as usize - 1], r);
-                            }
-                            b[n as usize - 1] = first_at(f[n as usize - 1], res[0][2]);
-                            for s in (0..n - 1).rev() {
-                                let d = if s < p { s } else { n - 1 - s };
-                                let r = if s < p {
-                                    res[d as usize][3]
-                                } else {
-                                    res[d as usize][2]
-                                };
-                                b[s as usize] = first_at(b[s as usize + 1], r);
-                            }
-                            let mut passes = Vec::with_capacity(6 * p as usize);
-                            for d in 0..p {
-                                let (s0, s1) = (d, n - 1 - d);
-                                let mut used = [false; 6];
-                                for x in res[d as usize] {
-                                    used[x as usize] = true;
-                                }
-                                // The chunk-1 B's W first, then the chunk-0 B's.
-                                let mut ws = Vec::new();
-                                for st in [s1, s0] {
-                                    let bs = b[st as usize];
-                                    let Some(r) = free_after(&used, (bs + 1) % T) else {
-                                        continue;
-                                    };
-                                    used[r as usize] = true;
-                                    ws.push((st, first_at(bs, r)));
-                                }
-                                push_v_device(&mut passes, [s0, s1], &f, &b, &ws);
-                            }
-                            let blk = Block {
-                                name: "v-block".into(),
-                                devices: p,
-                                placement: Placement::VShape,
-                                period: T,
-                                slots: SlotLengths::default(),
-                                passes,
                             };
                             let Ok(mut info) = blk.analyse() else {
                                 continue;
                             };
                             info.memory_bound = blk.bound(&info, act);
-                            let key: Vec<(usize, u32, u32)> = blk
-                                .passes
-                                .iter()
-                                .map(|q| (q.kind.index(), q.stage, q.offset))
-                                .collect();
-                            if info.max_bound() > limit + EPS || !seen.insert(key) {
+                            if info.max_bound() > limit + EPS || !seen.insert(blk.passes.clone()) {
                                 continue;
                             }
                             let label = format!(
@@ -954,6 +872,81 @@ pub fn paper_family(p: u32, act: &[f64], limit: f64) -> Vec<(String, Block, Bloc
         (a.2.length, a.2.max_bound().to_bits()).cmp(&(b.2.length, b.2.max_bound().to_bits()))
     });
     out
+}
+
+/// The period of [`paper_family`]'s blocks.
+const PAPER_PERIOD: u32 = 6;
+
+/// One block of [`paper_family`]: device 0's residues `[chunk-1 F, chunk-1 B, chunk-0 B]`
+/// (its chunk-0 F at 0), steps `[k0, k1]` and `len0` device steps of `k0`; `None` when two of
+/// a device's F and B residues collide (the common case, refused here before any pass is
+/// built; [`Block::analyse`] checks the rest).
+fn paper_block(p: u32, start: [u32; 3], [k0, k1]: [u32; 2], len0: u32) -> Option<Block> {
+    let t = PAPER_PERIOD;
+    let n = 2 * p;
+    // Residues per device of [F0, F1, B1, B0].
+    let mut res = vec![[0u32, start[0], start[1], start[2]]];
+    for i in 0..p - 1 {
+        let k = if i < len0 { k0 } else { k1 };
+        let r = res[i as usize];
+        let next = [
+            (r[0] + k) % t,
+            (r[1] + t - 1) % t,
+            (r[2] + k) % t,
+            (r[3] + t - 1) % t,
+        ];
+        if (0..4).any(|a| (a + 1..4).any(|z| next[a] == next[z])) {
+            return None;
+        }
+        res.push(next);
+    }
+    // The first slot after `prev` with residue `r`.
+    let first_at = |prev: u32, r: u32| prev + 1 + (r + 2 * t - (prev + 1) % t) % t;
+    // Residue of stage `s`'s F or B: chunk 0 on the way down, chunk 1 on the way back.
+    let residue = |s: u32, chunk0: usize, chunk1: usize| {
+        if s < p {
+            res[s as usize][chunk0]
+        } else {
+            res[(n - 1 - s) as usize][chunk1]
+        }
+    };
+    // Microbatch 0 along the dependency chain.
+    let mut f = vec![0u32; n as usize];
+    let mut b = vec![0u32; n as usize];
+    for s in 1..n {
+        f[s as usize] = first_at(f[s as usize - 1], residue(s, 0, 1));
+    }
+    b[n as usize - 1] = first_at(f[n as usize - 1], res[0][2]);
+    for s in (0..n - 1).rev() {
+        b[s as usize] = first_at(b[s as usize + 1], residue(s, 3, 2));
+    }
+    let mut passes = Vec::with_capacity(6 * p as usize);
+    for d in 0..p {
+        let (s0, s1) = (d, n - 1 - d);
+        let mut used = [false; PAPER_PERIOD as usize];
+        for x in res[d as usize] {
+            used[x as usize] = true;
+        }
+        // Each W in the first free residue after its B: the chunk-1 B's first.
+        let mut ws = Vec::new();
+        for st in [s1, s0] {
+            let bs = b[st as usize];
+            let free = (1..=t).map(|j| (bs + j) % t).find(|&r| !used[r as usize]);
+            if let Some(r) = free {
+                used[r as usize] = true;
+                ws.push((st, first_at(bs, r)));
+            }
+        }
+        push_v_device(&mut passes, [s0, s1], &f, &b, &ws);
+    }
+    Some(Block {
+        name: "v-block".into(),
+        devices: p,
+        placement: Placement::VShape,
+        period: t,
+        slots: SlotLengths::default(),
+        passes,
+    })
 }
 
 /// One V-shape device's passes of a block: the F and B of its two stages at the offsets `f`

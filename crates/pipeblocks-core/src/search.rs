@@ -71,10 +71,9 @@ pub fn from_block(b: &Block, prm: &Params) -> Result<Schedule, Error> {
     if let Some((g, rg)) = grid_candidate(b, prm)? {
         if rg.fits(&bound) && rg.max_peak() <= r.max_peak() + EPS && rg.makespan < r.makespan - EPS
         {
-            (s, r) = (g, rg);
+            s = g;
         }
     }
-    let _ = r;
     Ok(s)
 }
 
@@ -826,15 +825,9 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     let rest: Vec<Labelled> = rest.into_iter().map(labelled).collect();
     // The blocks of the paper's block search (two step sizes down the devices), shortest
     // first, squeezed within a room of their own so they take nothing from the others.
-    let paper: Vec<Labelled> = block::paper_family(p, &st.act_v, budget)
+    let paper_blocks: Vec<Labelled> = block::paper_family(p, &st.act_v, budget)
         .into_iter()
         .map(|(label, block, info)| Labelled { label, block, info })
-        .collect();
-    let by_label: std::collections::HashMap<String, Block> = blocks
-        .iter()
-        .chain(&rest)
-        .chain(&paper)
-        .map(|b| (b.label.clone(), b.block.clone()))
         .collect();
     // Phase 1: squeeze the blocks, each one simulation, within SQUEEZE_WORK / passes of them
     // except that every period-6 (or named) block is squeezed as it is: first those, each
@@ -867,7 +860,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     // squeezed and 0.208 reordered, against 0.247 for the best pick). They are reordered
     // besides the picks, not instead of them.
     let others = run_all(&st, within_room(st.block_tasks(&rest, Delays::No)));
-    let mut paper_tasks = st.block_tasks(&paper, Delays::No);
+    let mut paper_tasks = st.block_tasks(&paper_blocks, Delays::No);
     paper_tasks.truncate((PAPER_WORK / v_passes.max(1) as f64) as usize);
     let paper = run_all(&st, paper_tasks);
     // Phase 2, all independent: reorder the best few distinct squeezed blocks of each group
@@ -880,12 +873,11 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         ((REORDER_WORK / v_passes.max(1) as f64) as usize).clamp(REORDER_MIN, REORDER_MAX);
     let best_six = best_distinct(&squeezed, n_reorder, &[]);
     let best_longer = best_distinct(&stretched, (n_reorder / 3).max(1), &best_six);
-    let taken: Vec<&Candidate> = best_six.iter().chain(&best_longer).copied().collect();
-    let best_others = best_distinct(&others, (n_reorder / 3).max(1), &taken);
-    let mut taken = taken;
-    taken.extend(best_others);
-    let best_others = best_distinct(&paper, (n_reorder / 3).max(1), &taken);
-    let taken: Vec<&Candidate> = taken.into_iter().chain(best_others).collect();
+    let mut taken: Vec<&Candidate> = best_six.iter().chain(&best_longer).copied().collect();
+    for group in [&others, &paper] {
+        let best = best_distinct(group, (n_reorder / 3).max(1), &taken);
+        taken.extend(best);
+    }
     // The named blocks as they are are reordered and compacted by their generators, which
     // run below as named schedules: not twice.
     let direct = ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb", "zb-v"];
@@ -908,8 +900,12 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
             continue;
         }
         gridded.push(base);
-        if let Some(b) = by_label.get(base) {
-            tasks.push(Task::Grid(base.to_string(), b.clone()));
+        let block = [&six, &longer, &rest, &paper_blocks]
+            .into_iter()
+            .flatten()
+            .find(|b| b.label == base);
+        if let Some(b) = block {
+            tasks.push(Task::Grid(base.to_string(), b.block.clone()));
         }
     }
     tasks.extend(st.greedy_tasks());

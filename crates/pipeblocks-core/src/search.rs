@@ -363,9 +363,9 @@ const CLIMB_MIN_MOVES: usize = 10_000;
 const CLIMB_MAX_DEVICES: u32 = 16;
 
 /// The kinds of candidate whose best is always polished (named schedules are not searched).
-const POLISHED_KINDS: [&str; 3] = ["block", "greedy", "rounds"];
+const POLISHED_KINDS: [&str; 4] = ["block", "grid", "greedy", "rounds"];
 
-/// The kind of a candidate: the first word of its family label (`block`, `greedy`, `rounds`,
+/// The kind of a candidate: the first word of its family label (`block`, `grid`, `greedy`, `rounds`,
 /// `named`).
 fn kind_of(family: &str) -> &str {
     family.split_whitespace().next().unwrap_or("")
@@ -391,6 +391,37 @@ impl<'a> Search<'a> {
             limits,
             top: Vec::new(),
         })
+    }
+
+    /// The best of each of [`POLISHED_KINDS`] among `found` within the budget (the first of
+    /// equals).
+    fn best_of_kinds(&self, found: &[Candidate]) -> Vec<Candidate> {
+        POLISHED_KINDS
+            .iter()
+            .filter_map(|&kind| {
+                found
+                    .iter()
+                    .filter(|f| kind_of(&f.family) == kind && self.fits(&f.result))
+                    .fold(None, |best: Option<&Candidate>, f| match best {
+                        Some(b) if f.result.bubble_rate >= b.result.bubble_rate - EPS => Some(b),
+                        _ => Some(f),
+                    })
+                    .cloned()
+            })
+            .collect()
+    }
+
+    /// The starts of a local search: the best so far, then each of `best_of_kind` whose kind
+    /// is not among them.
+    fn starts(&self, best_of_kind: Vec<Candidate>) -> Vec<Candidate> {
+        let mut starts = self.top.clone();
+        for c in best_of_kind {
+            let kind = kind_of(&c.family);
+            if !starts.iter().any(|t| kind_of(&t.family) == kind) {
+                starts.push(c);
+            }
+        }
+        starts
     }
 
     /// Whether a simulated schedule stays within the budget.
@@ -584,7 +615,9 @@ impl<'a> Search<'a> {
             }
             Task::Grid(label, block) => {
                 let (s, r) = grid_candidate(&block, self.prm).ok()??;
-                found(format!("{label}, on the grid"), s, r)
+                // Its own kind: a grid schedule that squeezes best must not take the polish
+                // from the best reordered block, which can polish further.
+                found(format!("grid {label}"), s, r)
             }
             Task::Polish(c, evals) => {
                 let (s, r) = improve::polish(c.schedule, costs, &self.limits, evals).ok()?;
@@ -922,21 +955,9 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         .chain(run_all(&st, tasks))
         .flatten()
         .collect();
-    // The best of each searching kind within the budget (the first of equals), a possible
-    // polish start besides the best two.
-    let best_of_kind: Vec<Candidate> = POLISHED_KINDS
-        .iter()
-        .filter_map(|&kind| {
-            found
-                .iter()
-                .filter(|f| kind_of(&f.family) == kind && st.fits(&f.result))
-                .fold(None, |best: Option<&Candidate>, f| match best {
-                    Some(b) if f.result.bubble_rate >= b.result.bubble_rate - EPS => Some(b),
-                    _ => Some(f),
-                })
-                .cloned()
-        })
-        .collect();
+    // The best of each searching kind within the budget, a possible polish start besides the
+    // best two.
+    let best_of_kind = st.best_of_kinds(&found);
     // Judge in a fixed order: squeezed period-6 and named blocks, longer periods, reorders,
     // greedy, rounds, named schedules.
     for f in found {
@@ -959,14 +980,8 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     // searching kind not among them (a list schedule well behind the blocks can polish further
     // than they do: p=2, m=8, 1.5 units, 0.158 -> 0.059 against the blocks' 0.111), each within
     // a number of simulations that keeps the search near a fixed amount of work.
-    let mut starts: Vec<Candidate> = st.top.clone();
-    for c in best_of_kind {
-        let kind = kind_of(&c.family);
-        if !starts.iter().any(|t| kind_of(&t.family) == kind) {
-            starts.push(c);
-        }
-    }
-    let polish: Vec<Task> = starts
+    let polish: Vec<Task> = st
+        .starts(best_of_kind)
         .into_iter()
         .map(|c| {
             let passes = c.schedule.num_passes().max(1) as f64;

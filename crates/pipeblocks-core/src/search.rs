@@ -95,9 +95,10 @@ fn holding(prm: &Params, placement: &Placement, k: f64) -> Result<Vec<f64>, Erro
     Ok(need.into_iter().map(|n| k * n).collect())
 }
 
-/// The direct schedule, or the sequential greedy list schedule holding as many microbatches
-/// (`held` per device) when that is faster under `prm`'s costs (never at the reference costs,
-/// where the direct schedules are optimal).
+/// The direct schedule, or the sequential greedy list schedule or the
+/// [chain scheduler](crate::generators::chain) holding as many microbatches (`held` per device)
+/// when one is faster under `prm`'s costs (never at the reference costs, where the direct
+/// schedules are optimal).
 pub fn zero_bubble(direct: Schedule, prm: &Params, held: f64) -> Result<Schedule, Error> {
     if prm.costs.is_reference() {
         return Ok(direct);
@@ -127,6 +128,18 @@ pub fn zero_bubble(direct: Schedule, prm: &Params, held: f64) -> Result<Schedule
             continue;
         };
         if r.makespan < best.0 - EPS && r.fits(&limit) {
+            best = (r.makespan, s);
+        }
+    }
+    for o in crate::generators::chain::variants(&limit) {
+        let Ok(mut s) = crate::generators::chain::chain_schedule(prm, &o) else {
+            continue;
+        };
+        let Ok(r) = simulate(&s, &prm.costs) else {
+            continue;
+        };
+        if r.makespan < best.0 - EPS && r.fits(&limit) {
+            s.name.clone_from(&best.1.name);
             best = (r.makespan, s);
         }
     }

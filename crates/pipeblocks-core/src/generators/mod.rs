@@ -3,6 +3,8 @@
 //! each reads.
 //!
 //! - [`classic`]: GPipe, 1F1B, interleaved 1F1B, breadth-first, and the lagged-W ZB-H1/ZB-H2;
+//! - [`chain`]: the microbatch-by-microbatch sequential scheduler that ZB-H1/ZB-H2 try under
+//!   unequal costs (the zero-bubble paper's own construction);
 //! - [`greedy`]: the cost- and memory-aware list scheduler;
 //! - [`rounds`]: the round-based V-shape scheduler behind ZB-V;
 //! - [`zeropp`]: ZeroPP's windowed list scheduler;
@@ -11,6 +13,7 @@
 //! The list schedulers are policies of the [event engine](crate::engine); the searches that
 //! combine generators (`auto`, `zb-v`, the frontier) live in [`crate::search`].
 
+pub mod chain;
 pub mod classic;
 pub mod greedy;
 pub mod rounds;
@@ -39,7 +42,8 @@ pub fn v_zb(prm: &Params) -> Result<Schedule, Error> {
 
 /// ZB-H1: B/W split, 1F1B's warm-up; device `i` lets its W lag `i` microbatches behind its B so
 /// the lagging Ws fill the cool-down. `p` microbatches held on every device. Under unequal costs
-/// the greedy list scheduler holding as many is tried too and kept when it is faster.
+/// the greedy list scheduler and the [chain scheduler](chain) holding as many are tried too,
+/// and the fastest kept.
 pub fn zb_h1(prm: &Params) -> Result<Schedule, Error> {
     let p = prm.devices();
     let direct = classic::zero_bubble_lagged("zb-h1", prm, |i| p - 1 - i, |i| i)?;
@@ -47,9 +51,9 @@ pub fn zb_h1(prm: &Params) -> Result<Schedule, Error> {
 }
 
 /// ZB-H2: B/W split, `2(p-1-i)` warm-up forwards on device `i` and W lagging `2i`; `2p - 1`
-/// microbatches held. Under unequal costs the greedy list scheduler is tried too, and ZB-H1,
-/// which holds less, is kept when it is shorter (with few microbatches, `m` near `p`, the
-/// longer warm-up has nothing to overlap and can cost more than it saves).
+/// microbatches held. Under unequal costs the greedy list and chain schedulers are tried too,
+/// and ZB-H1, which holds less, is kept when it is shorter (with few microbatches, `m` near
+/// `p`, the longer warm-up has nothing to overlap and can cost more than it saves).
 pub fn zb_h2(prm: &Params) -> Result<Schedule, Error> {
     let (p, m) = (prm.devices(), prm.microbatches());
     let direct = classic::zero_bubble_lagged("zb-h2", prm, |i| 2 * (p - 1 - i), |i| 2 * i)?;

@@ -56,7 +56,14 @@ pub fn from_block(b: &Block, prm: &Params) -> Result<Schedule, Error> {
         ));
     }
     let (mut s, mut r) = b.build(prm.microbatches(), &prm.costs, Finish::Reorder)?;
-    let bound = b.bound(&b.analyse()?, &prm.table(&b.placement)?.act);
+    // The block's promise is its highest per-device bound: the memory every device is given.
+    // (Per device, the grid repair may lift a device below the highest to it, as the paper's
+    // builders do; the peak a user allocates for does not change.)
+    let cap = b
+        .bound(&b.analyse()?, &prm.table(&b.placement)?.act)
+        .into_iter()
+        .fold(0.0, f64::max);
+    let bound = vec![cap; prm.devices() as usize];
     if s.num_passes() as u64 > limits::REPAIR_PASSES {
         return Ok(s);
     }

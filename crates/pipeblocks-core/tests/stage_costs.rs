@@ -109,9 +109,12 @@ fn promise(name: &str, prm: &Params, s: &Schedule) -> Option<Vec<f64>> {
         ),
         "gpipe" | "bfs" => Some(need.iter().map(|n| m * n).collect()),
         "v-min" | "v-half" | "v-zb" => {
-            // The block's memory bound under the true activations.
+            // The block's highest per-device memory bound under the true activations, on
+            // every device.
             let b = pipeblocks_core::block::named(name, prm.devices()).unwrap();
-            Some(b.bound(&b.analyse().unwrap(), &t.act))
+            let bound = b.bound(&b.analyse().unwrap(), &t.act);
+            let cap = bound.iter().cloned().fold(0.0, f64::max);
+            Some(vec![cap; bound.len()])
         }
         _ => None,
     }

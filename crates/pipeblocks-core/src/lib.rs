@@ -8,10 +8,14 @@
 //! - [`engine`]: the one event engine (readiness, clocks, memory, waking, results) driven by
 //!   policies and observers, and [`simulate()`] on it;
 //! - [`validate()`]: completeness, placement, dependency order and deadlock-freedom;
-//! - [`generators`]: the schedules (classic, greedy list scheduler, rounds, ZeroPP, V blocks);
+//! - [`generators`]: the schedules (classic, chain, greedy list scheduler, rounds, ZeroPP, V
+//!   blocks);
 //! - [`block`]: building blocks (one microbatch's passes repeated every `T` slots): collision
 //!   check, lifespans, memory bound, expansion, W delays, the V-shape family;
 //! - [`improve`]: repairs of a schedule: reorder, polish, hill climbing;
+//! - [`grid`] and [`rebuild`]: the Controllable Memory paper's two repairs of a block on the
+//!   unit grid (its V-Min/V-Half builders' compaction; its block search's warm-up and cool-down
+//!   rebuild);
 //! - [`search`]: `auto`, the memory/bubble frontier, `zb-v`, ZB-H1/H2 under unequal costs;
 //! - [`model`]: a transformer's per-stage costs from its shape and a device;
 //! - [`fsdp`]: fully sharded data parallelism as a plan beside a schedule and an engine observer;
@@ -42,6 +46,7 @@ pub mod improve;
 pub mod ir;
 pub mod model;
 pub mod params;
+pub mod rebuild;
 pub mod registry;
 pub mod search;
 pub mod validate;

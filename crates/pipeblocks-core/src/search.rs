@@ -325,6 +325,9 @@ enum Task {
     Reorder(String, Schedule),
     /// Compact a block's repeats on the unit grid ([`crate::grid`]).
     Grid(String, Block),
+    /// Rebuild a block's warm-up and cool-down the paper's way ([`crate::rebuild`]) within
+    /// this many chunk activations.
+    Rebuild(String, Block, i64),
     /// Local search on a candidate's critical path, with at most this many simulations.
     Polish(Candidate, usize),
     /// Hill climbing over a candidate's device orders: this many moves, drawn from this seed.
@@ -352,6 +355,12 @@ const MAX_PERIOD: u32 = 12;
 /// The blocks of the paper's family ([`block::paper_family`]) squeezed: about
 /// `PAPER_WORK / passes` of them, shortest first.
 const PAPER_WORK: f64 = 1.0e6;
+
+/// The paper's own repair ([`crate::rebuild`]) runs on the blocks of its family, shortest
+/// first, as many as `REBUILD_WORK / cells` (each rebuild walks its grid of `6p·max(m, 2p)`
+/// unit cells a dozen times, then is simulated once): every block up to p = 8, m = 32 and
+/// about 40 of them at p = 32, m = 256.
+const REBUILD_WORK: f64 = 2.0e6;
 
 /// Phase 1 runs about `SQUEEZE_WORK / passes` squeezes (each one simulation, linear in the
 /// passes of a V-shape schedule): no limit for small schedules, about 70 at p = 32, m = 256.
@@ -638,6 +647,12 @@ impl<'a> Search<'a> {
                 // Its own kind: a grid schedule that squeezes best must not take the polish
                 // from the best reordered block, which can polish further.
                 found(format!("grid {label}"), s, r)
+            }
+            Task::Rebuild(label, block, chunks) => {
+                let mut s = crate::rebuild::rebuild(&block, self.prm.microbatches(), chunks)?;
+                s.name = "auto".into();
+                let r = simulate(&s, costs).ok()?;
+                found(format!("rebuilt {label}"), s, r)
             }
             Task::Polish(c, evals) => {
                 let (s, r) = improve::polish(c.schedule, costs, &self.limits, evals).ok()?;
@@ -960,6 +975,20 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         if let Some(b) = block {
             tasks.push(Task::Grid(base.to_string(), b.block.clone()));
         }
+    }
+    // The paper's block search: its family rebuilt its way (its memory test is the rebuilt
+    // grid's peak, not the block's bound, so the family is taken whole).
+    let chunk = st.act_v.iter().cloned().fold(0.0, f64::max);
+    if chunk > 0.0 {
+        let chunks = ((budget / chunk + EPS).floor() as i64).min(2 * i64::from(p));
+        let cells = 6 * p as usize * (m as usize).max(2 * p as usize);
+        let room = (REBUILD_WORK / cells.max(1) as f64) as usize;
+        tasks.extend(
+            block::paper_family(p, &st.act_v, f64::INFINITY)
+                .into_iter()
+                .take(room)
+                .map(|(label, b, _)| Task::Rebuild(label, b, chunks)),
+        );
     }
     tasks.extend(st.greedy_tasks());
     if least <= budget + EPS {

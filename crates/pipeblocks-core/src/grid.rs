@@ -150,6 +150,11 @@ impl Grid<'_> {
     /// yet freed (the Ws are anonymous while they move); with `implicit`, the Ws are not on
     /// the timeline and each idle slot runs one pending W.
     fn peak(&self, d: usize, implicit: bool, pending: &mut VecDeque<u32>) -> f64 {
+        self.peak_until(d, implicit, pending, f64::INFINITY)
+    }
+
+    /// [`Self::peak`], stopping at the first level above `stop` (returned as the peak then).
+    fn peak_until(&self, d: usize, implicit: bool, pending: &mut VecDeque<u32>, stop: f64) -> f64 {
         pending.clear();
         let (mut cur, mut peak) = (0.0f64, 0.0f64);
         for cell in &self.line[d] {
@@ -165,6 +170,9 @@ impl Grid<'_> {
                         pending.push_back(q.stage);
                     }
                     peak = peak.max(cur);
+                    if peak > stop {
+                        return peak;
+                    }
                 }
                 None if implicit => {
                     if let Some(st) = pending.pop_front() {
@@ -260,7 +268,8 @@ impl Grid<'_> {
                         continue;
                     }
                     self.line[d][s as usize] = Some(q);
-                    if self.peak(d, !ws_on_line, &mut pending) <= limit + EPS {
+                    let over = limit + EPS;
+                    if self.peak_until(d, !ws_on_line, &mut pending, over) <= over {
                         at = s;
                         break;
                     }

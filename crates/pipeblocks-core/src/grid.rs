@@ -44,6 +44,84 @@ enum WOrder {
     LaterStageFirst,
 }
 
+/// A walk along a device's timeline: its activation now, its peak so far, and the stages of
+/// its Bs whose Ws have not run yet, oldest first.
+#[derive(Clone, Default)]
+struct Scan {
+    cur: f64,
+    peak: f64,
+    pending: VecDeque<u32>,
+}
+
+impl Scan {
+    /// One slot further. See [`Grid::peak`].
+    fn step(&mut self, cell: Option<Pass>, implicit: bool, table: &StageTable) {
+        match cell {
+            Some(q) if q.kind == PassKind::W => self.free_one(table),
+            Some(q) => {
+                self.cur += table.activation_change(q.kind, q.stage);
+                if q.kind == PassKind::B {
+                    self.pending.push_back(q.stage);
+                }
+                self.peak = self.peak.max(self.cur);
+            }
+            None if implicit => self.free_one(table),
+            None => {}
+        }
+    }
+
+    fn free_one(&mut self, table: &StageTable) {
+        if let Some(st) = self.pending.pop_front() {
+            self.cur += table.activation_change(PassKind::W, st);
+        }
+    }
+}
+
+/// Scans of a device's timeline from its start, kept every [`MARK_EVERY`] slots so that the
+/// scan up to any slot starts from the last mark before it.
+#[derive(Clone, Default)]
+struct Marks {
+    /// `at[k]`: the scan of slots `0..k * MARK_EVERY` of the timeline as it is now.
+    at: Vec<Scan>,
+}
+
+/// See [`Marks`].
+const MARK_EVERY: usize = 64;
+
+impl Marks {
+    /// The scan of `line[..slot]`.
+    fn before(
+        &mut self,
+        line: &[Option<Pass>],
+        slot: usize,
+        implicit: bool,
+        t: &StageTable,
+    ) -> Scan {
+        if self.at.is_empty() {
+            self.at.push(Scan::default());
+        }
+        while self.at.len() * MARK_EVERY <= slot {
+            let k = self.at.len() - 1;
+            let mut next = self.at[k].clone();
+            for &cell in &line[k * MARK_EVERY..(k + 1) * MARK_EVERY] {
+                next.step(cell, implicit, t);
+            }
+            self.at.push(next);
+        }
+        let k = slot / MARK_EVERY;
+        let mut scan = self.at[k].clone();
+        for &cell in &line[k * MARK_EVERY..slot] {
+            scan.step(cell, implicit, t);
+        }
+        scan
+    }
+
+    /// The timeline changed at `slot` and later: the marks past it are dropped.
+    fn changed(&mut self, slot: usize) {
+        self.at.truncate(slot / MARK_EVERY + 1);
+    }
+}
+
 /// The passes on the grid: each pass's slot, and each device's slots with the pass in them.
 struct Grid<'a> {
     stages: u32,
@@ -149,40 +227,12 @@ impl Grid<'_> {
     /// Peak activation of device `d` along its timeline. A W frees the oldest B's stage not
     /// yet freed (the Ws are anonymous while they move); with `implicit`, the Ws are not on
     /// the timeline and each idle slot runs one pending W.
-    fn peak(&self, d: usize, implicit: bool, pending: &mut VecDeque<u32>) -> f64 {
-        self.peak_until(d, implicit, pending, f64::INFINITY)
-    }
-
-    /// [`Self::peak`], stopping at the first level above `stop` (returned as the peak then).
-    fn peak_until(&self, d: usize, implicit: bool, pending: &mut VecDeque<u32>, stop: f64) -> f64 {
-        pending.clear();
-        let (mut cur, mut peak) = (0.0f64, 0.0f64);
-        for cell in &self.line[d] {
-            match cell {
-                Some(q) if q.kind == PassKind::W => {
-                    if let Some(st) = pending.pop_front() {
-                        cur += self.table.activation_change(PassKind::W, st);
-                    }
-                }
-                Some(q) => {
-                    cur += self.table.activation_change(q.kind, q.stage);
-                    if q.kind == PassKind::B {
-                        pending.push_back(q.stage);
-                    }
-                    peak = peak.max(cur);
-                    if peak > stop {
-                        return peak;
-                    }
-                }
-                None if implicit => {
-                    if let Some(st) = pending.pop_front() {
-                        cur += self.table.activation_change(PassKind::W, st);
-                    }
-                }
-                None => {}
-            }
+    fn peak(&self, d: usize, implicit: bool) -> f64 {
+        let mut scan = Scan::default();
+        for &cell in &self.line[d] {
+            scan.step(cell, implicit, self.table);
         }
-        peak
+        scan.peak
     }
 
     /// Slot of the `j`-th B (from 0) on device `d`'s timeline.
@@ -240,7 +290,8 @@ impl Grid<'_> {
         let mut phase = 0u8;
         let mut w_seen = vec![0usize; p];
         let mut w_last = vec![-1i64; p];
-        let mut pending = VecDeque::new();
+        let implicit = !ws_on_line;
+        let mut marks: Vec<Marks> = vec![Marks::default(); p];
         for (d, q) in order {
             let t = self.at(q);
             if phase == 0 && q.kind == PassKind::B && q.stage == 0 {
@@ -263,17 +314,36 @@ impl Grid<'_> {
                     self.earliest(q)
                 };
                 self.line[d][t as usize] = None;
-                for s in lo.max(0)..t {
-                    if self.line[d][s as usize].is_some() {
-                        continue;
-                    }
-                    self.line[d][s as usize] = Some(q);
-                    let over = limit + EPS;
-                    if self.peak_until(d, !ws_on_line, &mut pending, over) <= over {
-                        at = s;
+                // The scan of the slots before each trial is the same for every trial: it
+                // starts from the device's last mark before the first free slot and advances
+                // with the trial slot instead of starting over.
+                let over = limit + EPS;
+                // No scan at all when no slot before `t` is free.
+                let lo = (lo.max(0)..t)
+                    .find(|&s| self.line[d][s as usize].is_none())
+                    .unwrap_or(t);
+                let mut before = marks[d].before(&self.line[d], lo as usize, implicit, self.table);
+                for s in lo..t {
+                    if before.peak > over {
+                        // Every trial from here on runs through this peak.
                         break;
                     }
-                    self.line[d][s as usize] = None;
+                    let su = s as usize;
+                    if self.line[d][su].is_none() {
+                        let mut trial = before.clone();
+                        trial.step(Some(q), implicit, self.table);
+                        let fits = trial.peak <= over
+                            && self.line[d][su + 1..].iter().all(|&cell| {
+                                trial.step(cell, implicit, self.table);
+                                trial.peak <= over
+                            });
+                        if fits {
+                            at = s;
+                            marks[d].changed(su);
+                            break;
+                        }
+                    }
+                    before.step(self.line[d][su], implicit, self.table);
                 }
                 self.line[d][at as usize] = Some(q);
                 self.set(q, at);
@@ -359,9 +429,8 @@ pub fn compact(block: &Block, m: u32, table: &StageTable) -> Result<Option<Sched
     g.relay(false);
     g.place_ws();
     g.relay(true);
-    let mut pending = VecDeque::new();
     let limit = (0..p as usize)
-        .map(|d| g.peak(d, false, &mut pending))
+        .map(|d| g.peak(d, false))
         .fold(0.0, f64::max);
     // 1. Warm-up and cool-down with the Ws as passes, then the unit squeeze.
     g.sweep(true, limit);

@@ -76,6 +76,7 @@ pub fn flag(p: Param) -> &'static str {
         Param::Model => "--model",
         Param::MicrobatchSize => "--microbatch-size",
         Param::Replicas => "--fsdp",
+        Param::Iterations => "--iterations",
     }
 }
 
@@ -138,6 +139,88 @@ pub fn real(
         s.trim()
             .parse::<f64>()
             .map_err(|_| ArgError(format!("{flag} {s}: {what} must be a number")))
+    }
+}
+
+/// When the optimizer runs (`--optimizer`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerArg {
+    /// After a global synchronisation: all devices start the next iteration together.
+    Sync,
+    /// Each device as soon as its own gradients are synchronised (optimizer post-validation).
+    Overlap,
+}
+
+/// The training step around a flush: optimizer and data-parallel gradient sync (see
+/// docs/step.md).
+#[derive(Args, Debug, Clone, Default)]
+pub struct StepArgs {
+    /// Optimizer between iterations: `sync` (all devices wait for each other) or `overlap`
+    /// (each device on its own); reports the steady-state `period`.
+    #[arg(long = "optimizer", value_enum)]
+    pub optimizer: Option<OptimizerArg>,
+    /// Time of the optimizer step on each device (default: the stage-cost file's `optimizer`
+    /// times, else 0).
+    #[arg(long = "optimizer-cost", value_name = "T", allow_negative_numbers = true,
+          value_parser = real("--optimizer-cost", "the optimizer's time"))]
+    pub optimizer_cost: Option<f64>,
+    /// Time of the data-parallel gradient all-reduce of one device's share of the model (an
+    /// even split); default 0 (no data parallelism).
+    #[arg(long = "grad-sync", value_name = "T", allow_negative_numbers = true,
+          value_parser = real("--grad-sync", "the gradient all-reduce's time"))]
+    pub grad_sync: Option<f64>,
+    /// Start each stage's gradient all-reduce after its last W, overlapping the device's
+    /// remaining backward passes (default: after the device's last pass).
+    #[arg(long = "grad-sync-overlap")]
+    pub grad_sync_overlap: bool,
+    /// Iterations simulated back to back with `--optimizer overlap` (default 6).
+    #[arg(long = "iterations", allow_negative_numbers = true,
+          value_parser = whole::<u32>("--iterations", "the number of iterations", 2, Some(pipeblocks_core::step::MAX_ITERATIONS as u64)))]
+    pub iterations: Option<u32>,
+}
+
+impl StepArgs {
+    /// Whether any step option is given.
+    pub fn given(&self) -> bool {
+        self.optimizer.is_some()
+            || self.optimizer_cost.is_some()
+            || self.grad_sync.is_some()
+            || self.grad_sync_overlap
+            || self.iterations.is_some()
+    }
+
+    /// The step these options describe; the stage costs' optimizer times apply when
+    /// `--optimizer-cost` is not given.
+    pub fn spec(&self) -> Result<pipeblocks_core::step::StepSpec> {
+        use pipeblocks_core::step::{OptimizerMode, StepSpec};
+        let time = |flag: &str, v: Option<f64>| -> Result<Option<f64>> {
+            match v {
+                Some(x) if !x.is_finite() || !(0.0..=pipeblocks_core::params::limits::VALUE).contains(&x) => bail!(
+                    "{flag} {x}: a time must be finite, at least 0 and at most {:e}; for example {flag} 0.5",
+                    pipeblocks_core::params::limits::VALUE
+                ),
+                v => Ok(v),
+            }
+        };
+        let mode = match self.optimizer {
+            Some(OptimizerArg::Overlap) => OptimizerMode::Overlap,
+            _ => OptimizerMode::Sync,
+        };
+        if self.iterations.is_some() && mode != OptimizerMode::Overlap {
+            bail!("--iterations applies to --optimizer overlap (with a synchronous optimizer every iteration is the same); add --optimizer overlap or drop --iterations");
+        }
+        if self.grad_sync_overlap && self.grad_sync.is_none() {
+            bail!("--grad-sync-overlap needs the all-reduce's time: add --grad-sync T");
+        }
+        Ok(StepSpec {
+            mode,
+            optimizer: time("--optimizer-cost", self.optimizer_cost)?,
+            grad_sync: time("--grad-sync", self.grad_sync)?.unwrap_or(0.0),
+            overlap_grad_sync: self.grad_sync_overlap,
+            iterations: self
+                .iterations
+                .unwrap_or(pipeblocks_core::step::DEFAULT_ITERATIONS),
+        })
     }
 }
 
@@ -687,13 +770,16 @@ pub fn write_atomic(flag: &str, path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Every registered schedule for `prm`, with a progress bar on standard error (hidden when it
 /// is not a terminal): at large sizes each schedule takes seconds.
-pub fn compare_all(prm: &Params) -> Result<Vec<pipeblocks_core::compare::Row>> {
+pub fn compare_all(
+    prm: &Params,
+    step: Option<&pipeblocks_core::step::StepSpec>,
+) -> Result<Vec<pipeblocks_core::compare::Row>> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} schedules  {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let rows = pipeblocks_core::compare::compare_with(prm, |done, all, next| {
+    let rows = pipeblocks_core::compare::compare_step(prm, step, |done, all, next| {
         bar.set_length(all as u64);
         bar.set_position(done as u64);
         bar.set_message(next.to_string());

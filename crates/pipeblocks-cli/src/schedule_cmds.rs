@@ -12,7 +12,7 @@ use pipeblocks_viz::chrome_trace::{self, TraceOptions};
 
 use crate::common::{
     check_output, compare_all, read_schedule, whole, write_output, write_stdout, CostArg,
-    ScheduleSpec, SimInput,
+    ScheduleSpec, SimInput, StepArgs,
 };
 
 /// Output formats of `generate`.
@@ -68,6 +68,8 @@ pub struct SimulateArgs {
     json: bool,
     #[command(flatten)]
     fsdp: crate::fsdp_cmd::FsdpArgs,
+    #[command(flatten)]
+    step: StepArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = SimFormat::Text)]
     format: SimFormat,
@@ -108,6 +110,8 @@ pub struct CompareArgs {
     json: bool,
     #[command(flatten)]
     fsdp: crate::fsdp_cmd::FsdpArgs,
+    #[command(flatten)]
+    step: StepArgs,
 }
 
 /// `pipeblocks list`.
@@ -169,7 +173,11 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
 /// `pipeblocks simulate`.
 pub fn simulate(a: SimulateArgs) -> Result<()> {
     check_output(a.output.as_ref())?;
+    let spec = a.step.spec()?;
     if a.fsdp.active(&a.input.cost) {
+        if a.step.given() {
+            anyhow::bail!("--optimizer, --optimizer-cost, --grad-sync and --iterations are not modelled with --fsdp or --model yet; drop them, or simulate with --cost or --stage-costs");
+        }
         let json = match (a.json, a.format) {
             (true, _) | (_, SimFormat::Json) => true,
             (false, SimFormat::Text) => false,
@@ -183,12 +191,26 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     let (s, costs) = a.input.load_grouped(group)?;
     let r = sim(&s, &costs)?;
     let base = baseline(s.devices, s.microbatches, &costs)?;
-    let summary = summarize(&s, &r, &costs, base)?;
+    let mut summary = summarize(&s, &r, &costs, base)?;
+    let model = spec.model_for(&s, &costs)?;
+    let step = pipeblocks_core::step::step_of(&s, &costs, &model, &r)?;
+    summary.period = step.period;
     let format = if a.json { SimFormat::Json } else { a.format };
     let text = if format == SimFormat::ChromeTrace {
+        if a.step.given() {
+            anyhow::bail!("--format chrome-trace draws one flush; drop the step options (--optimizer, --optimizer-cost, --grad-sync, --iterations) or use --format text or json");
+        }
         trace(&s, &r, &costs)?
     } else if format == SimFormat::Json {
-        serde_json::to_string_pretty(&summary)? + "\n"
+        let text = serde_json::to_string_pretty(&summary)?;
+        if a.step.given() {
+            // The summary's fields in their order, then the step's.
+            let body = text.trim_end().trim_end_matches('}').trim_end();
+            let step = serde_json::to_string_pretty(&step)?.replace('\n', "\n  ");
+            format!("{body},\n  \"step\": {step}\n}}\n")
+        } else {
+            text + "\n"
+        }
     } else {
         let peaks: Vec<String> = summary
             .peak_activation
@@ -196,8 +218,25 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             .map(|x| format!("{x:.3}"))
             .collect();
         let b = &summary.bottleneck;
+        let step_lines = if a.step.given() {
+            let opt = model.optimizer.iter().cloned().fold(0.0, f64::max);
+            let exposed = step.grad_sync_exposed.iter().cloned().fold(0.0, f64::max);
+            format!(
+                "period        {:.4} per iteration ({} optimizer {opt:.4}, gradient sync exposed {exposed:.4}{}); idle {:.4} of it\n",
+                step.period,
+                step.mode.name(),
+                if step.iterations > 1 {
+                    format!(", {} iterations simulated", step.iterations)
+                } else {
+                    String::new()
+                },
+                step.period_bubble_rate
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "schedule      {}\nplacement     {}\ndevices       {}\nstages        {}\nmicrobatches  {}\nmakespan      {:.4}\nbubble rate   {:.4}\npeak (units)  {} (max {:.3}, {:.3}x 1F1B)\np2p transfers {} ({:.3}x 1F1B)\nbound by      stage {} on device {}: {:.0}% of the critical path; the device is busy {:.0}% of the step\n",
+            "schedule      {}\nplacement     {}\ndevices       {}\nstages        {}\nmicrobatches  {}\nmakespan      {:.4}\nbubble rate   {:.4} (within each device's own span {:.4})\n{step_lines}peak (units)  {} (max {:.3}, {:.3}x 1F1B)\np2p transfers {} ({:.3}x 1F1B)\nbound by      stage {} on device {}: {:.0}% of the critical path; the device is busy {:.0}% of the step\n",
             summary.schedule,
             summary.placement,
             summary.devices,
@@ -205,6 +244,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             summary.microbatches,
             summary.makespan,
             summary.bubble_rate,
+            summary.stage_bubble_rate,
             peaks.join(" "),
             summary.max_peak_activation,
             summary.peak_vs_1f1b,
@@ -245,7 +285,11 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     };
     let costs = a.cost.costs()?;
     let prm = spec.params(costs)?;
+    let step = a.step.spec()?;
     if a.fsdp.active(&a.cost) {
+        if a.step.given() {
+            anyhow::bail!("--optimizer, --optimizer-cost, --grad-sync and --iterations are not modelled with --fsdp or --model yet; drop them, or compare with --cost or --stage-costs");
+        }
         return crate::fsdp_cmd::compare(&a.fsdp, &a.cost, &prm, a.json);
     }
     a.fsdp.refuse_torch_csv("compare")?;
@@ -254,7 +298,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         Some(u) => prm.with_group(u)?,
         None => prm,
     };
-    let rows = compare_all(&prm)?;
+    let rows = compare_all(&prm, a.step.given().then_some(&step))?;
     let text = if a.json {
         let ok: Vec<_> = rows
             .iter()
@@ -265,13 +309,19 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             .collect();
         serde_json::to_string_pretty(&ok)? + "\n"
     } else {
+        let with_period = a.step.given();
         let mut t = format!(
-            "p={} m={} {}\n{:<18} {:>10} {:>10} {:>12} {:>11} {:>10}\n",
+            "p={} m={} {}\n{:<18} {:>10}{} {:>10} {:>12} {:>11} {:>10}\n",
             a.devices,
             a.microbatches,
             a.cost.describe(),
             "schedule",
             "makespan",
+            if with_period {
+                format!(" {:>10}", "period")
+            } else {
+                String::new()
+            },
             "bubble",
             "peak(units)",
             "peak/1F1B",
@@ -280,9 +330,14 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         for r in &rows {
             match r {
                 Row::Ok(s) => t.push_str(&format!(
-                    "{:<18} {:>10.3} {:>10.4} {:>12.3} {:>11.3} {:>10.3}\n",
+                    "{:<18} {:>10.3}{} {:>10.4} {:>12.3} {:>11.3} {:>10.3}\n",
                     s.schedule,
                     s.makespan,
+                    if with_period {
+                        format!(" {:>10.3}", s.period)
+                    } else {
+                        String::new()
+                    },
                     s.bubble_rate,
                     s.max_peak_activation,
                     s.peak_vs_1f1b,

@@ -107,7 +107,7 @@ pub fn report(a: ReportArgs) -> Result<()> {
             pipeblocks_viz::MAX_PICTURE_PASSES
         );
     }
-    let rows = crate::common::compare_all(&prm)?;
+    let rows = crate::common::compare_all(&prm, None)?;
     let base = baseline(prm.devices(), prm.microbatches(), &prm.costs)?;
     let mut drawn: Vec<(Schedule, SimResult, _)> = Vec::new();
     for row in &rows {

@@ -26,8 +26,14 @@ pub struct Summary {
     pub passes: usize,
     /// Simulated step time.
     pub makespan: f64,
-    /// Idle fraction of the devices.
+    /// Idle fraction of the devices over the makespan.
     pub bubble_rate: f64,
+    /// Idle fraction within each device's own span (first start to last end), over all
+    /// devices: the zero-bubble papers' bubble rate ([`crate::step::stage_bubble`]).
+    pub stage_bubble_rate: f64,
+    /// Steady-state time per training iteration ([`crate::step`]); the makespan unless a step
+    /// model (optimizer, gradient sync) is given.
+    pub period: f64,
     /// Busy time per device.
     pub busy: Vec<f64>,
     /// Peak activation per device, in units.
@@ -108,6 +114,8 @@ pub fn summarize(
         passes: s.num_passes(),
         makespan: r.makespan,
         bubble_rate: r.bubble_rate,
+        stage_bubble_rate: crate::step::stage_bubble(r).1,
+        period: r.makespan,
         busy: r.busy.clone(),
         peak_activation: r.peak_activation.clone(),
         max_peak_activation: max_peak,
@@ -147,6 +155,16 @@ pub fn compare(prm: &Params) -> Result<Vec<Row>, Error> {
 /// and once at the end (`next` empty): at large sizes each takes seconds.
 pub fn compare_with(
     prm: &Params,
+    progress: impl FnMut(usize, usize, &str),
+) -> Result<Vec<Row>, Error> {
+    compare_step(prm, None, progress)
+}
+
+/// [`compare_with`], each schedule's [`Summary::period`] from the training step `step` when
+/// given ([`crate::step`]).
+pub fn compare_step(
+    prm: &Params,
+    step: Option<&crate::step::StepSpec>,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<Row>, Error> {
     let base = baseline(prm.devices(), prm.microbatches(), &prm.costs)?;
@@ -156,7 +174,14 @@ pub fn compare_with(
         progress(i, all, g.name);
         let row = generate(g.name, prm)
             .and_then(|s| simulate(&s, &prm.costs).map(|r| (s, r)))
-            .and_then(|(s, r)| summarize(&s, &r, &prm.costs, base))
+            .and_then(|(s, r)| {
+                let mut sum = summarize(&s, &r, &prm.costs, base)?;
+                if let Some(spec) = step {
+                    let model = spec.model_for(&s, &prm.costs)?;
+                    sum.period = crate::step::step_of(&s, &prm.costs, &model, &r)?.period;
+                }
+                Ok(sum)
+            })
             .map(|sum| Row::Ok(Box::new(sum)))
             .unwrap_or_else(|e| Row::NotApplicable {
                 schedule: g.name.to_string(),

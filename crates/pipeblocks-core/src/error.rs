@@ -30,6 +30,8 @@ pub enum Param {
     MicrobatchSize,
     /// The data-parallel (FSDP) group size.
     Replicas,
+    /// Training iterations simulated back to back.
+    Iterations,
 }
 
 impl Param {
@@ -47,6 +49,7 @@ impl Param {
             Param::Model => "model",
             Param::MicrobatchSize => "samples per microbatch",
             Param::Replicas => "data-parallel replicas",
+            Param::Iterations => "iterations",
         }
     }
 }

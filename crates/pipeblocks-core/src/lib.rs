@@ -17,6 +17,8 @@
 //!   unit grid (its V-Min/V-Half builders' compaction; its block search's warm-up and cool-down
 //!   rebuild);
 //! - [`search`]: `auto`, the memory/bubble frontier, `zb-v`, ZB-H1/H2 under unequal costs;
+//! - [`step`]: the whole training step: iterations back to back with the gradient sync and the
+//!   optimizer between them, synchronous or overlapped, and the steady-state period;
 //! - [`model`]: a transformer's per-stage costs from its shape and a device;
 //! - [`fsdp`]: fully sharded data parallelism as a plan beside a schedule and an engine observer;
 //! - [`format`]: pipeblocks' versioned JSON, PyTorch's compute-only CSV, the stage-cost file;
@@ -49,6 +51,7 @@ pub mod params;
 pub mod rebuild;
 pub mod registry;
 pub mod search;
+pub mod step;
 pub mod validate;
 
 pub use engine::{simulate, SimResult};

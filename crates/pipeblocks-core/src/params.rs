@@ -238,6 +238,10 @@ pub struct StageCost {
     /// Latency of the link to the next stage; default: the table's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comm: Option<f64>,
+    /// Time of the optimizer step on the stage's parameters, once per iteration (the training
+    /// step's model, [`crate::step`]); default: not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<f64>,
 }
 
 fn one() -> f64 {
@@ -381,6 +385,7 @@ impl StageCosts {
                 .into_iter()
                 .chain(s.bw)
                 .chain(s.comm)
+                .chain(s.optimizer)
             {
                 check_cost(what, v).map_err(at)?;
             }
@@ -410,6 +415,34 @@ impl StageCosts {
             b_release: None,
             blind: Blind::default(),
         })
+    }
+
+    /// The optimizer time of each of `stages` stages, when the table gives every stage's (a
+    /// table stage split in `k` gives each part `1/k` of it; merged stages add theirs); `None`
+    /// for other sources or when a stage lacks it.
+    pub fn optimizer(&self, stages: u32) -> Result<Option<Vec<f64>>, Error> {
+        let Source::Table { stages: tab, .. } = &self.source else {
+            return Ok(None);
+        };
+        let Some(per): Option<Vec<f64>> = tab.iter().map(|c| c.optimizer).collect() else {
+            return Ok(None);
+        };
+        let (n, s) = (per.len(), stages as usize);
+        if s > 0 && s.is_multiple_of(n) {
+            let k = s / n;
+            Ok(Some(
+                per.iter()
+                    .flat_map(|&t| std::iter::repeat_n(t / k as f64, k))
+                    .collect(),
+            ))
+        } else if s > 0 && n.is_multiple_of(s) {
+            Ok(Some(per.chunks(n / s).map(|g| g.iter().sum()).collect()))
+        } else {
+            Err(Error::StageCount {
+                table: n as u32,
+                stages,
+            })
+        }
     }
 
     /// The same table, with `bytes` the activation one microbatch leaves on its average stage

@@ -218,6 +218,7 @@ fn costs_and_per_stage_costs_change_timings() {
         activation: 1.0,
         b_release: None,
         comm: None,
+        optimizer: None,
     };
     let table = StageCosts::table(
         vec![stage(1.0), stage(2.0), stage(1.0), stage(1.0)],

@@ -21,6 +21,7 @@ fn stage(f: f64, b: f64, w: f64, activation: f64) -> StageCost {
         activation,
         b_release: None,
         comm: None,
+        optimizer: None,
     }
 }
 

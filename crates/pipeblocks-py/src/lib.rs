@@ -56,6 +56,7 @@ fn keyword(p: Param) -> &'static str {
         Param::Model => "model",
         Param::MicrobatchSize => "microbatch_size",
         Param::Replicas => "replicas",
+        Param::Iterations => "iterations",
     }
 }
 

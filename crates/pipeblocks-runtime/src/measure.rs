@@ -191,6 +191,7 @@ impl StepReport {
                     },
                     b_release: fractions.get(device).copied(),
                     comm: None,
+                    optimizer: None,
                 }
             })
             .collect()

@@ -18,7 +18,8 @@
 //! (default 1) is what one microbatch leaves on the stage in units of a uniform stage's (a stage
 //! of the model split evenly into as many stages holds 1); `b_release` (default: the top-level
 //! value, else 0) the fraction of it that B frees; `comm` the latency of the link to the next
-//! stage (default: the top-level `comm`, else 0). The optional top-level `activation_bytes` is
+//! stage (default: the top-level `comm`, else 0); `optimizer` (optional) the time of the
+//! optimizer step on the stage's parameters ([`crate::step`]). The optional top-level `activation_bytes` is
 //! the bytes of an activation of 1, for memory in bytes. A schedule whose stage count is a
 //! multiple of the entries splits each stage evenly; one whose count divides it merges
 //! consecutive stages ([`crate::params`]). Unknown keys and other versions are refused.

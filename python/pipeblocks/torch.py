@@ -55,13 +55,17 @@ from torch.distributed.pipelining.schedules import _Action, _PipelineScheduleRun
 
 import pipeblocks  # noqa: E402
 from pipeblocks import Schedule  # noqa: E402
+from pipeblocks._profile import Profile, StageProfile, profile  # noqa: E402
 
 __all__ = [
     "PipeblocksSchedule",
+    "Profile",
+    "StageProfile",
     "ScheduleMismatchError",
     "StageMismatchError",
     "check_stages",
     "plan_for",
+    "profile",
     "schedule",
 ]
 

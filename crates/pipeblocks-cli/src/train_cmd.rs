@@ -98,6 +98,10 @@ pub struct TrainArgs {
     /// Write the last step's measured timeline (simulator JSON shape) to FILE.
     #[arg(long)]
     timeline: Option<PathBuf>,
+    /// Write the last step's measured stage costs to FILE: the stage-cost file that `simulate`,
+    /// `compare`, `auto` and `frontier` read with --stage-costs (times in seconds).
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
     /// Seconds a device may wait for a message before the run fails (at most 1000000).
     #[arg(long, default_value_t = 60.0, allow_negative_numbers = true,
           value_parser = real("--timeout", "the timeout in seconds"))]
@@ -242,6 +246,9 @@ fn preflight(a: &TrainArgs, model: &ModelConfig, p: u32, m: u32) -> Result<()> {
     if a.timeline.is_some() && a.steps == 0 {
         bail!("--timeline writes the last step's timeline; give --steps 1 or more");
     }
+    if a.profile.is_some() && a.steps == 0 {
+        bail!("--profile writes the last step's measured costs; give --steps 1 or more");
+    }
     if let Some(p) = &a.data {
         check_input("--data", p)?;
         let len = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -256,17 +263,26 @@ fn preflight(a: &TrainArgs, model: &ModelConfig, p: u32, m: u32) -> Result<()> {
     if let Some(p) = &a.resume {
         check_input("--resume", p)?;
     }
-    for (flag, path) in [("--save", &a.save), ("--timeline", &a.timeline)] {
+    let outputs = [
+        ("--save", &a.save),
+        ("--timeline", &a.timeline),
+        ("--profile", &a.profile),
+    ];
+    for (flag, path) in outputs {
         if let Some(p) = path {
             check_writable(flag, p)?;
         }
     }
-    if let (Some(s), Some(t)) = (&a.save, &a.timeline) {
-        if same_file(s, t) {
-            bail!(
-                "--save and --timeline both name {}; give them different files",
-                s.display()
-            );
+    for (i, (f1, p1)) in outputs.iter().enumerate() {
+        for (f2, p2) in &outputs[i + 1..] {
+            if let (Some(x), Some(y)) = (p1, p2) {
+                if same_file(x, y) {
+                    bail!(
+                        "{f1} and {f2} both name {}; give them different files",
+                        x.display()
+                    );
+                }
+            }
         }
     }
     Ok(())
@@ -480,6 +496,30 @@ pub fn train(a: TrainArgs) -> Result<()> {
         .map_err(|e| {
             failure(format!(
                 "training finished but the timeline could not be written{saved}: {}",
+                one_line(&e)
+            ))
+        })?;
+    }
+    if let Some(p) = &a.profile {
+        let table = last.stage_costs(&schedule);
+        let comm = last.measured_latency(&schedule);
+        let mut text = pipeblocks_core::format::stage_costs::write(&table, comm, 0.0);
+        let (activation, _) = last.activation_profile(&schedule);
+        let mean = activation.iter().sum::<f64>() / activation.len().max(1) as f64;
+        if mean > 0.0 {
+            // The average stage's activation bytes, so that figures come out in bytes.
+            text = text.replacen(
+                "  \"stages\"",
+                &format!("  \"activation_bytes\": {mean},\n  \"stages\""),
+                1,
+            );
+        }
+        // What the engine cannot read is a bug here, not a failed run: check before writing.
+        pipeblocks_core::format::stage_costs::read(&text)
+            .map_err(|e| failure(format!("the measured stage costs are not valid: {e}")))?;
+        write_atomic("--profile", p, text.as_bytes()).map_err(|e| {
+            failure(format!(
+                "training finished but the profile could not be written: {}",
                 one_line(&e)
             ))
         })?;

@@ -122,3 +122,74 @@ fn bad_input_exits_2_with_one_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn profile_writes_the_measured_stage_costs_the_engine_reads() {
+    let path = tmp("profile.json");
+    let out = bin()
+        .args(TINY)
+        .args(["-s", "zb-h1", "-p", "2", "-m", "4", "--steps", "2"])
+        .arg("--profile")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["format"], "pipeblocks-stage-costs");
+    let stages = v["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 2);
+    for s in stages {
+        // zb-h1 runs split backwards: F, B and W all measured, in seconds.
+        for k in ["f", "b", "w"] {
+            let t = s[k].as_f64().unwrap();
+            assert!(t > 0.0 && t < 10.0, "{k} = {t}");
+        }
+    }
+    assert!(v["activation_bytes"].as_f64().unwrap() > 0.0);
+    // simulate reads it back, on 2 devices and merged onto 1.
+    for p in ["2", "1"] {
+        let sim = bin()
+            .args([
+                "simulate",
+                "-s",
+                "1f1b",
+                "-p",
+                p,
+                "-m",
+                "4",
+                "--stage-costs",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            sim.status.success(),
+            "{}",
+            String::from_utf8_lossy(&sim.stderr)
+        );
+    }
+    // Nothing to profile without a step, and one file cannot be two outputs.
+    let none = bin()
+        .args(TINY)
+        .args(["--steps", "0", "--profile"])
+        .arg(tmp("never.json"))
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("--steps 1"));
+    let same = bin()
+        .args(TINY)
+        .args(["--steps", "1", "--profile"])
+        .arg(&path)
+        .arg("--timeline")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(same.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&same.stderr).contains("give them different files"));
+}

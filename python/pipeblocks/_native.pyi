@@ -70,6 +70,20 @@ class Schedule:
         ``schedule``, ``placement``, ``devices``, ``stages``, ``microbatches``, ``passes``,
         ``makespan``, ``bubble_rate``, ``busy``, ``peak_activation``, ``max_peak_activation``,
         ``peak_vs_1f1b``, ``p2p_transfers``, ``p2p_vs_1f1b``, ``bottleneck``."""
+    def timeline(
+        self,
+        *,
+        f: float = 1.0,
+        b: float = 1.0,
+        w: float = 1.0,
+        bw: Optional[float] = None,
+        comm: float = 0.0,
+        b_release: Optional[float] = None,
+        stage_costs: Optional[str] = None,
+    ) -> dict[str, Any]:
+        """The simulated timeline under the same costs as :meth:`simulate`: ``passes`` (each
+        rank's passes in pipeblocks' spelling, e.g. ``"F3.7"``, in order), ``start`` and ``end``
+        (their times, per rank)."""
     def __eq__(self, other: object) -> bool: ...
 
 def generate(

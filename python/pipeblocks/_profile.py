@@ -142,7 +142,9 @@ def _run_once(mod, inputs, loss_fn, target, timer_device, watch: bool):
     boxes: list[tuple[weakref.ref, tuple[int, int]]] = []
 
     def pack(t):
-        box = _Saved(t)
+        # Detached: a saved output holding its own grad_fn through the box would make a cycle
+        # through autograd's C++ graph, which Python's collector cannot free.
+        box = _Saved(t.detach())
         if watch:
             boxes.append((weakref.ref(box), _storage_key(t)))
         return box
@@ -171,6 +173,12 @@ def _run_once(mod, inputs, loss_fn, target, timer_device, watch: bool):
         for ref, key in boxes:
             if key not in param_keys and ref() is not None:
                 saved[key] = key[1]
+    if not inputs_with_grad:
+        # A first stage (its input needs no gradient): PyTorch's runtime skips its input
+        # backward and runs the whole backward as the weight pass, holding everything until then.
+        with _Timer(timer_device) as tw:
+            torch.autograd.backward(roots, grads)
+        return tf.seconds, 0.0, tw.seconds, sum(saved.values()), sum(saved.values())
     with _Timer(timer_device) as tb:
         _, param_groups = stage_backward_input(roots, grads, inputs_with_grad, iter(params))
     held = {}

@@ -255,6 +255,33 @@ impl PySchedule {
         py.import("json")?.call_method1("loads", (text,))
     }
 
+    /// The simulated timeline under the same costs as [`simulate`]: a dict with `passes`
+    /// (each rank's passes in pipeblocks' spelling, in order), `start` and `end` (their times).
+    #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=None, stage_costs=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn timeline<'py>(
+        &self,
+        py: Python<'py>,
+        f: f64,
+        b: f64,
+        w: f64,
+        bw: Option<f64>,
+        comm: f64,
+        b_release: Option<f64>,
+        stage_costs: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let c = stage_costs_of(stage_costs, f, b, w, bw, comm, b_release)?;
+        let s = &self.inner;
+        let r = sim(s, &c).map_err(value_error)?;
+        let passes: Vec<Vec<String>> = s
+            .lists
+            .iter()
+            .map(|l| l.iter().map(|q| q.to_string()).collect())
+            .collect();
+        let doc = serde_json::json!({"passes": passes, "start": r.start, "end": r.end});
+        py.import("json")?.call_method1("loads", (doc.to_string(),))
+    }
+
     /// Equal when sizes, placement and every rank's order agree (the name is not compared).
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         match other.cast::<PySchedule>() {

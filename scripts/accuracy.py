@@ -455,6 +455,9 @@ def main(argv=None):
                          "of alone, and predict without the shared-host model")
     ap.add_argument("--no-overhead", action="store_true",
                     help="predict without the runtime's per-pass cost (measured on an empty model by default)")
+    ap.add_argument("--runtime", choices=["torch", "rust"], default="torch",
+                    help="what runs the schedules: PyTorch's pipelining (default) or `pipeblocks train`")
+    ap.add_argument("--pipeblocks", metavar="BIN", help="pipeblocks binary for --runtime rust (default target/release/pipeblocks)")
     ap.add_argument("--json", metavar="OUT", help="write every figure as JSON to OUT")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     a = ap.parse_args(argv)
@@ -462,6 +465,24 @@ def main(argv=None):
         ap.error("--world must be at least 2")
     if a.iterations is not None and a.iterations < 1:
         ap.error("--iterations must be at least 1")
+    if a.runtime == "rust":
+        t0 = time.time()
+        rows = rust_runtime(a, lambda msg: print(f"[{time.time() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True))
+        errs = [abs(r["time_error_pct"]) for r in rows]
+        peak_errs = [abs(e) for r in rows for e in r["peak_error_pct"]]
+        summary = {
+            "median_time_error_pct": statistics.median(errs), "worst_time_error_pct": max(errs),
+            "median_peak_error_pct": statistics.median(peak_errs), "worst_peak_error_pct": max(peak_errs),
+            "ranking_disagreements": [], "ranking_bound_pct": max(10.0, statistics.median(errs)),
+            "seconds": time.time() - t0, "profile_under_load": True, "comm_s": 0.0, "shared_host_cores": None,
+            "overhead_per_pass_s": 0.0, "world": a.world, "backend": "threads (pipeblocks train)",
+            "cores": os.cpu_count() or 1, "auto_pick": None,
+        }
+        print_table(rows, summary, a.markdown)
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump({"rows": rows, "summary": summary}, fh, indent=2)
+        return 0
     backend = "nccl" if a.cuda else "gloo"
     if a.cuda and (not torch.cuda.is_available() or torch.cuda.device_count() < a.world):
         sys.exit(f"error: --cuda needs {a.world} GPUs; found {torch.cuda.device_count() if torch.cuda.is_available() else 0}")
@@ -572,6 +593,63 @@ def run_uniform_auto(rank, world, cfg, backend, iterations):
         dist.barrier()
         times.append(time.perf_counter() - t0)
     return {"times": times[1:]}
+
+
+RUST_MODEL = ["--layers", "8", "--hidden", "128", "--heads", "4", "--seq", "64", "--batch", "16"]
+RUST_QUICK = ["--layers", "8", "--hidden", "16", "--heads", "2", "--seq", "8", "--batch", "8"]
+
+
+def rust_runtime(a, say):
+    """The same comparison for pipeblocks' own runtime (`pipeblocks train`, one thread per
+    device): one run of zb-v (8 stages) gives the measured stage costs (`--profile`), from which
+    every schedule is predicted; each then trains for a few steps. The profile is taken under the
+    run's own load (its threads share the cores), so no shared-host model is applied."""
+    import subprocess
+    binary = a.pipeblocks or str(Path(__file__).resolve().parents[1] / "target" / "release" / "pipeblocks")
+    if not os.access(binary, os.X_OK):
+        sys.exit(f"error: no pipeblocks binary at {binary}: build it with `cargo build --release` or pass --pipeblocks BIN")
+    m = 8
+    steps = str(a.iterations or (2 if a.quick else 5))
+
+    def train(name, extra, prof=None):
+        model = RUST_QUICK if a.quick else RUST_MODEL
+        cmd = [binary, "train", "-s", name, "-p", str(a.world), "-m", str(m), *model, "--steps", steps, "--json", *extra]
+        if prof:
+            cmd += ["--profile", prof]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            sys.exit(f"error: {' '.join(cmd)} failed: {out.stderr.strip()}")
+        return json.loads(out.stdout)
+
+    with tempfile.TemporaryDirectory(prefix="pipeblocks-accuracy-") as d:
+        prof_path = os.path.join(d, "profile.json")
+        say("rust runtime: profiling with a zb-v run (8 stages)")
+        train("zb-v", [], prof_path)
+        text = Path(prof_path).read_text()
+    doc = json.loads(text)
+    unit_bytes = doc.get("activation_bytes", 0.0) * len(doc["stages"]) / a.world
+    rows = []
+    for label, name, options in [s for s in SCHEDULES if not a.quick or s[0] in QUICK]:
+        plan = pb.generate(name, a.world, m, stage_costs=text, **options)
+        r = plan.simulate(stage_costs=text)
+        extra = []
+        if "chunks" in options:
+            extra += ["--chunks", str(options["chunks"])]
+        if "memory" in options:
+            extra += ["--memory", options["memory"]]
+        say(f"rust runtime: {label}: predicted {r['makespan'] * 1e3:.1f} ms; training")
+        got = train(name, extra)
+        pred_peak = [u * unit_bytes for u in r["peak_activation"]]
+        # The pipeline's own time: first pass to last (the optimizer and the step's set-up, which
+        # the profile does not time, are reported beside it).
+        rows.append({
+            "schedule": label, "stages": plan.stages, "predicted_s": r["makespan"],
+            "measured_s": got["pipeline_makespan_s"], "step_time_s": got["step_time_s"],
+            "time_error_pct": pct(r["makespan"], got["pipeline_makespan_s"]),
+            "predicted_peak_bytes": pred_peak, "measured_peak_bytes": got["peak_activation_bytes"],
+            "peak_error_pct": [pct(p_, m_) for p_, m_ in zip(pred_peak, got["peak_activation_bytes"])],
+        })
+    return rows
 
 
 def print_table(rows, summary, markdown):

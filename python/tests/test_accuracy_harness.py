@@ -40,6 +40,23 @@ def test_quick_harness_predicts_and_measures(tmp_path):
     assert len(doc["stage_costs"]["stages"]) == 8
 
 
+def test_quick_harness_on_the_rust_runtime(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    binary = next((b for b in (root / "target" / "release" / "pipeblocks", root / "target" / "debug" / "pipeblocks")
+                   if b.exists()), None)
+    if binary is None:
+        pytest.skip("no pipeblocks binary built (cargo build) for --runtime rust")
+    out = tmp_path / "rust.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--runtime", "rust", "--quick", "--pipeblocks", str(binary),
+                           "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["schedule"] for r in rows] == ["1f1b", "zb-v"]
+    for r in rows:
+        assert r["predicted_s"] > 0 and r["measured_s"] > 0 and r["step_time_s"] >= r["measured_s"]
+        assert len(r["measured_peak_bytes"]) == 4
+
+
 def test_bad_arguments_get_one_line():
     proc = subprocess.run([sys.executable, str(SCRIPT), "--world", "1"], capture_output=True, text=True,
                           timeout=120)

@@ -323,6 +323,7 @@ fn check_input(flag: &str, path: &Path) -> Result<()> {
 struct Timed {
     n: f64,
     step_time: f64,
+    makespan: f64,
     bubble_measured: f64,
     bubble_sim: f64,
     busy: f64,
@@ -429,6 +430,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         if i >= warm {
             timed.n += 1.0;
             timed.step_time += r.step_time_s;
+            timed.makespan += r.makespan_s;
             timed.bubble_measured += r.bubble_rate();
             timed.bubble_sim += r
                 .simulate_measured(&schedule)
@@ -538,6 +540,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             "peak_activation_bytes": peak,
             "busy_s": last.busy_s,
             "step_time_s": step_time,
+            "pipeline_makespan_s": timed.makespan / n,
             "tokens_per_s": tokens_per_s,
             "matmul_gflops_per_device": gflops,
             "bubble_rate_measured": bubble_measured,

@@ -145,6 +145,7 @@ class Tracker:
         self.bytes = 0
         self.peak = 0
         self.params: set[tuple[int, int]] = set()
+        self.forward_s: list[float] = []
 
     def _drop(self, key):
         n = self.alive.get(key, 0) - 1
@@ -190,8 +191,11 @@ class Tracked(nn.Module):
             tracker.params.add((s.data_ptr(), s.nbytes()))
 
     def forward(self, *args):
+        t0 = time.perf_counter()
         with torch.autograd.graph.saved_tensors_hooks(self._tracker.pack, lambda box: box.t):
-            return self.inner(*args)
+            out = self.inner(*args)
+        self._tracker.forward_s.append(time.perf_counter() - t0)
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +283,8 @@ def run_job(rank, world, cfg, backend, name, options, costs_text, iterations):
             torch.cuda.synchronize(dev)
         dist.barrier()
         times.append(time.perf_counter() - t0)
-    return {"times": times[1:], "peak": tracker.peak, "stages": mine}
+    return {"times": times[1:], "peak": tracker.peak, "stages": mine,
+            "forward_s": tracker.forward_s[len(tracker.forward_s) // (1 + iterations):]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,7 +453,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 schedules, 2 iterations, a small model (CI)")
     ap.add_argument("--world", type=int, default=4, help="ranks (default 4)")
-    ap.add_argument("--iterations", type=int, default=None, help="measured iterations per schedule (default 4)")
+    ap.add_argument("--iterations", type=int, default=None, help="measured iterations per schedule (default 6)")
     ap.add_argument("--cuda", action="store_true", help="one GPU per rank, NCCL")
     ap.add_argument("--loaded-profile", action="store_true",
                     help="profile on every rank at once (the load of a CPU run with more ranks than cores) instead "
@@ -489,7 +494,7 @@ def main(argv=None):
     if not a.cuda and not dist.is_gloo_available():
         sys.exit("error: torch.distributed with gloo is not available in this PyTorch")
     cfg = dict(SMALL if a.quick else FULL)
-    iterations = a.iterations or (2 if a.quick else 4)
+    iterations = a.iterations or (2 if a.quick else 6)
     names = [s for s in SCHEDULES if not a.quick or s[0] in QUICK]
     cores = os.cpu_count() or 1
     loaded = a.loaded_profile
@@ -501,7 +506,7 @@ def main(argv=None):
         print(f"[{time.time() - t_start:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
     say(f"profiling {PIECES} pieces ({'all ranks at once' if loaded else 'one process'}; {cores} cores, {a.world} ranks)")
-    res = run_ranks(a.world, backend, profile_job, cfg, backend, 2 if a.quick else 5, loaded)
+    res = run_ranks(a.world, backend, profile_job, cfg, backend, 2 if a.quick else 9, loaded)
     prof = res[0]["profile"]
     if not loaded:
         # One process alone on the machine: the figures the quiet profile gives.
@@ -509,20 +514,32 @@ def main(argv=None):
         torch.set_num_threads(1)
         x, y = batch(cfg, 1, dev)
         prof = pbt.profile(make_pieces(cfg, dev), x, loss_fn(cfg), target=y, warmup=1,
-                           repeats=2 if a.quick else 5, optimizer=make_optimizer).to_dict()
+                           repeats=2 if a.quick else 9, optimizer=make_optimizer).to_dict()
     comm = res[0]["comm"]
     profile = pbt.Profile(stages=[pbt.StageProfile(**s) for s in prof["stages"]], device=prof["device"],
                           warmup=prof["warmup"], repeats=prof["repeats"], comm=comm)
     costs_text = profile.stage_costs()
     overhead, empty = (0.0, None) if a.no_overhead else calibrate(a.world, backend, host_cores, iterations, say)
     rows = []
+    skipped = []
     for label, name, options in names:
-        plan = pb.generate(name, a.world, cfg["microbatches"], stage_costs=costs_text, **options)
+        try:
+            plan = pb.generate(name, a.world, cfg["microbatches"], stage_costs=costs_text, **options)
+        except ValueError as e:  # a budget below what the sizes allow, say
+            say(f"{label}: not applicable: {e}")
+            skipped.append((label, str(e)))
+            continue
         pred = predict(plan, with_overhead(costs_text, overhead, plan.stages), prof, a.world, host_cores)
         say(f"{label}: predicted {pred['time'] * 1e3:.1f} ms; running {iterations} iterations")
         out = run_ranks(a.world, backend, run_job, cfg, backend, name, options, costs_text, iterations)
         measured = statistics.median(out[0]["times"])
         peaks = [o["peak"] for o in out]
+        # The forwards as the run timed them against the profile's (per rank, all its stages):
+        # how much slower a pass is inside the pipeline than alone.
+        k = PIECES // plan.stages
+        f_prof = [sum(prof["stages"][st * k + j]["f"] for st in o["stages"] for j in range(k)) / len(o["stages"])
+                  for o in out]
+        f_run = [statistics.median(o["forward_s"]) if o["forward_s"] else float("nan") for o in out]
         rows.append({
             "schedule": label, "placement": plan.placement, "stages": plan.stages,
             "predicted_s": pred["time"], "measured_s": measured, "time_error_pct": pct(pred["time"], measured),
@@ -531,19 +548,30 @@ def main(argv=None):
             "iterations_s": out[0]["times"],
             "predicted_peak_bytes": pred["peak"], "measured_peak_bytes": peaks,
             "peak_error_pct": [pct(p, m) for p, m in zip(pred["peak"], peaks)],
+            "forward_in_run_vs_profile": [r_ / p_ if p_ > 0 else float("nan") for r_, p_ in zip(f_run, f_prof)],
         })
     # The pick that the profile changes: auto on uniform costs against auto on the profile.
     pick = None
     if not a.quick:
-        uniform = pb.generate("auto", a.world, cfg["microbatches"], memory="1x")
-        profiled = pb.generate("auto", a.world, cfg["microbatches"], stage_costs=costs_text, memory="1x")
-        same = all(uniform.passes(r) == profiled.passes(r) for r in range(a.world)) and uniform.stages == profiled.stages
-        pick = {"same_order": same}
+        # auto picks for devices of their own; on a CPU with fewer cores than ranks its objective
+        # is not the host's time, so the pick is checked on as many ranks as there are cores
+        # (at least 2), the two orders run alternately twice each against the machine's drift.
+        pw = a.world if a.cuda else max(2, min(a.world, cores))
+        uniform = pb.generate("auto", pw, cfg["microbatches"], memory="1x")
+        profiled = pb.generate("auto", pw, cfg["microbatches"], stage_costs=costs_text, memory="1x")
+        same = all(uniform.passes(r) == profiled.passes(r) for r in range(pw)) and uniform.stages == profiled.stages
+        pick = {"same_order": same, "world": pw}
         if not same:
-            say("auto on uniform costs picks another order: running it")
-            out = run_ranks(a.world, backend, run_uniform_auto, cfg, backend, iterations)
-            pick.update(uniform_measured_s=statistics.median(out[0]["times"]),
-                        profiled_measured_s=next(r["measured_s"] for r in rows if r["schedule"] == "auto 1x"))
+            say(f"auto on uniform costs picks another order: both run alternately on {pw} ranks")
+            times = {"uniform": [], "profiled": []}
+            for _ in range(2):
+                for which, text in (("uniform", None), ("profiled", costs_text)):
+                    out = run_ranks(pw, backend, run_auto, cfg, backend, text, iterations)
+                    times[which] += out[0]["times"]
+            pick.update(uniform_measured_s=statistics.median(times["uniform"]),
+                        profiled_measured_s=statistics.median(times["profiled"]))
+    if not rows:
+        sys.exit("error: no schedule applies at these sizes")
     errs = [abs(r["time_error_pct"]) for r in rows]
     peak_errs = [abs(e) for r in rows for e in r["peak_error_pct"] if not math.isnan(e)]
     bound = max(10.0, statistics.median(errs))
@@ -562,7 +590,7 @@ def main(argv=None):
         "shared_host_cores": host_cores if host_cores < a.world else None,
         "overhead_per_pass_s": overhead, "empty_model_iteration_s": empty,
         "model": cfg, "world": a.world, "iterations": iterations, "backend": backend, "cores": cores,
-        "torch": torch.__version__, "auto_pick": pick,
+        "torch": torch.__version__, "auto_pick": pick, "skipped": skipped,
     }
     print_table(rows, summary, a.markdown)
     if a.json:
@@ -571,10 +599,10 @@ def main(argv=None):
     return 0
 
 
-def run_uniform_auto(rank, world, cfg, backend, iterations):
-    """auto on uniform costs (its own order), run like the others."""
+def run_auto(rank, world, cfg, backend, costs_text, iterations):
+    """auto at 1x on the given stage costs (uniform ones when None), run like the others."""
     dev = device_of(rank, backend)
-    plan = pb.generate("auto", world, cfg["microbatches"], memory="1x")
+    plan = pb.generate("auto", world, cfg["microbatches"], memory="1x", stage_costs=costs_text)
     mods = stage_modules(cfg, plan.stages, dev)
     mine = plan.stage_ids(rank)
     stages = [PipelineStage(mods[s], s, plan.stages, dev) for s in mine]
@@ -630,7 +658,11 @@ def rust_runtime(a, say):
     unit_bytes = doc.get("activation_bytes", 0.0) * len(doc["stages"]) / a.world
     rows = []
     for label, name, options in [s for s in SCHEDULES if not a.quick or s[0] in QUICK]:
-        plan = pb.generate(name, a.world, m, stage_costs=text, **options)
+        try:
+            plan = pb.generate(name, a.world, m, stage_costs=text, **options)
+        except ValueError as e:
+            say(f"rust runtime: {label}: not applicable: {e}")
+            continue
         r = plan.simulate(stage_costs=text)
         extra = []
         if "chunks" in options:
@@ -687,10 +719,11 @@ def print_table(rows, summary, markdown):
     if s["auto_pick"] is not None:
         p = s["auto_pick"]
         if p["same_order"]:
-            print("auto 1x: the profile does not change the pick here")
+            print(f"auto 1x on {p['world']} ranks: the profile does not change the pick here")
         else:
-            print(f"auto 1x: the profile changes the pick; measured {p['profiled_measured_s'] * 1e3:.1f} ms "
-                  f"against {p['uniform_measured_s'] * 1e3:.1f} ms for the uniform-cost pick")
+            print(f"auto 1x on {p['world']} ranks: the profile changes the pick; measured "
+                  f"{p['profiled_measured_s'] * 1e3:.1f} ms against {p['uniform_measured_s'] * 1e3:.1f} ms for "
+                  f"the uniform-cost pick")
     host = f", {s['shared_host_cores']} cores shared" if s["shared_host_cores"] else ""
     print(f"({s['world']} ranks, {s['backend']}, {s['cores']} cores{host}, profile {'under load' if s['profile_under_load'] else 'alone'}, "
           f"hand-over {s['comm_s'] * 1e3:.2f} ms, runtime work {s['overhead_per_pass_s'] * 1e3:.2f} ms per pass; "

@@ -189,6 +189,19 @@ impl StepArgs {
             || self.iterations.is_some()
     }
 
+    /// With `--fsdp`/`--model`, whose simulation models the gradient reduce-scatters itself: the
+    /// synchronous optimizer's time (seconds, 0 without `--optimizer-cost`); the options that
+    /// path does not model are refused.
+    pub fn fsdp_optimizer(&self) -> Result<f64> {
+        if self.optimizer == Some(OptimizerArg::Overlap) || self.iterations.is_some() {
+            bail!("--optimizer overlap and --iterations are not modelled with --fsdp or --model (their step is one flush with its collectives); use --optimizer sync, or simulate with --cost or --stage-costs");
+        }
+        if self.grad_sync.is_some() || self.grad_sync_overlap {
+            bail!("--grad-sync does not apply with --fsdp or --model: the gradient reduce-scatters are simulated from the model; drop it");
+        }
+        Ok(self.spec()?.optimizer.unwrap_or(0.0))
+    }
+
     /// The step these options describe; the stage costs' optimizer times apply when
     /// `--optimizer-cost` is not given.
     pub fn spec(&self) -> Result<pipeblocks_core::step::StepSpec> {

@@ -121,7 +121,13 @@ fn list(v: &[f64], f: impl Fn(f64) -> String) -> String {
     v.iter().map(|&x| f(x)).collect::<Vec<_>>().join(" ")
 }
 
-fn summary_json(s: &Schedule, unit: u32, setup: &FsdpSetup, r: &FsdpResult) -> serde_json::Value {
+fn summary_json(
+    s: &Schedule,
+    unit: u32,
+    setup: &FsdpSetup,
+    r: &FsdpResult,
+    optimizer: f64,
+) -> serde_json::Value {
     json!({
         "schedule": s.name,
         "placement": s.placement.describe(),
@@ -135,7 +141,10 @@ fn summary_json(s: &Schedule, unit: u32, setup: &FsdpSetup, r: &FsdpResult) -> s
         "fsdp": setup.dp,
         "step_seconds": r.makespan,
         "step_seconds_free_comm": r.compute_only_makespan,
+        // A synchronous optimizer after the step (its time from --optimizer-cost).
+        "period_seconds": r.makespan + optimizer,
         "bubble_rate": r.compute.bubble_rate,
+        "stage_bubble_rate": pipeblocks_core::step::stage_bubble(&r.compute).1,
         "shard_memory_bytes": r.shard_memory,
         "peak_param_memory_bytes": r.peak_param_memory,
         "peak_activation_bytes": r.peak_activation,
@@ -153,6 +162,7 @@ pub fn simulate(
     input: &SimInput,
     json: bool,
     output: Option<&std::path::PathBuf>,
+    optimizer: f64,
 ) -> Result<()> {
     let setup = fa.setup(&input.cost)?;
     let unit = fa.unit()?;
@@ -216,13 +226,13 @@ pub fn simulate(
         )?;
     }
     let text = if json {
-        serde_json::to_string_pretty(&summary_json(&s, u, &setup, &r))? + "\n"
+        serde_json::to_string_pretty(&summary_json(&s, u, &setup, &r, optimizer))? + "\n"
     } else {
         let counts = plan.counts();
         let (ag, rs) = (counts.gathers, counts.reduce_scatters);
         let ms = |x: f64| format!("{:.2}", x * 1e3);
         format!(
-            "schedule        {} ({}, unit {u})\nmodel           {} (microbatch size {}), FSDP d={}\ndevices/stages  {}/{}, {} microbatches\nstep            {} ms ({} ms with free communication)\nbubble rate     {:.4}\ncollectives     {ag} all-gathers, {rs} reduce-scatters\nper device:\n  param memory peak (GiB)   {}\n  shards (GiB)              {}\n  activation peak (GiB)     {}\n  total peak (GiB)          {}\n  comm volume (GiB)         {}\n  comm time (ms)            {}\n  exposed comm (ms)         {}\n",
+            "schedule        {} ({}, unit {u})\nmodel           {} (microbatch size {}), FSDP d={}\ndevices/stages  {}/{}, {} microbatches\nstep            {} ms ({} ms with free communication){}\nbubble rate     {:.4}\ncollectives     {ag} all-gathers, {rs} reduce-scatters\nper device:\n  param memory peak (GiB)   {}\n  shards (GiB)              {}\n  activation peak (GiB)     {}\n  total peak (GiB)          {}\n  comm volume (GiB)         {}\n  comm time (ms)            {}\n  exposed comm (ms)         {}\n",
             s.name,
             s.placement.describe(),
             setup.model.name,
@@ -233,6 +243,14 @@ pub fn simulate(
             s.microbatches,
             ms(r.makespan),
             ms(r.compute_only_makespan),
+            if optimizer > 0.0 {
+                format!(
+                    "; period {} ms with the optimizer",
+                    ms(r.makespan + optimizer)
+                )
+            } else {
+                String::new()
+            },
             r.compute.bubble_rate,
             list(&r.peak_param_memory, gib),
             list(&r.shard_memory, gib),
@@ -251,7 +269,13 @@ pub fn simulate(
 }
 
 /// `compare` with `--fsdp`/`--model`: every applicable schedule under the same setup.
-pub fn compare(fa: &FsdpArgs, cost: &CostArg, prm: &Params, json: bool) -> Result<()> {
+pub fn compare(
+    fa: &FsdpArgs,
+    cost: &CostArg,
+    prm: &Params,
+    json: bool,
+    optimizer: f64,
+) -> Result<()> {
     fa.refuse_torch_csv("compare")?;
     let setup = fa.setup(cost)?;
     let unit = fa.unit()?;
@@ -263,7 +287,7 @@ pub fn compare(fa: &FsdpArgs, cost: &CostArg, prm: &Params, json: bool) -> Resul
         let ok: Vec<_> = rows
             .iter()
             .filter_map(|(_, r)| r.as_ref().ok())
-            .map(|x| summary_json(&x.schedule, x.window, &setup, &x.result))
+            .map(|x| summary_json(&x.schedule, x.window, &setup, &x.result, optimizer))
             .collect();
         serde_json::to_string_pretty(&ok)? + "\n"
     } else {

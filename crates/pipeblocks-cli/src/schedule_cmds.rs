@@ -175,9 +175,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     check_output(a.output.as_ref())?;
     let spec = a.step.spec()?;
     if a.fsdp.active(&a.input.cost) {
-        if a.step.given() {
-            anyhow::bail!("--optimizer, --optimizer-cost, --grad-sync and --iterations are not modelled with --fsdp or --model yet; drop them, or simulate with --cost or --stage-costs");
-        }
+        let optimizer = a.step.fsdp_optimizer()?;
         let json = match (a.json, a.format) {
             (true, _) | (_, SimFormat::Json) => true,
             (false, SimFormat::Text) => false,
@@ -185,7 +183,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
                 "--format chrome-trace does not apply with --fsdp or --model; use --format text or json"
             ),
         };
-        return crate::fsdp_cmd::simulate(&a.fsdp, &a.input, json, a.output.as_ref());
+        return crate::fsdp_cmd::simulate(&a.fsdp, &a.input, json, a.output.as_ref(), optimizer);
     }
     let group = a.fsdp.plain_group()?;
     let (s, costs) = a.input.load_grouped(group)?;
@@ -287,10 +285,8 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     let prm = spec.params(costs)?;
     let step = a.step.spec()?;
     if a.fsdp.active(&a.cost) {
-        if a.step.given() {
-            anyhow::bail!("--optimizer, --optimizer-cost, --grad-sync and --iterations are not modelled with --fsdp or --model yet; drop them, or compare with --cost or --stage-costs");
-        }
-        return crate::fsdp_cmd::compare(&a.fsdp, &a.cost, &prm, a.json);
+        let optimizer = a.step.fsdp_optimizer()?;
+        return crate::fsdp_cmd::compare(&a.fsdp, &a.cost, &prm, a.json, optimizer);
     }
     a.fsdp.refuse_torch_csv("compare")?;
     // Options apply to the schedules that read them: ZeroPP's group to ZeroPP.

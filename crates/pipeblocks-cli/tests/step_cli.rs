@@ -167,8 +167,12 @@ fn bad_step_options_get_one_clear_line() {
             "chrome-trace",
         ),
         (
-            vec!["--optimizer", "sync", "--model", "gpt-1.3b"],
+            vec!["--optimizer", "overlap", "--model", "gpt-1.3b"],
             "not modelled",
+        ),
+        (
+            vec!["--grad-sync", "1", "--fsdp", "2", "--model", "gpt-1.3b"],
+            "reduce-scatters",
         ),
     ] {
         let mut all = vec!["simulate", "-s", "1f1b", "-p", "4", "-m", "8"];
@@ -182,4 +186,18 @@ fn bad_step_options_get_one_clear_line() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn fsdp_step_adds_a_synchronous_optimizer() {
+    let base = [
+        "simulate", "-s", "zb-v", "-p", "4", "-m", "8", "--model", "gpt-1.3b", "--fsdp", "2",
+        "--json",
+    ];
+    let plain = json(&base);
+    let v = json(&[&base[..], &["--optimizer-cost", "0.05"]].concat());
+    assert_eq!(num(&plain, "period_seconds"), num(&plain, "step_seconds"));
+    assert!((num(&v, "period_seconds") - num(&v, "step_seconds") - 0.05).abs() < 1e-12);
+    let stage = num(&v, "stage_bubble_rate");
+    assert!(stage >= 0.0 && stage <= num(&v, "bubble_rate") + 1e-12);
 }

@@ -68,8 +68,10 @@ class Schedule:
         """Simulates the schedule (per-pass costs, or ``stage_costs``: the JSON text of a
         ``pipeblocks-stage-costs`` file); the dict has the keys of ``pipeblocks simulate --json``:
         ``schedule``, ``placement``, ``devices``, ``stages``, ``microbatches``, ``passes``,
-        ``makespan``, ``bubble_rate``, ``busy``, ``peak_activation``, ``max_peak_activation``,
-        ``peak_vs_1f1b``, ``p2p_transfers``, ``p2p_vs_1f1b``, ``bottleneck``."""
+        ``makespan``, ``bubble_rate``, ``stage_bubble_rate`` (idle within each rank's own span),
+        ``period`` (the makespan: no optimizer is modelled here), ``busy``, ``peak_activation``,
+        ``max_peak_activation``, ``peak_vs_1f1b``, ``p2p_transfers``, ``p2p_vs_1f1b``,
+        ``bottleneck``."""
     def timeline(
         self,
         *,

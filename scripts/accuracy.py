@@ -298,6 +298,41 @@ def _parse_pass(p):
     return kind, int(stage)
 
 
+def slowdowns(passes, starts, ends, cores):
+    """Per (kind, stage), the slowdowns its passes see on a timeline when the ranks share
+    `cores` cores: each pass's mean of `max(1, busy ranks / cores)` over its interval."""
+    spans = [(st, en) for d in range(len(starts)) for st, en in zip(starts[d], ends[d])]
+    edges = sorted({t for se in spans for t in se})
+    sorted_starts = sorted(st for st, _ in spans)
+    sorted_ends = sorted(en for _, en in spans)
+    busy, i, j = [], 0, 0
+    for a, b in zip(edges, edges[1:]):
+        while i < len(sorted_starts) and sorted_starts[i] <= a:
+            i += 1
+        while j < len(sorted_ends) and sorted_ends[j] <= a:
+            j += 1
+        busy.append((a, b, i - j))
+    out: dict[tuple[str, int], list[float]] = {}
+    for d in range(len(starts)):
+        for p, st, en in zip(passes[d], starts[d], ends[d]):
+            if en <= st:
+                continue
+            lo, hi = 0, len(busy)
+            while lo < hi:  # the first segment ending after the pass starts
+                mid = (lo + hi) // 2
+                if busy[mid][1] <= st:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            acc, seg = 0.0, lo
+            while seg < len(busy) and busy[seg][0] < en:
+                a, b, n = busy[seg]
+                acc += (min(b, en) - max(a, st)) * max(1.0, n / cores)
+                seg += 1
+            out.setdefault(_parse_pass(p), []).append(acc / (en - st))
+    return out
+
+
 def shared_host(plan, costs_text, cores, rounds=8):
     """The flush's makespan when the ranks share `cores` cores (a CPU run with more ranks than
     cores): each pass runs at the speed its share of the cores allows, `min(1, cores / busy
@@ -311,38 +346,7 @@ def shared_host(plan, costs_text, cores, rounds=8):
     text, makespan, mean_slow = costs_text, None, 1.0
     for _ in range(rounds):
         tl = plan.timeline(stage_costs=text)
-        spans = [(st, en) for d in range(plan.devices) for st, en in zip(tl["start"][d], tl["end"][d])]
-        edges = sorted({t for se in spans for t in se})
-        # busy ranks on each segment between consecutive edges
-        starts = sorted(st for st, _ in spans)
-        ends = sorted(en for _, en in spans)
-        busy, i, j = [], 0, 0
-        for a, b in zip(edges, edges[1:]):
-            while i < len(starts) and starts[i] <= a:
-                i += 1
-            while j < len(ends) and ends[j] <= a:
-                j += 1
-            busy.append((a, b, i - j))
-        slow_of: dict[tuple[str, int], list[float]] = {}
-        seg = 0
-        for d in range(plan.devices):
-            for p, st, en in zip(tl["passes"][d], tl["start"][d], tl["end"][d]):
-                if en <= st:
-                    continue
-                # mean slowdown over [st, en): binary search the first segment
-                lo, hi = 0, len(busy)
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if busy[mid][1] <= st:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                acc, seg = 0.0, lo
-                while seg < len(busy) and busy[seg][0] < en:
-                    a, b, n = busy[seg]
-                    acc += (min(b, en) - max(a, st)) * max(1.0, n / cores)
-                    seg += 1
-                slow_of.setdefault(_parse_pass(p), []).append(acc / (en - st))
+        slow_of = slowdowns(tl["passes"], tl["start"], tl["end"], cores)
         # each slowdown applies to the quiet duration: the timeline above ran inflated ones
         new = {key: sum(v) / len(v) for key, v in slow_of.items()}
         factor = {key: 0.5 * (factor.get(key, 1.0) + f) for key, f in new.items()}
@@ -479,7 +483,8 @@ def main(argv=None):
             "median_time_error_pct": statistics.median(errs), "worst_time_error_pct": max(errs),
             "median_peak_error_pct": statistics.median(peak_errs), "worst_peak_error_pct": max(peak_errs),
             "ranking_disagreements": [], "ranking_bound_pct": max(10.0, statistics.median(errs)),
-            "seconds": time.time() - t0, "profile_under_load": True, "comm_s": 0.0, "shared_host_cores": None,
+            "seconds": time.time() - t0, "profile_under_load": True, "comm_s": 0.0,
+            "shared_host_cores": (os.cpu_count() or 1) if a.world > (os.cpu_count() or 1) else None,
             "overhead_per_pass_s": 0.0, "world": a.world, "backend": "threads (pipeblocks train)",
             "cores": os.cpu_count() or 1, "auto_pick": None,
         }
@@ -629,9 +634,10 @@ RUST_QUICK = ["--layers", "8", "--hidden", "16", "--heads", "2", "--seq", "8", "
 
 def rust_runtime(a, say):
     """The same comparison for pipeblocks' own runtime (`pipeblocks train`, one thread per
-    device): one run of zb-v (8 stages) gives the measured stage costs (`--profile`), from which
-    every schedule is predicted; each then trains for a few steps. The profile is taken under the
-    run's own load (its threads share the cores), so no shared-host model is applied."""
+    device): one run of zb-v (8 stages) gives the measured stage costs (`--profile`) and its
+    timeline (`--timeline`), from which every schedule is predicted; each then trains for a few
+    steps. With more threads than cores, the profile's durations are divided by the share of the
+    cores each pass had in the profiling run, and the predictions use the shared-host model."""
     import subprocess
     binary = a.pipeblocks or str(Path(__file__).resolve().parents[1] / "target" / "release" / "pipeblocks")
     if not os.access(binary, os.X_OK):
@@ -649,12 +655,32 @@ def rust_runtime(a, say):
             sys.exit(f"error: {' '.join(cmd)} failed: {out.stderr.strip()}")
         return json.loads(out.stdout)
 
+    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="pipeblocks-accuracy-") as d:
         prof_path = os.path.join(d, "profile.json")
+        tl_path = os.path.join(d, "timeline.json")
         say("rust runtime: profiling with a zb-v run (8 stages)")
-        train("zb-v", [], prof_path)
+        train("zb-v", ["--timeline", tl_path], prof_path)
         text = Path(prof_path).read_text()
+        measured = json.loads(Path(tl_path).read_text())["measured"]
     doc = json.loads(text)
+    shared = a.world > cores
+    if shared:
+        # The profile's means were taken while the threads shared the cores: each pass is
+        # divided by the share it had (from the profiling run's own timeline), and every
+        # schedule then gets the shared-host model, as in the torch harness.
+        ref = pb.generate("zb-v", a.world, m)
+        passes = [ref.passes(r) for r in range(a.world)]
+        if [len(x) for x in passes] != [len(x) for x in measured["start"]]:
+            sys.exit("error: the profiling run's timeline does not match zb-v's order")
+        slow = slowdowns(passes, measured["start"], measured["end"], cores)
+        keys = {"F": "f", "B": "b", "W": "w", "BW": "bw"}
+        for (kind, stage), v in slow.items():
+            st = doc["stages"][stage]
+            st[keys[kind]] /= sum(v) / len(v)
+        for st in doc["stages"]:
+            st["bw"] = st["b"] + st["w"]
+        text = json.dumps(doc)
     unit_bytes = doc.get("activation_bytes", 0.0) * len(doc["stages"]) / a.world
     rows = []
     for label, name, options in [s for s in SCHEDULES if not a.quick or s[0] in QUICK]:
@@ -663,7 +689,9 @@ def rust_runtime(a, say):
         except ValueError as e:
             say(f"rust runtime: {label}: not applicable: {e}")
             continue
-        r = plan.simulate(stage_costs=text)
+        r = dict(plan.simulate(stage_costs=text))
+        if shared:
+            r["makespan"], _ = shared_host(plan, text, cores)
         extra = []
         if "chunks" in options:
             extra += ["--chunks", str(options["chunks"])]

@@ -649,8 +649,7 @@ impl<'a> Search<'a> {
                 found(format!("grid {label}"), s, r)
             }
             Task::Rebuild(label, block, chunks) => {
-                let mut s = crate::rebuild::rebuild(&block, self.prm.microbatches(), chunks)?;
-                s.name = "auto".into();
+                let s = crate::rebuild::rebuild(&block, self.prm.microbatches(), chunks)?;
                 let r = simulate(&s, costs).ok()?;
                 found(format!("rebuilt {label}"), s, r)
             }
@@ -892,10 +891,17 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     blocks.extend(picked.into_iter().map(labelled));
     let rest: Vec<Labelled> = rest.into_iter().map(labelled).collect();
     // The blocks of the paper's block search (two step sizes down the devices), shortest
-    // first, squeezed within a room of their own so they take nothing from the others.
-    let paper_blocks: Vec<Labelled> = block::paper_family(p, &st.act_v, budget)
-        .into_iter()
-        .map(|(label, block, info)| Labelled { label, block, info })
+    // first: those within the budget are squeezed in a room of their own so they take nothing
+    // from the others; all of them are rebuilt the paper's way in phase 2.
+    let paper_family = block::paper_family(p, &st.act_v, f64::INFINITY);
+    let paper_blocks: Vec<Labelled> = paper_family
+        .iter()
+        .filter(|(_, _, info)| info.max_bound() <= budget + EPS)
+        .map(|(label, block, info)| Labelled {
+            label: label.clone(),
+            block: block.clone(),
+            info: info.clone(),
+        })
         .collect();
     // Phase 1: squeeze the blocks, each one simulation, within SQUEEZE_WORK / passes of them
     // except that every period-6 (or named) block is squeezed as it is: first those, each
@@ -984,7 +990,7 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         let cells = 6 * p as usize * (m as usize).max(2 * p as usize);
         let room = (REBUILD_WORK / cells.max(1) as f64) as usize;
         tasks.extend(
-            block::paper_family(p, &st.act_v, f64::INFINITY)
+            paper_family
                 .into_iter()
                 .take(room)
                 .map(|(label, b, _)| Task::Rebuild(label, b, chunks)),

@@ -234,19 +234,33 @@ pub fn stage_bubble(r: &crate::engine::SimResult) -> (Vec<f64>, f64) {
     (per, rate)
 }
 
-/// End of device `d`'s gradient syncs, given the end of its last pass and the end of its last
-/// W (or BW) of each of its stages.
-fn sync_end(last_pass: f64, last_w: &[(u32, f64)], grad_sync: &[f64], overlap: bool) -> f64 {
-    let mut order: Vec<(f64, u32)> = last_w.iter().map(|&(s, t)| (t, s)).collect();
-    order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut t = if overlap { 0.0 } else { last_pass };
-    for (ready, s) in order {
-        let cost = grad_sync[s as usize];
-        if cost > 0.0 {
-            t = t.max(if overlap { ready } else { last_pass }) + cost;
+impl StepModel {
+    /// End of a device's gradient syncs, given the end of its last pass and the end of its last
+    /// W (or BW) of each of its stages.
+    fn sync_end(&self, last_pass: f64, last_w: &[(u32, f64)]) -> f64 {
+        let overlap = self.overlap_grad_sync;
+        let mut order: Vec<(f64, u32)> = last_w.iter().map(|&(s, t)| (t, s)).collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut t = if overlap { 0.0 } else { last_pass };
+        for (ready, s) in order {
+            let cost = self.grad_sync[s as usize];
+            if cost > 0.0 {
+                t = t.max(if overlap { ready } else { last_pass }) + cost;
+            }
         }
+        t.max(last_pass)
     }
-    t.max(last_pass)
+}
+
+/// Records that `pass` ended at `end` in a device's last W (or BW) per stage.
+fn note_w(last_w: &mut Vec<(u32, f64)>, pass: Pass, end: f64) {
+    if !matches!(pass.kind, PassKind::W | PassKind::BW) {
+        return;
+    }
+    match last_w.iter_mut().find(|(s, _)| *s == pass.stage) {
+        Some(x) => x.1 = x.1.max(end),
+        None => last_w.push((pass.stage, end)),
+    }
 }
 
 /// Per device, the end of its last W (or BW) on each of its stages in a flush.
@@ -255,14 +269,9 @@ fn last_ws(s: &Schedule, r: &crate::engine::SimResult) -> Vec<Vec<(u32, f64)>> {
         .iter()
         .zip(&r.end)
         .map(|(list, ends)| {
-            let mut out: Vec<(u32, f64)> = Vec::new();
-            for (q, &e) in list.iter().zip(ends) {
-                if matches!(q.kind, PassKind::W | PassKind::BW) {
-                    match out.iter_mut().find(|(st, _)| *st == q.stage) {
-                        Some(x) => x.1 = x.1.max(e),
-                        None => out.push((q.stage, e)),
-                    }
-                }
+            let mut out = Vec::new();
+            for (&q, &e) in list.iter().zip(ends) {
+                note_w(&mut out, q, e);
             }
             out
         })
@@ -274,7 +283,6 @@ fn last_ws(s: &Schedule, r: &crate::engine::SimResult) -> Vec<Vec<(u32, f64)>> {
 struct Gate<'a> {
     m: u32,
     model: &'a StepModel,
-    stage_device: Vec<u32>,
     /// Per device: the iteration it is in, the end of its last pass, its last W per stage.
     iteration: Vec<u32>,
     last_end: Vec<f64>,
@@ -283,34 +291,30 @@ struct Gate<'a> {
     done: Vec<Vec<f64>>,
 }
 
+impl Gate<'_> {
+    /// Device `d`'s gradient sync and optimizer after its passes so far: when it is free for
+    /// the next iteration (also recorded).
+    fn close_iteration(&mut self, d: usize) -> f64 {
+        let free = self.model.sync_end(self.last_end[d], &self.last_w[d]) + self.model.optimizer[d];
+        self.done[d].push(free);
+        self.last_w[d].clear();
+        free
+    }
+}
+
 impl Observer for Gate<'_> {
     fn start(&mut self, d: usize, pass: Pass, ready: f64) -> f64 {
         let k = pass.mb / self.m;
         if k == self.iteration[d] {
             return ready;
         }
-        let synced = sync_end(
-            self.last_end[d],
-            &self.last_w[d],
-            &self.model.grad_sync,
-            self.model.overlap_grad_sync,
-        );
-        let free = synced + self.model.optimizer[d];
-        self.done[d].push(free);
         self.iteration[d] = k;
-        self.last_w[d].clear();
-        ready.max(free)
+        ready.max(self.close_iteration(d))
     }
 
     fn ran(&mut self, d: usize, pass: Pass, _start: f64, end: f64) {
-        debug_assert_eq!(self.stage_device[pass.stage as usize] as usize, d);
         self.last_end[d] = end;
-        if matches!(pass.kind, PassKind::W | PassKind::BW) {
-            match self.last_w[d].iter_mut().find(|(s, _)| *s == pass.stage) {
-                Some(x) => x.1 = x.1.max(end),
-                None => self.last_w[d].push((pass.stage, end)),
-            }
-        }
+        note_w(&mut self.last_w[d], pass, end);
     }
 }
 
@@ -335,14 +339,16 @@ pub fn step_of(
     let p = s.devices as usize;
     let (stage_bubble, stage_bubble_rate) = stage_bubble(r);
     let ws = last_ws(s, r);
-    let ends: Vec<f64> = (0..p)
-        .map(|d| {
-            let last = r.end[d].last().copied().unwrap_or(0.0);
-            sync_end(last, &ws[d], &model.grad_sync, model.overlap_grad_sync)
-        })
+    let lasts: Vec<f64> = r
+        .end
+        .iter()
+        .map(|e| e.last().copied().unwrap_or(0.0))
         .collect();
-    let grad_sync_exposed: Vec<f64> = (0..p)
-        .map(|d| (ends[d] - r.end[d].last().copied().unwrap_or(0.0)).max(0.0))
+    let ends: Vec<f64> = (0..p).map(|d| model.sync_end(lasts[d], &ws[d])).collect();
+    let grad_sync_exposed: Vec<f64> = ends
+        .iter()
+        .zip(&lasts)
+        .map(|(e, l)| (e - l).max(0.0))
         .collect();
     let busy: f64 = r.busy.iter().sum();
     let finish = |period: f64, iterations: u32, iteration_ends: Vec<f64>| {
@@ -404,7 +410,6 @@ pub fn step_of(
     let gate = Gate {
         m,
         model,
-        stage_device: net.stage_device.clone(),
         iteration: vec![0; p],
         last_end: vec![0.0; p],
         last_w: vec![Vec::new(); p],
@@ -414,16 +419,10 @@ pub fn step_of(
     e.reserve(&many.lists.iter().map(Vec::len).collect::<Vec<_>>());
     e.drive(&mut InOrder::new(&many.lists))
         .map_err(|_| Error::config("the repeated schedule's lists block; validate it first"))?;
-    let (state, mut gate) = e.into_parts();
+    let (_, mut gate) = e.into_parts();
     // The last iteration's sync and optimizer.
     for d in 0..p {
-        let synced = sync_end(
-            state.clock[d],
-            &gate.last_w[d],
-            &model.grad_sync,
-            model.overlap_grad_sync,
-        );
-        gate.done[d].push(synced + model.optimizer[d]);
+        gate.close_iteration(d);
     }
     let iteration_ends: Vec<f64> = (0..k as usize)
         .map(|i| {

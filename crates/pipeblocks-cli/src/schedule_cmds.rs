@@ -193,6 +193,9 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     let model = spec.model_for(&s, &costs)?;
     let step = pipeblocks_core::step::step_of(&s, &costs, &model, &r)?;
     summary.period = step.period;
+    if a.step.given() {
+        summary.step = Some(step.clone());
+    }
     let format = if a.json { SimFormat::Json } else { a.format };
     let text = if format == SimFormat::ChromeTrace {
         if a.step.given() {
@@ -200,15 +203,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         }
         trace(&s, &r, &costs)?
     } else if format == SimFormat::Json {
-        let text = serde_json::to_string_pretty(&summary)?;
-        if a.step.given() {
-            // The summary's fields in their order, then the step's.
-            let body = text.trim_end().trim_end_matches('}').trim_end();
-            let step = serde_json::to_string_pretty(&step)?.replace('\n', "\n  ");
-            format!("{body},\n  \"step\": {step}\n}}\n")
-        } else {
-            text + "\n"
-        }
+        serde_json::to_string_pretty(&summary)? + "\n"
     } else {
         let peaks: Vec<String> = summary
             .peak_activation

@@ -48,6 +48,9 @@ pub struct Summary {
     pub p2p_vs_1f1b: f64,
     /// The stage that bounds the step.
     pub bottleneck: Bottleneck,
+    /// The training step's details, when a step model was asked for ([`crate::step`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<crate::step::StepResult>,
 }
 
 /// The stage that bounds a simulated step: the one whose passes take the largest share of a
@@ -129,6 +132,7 @@ pub fn summarize(
             f64::INFINITY
         },
         bottleneck: bottleneck(s, &net, r),
+        step: None,
     })
 }
 

@@ -571,7 +571,8 @@ def main(argv=None):
             times = {"uniform": [], "profiled": []}
             for _ in range(2):
                 for which, text in (("uniform", None), ("profiled", costs_text)):
-                    out = run_ranks(pw, backend, run_auto, cfg, backend, text, iterations)
+                    out = run_ranks(pw, backend, run_job, cfg, backend, "auto", {"memory": "1x"}, text,
+                                    iterations)
                     times[which] += out[0]["times"]
             pick.update(uniform_measured_s=statistics.median(times["uniform"]),
                         profiled_measured_s=statistics.median(times["profiled"]))
@@ -602,30 +603,6 @@ def main(argv=None):
         with open(a.json, "w") as fh:
             json.dump({"rows": rows, "summary": summary, "stage_costs": json.loads(costs_text)}, fh, indent=2)
     return 0
-
-
-def run_auto(rank, world, cfg, backend, costs_text, iterations):
-    """auto at 1x on the given stage costs (uniform ones when None), run like the others."""
-    dev = device_of(rank, backend)
-    plan = pb.generate("auto", world, cfg["microbatches"], memory="1x", stage_costs=costs_text)
-    mods = stage_modules(cfg, plan.stages, dev)
-    mine = plan.stage_ids(rank)
-    stages = [PipelineStage(mods[s], s, plan.stages, dev) for s in mine]
-    sched = pbt.schedule(stages, plan.microbatches, loss_fn(cfg), name=plan)
-    opt = make_optimizer([p for s in mine for p in mods[s].parameters()])
-    x, y = batch(cfg, plan.microbatches, dev)
-    args = (x,) if 0 in mine else ()
-    kwargs = {"target": y} if plan.stages - 1 in mine else {}
-    times = []
-    for _ in range(1 + iterations):
-        dist.barrier()
-        t0 = time.perf_counter()
-        sched.step(*args, **kwargs)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        dist.barrier()
-        times.append(time.perf_counter() - t0)
-    return {"times": times[1:]}
 
 
 RUST_MODEL = ["--layers", "8", "--hidden", "128", "--heads", "4", "--seq", "64", "--batch", "16"]

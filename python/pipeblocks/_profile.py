@@ -134,6 +134,15 @@ def _storage_key(t: torch.Tensor) -> tuple[int, int]:
     return (s.data_ptr(), s.nbytes())
 
 
+def _backward_roots(out, loss_fn, target):
+    """Where a stage's backward starts: its loss (the last stage, given ``loss_fn``), else its
+    outputs with a gradient of ones (created here, outside any timed region)."""
+    if loss_fn is not None:
+        return [loss_fn(out, target) if target is not None else loss_fn(out)], None
+    roots = [o for o in _as_tuple(out) if isinstance(o, torch.Tensor) and o.requires_grad]
+    return roots, [torch.ones_like(o) for o in roots]
+
+
 def _run_once(mod, inputs, loss_fn, target, timer_device, watch: bool):
     """One forward, input backward and weight backward; their times, and with ``watch`` the
     saved bytes and the bytes still held after the input backward."""
@@ -160,13 +169,7 @@ def _run_once(mod, inputs, loss_fn, target, timer_device, watch: bool):
                 out = mod(*inputs)
         else:
             out = mod(*inputs)
-    outs = _as_tuple(out)
-    if loss_fn is not None:
-        roots = [loss_fn(out, target) if target is not None else loss_fn(out)]
-        grads = None
-    else:
-        roots = [o for o in outs if isinstance(o, torch.Tensor) and o.requires_grad]
-        grads = [torch.ones_like(o) for o in roots]
+    roots, grads = _backward_roots(out, loss_fn, target)
     inputs_with_grad = [x for x in inputs if isinstance(x, torch.Tensor) and x.requires_grad]
     saved = {}
     if watch:
@@ -183,7 +186,7 @@ def _run_once(mod, inputs, loss_fn, target, timer_device, watch: bool):
         _, param_groups = stage_backward_input(roots, grads, inputs_with_grad, iter(params))
     held = {}
     if watch:
-        del out, outs, roots, grads
+        del out, roots, grads
         for ref, key in boxes:
             if key in saved and ref() is not None:
                 held[key] = key[1]
@@ -196,15 +199,9 @@ def _run_fused(mod, inputs, loss_fn, target, timer_device):
     """One forward and a fused backward (input and weight gradients together); its time."""
     for p in mod.parameters():
         p.grad = None
-    out = mod(*inputs)
-    if loss_fn is not None:
-        root = loss_fn(out, target) if target is not None else loss_fn(out)
-        with _Timer(timer_device) as t:
-            root.backward()
-    else:
-        outs = [o for o in _as_tuple(out) if isinstance(o, torch.Tensor) and o.requires_grad]
-        with _Timer(timer_device) as t:
-            torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+    roots, grads = _backward_roots(mod(*inputs), loss_fn, target)
+    with _Timer(timer_device) as t:
+        torch.autograd.backward(roots, grads)
     return t.seconds
 
 

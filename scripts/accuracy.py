@@ -611,9 +611,9 @@ RUST_QUICK = ["--layers", "8", "--hidden", "16", "--heads", "2", "--seq", "8", "
 
 def rust_runtime(a, say):
     """The same comparison for pipeblocks' own runtime (`pipeblocks train`, one thread per
-    device): one run of zb-v (8 stages) gives the measured stage costs (`--profile`) and its
-    timeline (`--timeline`), from which every schedule is predicted; each then trains for a few
-    steps. With more threads than cores, the profile's durations are divided by the share of the
+    device): a run of zb-v (8 stages) gives the measured F, B and W (`--profile`) and one of
+    interleaved 1F1B over the same stages the fused BW, from which every schedule is predicted;
+    each then trains for a few steps. With more threads than cores, the profile's durations are divided by the share of the
     cores each pass had in the profiling run, and the predictions use the shared-host model."""
     import subprocess
     binary = a.pipeblocks or str(Path(__file__).resolve().parents[1] / "target" / "release" / "pipeblocks")
@@ -633,31 +633,39 @@ def rust_runtime(a, say):
         return json.loads(out.stdout)
 
     cores = os.cpu_count() or 1
-    with tempfile.TemporaryDirectory(prefix="pipeblocks-accuracy-") as d:
-        prof_path = os.path.join(d, "profile.json")
-        tl_path = os.path.join(d, "timeline.json")
-        say("rust runtime: profiling with a zb-v run (8 stages)")
-        train("zb-v", ["--timeline", tl_path], prof_path)
-        text = Path(prof_path).read_text()
-        measured = json.loads(Path(tl_path).read_text())["measured"]
-    doc = json.loads(text)
     shared = a.world > cores
-    if shared:
-        # The profile's means were taken while the threads shared the cores: each pass is
-        # divided by the share it had (from the profiling run's own timeline), and every
-        # schedule then gets the shared-host model, as in the torch harness.
-        ref = pb.generate("zb-v", a.world, m)
-        passes = [ref.passes(r) for r in range(a.world)]
-        if [len(x) for x in passes] != [len(x) for x in measured["start"]]:
-            sys.exit("error: the profiling run's timeline does not match zb-v's order")
-        slow = slowdowns(passes, measured["start"], measured["end"], cores)
-        keys = {"F": "f", "B": "b", "W": "w", "BW": "bw"}
-        for (kind, stage), v in slow.items():
-            st = doc["stages"][stage]
-            st[keys[kind]] /= sum(v) / len(v)
-        for st in doc["stages"]:
-            st["bw"] = st["b"] + st["w"]
-        text = json.dumps(doc)
+
+    def profile(name, options):
+        """One training run of `name` with --profile and --timeline: its stage-cost document,
+        each pass deflated by the share of the cores it had when the threads shared them."""
+        extra = [x for k, v in options.items() for x in (f"--{k}", str(v))]
+        with tempfile.TemporaryDirectory(prefix="pipeblocks-accuracy-") as d:
+            prof_path = os.path.join(d, "profile.json")
+            tl_path = os.path.join(d, "timeline.json")
+            train(name, extra + ["--timeline", tl_path], prof_path)
+            doc = json.loads(Path(prof_path).read_text())
+            measured = json.loads(Path(tl_path).read_text())["measured"]
+        if shared:
+            ref = pb.generate(name, a.world, m, **options)
+            passes = [ref.passes(r) for r in range(a.world)]
+            if [len(x) for x in passes] != [len(x) for x in measured["start"]]:
+                sys.exit(f"error: the profiling run's timeline does not match {name}'s order")
+            slow = slowdowns(passes, measured["start"], measured["end"], cores)
+            keys = {"F": "f", "B": "b", "W": "w", "BW": "bw"}
+            for (kind, stage), v in slow.items():
+                doc["stages"][stage][keys[kind]] /= sum(v) / len(v)
+        return doc
+
+    # The split passes (F, B, W) from a zb-v run and the fused backward (BW, what 1F1B and
+    # interleaved 1F1B run) from an interleaved-1f1b run over the same 8 stages: a fused
+    # backward is not the sum of its halves in this runtime.
+    say("rust runtime: profiling with a zb-v run (8 stages: F, B, W)")
+    doc = profile("zb-v", {})
+    say("rust runtime: profiling with an interleaved-1f1b run (8 stages: the fused BW)")
+    fused = profile("interleaved-1f1b", {"chunks": 2})
+    for st, other in zip(doc["stages"], fused["stages"]):
+        st["bw"] = other["bw"] if other.get("bw") else st["b"] + st["w"]
+    text = json.dumps(doc)
     unit_bytes = doc.get("activation_bytes", 0.0) * len(doc["stages"]) / a.world
     rows = []
     for label, name, options in [s for s in SCHEDULES if not a.quick or s[0] in QUICK]:

@@ -10,7 +10,8 @@
 //! # Formulas (per transformer layer, per microbatch; `s` sequence, `b` microbatch size, `h`
 //! hidden, `a` heads, `f` feed-forward width, `V` vocabulary)
 //!
-//! - Matmul parameters `P_m = 4h² + 2hf` (GPT MLP) or `4h² + 3hf` (gated MLP, LLaMA).
+//! - Matmul parameters `P_m = 2h² + 2h·h_kv + 2hf` (GPT MLP) or `2h² + 2h·h_kv + 3hf` (gated
+//!   MLP, LLaMA), `h_kv = h · kv_heads / heads` (`h` without grouped-query attention).
 //!   Layer parameters add biases and norms: `P_m + 9h + f` for GPT (attention biases `4h`, MLP
 //!   biases `f + h`, two layer norms `4h`), with `f = 4h` the familiar `12h² + 13h`; gated models
 //!   have no biases and two RMS norms: `P_m + 2h`.
@@ -66,6 +67,9 @@ pub struct ModelSpec {
     pub hidden: u64,
     /// Attention heads `a`.
     pub heads: u64,
+    /// Key/value heads (grouped-query attention; `a` for multi-head attention).
+    #[serde(default)]
+    pub kv_heads: u64,
     /// Sequence length `s`.
     pub seq: u64,
     /// Vocabulary size `V`.
@@ -82,13 +86,14 @@ struct Preset {
     layers: u32,
     hidden: u64,
     heads: u64,
+    kv_heads: u64,
     seq: u64,
     vocab: u64,
     ffn: u64,
     gated: bool,
 }
 
-/// One row of [`PRESETS`], in the order of [`ModelSpec`]'s fields.
+/// One row of [`PRESETS`] with multi-head attention, in the order of [`ModelSpec`]'s fields.
 #[allow(clippy::too_many_arguments)]
 const fn preset(
     name: &'static str,
@@ -100,11 +105,28 @@ const fn preset(
     ffn: u64,
     gated: bool,
 ) -> Preset {
+    gqa(name, layers, hidden, heads, heads, seq, vocab, ffn, gated)
+}
+
+/// One row of [`PRESETS`] with grouped-query attention (`kv_heads` key/value heads).
+#[allow(clippy::too_many_arguments)]
+const fn gqa(
+    name: &'static str,
+    layers: u32,
+    hidden: u64,
+    heads: u64,
+    kv_heads: u64,
+    seq: u64,
+    vocab: u64,
+    ffn: u64,
+    gated: bool,
+) -> Preset {
     Preset {
         name,
         layers,
         hidden,
         heads,
+        kv_heads,
         seq,
         vocab,
         ffn,
@@ -112,7 +134,10 @@ const fn preset(
     }
 }
 
-/// Named public model sizes: layers, hidden, heads, sequence, vocabulary, feed-forward, gated.
+/// Named public model sizes: layers, hidden, heads (key/value heads), sequence, vocabulary,
+/// feed-forward, gated. Sources in docs/plan.md: the GPT-3 paper's Table 2.1 (the `gpt3-*`
+/// rows; context 2048, GPT-2's vocabulary), the Llama 2 and Llama 3 papers and their released
+/// configurations.
 const PRESETS: &[Preset] = &[
     preset("gpt-1.3b", 24, 2048, 16, 2048, 50257, 8192, false),
     preset("gpt-2.7b", 32, 2560, 32, 2048, 50257, 10240, false),
@@ -120,6 +145,14 @@ const PRESETS: &[Preset] = &[
     preset("gpt-13b", 40, 5120, 40, 2048, 50257, 20480, false),
     preset("llama-7b", 32, 4096, 32, 4096, 32000, 11008, true),
     preset("llama-13b", 40, 5120, 40, 4096, 32000, 13824, true),
+    preset("gpt3-6.7b", 32, 4096, 32, 2048, 50257, 16384, false),
+    preset("gpt3-175b", 96, 12288, 96, 2048, 50257, 49152, false),
+    preset("llama2-7b", 32, 4096, 32, 4096, 32000, 11008, true),
+    preset("llama2-13b", 40, 5120, 40, 4096, 32000, 13824, true),
+    gqa("llama2-70b", 80, 8192, 64, 8, 4096, 32000, 28672, true),
+    gqa("llama3-8b", 32, 4096, 32, 8, 8192, 128256, 14336, true),
+    gqa("llama3-70b", 80, 8192, 64, 8, 8192, 128256, 28672, true),
+    gqa("llama3-405b", 126, 16384, 128, 8, 8192, 128256, 53248, true),
 ];
 
 impl ModelSpec {
@@ -136,6 +169,7 @@ impl ModelSpec {
             layers: p.layers,
             hidden: p.hidden,
             heads: p.heads,
+            kv_heads: p.kv_heads,
             seq: p.seq,
             vocab: p.vocab,
             ffn: p.ffn,
@@ -144,8 +178,9 @@ impl ModelSpec {
     }
 
     /// Parses a preset name, `key=value` pairs, or a preset followed by overrides
-    /// (`llama-7b,seq=2048`). Keys: `layers`, `hidden`, `heads`, `seq`, `vocab`, `ffn`, `gated`
-    /// (0 or 1). Without a preset, `layers`, `hidden`, `heads` and `seq` are required.
+    /// (`llama-7b,seq=2048`). Keys: `layers`, `hidden`, `heads`, `kv_heads` (default `heads`),
+    /// `seq`, `vocab`, `ffn`, `gated` (0 or 1). Without a preset, `layers`, `hidden`, `heads` and
+    /// `seq` are required.
     pub fn parse(text: &str) -> Result<ModelSpec, Error> {
         let presets = Self::preset_names().join(", ");
         let bad = |detail: String| Error::parse("model", detail);
@@ -160,12 +195,13 @@ impl ModelSpec {
             layers: 0,
             hidden: 0,
             heads: 0,
+            kv_heads: 0,
             seq: 0,
             vocab: 0,
             ffn: 0,
             gated: false,
         });
-        let (mut given, mut ffn_given) = (Vec::new(), false);
+        let (mut given, mut ffn_given, mut kv_given) = (Vec::new(), false, false);
         for (k, v, part) in crate::params::pairs(
             overrides,
             "model",
@@ -187,7 +223,14 @@ impl ModelSpec {
                     }
                     m.hidden = h;
                 }
-                "heads" => m.heads = n()?,
+                "heads" => {
+                    let a = n()?;
+                    if !kv_given {
+                        m.kv_heads = a;
+                    }
+                    m.heads = a;
+                }
+                "kv_heads" | "kv" => (m.kv_heads, kv_given) = (n()?, true),
                 "seq" => m.seq = n()?,
                 "vocab" => m.vocab = n()?,
                 "ffn" => (m.ffn, ffn_given) = (n()?, true),
@@ -200,7 +243,7 @@ impl ModelSpec {
                 }
                 other => {
                     return Err(bad(format!(
-                    "unknown key `{other}`; use layers, hidden, heads, seq, vocab, ffn and gated"
+                    "unknown key `{other}`; use layers, hidden, heads, kv_heads, seq, vocab, ffn and gated"
                 )))
                 }
             }
@@ -226,6 +269,15 @@ impl ModelSpec {
             return Err(Error::parse(
                 "model",
                 "layers, hidden, heads and seq must all be at least 1",
+            ));
+        }
+        if self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
+            return Err(Error::parse(
+                "model",
+                format!(
+                    "kv_heads={} must be at least 1 and divide heads={}",
+                    self.kv_heads, self.heads
+                ),
             ));
         }
         if !self.hidden.is_multiple_of(self.heads) {
@@ -256,11 +308,18 @@ impl ModelSpec {
         Ok(())
     }
 
-    /// Matmul parameters of one layer, `P_m`.
+    /// Width of the key and value projections, `h · kv_heads / heads` (`h` without grouped-query
+    /// attention).
+    pub fn kv_width(&self) -> f64 {
+        self.hidden as f64 * self.kv_heads as f64 / self.heads as f64
+    }
+
+    /// Matmul parameters of one layer, `P_m = 2h² + 2h·h_kv + (2 or 3)·h·f` (`4h² + 2hf` for
+    /// GPT: query and output `2h²`, key and value `2h·h_kv`).
     pub fn matmul_params(&self) -> f64 {
         let h = self.hidden as f64;
         let f = self.ffn as f64;
-        4.0 * h * h + if self.gated { 3.0 } else { 2.0 } * h * f
+        2.0 * h * h + 2.0 * h * self.kv_width() + if self.gated { 3.0 } else { 2.0 } * h * f
     }
 
     /// All parameters of one layer: `12h² + 13h` for GPT with `f = 4h`.
@@ -270,8 +329,8 @@ impl ModelSpec {
         if self.gated {
             self.matmul_params() + 2.0 * h
         } else {
-            // QKV and output biases (4h), MLP biases (f + h), two layer norms (4h).
-            self.matmul_params() + 9.0 * h + f
+            // QKV and output biases (2h + 2h_kv), MLP biases (f + h), two layer norms (4h).
+            self.matmul_params() + 7.0 * h + 2.0 * self.kv_width() + f
         }
     }
 
@@ -316,16 +375,26 @@ pub fn parse_bytes(text: &str) -> Result<f64, String> {
 /// The accelerator and its links.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSpec {
-    /// Peak FLOP/s.
+    /// Preset name, when it came from one.
+    #[serde(default)]
+    pub name: String,
+    /// Peak FLOP/s (dense, 16-bit).
     pub flops: f64,
-    /// Fraction of the peak a pass reaches (default 0.5).
+    /// Fraction of the peak a pass reaches (default 0.5; 0.6 for the presets).
     pub efficiency: f64,
     /// Memory per device, bytes.
     pub memory: f64,
-    /// Collective (data-parallel) bandwidth per device, bytes/s; may be infinite.
+    /// Collective (data-parallel) bandwidth per device between nodes, bytes/s; may be infinite.
     pub bandwidth: f64,
     /// Point-to-point bandwidth between pipeline neighbours, bytes/s (default: `bandwidth`).
     pub p2p_bandwidth: f64,
+    /// Bandwidth per device, one direction, to the other devices of its node (NVLink, Infinity
+    /// Fabric), bytes/s (default: `bandwidth`).
+    #[serde(default)]
+    pub intra_bandwidth: f64,
+    /// Memory bandwidth, bytes/s (the optimizer step is bound by it; default 3.35 TB/s).
+    #[serde(default)]
+    pub memory_bandwidth: f64,
     /// Latency of one collective or transfer, seconds.
     pub latency: f64,
 }
@@ -334,25 +403,129 @@ impl Default for DeviceSpec {
     /// An H100-class device: 989 TFLOP/s (16-bit dense), 80 GiB, 50 GB/s between nodes.
     fn default() -> Self {
         DeviceSpec {
+            name: "custom".into(),
             flops: 989e12,
             efficiency: 0.5,
             memory: 80.0 * 1024f64.powi(3),
             bandwidth: 50e9,
             p2p_bandwidth: 50e9,
+            intra_bandwidth: 50e9,
+            memory_bandwidth: 3.35e12,
             latency: 0.0,
         }
     }
 }
 
+/// A named accelerator: dense 16-bit peak FLOP/s, memory, memory bandwidth, bandwidth within a
+/// node (one direction) and per device between nodes. Sources in docs/plan.md (the vendors'
+/// data sheets; the network is the usual one NIC of that generation per device).
+struct DevicePreset {
+    name: &'static str,
+    flops: f64,
+    memory: f64,
+    memory_bandwidth: f64,
+    intra: f64,
+    inter: f64,
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+const DEVICE_PRESETS: &[DevicePreset] = &[
+    DevicePreset {
+        name: "a100-40gb",
+        flops: 312e12,
+        memory: 40.0 * GIB,
+        memory_bandwidth: 1.555e12,
+        intra: 300e9,
+        inter: 25e9,
+    },
+    DevicePreset {
+        name: "a100-80gb",
+        flops: 312e12,
+        memory: 80.0 * GIB,
+        memory_bandwidth: 2.039e12,
+        intra: 300e9,
+        inter: 25e9,
+    },
+    DevicePreset {
+        name: "h100",
+        flops: 989e12,
+        memory: 80.0 * GIB,
+        memory_bandwidth: 3.35e12,
+        intra: 450e9,
+        inter: 50e9,
+    },
+    DevicePreset {
+        name: "h200",
+        flops: 989e12,
+        memory: 141e9,
+        memory_bandwidth: 4.8e12,
+        intra: 450e9,
+        inter: 50e9,
+    },
+    DevicePreset {
+        name: "mi300x",
+        flops: 1307e12,
+        memory: 192e9,
+        memory_bandwidth: 5.3e12,
+        intra: 448e9,
+        inter: 50e9,
+    },
+];
+
+/// The fraction of the peak the device presets assume a transformer's passes reach.
+pub const PRESET_EFFICIENCY: f64 = 0.6;
+
 impl DeviceSpec {
-    /// Parses `flops=989e12,memory=80GiB,bandwidth=50GB/s` (also `eff=0.5`, `p2p=100GB/s`,
-    /// `latency=10e-6`); unspecified keys keep the defaults of [`DeviceSpec::default`].
+    /// Names of the device presets.
+    pub fn preset_names() -> Vec<&'static str> {
+        DEVICE_PRESETS.iter().map(|p| p.name).collect()
+    }
+
+    /// A device preset by name (`a100-40gb`, `a100-80gb`, `h100`, `h200`, `mi300x`).
+    pub fn preset(name: &str) -> Option<DeviceSpec> {
+        let key = name.trim().to_ascii_lowercase();
+        DEVICE_PRESETS
+            .iter()
+            .find(|p| p.name == key)
+            .map(|p| DeviceSpec {
+                name: p.name.into(),
+                flops: p.flops,
+                efficiency: PRESET_EFFICIENCY,
+                memory: p.memory,
+                bandwidth: p.inter,
+                p2p_bandwidth: p.inter,
+                intra_bandwidth: p.intra,
+                memory_bandwidth: p.memory_bandwidth,
+                latency: 0.0,
+            })
+    }
+
+    /// Parses a preset name, `key=value` pairs, or a preset followed by overrides
+    /// (`h100,eff=0.45`): `flops=989e12,memory=80GiB,bandwidth=50GB/s` (also `eff=0.5`,
+    /// `p2p=100GB/s`, `intra=450GB/s`, `inter=` for `bandwidth`, `hbm=3.35TB/s`,
+    /// `latency=10e-6`); unspecified keys keep the preset's or [`DeviceSpec::default`]'s.
     pub fn parse(text: &str) -> Result<DeviceSpec, Error> {
-        let mut d = DeviceSpec::default();
-        let mut p2p = None;
         let bad = |detail: String| Error::parse("device", detail);
+        let (head, rest) = text.split_once(',').unwrap_or((text, ""));
+        let base = match head.trim() {
+            h if h.contains('=') || h.is_empty() => None,
+            h => Some(Self::preset(h).ok_or_else(|| {
+                bad(format!(
+                    "unknown device preset `{h}`; use one of {}, or flops=..,memory=..,bandwidth=..",
+                    Self::preset_names().join(", ")
+                ))
+            })?),
+        };
+        let pairs_text = if base.is_some() { rest } else { text };
+        let from_preset = base.is_some();
+        let mut d = base.unwrap_or_default();
+        let (mut p2p, mut intra) = (None, None);
+        let mut inter_given = false;
         let example = "flops=989e12,memory=80GiB,bandwidth=50GB/s";
-        for (k, v, part) in crate::params::pairs(text, "device", example)? {
+        let mut changed = false;
+        for (k, v, part) in crate::params::pairs(pairs_text, "device", example)? {
+            changed = true;
             let num = || -> Result<f64, Error> {
                 let n: f64 = v
                     .parse()
@@ -368,22 +541,48 @@ impl DeviceSpec {
                 "flops" => d.flops = num()?,
                 "eff" | "efficiency" => d.efficiency = num()?,
                 "memory" | "mem" => d.memory = bytes(v)?,
-                "bandwidth" | "bw" => d.bandwidth = bytes(v)?,
+                "bandwidth" | "bw" | "inter" => {
+                    d.bandwidth = bytes(v)?;
+                    inter_given = true;
+                }
                 "p2p" => p2p = Some(bytes(v)?),
+                "intra" => intra = Some(bytes(v)?),
+                "hbm" => d.memory_bandwidth = bytes(v)?,
                 "latency" => d.latency = num()?,
                 other => {
                     return Err(bad(format!(
-                        "unknown key `{other}`; use flops, eff, memory, bandwidth, p2p and latency"
+                        "unknown key `{other}`; use flops, eff, memory, bandwidth (inter), p2p, intra, hbm and latency"
                     )))
                 }
             }
         }
-        d.p2p_bandwidth = p2p.unwrap_or(d.bandwidth);
+        if from_preset {
+            // A preset's links stay its own unless overridden; a new inter-node bandwidth
+            // also becomes the point-to-point one.
+            if inter_given && p2p.is_none() {
+                d.p2p_bandwidth = d.bandwidth;
+            }
+        } else {
+            d.p2p_bandwidth = d.bandwidth;
+            d.intra_bandwidth = d.bandwidth;
+        }
+        if let Some(x) = p2p {
+            d.p2p_bandwidth = x;
+        }
+        if let Some(x) = intra {
+            d.intra_bandwidth = x;
+        }
+        if from_preset && changed {
+            d.name = format!("{} (modified)", d.name);
+        }
         if !(d.flops.is_finite() && d.flops >= 1.0) {
             return Err(bad("flops must be a number of FLOP/s, at least 1".into()));
         }
-        if d.bandwidth < 1.0 || d.p2p_bandwidth < 1.0 {
+        if d.bandwidth < 1.0 || d.p2p_bandwidth < 1.0 || d.intra_bandwidth < 1.0 {
             return Err(bad("bandwidths must be at least 1 byte/s".into()));
+        }
+        if d.memory_bandwidth < 1.0 {
+            return Err(bad("hbm must be at least 1 byte/s".into()));
         }
         if !(d.efficiency > 0.0 && d.efficiency <= 1.0) {
             return Err(bad("eff must be in (0, 1]".into()));

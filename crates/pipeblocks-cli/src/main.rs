@@ -6,6 +6,7 @@
 mod block_cmd;
 mod common;
 mod fsdp_cmd;
+mod plan_cmd;
 mod schedule_cmds;
 mod train_cmd;
 mod viz_cmd;
@@ -45,6 +46,9 @@ enum Command {
     Report(viz_cmd::ReportArgs),
     /// Train a small GPT-style model with a schedule, one thread per device.
     Train(train_cmd::TrainArgs),
+    /// From a model and a cluster to the fastest configuration that fits (parallel degrees,
+    /// sharding, microbatches, schedule, layer split, recompute).
+    Plan(plan_cmd::PlanArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Plot(a) => viz_cmd::plot(a),
         Command::Report(a) => viz_cmd::report(a),
         Command::Train(a) => train_cmd::train(a),
+        Command::Plan(a) => plan_cmd::plan(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -505,17 +505,15 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if let Some(p) = &a.profile {
         let table = last.stage_costs(&schedule);
         let comm = last.measured_latency(&schedule);
-        let mut text = pipeblocks_core::format::stage_costs::write(&table, comm, 0.0);
         let (activation, _) = last.activation_profile(&schedule);
         let mean = activation.iter().sum::<f64>() / activation.len().max(1) as f64;
-        if mean > 0.0 {
-            // The average stage's activation bytes, so that figures come out in bytes.
-            text = text.replacen(
-                "  \"stages\"",
-                &format!("  \"activation_bytes\": {mean},\n  \"stages\""),
-                1,
-            );
-        }
+        // The average stage's activation bytes, so that figures come out in bytes.
+        let text = pipeblocks_core::format::stage_costs::write_with_bytes(
+            &table,
+            comm,
+            0.0,
+            (mean > 0.0).then_some(mean),
+        );
         // What the engine cannot read is a bug here, not a failed run: check before writing.
         pipeblocks_core::format::stage_costs::read(&text)
             .map_err(|e| failure(format!("the measured stage costs are not valid: {e}")))?;

@@ -20,6 +20,8 @@
 //! - [`step`]: the whole training step: iterations back to back with the gradient sync and the
 //!   optimizer between them, synchronous or overlapped, and the steady-state period;
 //! - [`model`]: a transformer's per-stage costs from its shape and a device;
+//! - [`plan`]: the planner: from a model, a cluster and a batch to the fastest configuration
+//!   that fits (parallel degrees, sharding, microbatches, schedule, layer split, recompute);
 //! - [`fsdp`]: fully sharded data parallelism as a plan beside a schedule and an engine observer;
 //! - [`format`]: pipeblocks' versioned JSON, PyTorch's compute-only CSV, the stage-cost file;
 //! - [`compare`]: every applicable schedule side by side;
@@ -48,6 +50,7 @@ pub mod improve;
 pub mod ir;
 pub mod model;
 pub mod params;
+pub mod plan;
 pub mod rebuild;
 pub mod registry;
 pub mod search;

@@ -62,12 +62,25 @@ pub fn read(text: &str) -> Result<StageCosts, Error> {
 
 /// Writes a stage table in the file format (pretty, one stage per line).
 pub fn write(stages: &[StageCost], comm: f64, b_release: f64) -> String {
+    write_with_bytes(stages, comm, b_release, None)
+}
+
+/// [`write`], with the bytes one microbatch leaves on the average stage when known (so that
+/// peaks come out in bytes).
+pub fn write_with_bytes(
+    stages: &[StageCost],
+    comm: f64,
+    b_release: f64,
+    activation_bytes: Option<f64>,
+) -> String {
     let rows: Vec<String> = stages
         .iter()
         .map(|s| format!("    {}", serde_json::to_string(s).unwrap_or_default()))
         .collect();
+    let bytes =
+        activation_bytes.map_or(String::new(), |b| format!("  \"activation_bytes\": {b},\n"));
     format!(
-        "{{\n  \"format\": \"{FORMAT}\",\n  \"version\": {VERSION},\n  \"comm\": {comm},\n  \"b_release\": {b_release},\n  \"stages\": [\n{}\n  ]\n}}\n",
+        "{{\n  \"format\": \"{FORMAT}\",\n  \"version\": {VERSION},\n  \"comm\": {comm},\n  \"b_release\": {b_release},\n{bytes}  \"stages\": [\n{}\n  ]\n}}\n",
         rows.join(",\n")
     )
 }

@@ -1,0 +1,1193 @@
+//! The planner: from a model, a cluster and a global batch to the fastest configuration that
+//! fits.
+//!
+//! A [`Config`] fixes the tensor-parallel degree `t` (within a node, with or without sequence
+//! parallelism), the pipeline degree `p`, the data-parallel degree `d` (plain replicas or
+//! sharded: ZeRO-1, ZeRO-2, ZeRO-3), the microbatch size `b` and count `m` (the global batch is
+//! `d · b · m` sequences), the schedule and its chunks per device, the layer split, and the
+//! activation recompute (none, selective, full). [`evaluate`] turns one into per-stage costs
+//! ([`StageCosts`]), runs the schedule on the event engine and the training step ([`crate::step`])
+//! on top, and reads off the iteration time, the throughput, the model FLOPs utilisation and
+//! the peak memory of every device; [`plan`] searches the configurations.
+//!
+//! # Cost model (per transformer layer and microbatch; docs/plan.md has the derivations)
+//!
+//! - Compute: the FLOPs of [`crate::model`] divided by `t` and by the device's sustained rate.
+//! - Tensor parallelism: four collectives of the layer's `2·s·b·h`-byte activation in the
+//!   forward and four in the input backward (all-gathers and reduce-scatters with sequence
+//!   parallelism, two all-reduces without: the same volume), each moving `(t−1)/t` of it over
+//!   the node's link, not overlapped with compute (as in Megatron-LM's default).
+//! - Recompute: *full* keeps each layer's input and reruns the forward (and its collectives)
+//!   in the input backward; *selective* reruns the attention core (`4·b·s²·h` FLOPs).
+//! - Activations (Korthikanti et al.): `34·s·b·h/t + 5·a·s²·b/t` bytes per layer with sequence
+//!   parallelism (`s·b·h·(10 + 24/t)` for the first term without); selective drops the
+//!   `5·a·s²·b` term, full keeps `2·s·b·h/t`; the last stage adds `4·s·b·V/t` of logits. The
+//!   input backward frees all but what W needs, `32·s·b·h/t` (the zero-bubble paper's split).
+//! - Data parallelism: the gradients of a device's stages (2 bytes per parameter) are
+//!   all-reduced over `d` replicas (reduce-scatter and all-gather for ZeRO-1/2), each stage's
+//!   starting after its last W, on the node's link when the replicas share a node and on the
+//!   network otherwise. ZeRO-3 gathers a stage's parameters before its F and its B and
+//!   reduce-scatters after its W, per microbatch, overlapped with the pass before: only what
+//!   exceeds it is added to the pass.
+//! - Optimizer: Adam over the device's (shard of the) parameters, bound by memory bandwidth
+//!   (28 bytes read and written per parameter).
+//! - Memory per device: parameters 2, gradients 2 and optimizer state 12 bytes per parameter
+//!   (ZeRO's mixed-precision Adam), divided by `d` as the sharding says, plus the activation
+//!   peak of the simulated schedule, plus [`RESERVE_BYTES`] and [`RESERVE_FRACTION`] of the
+//!   device for the runtime's buffers.
+//!
+//! # Search
+//!
+//! Every configuration the fixed dimensions allow is enumerated with a lower bound on its
+//! iteration time (its busiest device's work with no bubble, plus its optimizer). They are
+//! evaluated in increasing order of that bound and the search stops when the bound of the next
+//! one is no better than the `K`-th best found: pruning that cannot drop a configuration that
+//! would have made the top `K`. `auto` (the memory-budgeted search) then refines the best few.
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::model::{DeviceSpec, ModelSpec};
+use crate::params::{Params, StageCost, StageCosts};
+use crate::step::{step_of, OptimizerMode, StepModel};
+use crate::{generate, simulate, Schedule};
+
+/// Memory set aside on every device for the runtime (CUDA context, communication buffers,
+/// workspaces), bytes.
+pub const RESERVE_BYTES: f64 = 2.0 * 1024.0 * 1024.0 * 1024.0;
+/// Fraction of the device's memory set aside for the allocator's fragmentation.
+pub const RESERVE_FRACTION: f64 = 0.05;
+/// Bytes per parameter: 16-bit parameters and gradients, 32-bit master weights and Adam moments.
+const PARAM_BYTES: f64 = 2.0;
+const GRAD_BYTES: f64 = 2.0;
+const OPTIMIZER_BYTES: f64 = 12.0;
+/// Bytes read and written per parameter by an Adam step (master, moments, gradient, parameter).
+const ADAM_TRAFFIC: f64 = 28.0;
+
+/// The cluster: how many accelerators, how many per node, and what each is.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Cluster {
+    /// Accelerators in all.
+    pub gpus: u32,
+    /// Accelerators per node (tensor parallelism stays within one).
+    pub gpus_per_node: u32,
+    /// The accelerator and its links.
+    pub device: DeviceSpec,
+}
+
+/// Activation recomputation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Recompute {
+    /// Keep every activation.
+    None,
+    /// Recompute the attention core (Korthikanti et al.'s selective recomputation).
+    Selective,
+    /// Keep each layer's input and rerun its forward in the backward.
+    Full,
+}
+
+impl Recompute {
+    /// Every kind.
+    pub const ALL: [Recompute; 3] = [Recompute::None, Recompute::Selective, Recompute::Full];
+
+    /// Its name: `none`, `selective`, `full`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Recompute::None => "none",
+            Recompute::Selective => "selective",
+            Recompute::Full => "full",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.name() == text.trim().to_ascii_lowercase())
+            .ok_or_else(|| {
+                Error::parse(
+                    "recompute",
+                    format!("`{text}`; use none, selective or full"),
+                )
+            })
+    }
+}
+
+/// How the data-parallel replicas hold the parameters, gradients and optimizer state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Sharding {
+    /// Plain replicas: everything on every replica, gradients all-reduced.
+    Ddp,
+    /// Optimizer state sharded (Megatron's distributed optimizer).
+    Zero1,
+    /// Optimizer state and gradients sharded.
+    Zero2,
+    /// Everything sharded, parameters gathered per pass (FSDP).
+    Zero3,
+}
+
+impl Sharding {
+    /// Every kind.
+    pub const ALL: [Sharding; 4] = [
+        Sharding::Ddp,
+        Sharding::Zero1,
+        Sharding::Zero2,
+        Sharding::Zero3,
+    ];
+
+    /// Its name: `ddp`, `zero1`, `zero2`, `zero3`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sharding::Ddp => "ddp",
+            Sharding::Zero1 => "zero1",
+            Sharding::Zero2 => "zero2",
+            Sharding::Zero3 => "zero3",
+        }
+    }
+
+    /// Parses a name (`fsdp` is `zero3`).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let t = text.trim().to_ascii_lowercase();
+        if t == "fsdp" {
+            return Ok(Sharding::Zero3);
+        }
+        Self::ALL
+            .into_iter()
+            .find(|s| s.name() == t)
+            .ok_or_else(|| {
+                Error::parse(
+                    "sharding",
+                    format!("`{text}`; use ddp, zero1, zero2, zero3 (or fsdp)"),
+                )
+            })
+    }
+
+    /// Bytes per parameter a replica holds of (parameters, gradients, optimizer state).
+    fn bytes(self, d: f64) -> (f64, f64, f64) {
+        match self {
+            Sharding::Ddp => (PARAM_BYTES, GRAD_BYTES, OPTIMIZER_BYTES),
+            Sharding::Zero1 => (PARAM_BYTES, GRAD_BYTES, OPTIMIZER_BYTES / d),
+            Sharding::Zero2 => (PARAM_BYTES, GRAD_BYTES / d, OPTIMIZER_BYTES / d),
+            Sharding::Zero3 => (PARAM_BYTES / d, GRAD_BYTES / d, OPTIMIZER_BYTES / d),
+        }
+    }
+}
+
+/// The schedules the planner tries, with their chunks per device.
+pub const SCHEDULES: &[(&str, u32)] = &[
+    ("1f1b", 1),
+    ("interleaved-1f1b", 2),
+    ("interleaved-1f1b", 4),
+    ("zb-h1", 1),
+    ("zb-h2", 1),
+    ("zb-v", 2),
+    ("v-half", 2),
+    ("v-min", 2),
+];
+
+/// One configuration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    /// Tensor-parallel degree.
+    pub tp: u32,
+    /// Pipeline degree (devices of one pipeline).
+    pub pp: u32,
+    /// Data-parallel degree.
+    pub dp: u32,
+    /// How the replicas shard their state.
+    pub sharding: Sharding,
+    /// Sequences per microbatch.
+    pub microbatch_size: u32,
+    /// Microbatches per pipeline and iteration.
+    pub microbatches: u32,
+    /// Schedule name (`auto@X` for auto at a budget of X units).
+    pub schedule: String,
+    /// Stages per device (interleaved and V schedules: more than 1).
+    pub chunks: u32,
+    /// Activation recomputation.
+    pub recompute: Recompute,
+    /// Sequence parallelism with tensor parallelism.
+    pub sequence_parallel: bool,
+}
+
+/// What a device's memory holds at its peak, bytes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MemoryBreakdown {
+    /// Parameters (the replica's share).
+    pub params: f64,
+    /// Gradients.
+    pub grads: f64,
+    /// Optimizer state.
+    pub optimizer: f64,
+    /// Gathered parameters and full gradients of ZeRO-3.
+    pub gathered: f64,
+    /// Activations at the schedule's peak.
+    pub activations: f64,
+    /// The runtime's allowance.
+    pub reserved: f64,
+    /// All of it.
+    pub total: f64,
+}
+
+/// The evaluation of one configuration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// The configuration.
+    pub config: Config,
+    /// Layers of each stage, in stage order.
+    pub layers_per_stage: Vec<u32>,
+    /// Predicted time per iteration, seconds.
+    pub iteration_seconds: f64,
+    /// Tokens per second per accelerator.
+    pub tokens_per_second_per_gpu: f64,
+    /// Model FLOPs utilisation (recomputation not counted as useful work).
+    pub mfu: f64,
+    /// Peak memory of each pipeline device, bytes.
+    pub peak_memory_bytes: Vec<f64>,
+    /// Its breakdown, per device.
+    pub memory: Vec<MemoryBreakdown>,
+    /// Whether every device fits the accelerator's memory.
+    pub fits: bool,
+    /// The pipeline flush alone: time 0 to its last pass, seconds.
+    pub pipeline_seconds: f64,
+    /// Idle share of the pipeline devices over the iteration.
+    pub bubble_rate: f64,
+    /// Tensor-parallel communication in the busiest device's passes, seconds per iteration.
+    pub tp_comm_seconds: f64,
+    /// Data-parallel synchronisation that runs past a device's last pass, seconds (largest).
+    pub dp_exposed_seconds: f64,
+    /// Optimizer step, seconds (largest device).
+    pub optimizer_seconds: f64,
+    /// Recomputation in the busiest device's passes, seconds per iteration.
+    pub recompute_seconds: f64,
+    /// What bounds this configuration most.
+    pub binding: String,
+}
+
+impl Evaluation {
+    /// Largest peak over the devices, bytes.
+    pub fn max_peak(&self) -> f64 {
+        self.peak_memory_bytes.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+/// Dimensions the user fixed (`None`: searched).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fixed {
+    /// Tensor-parallel degree.
+    pub tp: Option<u32>,
+    /// Pipeline degree.
+    pub pp: Option<u32>,
+    /// Data-parallel degree.
+    pub dp: Option<u32>,
+    /// Sharding.
+    pub sharding: Option<Sharding>,
+    /// Microbatch size.
+    pub microbatch_size: Option<u32>,
+    /// Schedules to try (names; `auto` included means the refinement runs).
+    pub schedules: Option<Vec<String>>,
+    /// Chunks per device for the looped schedules.
+    pub chunks: Option<u32>,
+    /// Recompute.
+    pub recompute: Option<Recompute>,
+    /// Sequence parallelism.
+    pub sequence_parallel: Option<bool>,
+}
+
+/// A planning request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// The model (its `seq` is the training sequence length).
+    pub model: ModelSpec,
+    /// The cluster.
+    pub cluster: Cluster,
+    /// Sequences per iteration, all replicas together.
+    pub global_batch: u32,
+    /// What is fixed.
+    pub fixed: Fixed,
+    /// How many configurations to return.
+    pub top: usize,
+}
+
+/// What [`plan`] found.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlanResult {
+    /// The fastest configurations that fit, fastest first.
+    pub best: Vec<Evaluation>,
+    /// The fastest configuration found that is faster than the best but does not fit.
+    pub faster_but_too_big: Option<Evaluation>,
+    /// Configurations enumerated.
+    pub enumerated: usize,
+    /// Configurations simulated.
+    pub simulated: usize,
+}
+
+/// Per-stage figures of one configuration, before the schedule runs.
+struct Stages {
+    costs: StageCosts,
+    /// The table behind `costs` (activation relative to the mean stage), its p2p latency and
+    /// the mean stage's activation bytes: what a stage-cost file of the configuration holds.
+    table: Vec<StageCost>,
+    comm: f64,
+    activation_bytes: f64,
+    layers: Vec<u32>,
+    /// Parameters of each stage on one tensor-parallel rank.
+    params: Vec<f64>,
+    /// Per stage, the tensor-parallel communication and the recomputation inside one
+    /// microbatch's passes, seconds.
+    tp_comm: Vec<f64>,
+    recompute: Vec<f64>,
+    /// Gradient sync per stage at the end of the step, seconds (ZeRO-3: 0).
+    grad_sync: Vec<f64>,
+    /// Model FLOPs of one iteration (no recomputation).
+    model_flops: f64,
+}
+
+/// Where a pipeline stage's activations go to the next and its data-parallel peers: the node's
+/// link when the ranks share a node (tensor ranks innermost, then data, then pipeline, as
+/// Megatron-LM orders them), else the network.
+fn links(c: &Cluster, tp: u32, dp: u32) -> (f64, f64) {
+    let dev = &c.device;
+    let node = c.gpus_per_node;
+    let dp_bw = if tp.saturating_mul(dp) <= node {
+        dev.intra_bandwidth
+    } else {
+        dev.bandwidth
+    };
+    let p2p_bw = if tp.saturating_mul(dp) < node {
+        dev.intra_bandwidth
+    } else {
+        dev.p2p_bandwidth
+    };
+    (p2p_bw, dp_bw)
+}
+
+/// Layers per stage for `stages` stages, the last one also carrying the output head worth
+/// `head` layers of time: the split that minimises the slowest stage, earlier stages taking
+/// the remainder. `None` if a stage would get no layer.
+pub fn balanced_split(layers: u32, stages: u32, head: f64) -> Option<Vec<u32>> {
+    if stages == 0 || stages > layers {
+        return None;
+    }
+    if stages == 1 {
+        return Some(vec![layers]);
+    }
+    // The smallest load c such that the last stage holds floor(c - head) ≥ 1 layers and the
+    // others floor(c) each, enough for all layers.
+    let fits = |c: f64| -> bool {
+        let last = (c - head + 1e-9).floor();
+        let other = (c + 1e-9).floor();
+        last >= 1.0 && last + other * f64::from(stages - 1) >= f64::from(layers)
+    };
+    let mut candidates: Vec<f64> = (1..=layers)
+        .flat_map(|k| [f64::from(k), f64::from(k) + head])
+        .collect();
+    candidates.sort_by(f64::total_cmp);
+    let c = candidates.into_iter().find(|&c| fits(c))?;
+    let last = ((c - head + 1e-9).floor() as u32).min(layers - (stages - 1));
+    let rest = layers - last;
+    let (base, extra) = (rest / (stages - 1), rest % (stages - 1));
+    if base == 0 {
+        return None;
+    }
+    let mut out: Vec<u32> = (0..stages - 1)
+        .map(|s| base + u32::from(s < extra))
+        .collect();
+    out.push(last);
+    Some(out)
+}
+
+/// The per-stage costs of a configuration.
+fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
+    let m = &req.model;
+    let dev = &req.cluster.device;
+    let (t, b) = (f64::from(cfg.tp), f64::from(cfg.microbatch_size));
+    let (s, h, a, v) = (
+        m.seq as f64,
+        m.hidden as f64,
+        m.heads as f64,
+        m.vocab as f64,
+    );
+    let n_stages = cfg.pp * cfg.chunks;
+    let rate = dev.sustained() * t;
+    let pm = m.matmul_params();
+    let attn = 4.0 * b * s * s * h;
+    let lf = 2.0 * s * b * pm + attn;
+    let lb = 2.0 * s * b * pm + 2.0 * attn;
+    let lw = 2.0 * s * b * pm;
+    let head_flops = 2.0 * s * b * h * v;
+    // Tensor-parallel collectives of one pass of a layer.
+    let tp_pass = if cfg.tp > 1 {
+        4.0 * ((t - 1.0) / t * 2.0 * s * b * h / dev.intra_bandwidth + dev.latency)
+    } else {
+        0.0
+    };
+    let (f_l, b_l, w_l) = (lf / rate + tp_pass, lb / rate + tp_pass, lw / rate);
+    let (re_l, act_l) = {
+        let sp = cfg.sequence_parallel || cfg.tp == 1;
+        let first = if sp {
+            34.0 * s * b * h / t
+        } else {
+            s * b * h * (10.0 + 24.0 / t)
+        };
+        let scores = 5.0 * a * s * s * b / t;
+        match cfg.recompute {
+            Recompute::None => (0.0, first + scores),
+            Recompute::Selective => (attn / rate, first),
+            Recompute::Full => (lf / rate + tp_pass, 2.0 * s * b * h / t),
+        }
+    };
+    let head = 3.0 * head_flops / rate / (f_l + b_l + w_l + re_l);
+    let layers = balanced_split(m.layers, n_stages, head).ok_or_else(|| {
+        Error::config(format!(
+            "{} layers cannot fill {n_stages} pipeline stages",
+            m.layers
+        ))
+    })?;
+    // What W still needs after B (the zero-bubble paper's 32·s·b·h), as a share of a layer's.
+    let w_keeps = (32.0 * s * b * h / t).min(act_l);
+    let split = !matches!(cfg.schedule.as_str(), "1f1b" | "interleaved-1f1b" | "gpipe");
+    let (act_l, release) = if cfg.recompute == Recompute::Full && split {
+        // B reruns the forward, then W needs its inputs: held from F on, conservatively.
+        (act_l + w_keeps, 1.0 - w_keeps / (act_l + w_keeps))
+    } else {
+        (act_l, 1.0 - w_keeps / act_l)
+    };
+    let (p2p_bw, dp_bw) = links(&req.cluster, cfg.tp, cfg.dp);
+    let comm = 2.0 * s * b * h / t / p2p_bw + dev.latency;
+    let d = f64::from(cfg.dp);
+    let mut out = Stages {
+        costs: StageCosts::default(),
+        table: Vec::new(),
+        comm,
+        activation_bytes: 0.0,
+        layers: layers.clone(),
+        params: Vec::new(),
+        tp_comm: Vec::new(),
+        recompute: Vec::new(),
+        grad_sync: Vec::new(),
+        model_flops: 0.0,
+    };
+    let mut table = Vec::new();
+    let mut acts = Vec::new();
+    for (st, &n) in layers.iter().enumerate() {
+        let nf = f64::from(n);
+        let last = st + 1 == layers.len();
+        let mut params = nf * m.layer_params() / t;
+        let (mut f, mut bb, mut w) = (nf * f_l, nf * b_l + nf * re_l, nf * w_l);
+        let mut act = nf * act_l;
+        if st == 0 {
+            params += v * h / t;
+        }
+        if last {
+            params += v * h / t;
+            f += head_flops / rate;
+            bb += head_flops / rate;
+            w += head_flops / rate;
+            act += 4.0 * s * b * v / t;
+        }
+        let ring = |factor: f64| {
+            if cfg.dp > 1 {
+                factor * (d - 1.0) / d * params * GRAD_BYTES / dp_bw + dev.latency
+            } else {
+                0.0
+            }
+        };
+        let grad_sync = if cfg.sharding == Sharding::Zero3 {
+            // Per microbatch: gather before F and before B, reduce-scatter after W; what the
+            // pass before does not cover is added to the pass.
+            let gather = ring(1.0);
+            f += (gather - f).max(0.0);
+            bb += (gather - bb).max(0.0);
+            w += (gather - w).max(0.0);
+            0.0
+        } else {
+            ring(2.0)
+        };
+        out.params.push(params);
+        out.tp_comm.push(nf * 2.0 * tp_pass);
+        out.recompute.push(nf * re_l);
+        out.grad_sync.push(grad_sync);
+        acts.push(act);
+        table.push(StageCost {
+            f,
+            b: bb,
+            w,
+            bw: None,
+            activation: act,
+            b_release: Some(release),
+            comm: None,
+            optimizer: None,
+        });
+    }
+    let mean = acts.iter().sum::<f64>() / acts.len() as f64;
+    for c in &mut table {
+        c.activation /= mean;
+    }
+    out.costs = StageCosts::table(table.clone(), comm, 0.0)?.with_activation_bytes(mean)?;
+    out.table = table;
+    out.activation_bytes = mean;
+    let per_sequence = |x: f64| x / b;
+    out.model_flops = f64::from(req.global_batch)
+        * (f64::from(m.layers) * per_sequence(lf + lb + lw) + 3.0 * per_sequence(head_flops));
+    Ok(out)
+}
+
+/// Evaluates one configuration: simulates its schedule and its training step.
+pub fn evaluate(req: &Request, cfg: &Config) -> Result<Evaluation, Error> {
+    let st = stages_of(req, cfg)?;
+    let prm = Params::new(cfg.pp, cfg.microbatches)?
+        .with_chunks(cfg.chunks)?
+        .with_costs(st.costs.clone());
+    let schedule = schedule_for(cfg, &prm)?;
+    finish(req, cfg, &st, &schedule)
+}
+
+/// What a configuration runs: its schedule, and its stage costs as a stage-cost file (the
+/// `pipeblocks-stage-costs` JSON that `simulate --stage-costs` reads: simulating the schedule
+/// under it gives [`Evaluation::pipeline_seconds`]).
+pub fn build(req: &Request, cfg: &Config) -> Result<(Schedule, String), Error> {
+    let st = stages_of(req, cfg)?;
+    let prm = Params::new(cfg.pp, cfg.microbatches)?
+        .with_chunks(cfg.chunks)?
+        .with_costs(st.costs.clone());
+    let schedule = schedule_for(cfg, &prm)?;
+    let text = crate::format::stage_costs::write_with_bytes(
+        &st.table,
+        st.comm,
+        0.0,
+        Some(st.activation_bytes),
+    );
+    crate::format::stage_costs::read(&text)?;
+    Ok((schedule, text))
+}
+
+fn schedule_for(cfg: &Config, prm: &Params) -> Result<Schedule, Error> {
+    match cfg.schedule.strip_prefix("auto@") {
+        Some(units) => {
+            let u: f64 = units
+                .parse()
+                .map_err(|_| Error::config(format!("bad auto budget `{units}`")))?;
+            generate(
+                "auto",
+                &prm.clone().with_budget(crate::params::Budget::Units(u)),
+            )
+        }
+        None => generate(&cfg.schedule, prm),
+    }
+}
+
+fn finish(
+    req: &Request,
+    cfg: &Config,
+    st: &Stages,
+    schedule: &Schedule,
+) -> Result<Evaluation, Error> {
+    let dev = &req.cluster.device;
+    let r = simulate(schedule, &st.costs)?;
+    let p = cfg.pp as usize;
+    let d = f64::from(cfg.dp);
+    let (pb, gb, ob) = cfg.sharding.bytes(d);
+    let mut dev_params = vec![0.0; p];
+    let mut dev_max_stage = vec![0.0f64; p];
+    let mut tp_comm = vec![0.0; p];
+    let mut recompute = vec![0.0; p];
+    // A table of more stages than the schedule's (auto may pick one chunk per device from a
+    // two-chunk table) merges `k` consecutive table stages into each of the schedule's.
+    let k = (st.params.len() / schedule.stages.max(1) as usize).max(1);
+    for (i, &pr) in st.params.iter().enumerate() {
+        let dv = schedule.device_of((i / k) as u32) as usize;
+        dev_params[dv] += pr;
+        dev_max_stage[dv] = dev_max_stage[dv].max(pr);
+        tp_comm[dv] += st.tp_comm[i] * f64::from(cfg.microbatches);
+        recompute[dv] += st.recompute[i] * f64::from(cfg.microbatches);
+    }
+    let optimizer: Vec<f64> = dev_params
+        .iter()
+        .map(|&ps| {
+            let local = if cfg.sharding == Sharding::Ddp {
+                ps
+            } else {
+                ps / d
+            };
+            local * ADAM_TRAFFIC / dev.memory_bandwidth
+        })
+        .collect();
+    let model = StepModel {
+        mode: OptimizerMode::Sync,
+        optimizer: optimizer.clone(),
+        grad_sync: st.grad_sync.chunks(k).map(|g| g.iter().sum()).collect(),
+        overlap_grad_sync: true,
+        iterations: crate::step::DEFAULT_ITERATIONS,
+    };
+    let step = step_of(schedule, &st.costs, &model, &r)?;
+    let unit = st
+        .costs
+        .resolve(schedule.stages, schedule.devices)?
+        .unit_bytes
+        .unwrap_or(0.0);
+    let reserve = RESERVE_BYTES + RESERVE_FRACTION * dev.memory;
+    let memory: Vec<MemoryBreakdown> = (0..p)
+        .map(|i| {
+            let gathered = if cfg.sharding == Sharding::Zero3 {
+                dev_max_stage[i] * (PARAM_BYTES + GRAD_BYTES)
+            } else {
+                0.0
+            };
+            let mut mb = MemoryBreakdown {
+                params: dev_params[i] * pb,
+                grads: dev_params[i] * gb,
+                optimizer: dev_params[i] * ob,
+                gathered,
+                activations: r.peak_activation[i] * unit,
+                reserved: reserve,
+                total: 0.0,
+            };
+            mb.total =
+                mb.params + mb.grads + mb.optimizer + mb.gathered + mb.activations + mb.reserved;
+            mb
+        })
+        .collect();
+    let peak: Vec<f64> = memory.iter().map(|m| m.total).collect();
+    let fits = peak.iter().all(|&x| x <= dev.memory);
+    let period = step.period;
+    let gpus = f64::from(req.cluster.gpus);
+    let tokens = f64::from(req.global_batch) * req.model.seq as f64;
+    let busiest = (0..p)
+        .max_by(|&x, &y| r.busy[x].total_cmp(&r.busy[y]))
+        .unwrap_or(0);
+    let dp_exposed = step.grad_sync_exposed.iter().copied().fold(0.0, f64::max);
+    let opt_max = optimizer.iter().copied().fold(0.0, f64::max);
+    let mut ev = Evaluation {
+        config: cfg.clone(),
+        layers_per_stage: st.layers.clone(),
+        iteration_seconds: period,
+        tokens_per_second_per_gpu: tokens / period / gpus,
+        mfu: st.model_flops / (period * gpus * dev.flops),
+        peak_memory_bytes: peak,
+        memory,
+        fits,
+        pipeline_seconds: r.makespan,
+        bubble_rate: step.period_bubble_rate,
+        tp_comm_seconds: tp_comm[busiest],
+        dp_exposed_seconds: dp_exposed,
+        optimizer_seconds: opt_max,
+        recompute_seconds: recompute[busiest],
+        binding: String::new(),
+    };
+    ev.binding = binding(&ev, dev.memory);
+    Ok(ev)
+}
+
+/// What bounds a configuration most: its memory when nearly full, else the largest share of
+/// the iteration lost to something other than useful compute.
+fn binding(ev: &Evaluation, capacity: f64) -> String {
+    let used = ev.max_peak() / capacity;
+    if used > 0.9 {
+        return format!("memory ({:.0}% of the device)", 100.0 * used);
+    }
+    let t = ev.iteration_seconds;
+    let losses = [
+        ("pipeline bubble", ev.bubble_rate * t),
+        ("tensor-parallel communication", ev.tp_comm_seconds),
+        ("data-parallel synchronisation", ev.dp_exposed_seconds),
+        ("recomputation", ev.recompute_seconds),
+        ("optimizer step", ev.optimizer_seconds),
+    ];
+    let (what, x) = losses
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or(("compute", 0.0));
+    if x <= 0.01 * t {
+        "compute".into()
+    } else {
+        format!("{what} ({:.0}% of the iteration)", 100.0 * x / t)
+    }
+}
+
+/// A configuration to evaluate, with the lower bound of its iteration time.
+struct Candidate {
+    cfg: Config,
+    bound: f64,
+    stages: Stages,
+}
+
+fn divisors(n: u32) -> Vec<u32> {
+    (1..=n).filter(|k| n.is_multiple_of(*k)).collect()
+}
+
+/// Checks a request and names the smallest change when no configuration can exist.
+fn check(req: &Request) -> Result<(), Error> {
+    let c = &req.cluster;
+    let m = &req.model;
+    if c.gpus == 0 || c.gpus_per_node == 0 || req.global_batch == 0 {
+        return Err(Error::config(
+            "the number of accelerators, accelerators per node and the global batch must be at least 1",
+        ));
+    }
+    if !c.gpus.is_multiple_of(c.gpus_per_node) && c.gpus > c.gpus_per_node {
+        return Err(Error::config(format!(
+            "{} accelerators is not a whole number of nodes of {}; use a multiple of {}",
+            c.gpus, c.gpus_per_node, c.gpus_per_node
+        )));
+    }
+    if let Some(t) = req.fixed.tp {
+        if t == 0
+            || !m.heads.is_multiple_of(u64::from(t))
+            || !m.kv_heads.is_multiple_of(u64::from(t))
+        {
+            let ok: Vec<String> = divisors(c.gpus_per_node.min(c.gpus))
+                .into_iter()
+                .filter(|k| {
+                    m.heads.is_multiple_of(u64::from(*k))
+                        && m.kv_heads.is_multiple_of(u64::from(*k))
+                })
+                .map(|k| k.to_string())
+                .collect();
+            return Err(Error::config(format!(
+                "a tensor-parallel degree of {t} does not divide the model's {} attention heads ({} key/value heads); use {}",
+                m.heads,
+                m.kv_heads,
+                ok.join(", ")
+            )));
+        }
+        if t > c.gpus_per_node {
+            return Err(Error::config(format!(
+                "a tensor-parallel degree of {t} spans more than one node of {}; use at most {}",
+                c.gpus_per_node, c.gpus_per_node
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every configuration the request allows, with its lower bound.
+fn enumerate(req: &Request) -> Result<(Vec<Candidate>, usize), Error> {
+    let c = &req.cluster;
+    let m = &req.model;
+    let f = &req.fixed;
+    let mut out = Vec::new();
+    let mut count = 0usize;
+    let tps: Vec<u32> = divisors(c.gpus_per_node.min(c.gpus))
+        .into_iter()
+        .filter(|t| f.tp.is_none_or(|x| x == *t))
+        .filter(|t| {
+            m.heads.is_multiple_of(u64::from(*t)) && m.kv_heads.is_multiple_of(u64::from(*t))
+        })
+        .collect();
+    let schedules: Vec<(String, u32)> = match &f.schedules {
+        Some(names) => {
+            let mut v = Vec::new();
+            for n in names.iter().filter(|n| n.as_str() != "auto") {
+                let listed: Vec<u32> = SCHEDULES
+                    .iter()
+                    .filter(|(s, _)| s == n)
+                    .map(|(_, k)| *k)
+                    .collect();
+                if listed.is_empty() {
+                    if crate::registry::find(n).is_err()
+                        || n == "zeropp"
+                        || n == "bfs"
+                        || n == "gpipe"
+                    {
+                        return Err(Error::config(format!(
+                            "the planner does not search `{n}`; it tries {} and auto",
+                            planner_schedule_names().join(", ")
+                        )));
+                    }
+                    v.push((n.clone(), 1));
+                }
+                for k in listed {
+                    v.push((n.clone(), f.chunks.unwrap_or(k)));
+                }
+            }
+            v.sort();
+            v.dedup();
+            v
+        }
+        None => {
+            let mut v: Vec<(String, u32)> = SCHEDULES
+                .iter()
+                .map(|(s, k)| {
+                    let k = if *k > 1 && *s == "interleaved-1f1b" {
+                        f.chunks.unwrap_or(*k)
+                    } else {
+                        *k
+                    };
+                    ((*s).to_string(), k)
+                })
+                .collect();
+            v.dedup();
+            v
+        }
+    };
+    let recomputes: Vec<Recompute> = match f.recompute {
+        Some(r) => vec![r],
+        None => Recompute::ALL.to_vec(),
+    };
+    let shardings: Vec<Sharding> = match f.sharding {
+        Some(s) => vec![s],
+        None => Sharding::ALL.to_vec(),
+    };
+    for &tp in &tps {
+        let rest = c.gpus / tp;
+        for pp in divisors(rest) {
+            if f.pp.is_some_and(|x| x != pp) || pp > m.layers {
+                continue;
+            }
+            let dp = rest / pp;
+            if f.dp.is_some_and(|x| x != dp) || !req.global_batch.is_multiple_of(dp) {
+                continue;
+            }
+            let per_replica = req.global_batch / dp;
+            let sizes: Vec<u32> = match f.microbatch_size {
+                Some(b) => vec![b],
+                None => [1u32, 2, 4, 8, 16].to_vec(),
+            };
+            for b in sizes {
+                if !per_replica.is_multiple_of(b) {
+                    continue;
+                }
+                let mb = per_replica / b;
+                for &(ref name, chunks) in &schedules {
+                    let chunks = if pp == 1 { 1 } else { chunks };
+                    if pp == 1 && name != "1f1b" {
+                        continue;
+                    }
+                    if pp * chunks > m.layers {
+                        continue;
+                    }
+                    if name == "interleaved-1f1b" && !mb.is_multiple_of(pp) {
+                        continue;
+                    }
+                    for &rc in &recomputes {
+                        for sp in sp_options(tp, f.sequence_parallel) {
+                            for &sh in &shardings {
+                                if dp == 1 && sh != Sharding::Ddp {
+                                    continue;
+                                }
+                                count += 1;
+                                let cfg = Config {
+                                    tp,
+                                    pp,
+                                    dp,
+                                    sharding: sh,
+                                    microbatch_size: b,
+                                    microbatches: mb,
+                                    schedule: name.clone(),
+                                    chunks,
+                                    recompute: rc,
+                                    sequence_parallel: sp,
+                                };
+                                let stages = stages_of(req, &cfg)?;
+                                let bound = lower_bound(&cfg, &stages, &req.cluster.device);
+                                out.push(Candidate { cfg, bound, stages });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok((out, count))
+}
+
+fn sp_options(tp: u32, fixed: Option<bool>) -> Vec<bool> {
+    if tp == 1 {
+        return vec![false];
+    }
+    match fixed {
+        Some(x) => vec![x],
+        None => vec![true],
+    }
+}
+
+/// The names the planner searches.
+pub fn planner_schedule_names() -> Vec<&'static str> {
+    let mut v: Vec<&str> = SCHEDULES.iter().map(|(s, _)| *s).collect();
+    v.dedup();
+    v
+}
+
+/// A lower bound on the iteration time: the busiest device's work with no bubble, its static
+/// memory aside; plus the smallest optimizer step.
+fn lower_bound(cfg: &Config, st: &Stages, dev: &DeviceSpec) -> f64 {
+    let Ok(table) = st.costs.resolve(cfg.pp * cfg.chunks, cfg.pp) else {
+        return f64::INFINITY;
+    };
+    let placement = if cfg.schedule.starts_with("interleaved") {
+        crate::ir::Placement::Looped { chunks: cfg.chunks }
+    } else if cfg.chunks == 2 {
+        crate::ir::Placement::VShape
+    } else {
+        crate::ir::Placement::Sequential
+    };
+    let mut work = vec![0.0; cfg.pp as usize];
+    for (s, w) in table.work().iter().enumerate() {
+        work[placement.device_of(s as u32, cfg.pp) as usize] += w;
+    }
+    let busiest = work.iter().copied().fold(0.0, f64::max) * f64::from(cfg.microbatches);
+    let params: f64 = st.params.iter().sum::<f64>() / f64::from(cfg.pp);
+    let local = if cfg.sharding == Sharding::Ddp {
+        params
+    } else {
+        params / f64::from(cfg.dp)
+    };
+    busiest + 0.5 * local * ADAM_TRAFFIC / dev.memory_bandwidth
+}
+
+/// Whether a configuration's parameters, gradients and optimizer state alone exceed the device.
+fn static_memory_exceeds(req: &Request, cand: &Candidate) -> bool {
+    let dev = &req.cluster.device;
+    let (pb, gb, ob) = cand.cfg.sharding.bytes(f64::from(cand.cfg.dp));
+    let per_device = cand.stages.params.iter().sum::<f64>() / f64::from(cand.cfg.pp);
+    per_device * (pb + gb + ob) + RESERVE_BYTES + RESERVE_FRACTION * dev.memory > dev.memory
+}
+
+/// Searches the configurations; `progress(done, all)` after each evaluation.
+pub fn plan(req: &Request, mut progress: impl FnMut(usize, usize)) -> Result<PlanResult, Error> {
+    check(req)?;
+    let (mut cands, enumerated) = enumerate(req)?;
+    if cands.is_empty() {
+        return Err(no_configuration(req));
+    }
+    cands.sort_by(|a, b| a.bound.total_cmp(&b.bound));
+    let top = req.top.max(1);
+    let mut best: Vec<Evaluation> = Vec::new();
+    let mut too_big: Option<Evaluation> = None;
+    let mut simulated = 0usize;
+    let all = cands.len();
+    let mut smallest_static = f64::INFINITY;
+    for (i, cand) in cands.iter().enumerate() {
+        let kth = if best.len() >= top {
+            best[top - 1].iteration_seconds
+        } else {
+            f64::INFINITY
+        };
+        if cand.bound >= kth {
+            progress(all, all);
+            break;
+        }
+        progress(i, all);
+        if static_memory_exceeds(req, cand) {
+            let (pb, gb, ob) = cand.cfg.sharding.bytes(f64::from(cand.cfg.dp));
+            let per = cand.stages.params.iter().sum::<f64>() / f64::from(cand.cfg.pp);
+            smallest_static = smallest_static.min(per * (pb + gb + ob));
+            continue;
+        }
+        let prm = Params::new(cand.cfg.pp, cand.cfg.microbatches)?
+            .with_chunks(cand.cfg.chunks)?
+            .with_costs(cand.stages.costs.clone());
+        let Ok(schedule) = schedule_for(&cand.cfg, &prm) else {
+            continue;
+        };
+        simulated += 1;
+        let ev = finish(req, &cand.cfg, &cand.stages, &schedule)?;
+        if ev.fits {
+            let at = best
+                .iter()
+                .position(|b| ev.iteration_seconds < b.iteration_seconds)
+                .unwrap_or(best.len());
+            best.insert(at, ev);
+            best.truncate(top);
+        } else if too_big
+            .as_ref()
+            .is_none_or(|t| ev.iteration_seconds < t.iteration_seconds)
+        {
+            too_big = Some(ev);
+        }
+    }
+    progress(all, all);
+    let wants_auto = req
+        .fixed
+        .schedules
+        .as_ref()
+        .is_none_or(|v| v.iter().any(|n| n == "auto"));
+    if wants_auto {
+        simulated += refine_with_auto(req, &mut best, top)?;
+    }
+    if best.is_empty() {
+        return Err(match too_big {
+            Some(t) => Error::config(format!(
+                "no configuration fits: the closest needs {:.1} GiB on a device of {:.1} GiB ({}); use more accelerators, accelerators with more memory, or a shorter sequence",
+                t.max_peak() / GIB,
+                req.cluster.device.memory / GIB,
+                describe(&t.config)
+            )),
+            None if smallest_static.is_finite() => Error::config(format!(
+                "no configuration fits: the parameters, gradients and optimizer state alone need at least {:.1} GiB per device on a device of {:.1} GiB; use at least {} accelerators of this kind",
+                smallest_static / GIB,
+                req.cluster.device.memory / GIB,
+                needed_gpus(req, smallest_static)
+            )),
+            None => no_configuration(req),
+        });
+    }
+    let fastest = best[0].iteration_seconds;
+    if too_big
+        .as_ref()
+        .is_some_and(|t| t.iteration_seconds >= fastest)
+    {
+        too_big = None;
+    }
+    Ok(PlanResult {
+        best,
+        faster_but_too_big: too_big,
+        enumerated,
+        simulated,
+    })
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// How many of the best configurations `auto` refines.
+const AUTO_REFINED: usize = 3;
+/// The largest schedule (passes) `auto` refines; its search grows fast with the size.
+const AUTO_MAX_PASSES: u64 = 12_000;
+
+/// Runs `auto` on the best few configurations' shapes at the activation memory each device has
+/// left (sequential and V placements, one and two chunks), keeping what is faster and fits.
+/// Returns the schedules simulated.
+fn refine_with_auto(req: &Request, best: &mut Vec<Evaluation>, top: usize) -> Result<usize, Error> {
+    let mut seen: Vec<Config> = Vec::new();
+    let mut simulated = 0;
+    let shapes: Vec<Evaluation> = best.iter().take(AUTO_REFINED).cloned().collect();
+    for ev in shapes {
+        let mut cfg = ev.config.clone();
+        if cfg.pp == 1 {
+            continue;
+        }
+        cfg.chunks = 2;
+        cfg.schedule = "auto".into();
+        let key = Config {
+            schedule: String::new(),
+            ..cfg.clone()
+        };
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let passes = u64::from(cfg.pp) * 2 * u64::from(cfg.microbatches) * 3;
+        if passes > AUTO_MAX_PASSES {
+            continue;
+        }
+        let st = stages_of(req, &cfg)?;
+        let unit = st
+            .costs
+            .resolve(cfg.pp * 2, cfg.pp)?
+            .unit_bytes
+            .unwrap_or(0.0);
+        if unit <= 0.0 {
+            continue;
+        }
+        // The activation room of the tightest device, from the evaluation's static memory.
+        let room = ev
+            .memory
+            .iter()
+            .map(|m| req.cluster.device.memory - (m.total - m.activations))
+            .fold(f64::INFINITY, f64::min);
+        let units = (room / unit * 1000.0).floor() / 1000.0;
+        if units <= 0.0 {
+            continue;
+        }
+        cfg.schedule = format!("auto@{units}");
+        let prm = Params::new(cfg.pp, cfg.microbatches)?
+            .with_chunks(cfg.chunks)?
+            .with_costs(st.costs.clone());
+        let Ok(schedule) = schedule_for(&cfg, &prm) else {
+            continue;
+        };
+        simulated += 1;
+        let mut got = finish(req, &cfg, &st, &schedule)?;
+        got.config.chunks = schedule.stages / schedule.devices;
+        if got.fits {
+            let at = best
+                .iter()
+                .position(|b| got.iteration_seconds < b.iteration_seconds)
+                .unwrap_or(best.len());
+            best.insert(at, got);
+            best.truncate(top);
+        }
+    }
+    Ok(simulated)
+}
+
+/// The accelerators needed for the static memory to fit, rounded up to whole nodes.
+fn needed_gpus(req: &Request, per_device: f64) -> u32 {
+    let dev = &req.cluster.device;
+    let room = dev.memory - RESERVE_BYTES - RESERVE_FRACTION * dev.memory;
+    let factor = if room > 0.0 {
+        per_device / room
+    } else {
+        f64::INFINITY
+    };
+    let want = (f64::from(req.cluster.gpus) * factor).ceil();
+    let node = f64::from(req.cluster.gpus_per_node);
+    if want.is_finite() && want < f64::from(u32::MAX) {
+        ((want / node).ceil() * node) as u32
+    } else {
+        u32::MAX
+    }
+}
+
+/// Why nothing was enumerated, with the smallest change.
+fn no_configuration(req: &Request) -> Error {
+    let c = &req.cluster;
+    let m = &req.model;
+    let most_dp = c.gpus;
+    if req.global_batch < c.gpus / c.gpus_per_node.min(c.gpus) / m.layers.max(1) {
+        return Error::config(format!(
+            "a global batch of {} sequences cannot feed {} accelerators; raise the global batch or use fewer accelerators",
+            req.global_batch, most_dp
+        ));
+    }
+    let f = &req.fixed;
+    let mut why = Vec::new();
+    if let (Some(t), Some(p)) = (f.tp, f.pp) {
+        if !c.gpus.is_multiple_of(t * p) {
+            why.push(format!(
+                "tensor-parallel {t} times pipeline {p} does not divide {} accelerators",
+                c.gpus
+            ));
+        }
+    }
+    if let Some(p) = f.pp {
+        if p > m.layers {
+            why.push(format!(
+                "a pipeline of {p} devices has more stages than the model's {} layers",
+                m.layers
+            ));
+        }
+    }
+    why.push(format!(
+        "no split of {} accelerators leaves a data-parallel degree that divides the global batch of {} into whole microbatches",
+        c.gpus, req.global_batch
+    ));
+    Error::config(format!(
+        "no configuration matches: {}; free a fixed dimension or change the global batch to a multiple of the data-parallel degree",
+        why[0]
+    ))
+}
+
+/// A configuration in one line: `tp8 pp4 dp8 zero1 b1 m32 interleaved-1f1b×2 selective`.
+pub fn describe(c: &Config) -> String {
+    let sched = if c.chunks > 1 && c.schedule == "interleaved-1f1b" {
+        format!("{}×{}", c.schedule, c.chunks)
+    } else {
+        c.schedule.clone()
+    };
+    format!(
+        "tp{} pp{} dp{} {} b{} m{} {} recompute={}{}",
+        c.tp,
+        c.pp,
+        c.dp,
+        c.sharding.name(),
+        c.microbatch_size,
+        c.microbatches,
+        sched,
+        c.recompute.name(),
+        if c.sequence_parallel { " sp" } else { "" }
+    )
+}

@@ -165,6 +165,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
             "faster_but_too_big": result.faster_but_too_big.as_ref().map(json_of),
             "enumerated": result.enumerated,
             "simulated": result.simulated,
+            "refined_with_auto": result.refined,
             "seconds": seconds,
         });
         return write_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"));
@@ -177,8 +178,8 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         m.name, m.layers, m.hidden, m.heads, m.seq, req.cluster.gpus, d.name, req.cluster.gpus_per_node, req.global_batch
     ));
     out.push_str(&format!(
-        "{} configurations, {} simulated, {:.1} s (the rest pruned: their lower bound could not make the top {})\n\n",
-        result.enumerated, result.simulated, seconds, req.top
+        "{} configurations, {} simulated, {} refined with auto, {:.1} s (the rest pruned: their lower bound could not make the top {})\n\n",
+        result.enumerated, result.simulated, result.refined, seconds, req.top
     ));
     out.push_str(&table(&result.best, d.memory));
     let best = &result.best[0];

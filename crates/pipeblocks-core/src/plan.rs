@@ -322,6 +322,8 @@ pub struct PlanResult {
     pub enumerated: usize,
     /// Configurations simulated.
     pub simulated: usize,
+    /// Of the best, how many shapes `auto` refined.
+    pub refined: usize,
 }
 
 /// Per-stage figures of one configuration, before the schedule runs.
@@ -956,7 +958,7 @@ pub fn plan(req: &Request, mut progress: impl FnMut(usize, usize)) -> Result<Pla
     cands.sort_by(|a, b| a.bound.total_cmp(&b.bound));
     let top = req.top.max(1);
     let mut best: Vec<Evaluation> = Vec::new();
-    let mut too_big: Option<Evaluation> = None;
+    let mut too_big_all: Vec<Evaluation> = Vec::new();
     let mut simulated = 0usize;
     let all = cands.len();
     let mut smallest_static = f64::INFINITY;
@@ -992,11 +994,8 @@ pub fn plan(req: &Request, mut progress: impl FnMut(usize, usize)) -> Result<Pla
                 .unwrap_or(best.len());
             best.insert(at, ev);
             best.truncate(top);
-        } else if too_big
-            .as_ref()
-            .is_none_or(|t| ev.iteration_seconds < t.iteration_seconds)
-        {
-            too_big = Some(ev);
+        } else {
+            too_big_all.push(ev);
         }
     }
     progress(all, all);
@@ -1005,9 +1004,18 @@ pub fn plan(req: &Request, mut progress: impl FnMut(usize, usize)) -> Result<Pla
         .schedules
         .as_ref()
         .is_none_or(|v| v.iter().any(|n| n == "auto"));
-    if wants_auto {
-        simulated += refine_with_auto(req, &mut best, top)?;
-    }
+    let refined = if wants_auto {
+        refine_with_auto(req, &mut best, top)?
+    } else {
+        0
+    };
+    // Of the configurations that do not fit, the one closest to fitting among those faster
+    // than the best (or, when none fits, closest of all): what the next better one lacks.
+    let fastest_fit = best.first().map_or(f64::INFINITY, |b| b.iteration_seconds);
+    let too_big = too_big_all
+        .into_iter()
+        .filter(|t| t.iteration_seconds < fastest_fit)
+        .min_by(|a, b| a.max_peak().total_cmp(&b.max_peak()));
     if best.is_empty() {
         return Err(match too_big {
             Some(t) => Error::config(format!(
@@ -1025,18 +1033,12 @@ pub fn plan(req: &Request, mut progress: impl FnMut(usize, usize)) -> Result<Pla
             None => no_configuration(req),
         });
     }
-    let fastest = best[0].iteration_seconds;
-    if too_big
-        .as_ref()
-        .is_some_and(|t| t.iteration_seconds >= fastest)
-    {
-        too_big = None;
-    }
     Ok(PlanResult {
         best,
         faster_but_too_big: too_big,
         enumerated,
         simulated,
+        refined,
     })
 }
 
@@ -1056,7 +1058,7 @@ fn refine_with_auto(req: &Request, best: &mut Vec<Evaluation>, top: usize) -> Re
     let shapes: Vec<Evaluation> = best.iter().take(AUTO_REFINED).cloned().collect();
     for ev in shapes {
         let mut cfg = ev.config.clone();
-        if cfg.pp == 1 {
+        if cfg.pp == 1 || cfg.pp * 2 > req.model.layers {
             continue;
         }
         cfg.chunks = 2;
@@ -1136,38 +1138,42 @@ fn needed_gpus(req: &Request, per_device: f64) -> u32 {
 fn no_configuration(req: &Request) -> Error {
     let c = &req.cluster;
     let m = &req.model;
-    let most_dp = c.gpus;
-    if req.global_batch < c.gpus / c.gpus_per_node.min(c.gpus) / m.layers.max(1) {
-        return Error::config(format!(
-            "a global batch of {} sequences cannot feed {} accelerators; raise the global batch or use fewer accelerators",
-            req.global_batch, most_dp
-        ));
-    }
     let f = &req.fixed;
-    let mut why = Vec::new();
-    if let (Some(t), Some(p)) = (f.tp, f.pp) {
-        if !c.gpus.is_multiple_of(t * p) {
-            why.push(format!(
-                "tensor-parallel {t} times pipeline {p} does not divide {} accelerators",
-                c.gpus
-            ));
-        }
-    }
     if let Some(p) = f.pp {
         if p > m.layers {
-            why.push(format!(
-                "a pipeline of {p} devices has more stages than the model's {} layers",
-                m.layers
+            return Error::config(format!(
+                "a pipeline of {p} devices has more stages than the model's {} layers; use a pipeline degree of at most {}",
+                m.layers, m.layers
             ));
         }
     }
-    why.push(format!(
-        "no split of {} accelerators leaves a data-parallel degree that divides the global batch of {} into whole microbatches",
-        c.gpus, req.global_batch
-    ));
+    let fixed_product = f.tp.unwrap_or(1) * f.pp.unwrap_or(1) * f.dp.unwrap_or(1);
+    if fixed_product > 0 && !c.gpus.is_multiple_of(fixed_product) {
+        return Error::config(format!(
+            "the fixed parallel degrees multiply to {fixed_product}, which does not divide {} accelerators; fix degrees whose product divides it",
+            c.gpus
+        ));
+    }
+    if let Some(d) = f.dp {
+        if !req.global_batch.is_multiple_of(d) {
+            return Error::config(format!(
+                "a data-parallel degree of {d} needs a global batch that is a multiple of {d} sequences (got {}); raise the global batch or lower the data-parallel degree",
+                req.global_batch
+            ));
+        }
+    }
+    // The fewest replicas any split allows: the accelerators over the largest model-parallel
+    // group (a node of tensor parallelism times a pipeline of every layer).
+    let least_dp = c.gpus / (c.gpus_per_node * m.layers).min(c.gpus).max(1);
+    if req.global_batch < least_dp {
+        return Error::config(format!(
+            "a global batch of {} sequences cannot feed {} accelerators (at least {least_dp} data-parallel replicas); raise the global batch to {least_dp} or more, or use fewer accelerators",
+            req.global_batch, c.gpus
+        ));
+    }
     Error::config(format!(
-        "no configuration matches: {}; free a fixed dimension or change the global batch to a multiple of the data-parallel degree",
-        why[0]
+        "no split of {} accelerators into tensor, pipeline and data-parallel degrees divides the global batch of {} sequences into whole microbatches with the fixed dimensions; use a global batch that is a power of two, or fix fewer dimensions",
+        c.gpus, req.global_batch
     ))
 }
 

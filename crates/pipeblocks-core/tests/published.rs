@@ -7,8 +7,10 @@
 
 use pipeblocks_core::{generate, simulate, Costs, Params, StageCosts};
 
-/// (p, m, T_F, T_B, T_W, T_comm in ms, 1F1B bubble, ZB-H1 bubble)
-const SETTINGS: [(u32, u32, f64, f64, f64, f64, f64, f64); 12] = [
+/// p, m, T_F, T_B, T_W, T_comm (ms), 1F1B's bubble, ZB-H1's bubble.
+type Setting = (u32, u32, f64, f64, f64, f64, f64, f64);
+
+const SETTINGS: [Setting; 12] = [
     (8, 24, 18.522, 18.086, 9.337, 0.601, 0.2431, 0.1585),
     (8, 32, 18.513, 18.086, 9.331, 0.626, 0.1985, 0.1242),
     (8, 64, 18.546, 18.097, 9.321, 0.762, 0.1240, 0.0674),

@@ -76,6 +76,10 @@ pub struct PlanArgs {
     /// Turn sequence parallelism off (it is on with tensor parallelism by default).
     #[arg(long = "no-sequence-parallel")]
     no_sequence_parallel: bool,
+    /// Point-to-point sends: `blocking` (each send holds its device, as Megatron-LM's do; the
+    /// default) or `overlapped` (asynchronous sends only delay their receiver).
+    #[arg(long, default_value = "blocking", value_parser = ["blocking", "overlapped"])]
+    p2p: String,
     /// How many configurations to print.
     #[arg(long, default_value_t = 5, allow_negative_numbers = true,
           value_parser = whole::<usize>("--top", "the configurations to print", 1, Some(1000)))]
@@ -134,6 +138,7 @@ fn request(a: &PlanArgs) -> Result<Request> {
         global_batch: a.global_batch,
         fixed,
         top: a.top,
+        p2p_blocking: a.p2p == "blocking",
     })
 }
 
@@ -415,9 +420,18 @@ fn export(req: &Request, e: &Evaluation, dir: &PathBuf) -> Result<()> {
         Sharding::Zero3 => (1, c.dp),
         _ => (c.dp, 1),
     };
+    // torchtitan places the stages by the schedule class: V-style for ZBVZeroBubble, looped
+    // for the multi-stage classes, one stage per rank for the single ones; the CSV then gives
+    // the order.
+    let class = match schedule.placement {
+        pipeblocks_core::Placement::VShape => "ZBVZeroBubble",
+        pipeblocks_core::Placement::Looped { .. } => "Interleaved1F1B",
+        _ => "1F1B",
+    };
     let toml = format!(
         "# torchtitan configuration fragment written by `pipeblocks plan` for {model} on {gpus} accelerators.\n\
          # Predicted: {it:.3} s per iteration, {tok:.0} tokens/s per accelerator, MFU {mfu:.1}%.\n\
+         # Layers per stage, in stage order: {layers:?} (give them as module_fqns_per_model_part when uneven).\n\
          [parallelism]\n\
          tensor_parallel_degree = {tp}\n\
          enable_sequence_parallel = {sp}\n\
@@ -425,6 +439,7 @@ fn export(req: &Request, e: &Evaluation, dir: &PathBuf) -> Result<()> {
          data_parallel_replicate_degree = {replicate}\n\
          data_parallel_shard_degree = {shard}\n\
          pipeline_parallel_microbatch_size = {b}\n\
+         pipeline_parallel_schedule = \"{class}\"\n\
          pipeline_parallel_schedule_csv = \"schedule.csv\"\n\
          \n\
          [training]\n\
@@ -439,6 +454,7 @@ fn export(req: &Request, e: &Evaluation, dir: &PathBuf) -> Result<()> {
         it = e.iteration_seconds,
         tok = e.tokens_per_second_per_gpu,
         mfu = 100.0 * e.mfu,
+        layers = e.layers_per_stage,
         tp = c.tp,
         sp = c.sequence_parallel,
         pp = c.pp,

@@ -309,6 +309,9 @@ pub struct Request {
     pub fixed: Fixed,
     /// How many configurations to return.
     pub top: usize,
+    /// Whether a point-to-point send holds its device (Megatron-LM's synchronous p2p) or only
+    /// delays the receiver (asynchronous sends).
+    pub p2p_blocking: bool,
 }
 
 /// What [`plan`] found.
@@ -459,6 +462,7 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
     };
     let (p2p_bw, dp_bw) = links(&req.cluster, cfg.tp, cfg.dp);
     let comm = 2.0 * s * b * h / t / p2p_bw + dev.latency;
+    let placement = placement_of(cfg);
     let d = f64::from(cfg.dp);
     let mut out = Stages {
         costs: StageCosts::default(),
@@ -479,6 +483,19 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
         let last = st + 1 == layers.len();
         let mut params = nf * m.layer_params() / t;
         let (mut f, mut bb, mut w) = (nf * f_l, nf * b_l + nf * re_l, nf * w_l);
+        if req.p2p_blocking {
+            // The F's send of its output and the B's send of its input gradient hold the
+            // device when they leave it (docs/published.md: what explains Megatron's
+            // interleaved runs).
+            let here = placement.device_of(st as u32, cfg.pp);
+            let crosses = |other: usize| placement.device_of(other as u32, cfg.pp) != here;
+            if st + 1 < layers.len() && crosses(st + 1) {
+                f += comm;
+            }
+            if st > 0 && crosses(st - 1) {
+                bb += comm;
+            }
+        }
         let mut act = nf * act_l;
         if st == 0 {
             params += v * h / t;
@@ -919,13 +936,7 @@ fn lower_bound(cfg: &Config, st: &Stages, dev: &DeviceSpec) -> f64 {
     let Ok(table) = st.costs.resolve(cfg.pp * cfg.chunks, cfg.pp) else {
         return f64::INFINITY;
     };
-    let placement = if cfg.schedule.starts_with("interleaved") {
-        crate::ir::Placement::Looped { chunks: cfg.chunks }
-    } else if cfg.chunks == 2 {
-        crate::ir::Placement::VShape
-    } else {
-        crate::ir::Placement::Sequential
-    };
+    let placement = placement_of(cfg);
     let mut work = vec![0.0; cfg.pp as usize];
     for (s, w) in table.work().iter().enumerate() {
         work[placement.device_of(s as u32, cfg.pp) as usize] += w;
@@ -938,6 +949,18 @@ fn lower_bound(cfg: &Config, st: &Stages, dev: &DeviceSpec) -> f64 {
         params / f64::from(cfg.dp)
     };
     busiest + 0.5 * local * ADAM_TRAFFIC / dev.memory_bandwidth
+}
+
+/// The placement of a configuration's schedule: looped for interleaved 1F1B, V-shape for the
+/// two-chunk V schedules (and auto's two-chunk table), sequential otherwise.
+fn placement_of(cfg: &Config) -> crate::ir::Placement {
+    if cfg.schedule.starts_with("interleaved") {
+        crate::ir::Placement::Looped { chunks: cfg.chunks }
+    } else if cfg.chunks == 2 {
+        crate::ir::Placement::VShape
+    } else {
+        crate::ir::Placement::Sequential
+    }
 }
 
 /// Whether a configuration's parameters, gradients and optimizer state alone exceed the device.

@@ -20,6 +20,7 @@ fn request(top: usize, schedules: &[&str]) -> Request {
             ..Fixed::default()
         },
         top,
+        p2p_blocking: true,
     }
 }
 

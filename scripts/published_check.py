@@ -124,16 +124,7 @@ SYNC_ABLATION = {("1.5B", 24): (14.5, 13.11), ("6.2B", 24): (4.32, 4.00), ("14.6
 SCHEDULE_ORDER = ["1F1B", "1F1B-I", "ZB-H1", "ZB-H2", "ZB-1p", "ZB-2p"]
 
 
-class UsageError(Exception):
-    pass
-
-
-class RunFailure(Exception):
-    pass
-
-
-def progress(msg):
-    print(msg, file=sys.stderr, flush=True)
+from compare_reference import RunFailure, UsageError, progress  # noqa: E402  (the same script family)
 
 
 def memory_split(model):
@@ -264,10 +255,7 @@ def evaluate(sim, label, model, p, m, costs, mods):
 
 def load_reference(root):
     import compare_reference as cr  # the loader that shims megatron and torch out of the way
-    try:
-        return cr.load_reference(root)[0]
-    except cr.UsageError as e:
-        raise UsageError(str(e))
+    return cr.load_reference(root)[0]
 
 
 def ratio_row(table, model, p, m, label, base, other, measured):

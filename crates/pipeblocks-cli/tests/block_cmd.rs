@@ -1,18 +1,8 @@
 //! `pipeblocks block`, `generate --block` and `frontier` from the outside: output and exit codes.
 
-use std::process::Command;
+mod common;
 
-fn pipeblocks(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pipeblocks"))
-        .args(args)
-        .output()
-        .expect("run pipeblocks");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::run as pipeblocks;
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("pipeblocks-block-cmd-{}", std::process::id()));

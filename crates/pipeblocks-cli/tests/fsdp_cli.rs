@@ -1,18 +1,8 @@
 //! `simulate`/`compare` with `--fsdp`: reports, exports and exit codes.
 
-use std::process::Command;
+mod common;
 
-fn pipeblocks(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pipeblocks"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::run as pipeblocks;
 
 #[test]
 fn simulate_reports_per_device_fsdp_figures_and_writes_collectives() {

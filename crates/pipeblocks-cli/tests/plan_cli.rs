@@ -2,31 +2,9 @@
 //! exported schedule simulating to the predicted time, fixed dimensions, and one clear line
 //! for each impossible request.
 
-use std::process::Command;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pipeblocks");
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run pipeblocks");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let (rc, out, err) = run(args);
-    assert_eq!(rc, 0, "{args:?}: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
-}
-
-fn num(v: &serde_json::Value, key: &str) -> f64 {
-    v[key].as_f64().unwrap_or_else(|| panic!("no {key} in {v}"))
-}
+use common::{json, num, run};
 
 /// A small search: a 7B model on 16 accelerators with the pipeline degree and sharding fixed.
 const SMALL: &[&str] = &[

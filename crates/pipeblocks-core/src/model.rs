@@ -93,24 +93,10 @@ struct Preset {
     gated: bool,
 }
 
-/// One row of [`PRESETS`] with multi-head attention, in the order of [`ModelSpec`]'s fields.
+/// One row of [`PRESETS`], in the order of [`ModelSpec`]'s fields (`kv_heads` = `heads` without
+/// grouped-query attention).
 #[allow(clippy::too_many_arguments)]
-const fn preset(
-    name: &'static str,
-    layers: u32,
-    hidden: u64,
-    heads: u64,
-    seq: u64,
-    vocab: u64,
-    ffn: u64,
-    gated: bool,
-) -> Preset {
-    gqa(name, layers, hidden, heads, heads, seq, vocab, ffn, gated)
-}
-
-/// One row of [`PRESETS`] with grouped-query attention (`kv_heads` key/value heads).
-#[allow(clippy::too_many_arguments)]
-const fn gqa(
+const fn row(
     name: &'static str,
     layers: u32,
     hidden: u64,
@@ -134,25 +120,25 @@ const fn gqa(
     }
 }
 
-/// Named public model sizes: layers, hidden, heads (key/value heads), sequence, vocabulary,
+/// Named public model sizes: layers, hidden, heads, key/value heads, sequence, vocabulary,
 /// feed-forward, gated. Sources in docs/plan.md: the GPT-3 paper's Table 2.1 (the `gpt3-*`
 /// rows; context 2048, GPT-2's vocabulary), the Llama 2 and Llama 3 papers and their released
 /// configurations.
 const PRESETS: &[Preset] = &[
-    preset("gpt-1.3b", 24, 2048, 16, 2048, 50257, 8192, false),
-    preset("gpt-2.7b", 32, 2560, 32, 2048, 50257, 10240, false),
-    preset("gpt-7b", 32, 4096, 32, 2048, 50257, 16384, false),
-    preset("gpt-13b", 40, 5120, 40, 2048, 50257, 20480, false),
-    preset("llama-7b", 32, 4096, 32, 4096, 32000, 11008, true),
-    preset("llama-13b", 40, 5120, 40, 4096, 32000, 13824, true),
-    preset("gpt3-6.7b", 32, 4096, 32, 2048, 50257, 16384, false),
-    preset("gpt3-175b", 96, 12288, 96, 2048, 50257, 49152, false),
-    preset("llama2-7b", 32, 4096, 32, 4096, 32000, 11008, true),
-    preset("llama2-13b", 40, 5120, 40, 4096, 32000, 13824, true),
-    gqa("llama2-70b", 80, 8192, 64, 8, 4096, 32000, 28672, true),
-    gqa("llama3-8b", 32, 4096, 32, 8, 8192, 128256, 14336, true),
-    gqa("llama3-70b", 80, 8192, 64, 8, 8192, 128256, 28672, true),
-    gqa("llama3-405b", 126, 16384, 128, 8, 8192, 128256, 53248, true),
+    row("gpt-1.3b", 24, 2048, 16, 16, 2048, 50257, 8192, false),
+    row("gpt-2.7b", 32, 2560, 32, 32, 2048, 50257, 10240, false),
+    row("gpt-7b", 32, 4096, 32, 32, 2048, 50257, 16384, false),
+    row("gpt-13b", 40, 5120, 40, 40, 2048, 50257, 20480, false),
+    row("llama-7b", 32, 4096, 32, 32, 4096, 32000, 11008, true),
+    row("llama-13b", 40, 5120, 40, 40, 4096, 32000, 13824, true),
+    row("gpt3-6.7b", 32, 4096, 32, 32, 2048, 50257, 16384, false),
+    row("gpt3-175b", 96, 12288, 96, 96, 2048, 50257, 49152, false),
+    row("llama2-7b", 32, 4096, 32, 32, 4096, 32000, 11008, true),
+    row("llama2-13b", 40, 5120, 40, 40, 4096, 32000, 13824, true),
+    row("llama2-70b", 80, 8192, 64, 8, 4096, 32000, 28672, true),
+    row("llama3-8b", 32, 4096, 32, 8, 8192, 128256, 14336, true),
+    row("llama3-70b", 80, 8192, 64, 8, 8192, 128256, 28672, true),
+    row("llama3-405b", 126, 16384, 128, 8, 8192, 128256, 53248, true),
 ];
 
 impl ModelSpec {

@@ -557,10 +557,7 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
 /// Evaluates one configuration: simulates its schedule and its training step.
 pub fn evaluate(req: &Request, cfg: &Config) -> Result<Evaluation, Error> {
     let st = stages_of(req, cfg)?;
-    let prm = Params::new(cfg.pp, cfg.microbatches)?
-        .with_chunks(cfg.chunks)?
-        .with_costs(st.costs.clone());
-    let schedule = schedule_for(cfg, &prm)?;
+    let schedule = schedule_of(cfg, &st.costs)?;
     finish(req, cfg, &st, &schedule)
 }
 
@@ -569,10 +566,7 @@ pub fn evaluate(req: &Request, cfg: &Config) -> Result<Evaluation, Error> {
 /// under it gives [`Evaluation::pipeline_seconds`]).
 pub fn build(req: &Request, cfg: &Config) -> Result<(Schedule, String), Error> {
     let st = stages_of(req, cfg)?;
-    let prm = Params::new(cfg.pp, cfg.microbatches)?
-        .with_chunks(cfg.chunks)?
-        .with_costs(st.costs.clone());
-    let schedule = schedule_for(cfg, &prm)?;
+    let schedule = schedule_of(cfg, &st.costs)?;
     let text = crate::format::stage_costs::write_with_bytes(
         &st.table,
         st.comm,
@@ -581,6 +575,14 @@ pub fn build(req: &Request, cfg: &Config) -> Result<(Schedule, String), Error> {
     );
     crate::format::stage_costs::read(&text)?;
     Ok((schedule, text))
+}
+
+/// The schedule a configuration runs under its stage costs.
+fn schedule_of(cfg: &Config, costs: &StageCosts) -> Result<Schedule, Error> {
+    let prm = Params::new(cfg.pp, cfg.microbatches)?
+        .with_chunks(cfg.chunks)?
+        .with_costs(costs.clone());
+    schedule_for(cfg, &prm)
 }
 
 fn schedule_for(cfg: &Config, prm: &Params) -> Result<Schedule, Error> {
@@ -724,6 +726,16 @@ fn binding(ev: &Evaluation, capacity: f64) -> String {
     } else {
         format!("{what} ({:.0}% of the iteration)", 100.0 * x / t)
     }
+}
+
+/// Puts `ev` into the `top` fastest `best` (kept sorted, fastest first).
+fn offer(best: &mut Vec<Evaluation>, ev: Evaluation, top: usize) {
+    let at = best
+        .iter()
+        .position(|b| ev.iteration_seconds < b.iteration_seconds)
+        .unwrap_or(best.len());
+    best.insert(at, ev);
+    best.truncate(top);
 }
 
 /// A configuration to evaluate, with the lower bound of its iteration time.
@@ -1002,21 +1014,13 @@ pub fn plan(req: &Request, mut progress: impl FnMut(usize, usize)) -> Result<Pla
             smallest_static = smallest_static.min(per * (pb + gb + ob));
             continue;
         }
-        let prm = Params::new(cand.cfg.pp, cand.cfg.microbatches)?
-            .with_chunks(cand.cfg.chunks)?
-            .with_costs(cand.stages.costs.clone());
-        let Ok(schedule) = schedule_for(&cand.cfg, &prm) else {
+        let Ok(schedule) = schedule_of(&cand.cfg, &cand.stages.costs) else {
             continue;
         };
         simulated += 1;
         let ev = finish(req, &cand.cfg, &cand.stages, &schedule)?;
         if ev.fits {
-            let at = best
-                .iter()
-                .position(|b| ev.iteration_seconds < b.iteration_seconds)
-                .unwrap_or(best.len());
-            best.insert(at, ev);
-            best.truncate(top);
+            offer(&mut best, ev, top);
         } else {
             too_big_all.push(ev);
         }
@@ -1118,22 +1122,14 @@ fn refine_with_auto(req: &Request, best: &mut Vec<Evaluation>, top: usize) -> Re
             continue;
         }
         cfg.schedule = format!("auto@{units}");
-        let prm = Params::new(cfg.pp, cfg.microbatches)?
-            .with_chunks(cfg.chunks)?
-            .with_costs(st.costs.clone());
-        let Ok(schedule) = schedule_for(&cfg, &prm) else {
+        let Ok(schedule) = schedule_of(&cfg, &st.costs) else {
             continue;
         };
         simulated += 1;
         let mut got = finish(req, &cfg, &st, &schedule)?;
         got.config.chunks = schedule.stages / schedule.devices;
         if got.fits {
-            let at = best
-                .iter()
-                .position(|b| got.iteration_seconds < b.iteration_seconds)
-                .unwrap_or(best.len());
-            best.insert(at, got);
-            best.truncate(top);
+            offer(best, got, top);
         }
     }
     Ok(simulated)

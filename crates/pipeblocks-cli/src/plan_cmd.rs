@@ -218,11 +218,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
 }
 
 fn schedule_label(c: &Config) -> String {
-    if c.chunks > 1 && c.schedule == "interleaved-1f1b" {
-        format!("{}×{}", c.schedule, c.chunks)
-    } else {
-        c.schedule.clone()
-    }
+    plan::schedule_label(c)
 }
 
 fn table(rows: &[Evaluation], capacity: f64) -> String {
@@ -332,6 +328,7 @@ fn json_of(e: &Evaluation) -> serde_json::Value {
         "sharding": c.sharding,
         "schedule": c.schedule,
         "chunks": c.chunks,
+        "group": c.group,
         "microbatch_size": c.microbatch_size,
         "microbatches": c.microbatches,
         "recompute": c.recompute,

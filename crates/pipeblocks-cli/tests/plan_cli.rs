@@ -168,6 +168,62 @@ fn a_fully_fixed_configuration_is_evaluated() {
     assert!(layers[7] <= layers[0]);
 }
 
+#[test]
+fn zero3_and_zeropp_run_on_the_fsdp_simulator() {
+    let v = json(&[
+        "plan",
+        "--model",
+        "llama2-7b",
+        "--gpus",
+        "16",
+        "--global-batch",
+        "64",
+        "--tp",
+        "2",
+        "--pp",
+        "2",
+        "--sharding",
+        "zero3",
+        "--schedules",
+        "zeropp,zb-v",
+        "--microbatch-size",
+        "1",
+        "--recompute",
+        "selective",
+        "--top",
+        "20",
+        "--json",
+    ]);
+    let configs = v["configurations"].as_array().unwrap();
+    let zeropp: Vec<_> = configs
+        .iter()
+        .filter(|c| c["schedule"] == "zeropp")
+        .collect();
+    assert!(
+        !zeropp.is_empty(),
+        "no ZeroPP configuration among {}",
+        configs.len()
+    );
+    for c in configs {
+        assert_eq!(c["sharding"], "zero3");
+        let group = num(c, "group");
+        if c["schedule"] == "zeropp" {
+            assert!(group >= 1.0 && num(c, "microbatches") % group == 0.0, "{c}");
+        } else {
+            assert_eq!(group, 0.0);
+        }
+        // The gathered parameters and full gradients of a stage live during its windows.
+        for mb in c["memory"].as_array().unwrap() {
+            assert!(num(mb, "gathered") > 0.0, "{mb}");
+            // Shards of 2 bytes of parameters and 12 of optimizer state per parameter.
+            assert!(
+                (num(mb, "optimizer") - 6.0 * num(mb, "params")).abs() < 1.0,
+                "{mb}"
+            );
+        }
+    }
+}
+
 fn refused(args: &[&str], needle: &str) {
     let (rc, out, err) = run(args);
     assert_eq!(rc, 2, "{args:?}: {out}{err}");

@@ -185,6 +185,7 @@ pub const SCHEDULES: &[(&str, u32)] = &[
     ("zb-v", 2),
     ("v-half", 2),
     ("v-min", 2),
+    ("zeropp", 2),
 ];
 
 /// One configuration.
@@ -206,6 +207,8 @@ pub struct Config {
     pub schedule: String,
     /// Stages per device (interleaved and V schedules: more than 1).
     pub chunks: u32,
+    /// ZeroPP's scheduling unit, microbatches (its FSDP gather window); 0 for other schedules.
+    pub group: u32,
     /// Activation recomputation.
     pub recompute: Recompute,
     /// Sequence parallelism with tensor parallelism.
@@ -346,6 +349,8 @@ struct Stages {
     recompute: Vec<f64>,
     /// Gradient sync per stage at the end of the step, seconds (ZeRO-3: 0).
     grad_sync: Vec<f64>,
+    /// Bandwidth of the data-parallel group's collectives, bytes/s.
+    dp_bandwidth: f64,
     /// Model FLOPs of one iteration (no recomputation).
     model_flops: f64,
 }
@@ -474,6 +479,7 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
         tp_comm: Vec::new(),
         recompute: Vec::new(),
         grad_sync: Vec::new(),
+        dp_bandwidth: dp_bw,
         model_flops: 0.0,
     };
     let mut table = Vec::new();
@@ -514,13 +520,8 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
                 0.0
             }
         };
+        // ZeRO-3's gathers and reduce-scatters are simulated with the schedule (`finish`).
         let grad_sync = if cfg.sharding == Sharding::Zero3 {
-            // Per microbatch: gather before F and before B, reduce-scatter after W; what the
-            // pass before does not cover is added to the pass.
-            let gather = ring(1.0);
-            f += (gather - f).max(0.0);
-            bb += (gather - bb).max(0.0);
-            w += (gather - w).max(0.0);
             0.0
         } else {
             ring(2.0)
@@ -579,9 +580,12 @@ pub fn build(req: &Request, cfg: &Config) -> Result<(Schedule, String), Error> {
 
 /// The schedule a configuration runs under its stage costs.
 fn schedule_of(cfg: &Config, costs: &StageCosts) -> Result<Schedule, Error> {
-    let prm = Params::new(cfg.pp, cfg.microbatches)?
+    let mut prm = Params::new(cfg.pp, cfg.microbatches)?
         .with_chunks(cfg.chunks)?
         .with_costs(costs.clone());
+    if cfg.group > 0 {
+        prm = prm.with_group(cfg.group)?;
+    }
     schedule_for(cfg, &prm)
 }
 
@@ -607,12 +611,11 @@ fn finish(
     schedule: &Schedule,
 ) -> Result<Evaluation, Error> {
     let dev = &req.cluster.device;
-    let r = simulate(schedule, &st.costs)?;
+    let r0 = simulate(schedule, &st.costs)?;
     let p = cfg.pp as usize;
     let d = f64::from(cfg.dp);
     let (pb, gb, ob) = cfg.sharding.bytes(d);
     let mut dev_params = vec![0.0; p];
-    let mut dev_max_stage = vec![0.0f64; p];
     let mut tp_comm = vec![0.0; p];
     let mut recompute = vec![0.0; p];
     // A table of more stages than the schedule's (auto may pick one chunk per device from a
@@ -621,7 +624,6 @@ fn finish(
     for (i, &pr) in st.params.iter().enumerate() {
         let dv = schedule.device_of((i / k) as u32) as usize;
         dev_params[dv] += pr;
-        dev_max_stage[dv] = dev_max_stage[dv].max(pr);
         tp_comm[dv] += st.tp_comm[i] * f64::from(cfg.microbatches);
         recompute[dv] += st.recompute[i] * f64::from(cfg.microbatches);
     }
@@ -643,43 +645,77 @@ fn finish(
         overlap_grad_sync: true,
         iterations: crate::step::DEFAULT_ITERATIONS,
     };
-    let step = step_of(schedule, &st.costs, &model, &r)?;
     let unit = st
         .costs
         .resolve(schedule.stages, schedule.devices)?
         .unit_bytes
         .unwrap_or(0.0);
     let reserve = RESERVE_BYTES + RESERVE_FRACTION * dev.memory;
-    let memory: Vec<MemoryBreakdown> = (0..p)
-        .map(|i| {
-            let gathered = if cfg.sharding == Sharding::Zero3 {
-                dev_max_stage[i] * (PARAM_BYTES + GRAD_BYTES)
-            } else {
-                0.0
-            };
-            let mut mb = MemoryBreakdown {
-                params: dev_params[i] * pb,
-                grads: dev_params[i] * gb,
-                optimizer: dev_params[i] * ob,
-                gathered,
-                activations: r.peak_activation[i] * unit,
-                reserved: reserve,
-                total: 0.0,
-            };
-            mb.total =
-                mb.params + mb.grads + mb.optimizer + mb.gathered + mb.activations + mb.reserved;
-            mb
-        })
-        .collect();
+    let shards = |i: usize| MemoryBreakdown {
+        params: dev_params[i] * pb,
+        grads: dev_params[i] * gb,
+        optimizer: dev_params[i] * ob,
+        reserved: reserve,
+        ..MemoryBreakdown::default()
+    };
+    // The flush, its period and each device's memory: with ZeRO-3 from the FSDP simulator
+    // (`simulate --fsdp`'s: gathers and reduce-scatters on their own stream, gathered buffers
+    // and full gradients counted while they live), else from the engine and the step model.
+    let (r, pipeline, period, dp_exposed, memory) = if cfg.sharding == Sharding::Zero3 && cfg.dp > 1
+    {
+        let mut sched_params = vec![0.0; schedule.stages as usize];
+        for (i, &pr) in st.params.iter().enumerate() {
+            sched_params[i / k] += pr;
+        }
+        let f = crate::fsdp::FsdpConfig::new(cfg.dp, st.dp_bandwidth, dev.latency, sched_params);
+        let window = if cfg.group > 0 {
+            cfg.group
+        } else {
+            cfg.microbatches
+        };
+        let plan = crate::fsdp::FsdpPlan::derive(schedule, window, &st.costs, &f)?;
+        let res = crate::fsdp::simulate_fsdp(schedule, &plan, &st.costs, &f)?;
+        let opt = optimizer.iter().copied().fold(0.0, f64::max);
+        let memory: Vec<MemoryBreakdown> = (0..p)
+            .map(|i| {
+                let mut mb = shards(i);
+                mb.activations = res.peak_activation[i];
+                let statics = mb.params + mb.grads + mb.optimizer;
+                // The buffers at the device's peak: what the peak holds beyond the shards and
+                // the activations' own peak (at least 0).
+                mb.gathered = (res.peak_memory[i] - statics - mb.activations).max(0.0);
+                mb.total = statics + mb.gathered + mb.activations + mb.reserved;
+                mb
+            })
+            .collect();
+        let exposed = res.max_exposed_comm();
+        (
+            res.compute.clone(),
+            res.makespan,
+            res.makespan + opt,
+            exposed,
+            memory,
+        )
+    } else {
+        let step = step_of(schedule, &st.costs, &model, &r0)?;
+        let memory: Vec<MemoryBreakdown> = (0..p)
+            .map(|i| {
+                let mut mb = shards(i);
+                mb.activations = r0.peak_activation[i] * unit;
+                mb.total = mb.params + mb.grads + mb.optimizer + mb.activations + mb.reserved;
+                mb
+            })
+            .collect();
+        let exposed = step.grad_sync_exposed.iter().copied().fold(0.0, f64::max);
+        (r0.clone(), r0.makespan, step.period, exposed, memory)
+    };
     let peak: Vec<f64> = memory.iter().map(|m| m.total).collect();
     let fits = peak.iter().all(|&x| x <= dev.memory);
-    let period = step.period;
     let gpus = f64::from(req.cluster.gpus);
     let tokens = f64::from(req.global_batch) * req.model.seq as f64;
     let busiest = (0..p)
         .max_by(|&x, &y| r.busy[x].total_cmp(&r.busy[y]))
         .unwrap_or(0);
-    let dp_exposed = step.grad_sync_exposed.iter().copied().fold(0.0, f64::max);
     let opt_max = optimizer.iter().copied().fold(0.0, f64::max);
     let mut ev = Evaluation {
         config: cfg.clone(),
@@ -690,8 +726,8 @@ fn finish(
         peak_memory_bytes: peak,
         memory,
         fits,
-        pipeline_seconds: r.makespan,
-        bubble_rate: step.period_bubble_rate,
+        pipeline_seconds: pipeline,
+        bubble_rate: 1.0 - r.busy.iter().sum::<f64>() / (p as f64 * period),
         tp_comm_seconds: tp_comm[busiest],
         dp_exposed_seconds: dp_exposed,
         optimizer_seconds: opt_max,
@@ -893,28 +929,39 @@ fn enumerate(req: &Request) -> Result<(Vec<Candidate>, usize), Error> {
                     if name == "interleaved-1f1b" && !mb.is_multiple_of(pp) {
                         continue;
                     }
-                    for &rc in &recomputes {
-                        for sp in sp_options(tp, f.sequence_parallel) {
-                            for &sh in &shardings {
-                                if dp == 1 && sh != Sharding::Ddp {
-                                    continue;
+                    // ZeroPP only with sharded parameters: its units are FSDP gather windows.
+                    let groups: Vec<u32> = if name == "zeropp" {
+                        zeropp_groups(mb)
+                    } else {
+                        vec![0]
+                    };
+                    for &group in &groups {
+                        for &rc in &recomputes {
+                            for sp in sp_options(tp, f.sequence_parallel) {
+                                for &sh in &shardings {
+                                    if (dp == 1 && sh != Sharding::Ddp)
+                                        || (group > 0 && (sh != Sharding::Zero3 || dp == 1))
+                                    {
+                                        continue;
+                                    }
+                                    count += 1;
+                                    let cfg = Config {
+                                        tp,
+                                        pp,
+                                        dp,
+                                        sharding: sh,
+                                        microbatch_size: b,
+                                        microbatches: mb,
+                                        schedule: name.clone(),
+                                        chunks,
+                                        group,
+                                        recompute: rc,
+                                        sequence_parallel: sp,
+                                    };
+                                    let stages = stages_of(req, &cfg)?;
+                                    let bound = lower_bound(&cfg, &stages, &req.cluster.device);
+                                    out.push(Candidate { cfg, bound, stages });
                                 }
-                                count += 1;
-                                let cfg = Config {
-                                    tp,
-                                    pp,
-                                    dp,
-                                    sharding: sh,
-                                    microbatch_size: b,
-                                    microbatches: mb,
-                                    schedule: name.clone(),
-                                    chunks,
-                                    recompute: rc,
-                                    sequence_parallel: sp,
-                                };
-                                let stages = stages_of(req, &cfg)?;
-                                let bound = lower_bound(&cfg, &stages, &req.cluster.device);
-                                out.push(Candidate { cfg, bound, stages });
                             }
                         }
                     }
@@ -923,6 +970,19 @@ fn enumerate(req: &Request) -> Result<(Vec<Candidate>, usize), Error> {
         }
     }
     Ok((out, count))
+}
+
+/// ZeroPP's scheduling units tried for `m` microbatches: the divisors of `m` among 1, 2, 4, 8
+/// and 16, and `m` itself (breadth-first).
+fn zeropp_groups(m: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = [1u32, 2, 4, 8, 16]
+        .into_iter()
+        .filter(|u| *u <= m && m.is_multiple_of(*u))
+        .collect();
+    if !v.contains(&m) {
+        v.push(m);
+    }
+    v
 }
 
 fn sp_options(tp: u32, fixed: Option<bool>) -> Vec<bool> {
@@ -966,7 +1026,7 @@ fn lower_bound(cfg: &Config, st: &Stages, dev: &DeviceSpec) -> f64 {
 /// The placement of a configuration's schedule: looped for interleaved 1F1B, V-shape for the
 /// two-chunk V schedules (and auto's two-chunk table), sequential otherwise.
 fn placement_of(cfg: &Config) -> crate::ir::Placement {
-    if cfg.schedule.starts_with("interleaved") {
+    if cfg.schedule.starts_with("interleaved") || cfg.schedule == "zeropp" {
         crate::ir::Placement::Looped { chunks: cfg.chunks }
     } else if cfg.chunks == 2 {
         crate::ir::Placement::VShape
@@ -1089,6 +1149,7 @@ fn refine_with_auto(req: &Request, best: &mut Vec<Evaluation>, top: usize) -> Re
             continue;
         }
         cfg.chunks = 2;
+        cfg.group = 0;
         cfg.schedule = "auto".into();
         let key = Config {
             schedule: String::new(),
@@ -1196,13 +1257,21 @@ fn no_configuration(req: &Request) -> Error {
     ))
 }
 
-/// A configuration in one line: `tp8 pp4 dp8 zero1 b1 m32 interleaved-1f1b×2 selective`.
-pub fn describe(c: &Config) -> String {
-    let sched = if c.chunks > 1 && c.schedule == "interleaved-1f1b" {
+/// A configuration's schedule in a few characters: `interleaved-1f1b×4` (chunks per device),
+/// `zeropp/4` (microbatches per unit), the name otherwise.
+pub fn schedule_label(c: &Config) -> String {
+    if c.chunks > 1 && c.schedule == "interleaved-1f1b" {
         format!("{}×{}", c.schedule, c.chunks)
+    } else if c.group > 0 {
+        format!("{}/{}", c.schedule, c.group)
     } else {
         c.schedule.clone()
-    };
+    }
+}
+
+/// A configuration in one line: `tp8 pp4 dp8 zero1 b1 m32 interleaved-1f1b×2 selective`.
+pub fn describe(c: &Config) -> String {
+    let sched = schedule_label(c);
     format!(
         "tp{} pp{} dp{} {} b{} m{} {} recompute={}{}",
         c.tp,

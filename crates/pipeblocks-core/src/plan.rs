@@ -558,8 +558,82 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
 /// Evaluates one configuration: simulates its schedule and its training step.
 pub fn evaluate(req: &Request, cfg: &Config) -> Result<Evaluation, Error> {
     let st = stages_of(req, cfg)?;
-    let schedule = schedule_of(cfg, &st.costs)?;
-    finish(req, cfg, &st, &schedule)
+    run_config(req, cfg, &st)
+}
+
+/// The microbatch counts a configuration is simulated at: its own when small, else two counts
+/// in its steady state (`None`), between which [`run_config`] extrapolates.
+fn sampled_counts(cfg: &Config) -> Option<(u32, u32)> {
+    let step = if cfg.group > 0 {
+        lcm(cfg.pp, cfg.group)
+    } else {
+        cfg.pp
+    };
+    let up = |x: u32| x.div_ceil(step) * step;
+    // Past the warm-up of every schedule here (at most about 2·p·v microbatches in flight),
+    // then at least one more full round of the pipeline.
+    let m1 = up(4 * cfg.pp * cfg.chunks);
+    let m2 = m1 + up(2 * cfg.pp * cfg.chunks);
+    (cfg.microbatches > m2 + step).then_some((m1, m2))
+}
+
+fn lcm(a: u32, b: u32) -> u32 {
+    let gcd = |mut x: u32, mut y: u32| {
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        x
+    };
+    a / gcd(a, b).max(1) * b
+}
+
+/// Evaluates a configuration whose stage costs are known. A long step (many microbatches) is
+/// simulated at two microbatch counts `m1 < m2` in its steady state and extrapolated: every
+/// schedule here repeats a fixed pattern once past its warm-up, so its time and memory grow by
+/// the same amount per microbatch from then on (zero for bounded memory), and that slope, taken
+/// from the simulator itself, carries them to `m`.
+fn run_config(req: &Request, cfg: &Config, st: &Stages) -> Result<Evaluation, Error> {
+    let Some((m1, m2)) = sampled_counts(cfg) else {
+        let schedule = schedule_of(cfg, &st.costs)?;
+        return finish(req, cfg, st, &schedule);
+    };
+    let at = |m: u32| -> Result<Evaluation, Error> {
+        let mut c = cfg.clone();
+        c.microbatches = m;
+        if c.group == cfg.microbatches {
+            c.group = m; // breadth-first: one unit of all microbatches
+        }
+        let schedule = schedule_of(&c, &st.costs)?;
+        finish(req, &c, st, &schedule)
+    };
+    let (e1, e2) = (at(m1)?, at(m2)?);
+    let k = f64::from(cfg.microbatches - m2) / f64::from(m2 - m1);
+    let ext = |a: f64, b: f64| b + (b - a).max(0.0) * k;
+    let mut ev = e2.clone();
+    ev.config = cfg.clone();
+    ev.iteration_seconds = ext(e1.iteration_seconds, e2.iteration_seconds);
+    ev.pipeline_seconds = ext(e1.pipeline_seconds, e2.pipeline_seconds);
+    ev.tp_comm_seconds = ext(e1.tp_comm_seconds, e2.tp_comm_seconds);
+    ev.recompute_seconds = ext(e1.recompute_seconds, e2.recompute_seconds);
+    for (m, (a, b)) in ev.memory.iter_mut().zip(e1.memory.iter().zip(&e2.memory)) {
+        m.activations = ext(a.activations, b.activations);
+        m.gathered = ext(a.gathered, b.gathered);
+        m.total = m.params + m.grads + m.optimizer + m.gathered + m.activations + m.reserved;
+    }
+    ev.peak_memory_bytes = ev.memory.iter().map(|m| m.total).collect();
+    let dev = &req.cluster.device;
+    let gpus = f64::from(req.cluster.gpus);
+    let period = ev.iteration_seconds;
+    ev.fits = ev.peak_memory_bytes.iter().all(|&x| x <= dev.memory);
+    ev.tokens_per_second_per_gpu =
+        f64::from(req.global_batch) * req.model.seq as f64 / period / gpus;
+    ev.mfu = st.model_flops / (period * gpus * dev.flops);
+    // The idle share shrinks towards the steady state's: busy time grows by m's work.
+    let busy2 = (1.0 - e2.bubble_rate) * e2.iteration_seconds;
+    let busy = busy2 * f64::from(cfg.microbatches) / f64::from(m2);
+    ev.bubble_rate = (1.0 - busy / period).max(0.0);
+    ev.binding = binding(&ev, dev.memory);
+    Ok(ev)
 }
 
 /// What a configuration runs: its schedule, and its stage costs as a stage-cost file (the
@@ -1074,11 +1148,10 @@ pub fn plan(req: &Request, mut progress: impl FnMut(usize, usize)) -> Result<Pla
             smallest_static = smallest_static.min(per * (pb + gb + ob));
             continue;
         }
-        let Ok(schedule) = schedule_of(&cand.cfg, &cand.stages.costs) else {
+        let Ok(ev) = run_config(req, &cand.cfg, &cand.stages) else {
             continue;
         };
         simulated += 1;
-        let ev = finish(req, &cand.cfg, &cand.stages, &schedule)?;
         if ev.fits {
             offer(&mut best, ev, top);
         } else {
@@ -1284,4 +1357,73 @@ pub fn describe(c: &Config) -> String {
         c.recompute.name(),
         if c.sequence_parallel { " sp" } else { "" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Request {
+        Request {
+            model: ModelSpec::parse("llama2-7b,seq=2048").unwrap(),
+            cluster: Cluster {
+                gpus: 32,
+                gpus_per_node: 8,
+                device: DeviceSpec::preset("h100").unwrap(),
+            },
+            global_batch: 512,
+            fixed: Fixed::default(),
+            top: 1,
+            p2p_blocking: true,
+        }
+    }
+
+    /// The extrapolation of a long step from two sampled microbatch counts agrees with the
+    /// simulation of the whole step.
+    #[test]
+    fn extrapolated_steps_match_the_full_simulation() {
+        let req = request();
+        for (schedule, chunks, group, sharding) in [
+            ("1f1b", 1, 0, Sharding::Zero1),
+            ("zb-h1", 1, 0, Sharding::Zero1),
+            ("interleaved-1f1b", 2, 0, Sharding::Ddp),
+            ("zb-v", 2, 0, Sharding::Zero2),
+            ("v-half", 2, 0, Sharding::Zero1),
+            ("zeropp", 2, 4, Sharding::Zero3),
+        ] {
+            let cfg = Config {
+                tp: 2,
+                pp: 4,
+                dp: 4,
+                sharding,
+                microbatch_size: 1,
+                microbatches: 128,
+                schedule: schedule.into(),
+                chunks,
+                group,
+                recompute: Recompute::Selective,
+                sequence_parallel: true,
+            };
+            assert!(
+                sampled_counts(&cfg).is_some(),
+                "{schedule}: not extrapolated"
+            );
+            let st = stages_of(&req, &cfg).unwrap();
+            let ext = run_config(&req, &cfg, &st).unwrap();
+            let full = finish(&req, &cfg, &st, &schedule_of(&cfg, &st.costs).unwrap()).unwrap();
+            let rel = |a: f64, b: f64| (a - b).abs() / b;
+            assert!(
+                rel(ext.iteration_seconds, full.iteration_seconds) < 0.005,
+                "{schedule}: {} extrapolated, {} simulated",
+                ext.iteration_seconds,
+                full.iteration_seconds
+            );
+            assert!(
+                rel(ext.max_peak(), full.max_peak()) < 0.01,
+                "{schedule}: peak {} extrapolated, {} simulated",
+                ext.max_peak(),
+                full.max_peak()
+            );
+        }
+    }
 }

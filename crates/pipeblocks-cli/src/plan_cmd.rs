@@ -101,7 +101,13 @@ const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 fn request(a: &PlanArgs) -> Result<Request> {
     let mut model = ModelSpec::parse(&a.model)?;
     if let Some(s) = a.seq {
+        if s == 0 {
+            bail!("--seq 0: the sequence length must be at least 1");
+        }
         model.seq = s;
+    }
+    if a.top == 0 {
+        bail!("--top 0: print at least 1 configuration");
     }
     let device = DeviceSpec::parse(&a.device)?;
     let schedules = match (&a.schedule, &a.schedules) {
@@ -253,7 +259,7 @@ fn table(rows: &[Evaluation], capacity: f64) -> String {
                 c.microbatches.to_string(),
                 schedule_label(c),
                 c.recompute.name().to_string(),
-                format!("{:.3}", e.iteration_seconds),
+                seconds(e.iteration_seconds),
                 format!("{:.0}", e.tokens_per_second_per_gpu),
                 format!("{:.1}%", 100.0 * e.mfu),
                 format!(
@@ -293,6 +299,17 @@ fn table(rows: &[Evaluation], capacity: f64) -> String {
         out.push_str(&fmt(l));
     }
     out
+}
+
+/// A time in seconds with three significant figures at least.
+fn seconds(t: f64) -> String {
+    if t >= 1.0 {
+        format!("{t:.3}")
+    } else if t >= 1e-3 {
+        format!("{t:.5}")
+    } else {
+        format!("{t:.3e}")
+    }
 }
 
 fn memory_line(e: &Evaluation) -> String {

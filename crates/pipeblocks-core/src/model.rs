@@ -250,7 +250,9 @@ impl ModelSpec {
         Ok(m)
     }
 
-    fn check(&self) -> Result<(), Error> {
+    /// Checks the sizes: every one at least 1, heads dividing hidden, key/value heads dividing
+    /// heads, none beyond what pipeblocks handles.
+    pub fn check(&self) -> Result<(), Error> {
         if self.layers == 0 || self.hidden == 0 || self.heads == 0 || self.seq == 0 {
             return Err(Error::parse(
                 "model",

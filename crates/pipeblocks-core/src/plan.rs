@@ -863,6 +863,16 @@ fn divisors(n: u32) -> Vec<u32> {
 fn check(req: &Request) -> Result<(), Error> {
     let c = &req.cluster;
     let m = &req.model;
+    m.check()?;
+    let f = &req.fixed;
+    if let Some(names) = &f.schedules {
+        let only_zeropp = !names.is_empty() && names.iter().all(|n| n == "zeropp");
+        if only_zeropp && f.sharding.is_some_and(|s| s != Sharding::Zero3) {
+            return Err(Error::config(
+                "ZeroPP's units are gather windows of sharded parameters: it needs ZeRO-3 sharding; use zero3 or another schedule",
+            ));
+        }
+    }
     if c.gpus == 0 || c.gpus_per_node == 0 || req.global_batch == 0 {
         return Err(Error::config(
             "the number of accelerators, accelerators per node and the global batch must be at least 1",
@@ -911,6 +921,7 @@ fn enumerate(req: &Request) -> Result<(Vec<Candidate>, usize), Error> {
     let f = &req.fixed;
     let mut out = Vec::new();
     let mut count = 0usize;
+    let mut first_error: Option<Error> = None;
     let tps: Vec<u32> = divisors(c.gpus_per_node.min(c.gpus))
         .into_iter()
         .filter(|t| f.tp.is_none_or(|x| x == *t))
@@ -1032,15 +1043,32 @@ fn enumerate(req: &Request) -> Result<(Vec<Candidate>, usize), Error> {
                                         recompute: rc,
                                         sequence_parallel: sp,
                                     };
-                                    let stages = stages_of(req, &cfg)?;
-                                    let bound = lower_bound(&cfg, &stages, &req.cluster.device);
-                                    out.push(Candidate { cfg, bound, stages });
+                                    // A configuration whose sizes are out of range (an
+                                    // activation of exabytes) is not a candidate.
+                                    match stages_of(req, &cfg) {
+                                        Ok(stages) => {
+                                            let bound =
+                                                lower_bound(&cfg, &stages, &req.cluster.device);
+                                            out.push(Candidate { cfg, bound, stages });
+                                        }
+                                        Err(e) => {
+                                            first_error.get_or_insert(e);
+                                        }
+                                    }
                                 }
                             }
                         }
                     }
                 }
             }
+        }
+    }
+    if out.is_empty() {
+        if let Some(e) = first_error {
+            return Err(Error::config(format!(
+                "no configuration can be evaluated: {}; use a shorter sequence, a smaller microbatch or more accelerators",
+                e.detail()
+            )));
         }
     }
     Ok((out, count))
@@ -1311,6 +1339,20 @@ fn no_configuration(req: &Request) -> Error {
         if !req.global_batch.is_multiple_of(d) {
             return Error::config(format!(
                 "a data-parallel degree of {d} needs a global batch that is a multiple of {d} sequences (got {}); raise the global batch or lower the data-parallel degree",
+                req.global_batch
+            ));
+        }
+    }
+    if let Some(b) = f.microbatch_size {
+        let divides = divisors(c.gpus)
+            .into_iter()
+            .filter(|d| f.dp.is_none_or(|x| x == *d))
+            .any(|d| {
+                req.global_batch.is_multiple_of(d) && (req.global_batch / d).is_multiple_of(b)
+            });
+        if !divides {
+            return Error::config(format!(
+                "a microbatch size of {b} does not divide the sequences of any data-parallel replica (the global batch of {} over the data-parallel degree); use a microbatch size that divides them, or a global batch that is a multiple of {b}",
                 req.global_batch
             ));
         }

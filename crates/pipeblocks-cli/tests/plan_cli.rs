@@ -290,8 +290,18 @@ fn impossible_requests_get_one_line_naming_the_change() {
     refused(&with(&["--gpus", "16", "--top", "0"]), "--top 0");
     refused(&with(&["--gpus", "16", "--seq", "0"]), "--seq 0");
     refused(
-        &with(&["--gpus", "16", "--schedule", "zeropp", "--sharding", "zero1"]),
+        &with(&[
+            "--gpus",
+            "16",
+            "--schedule",
+            "zeropp",
+            "--sharding",
+            "zero1",
+        ]),
         "ZeRO-3",
     );
-    refused(&with(&["--gpus", "16", "--microbatch-size", "3"]), "microbatch size of 3");
+    refused(
+        &with(&["--gpus", "16", "--microbatch-size", "3"]),
+        "microbatch size of 3",
+    );
 }

@@ -135,6 +135,13 @@ static REGISTRY: &[Generator] = &[
         build: search::zb_v,
     },
     Generator {
+        name: "dualpipev",
+        summary: "DeepSeek's DualPipeV: V-shape, fused backwards paired with forwards, split at the ends",
+        constraints: "m ≥ 2p; V-shape placement (2 stages per device)",
+        uses: FIXED,
+        build: generators::dualpipe::dualpipev,
+    },
+    Generator {
         name: "auto",
         summary: "best schedule found within a memory budget (blocks, greedy, direct) under the costs",
         constraints: "any p ≥ 1, m ≥ 1; a memory budget (default 1x = 1F1B's); uses the costs",

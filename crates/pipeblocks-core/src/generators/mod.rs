@@ -8,6 +8,7 @@
 //! - [`greedy`]: the cost- and memory-aware list scheduler;
 //! - [`rounds`]: the round-based V-shape scheduler behind ZB-V;
 //! - [`zeropp`]: ZeroPP's windowed list scheduler;
+//! - [`dualpipe`]: DeepSeek's DualPipeV, phase by phase as its authors' `step()`;
 //! - here: V-Min, V-Half and V-ZB from their building blocks ([`crate::block`]).
 //!
 //! The list schedulers are policies of the [event engine](crate::engine); the searches that
@@ -15,6 +16,7 @@
 
 pub mod chain;
 pub mod classic;
+pub mod dualpipe;
 pub mod greedy;
 pub mod rounds;
 pub mod zeropp;

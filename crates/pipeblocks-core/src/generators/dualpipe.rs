@@ -1,0 +1,164 @@
+//! DualPipeV: DeepSeek's V-shape schedule "cut in half" from DualPipe (the DeepSeek-V3 report;
+//! the cut-in-half construction is Sea AI Lab's). Each of `n` devices holds two stages, stage
+//! `d` (phase 0, the V's way down) and stage `2n − 1 − d` (phase 1, the way back); every
+//! microbatch enters and leaves at device 0.
+//!
+//! Each device runs eight named phases, as the authors' `step()` does (`r` the device, `m` the
+//! microbatches, at least `2n`):
+//!
+//! 1. `warm_forward`: `2(n − r − 1)` forwards of phase 0;
+//! 2. `fill`: `r + 1` pairs of forwards, phase 0 then phase 1;
+//! 3. `early_split`: `n − r − 1` times: phase 1's input backward, its weight backward at once,
+//!    a phase-1 forward (zero-bubble style, to reach the steady state without a gap);
+//! 4. `steady`: `m − 2n + r + 1` times: a phase-0 forward with a phase-1 backward, then a
+//!    phase-1 forward with a phase-0 backward (the overlapped pairs of DualPipe; here each pair
+//!    runs its forward then its backward);
+//! 5. `drain_forward`: `n − r − 1` times: a phase-1 backward, then a phase-1 forward with a
+//!    phase-0 backward;
+//! 6. `drain_backward`: `r + 1` times: a phase-1 backward then a phase-0 backward, each fused
+//!    until half-way, then split (its weight backward deferred);
+//! 7. `drain_split`: `n − r − 1` times: a deferred weight backward, then a split phase-0
+//!    backward;
+//! 8. `flush_weights`: the remaining deferred weight backwards, oldest first.
+//!
+//! Backwards are fused (BW) except where a phase says split: then the input backward (B) runs
+//! and its weight backward (W) joins a first-in-first-out queue that later phases drain, as the
+//! authors' `WeightGradStore` does.
+
+use std::collections::VecDeque;
+
+use crate::error::{Error, Param};
+use crate::ir::{Pass, Placement, Schedule};
+use crate::params::Params;
+
+/// One device's order under construction: the next microbatch of each phase's forward and
+/// backward, and the deferred weight backwards.
+struct Device {
+    stage: [u32; 2],
+    next_f: [u32; 2],
+    next_b: [u32; 2],
+    deferred: VecDeque<Pass>,
+    list: Vec<Pass>,
+}
+
+impl Device {
+    fn new(r: u32, n: u32) -> Self {
+        Device {
+            stage: [r, 2 * n - 1 - r],
+            next_f: [0; 2],
+            next_b: [0; 2],
+            deferred: VecDeque::new(),
+            list: Vec::new(),
+        }
+    }
+
+    fn forward(&mut self, phase: usize) {
+        let mb = self.next_f[phase];
+        self.next_f[phase] += 1;
+        self.list.push(Pass::f(self.stage[phase], mb));
+    }
+
+    /// A backward of `phase`: fused, or split with its weight backward deferred.
+    fn backward(&mut self, phase: usize, split: bool) {
+        let mb = self.next_b[phase];
+        self.next_b[phase] += 1;
+        let stage = self.stage[phase];
+        if split {
+            self.list.push(Pass::b(stage, mb));
+            self.deferred.push_back(Pass::w(stage, mb));
+        } else {
+            self.list.push(Pass::bw(stage, mb));
+        }
+    }
+
+    /// The oldest deferred weight backward.
+    fn weight(&mut self) {
+        if let Some(w) = self.deferred.pop_front() {
+            self.list.push(w);
+        }
+    }
+
+    /// One overlapped pair of DualPipe: a forward of `fwd` and a fused backward of `bwd`, here
+    /// one after the other.
+    fn pair(&mut self, fwd: usize, bwd: usize) {
+        self.forward(fwd);
+        self.backward(bwd, false);
+    }
+}
+
+/// DualPipeV on `p` devices (`2p` stages, V-shape) for `m ≥ 2p` microbatches.
+pub fn dualpipev(prm: &Params) -> Result<Schedule, Error> {
+    let (n, m) = (prm.devices(), prm.microbatches());
+    if m < 2 * n {
+        return Err(Error::fix(
+            format!(
+                "dualpipev needs at least twice as many microbatches as devices (m={m}, p={n}); use {} microbatches",
+                2 * n
+            ),
+            Param::Microbatches,
+            (2 * n).to_string(),
+        ));
+    }
+    let mut s = Schedule::empty("dualpipev", n, m, Placement::VShape)?;
+    for r in 0..n {
+        let mut d = Device::new(r, n);
+        // 1. warm_forward
+        for _ in 0..2 * (n - r - 1) {
+            d.forward(0);
+        }
+        // 2. fill
+        for _ in 0..=r {
+            d.forward(0);
+            d.forward(1);
+        }
+        // 3. early_split
+        for _ in 0..n - r - 1 {
+            d.backward(1, true);
+            d.weight();
+            d.forward(1);
+        }
+        // 4. steady (the authors do not overlap the last device's first pair; run in turn, as
+        // every pair is here, that is the same order)
+        for _ in 0..m - 2 * n + r + 1 {
+            d.pair(0, 1);
+            d.pair(1, 0);
+        }
+        // 5. drain_forward
+        for _ in 0..n - r - 1 {
+            d.backward(1, false);
+            d.pair(1, 0);
+        }
+        // 6. drain_backward: split from half-way (odd devices from phase 1, even from phase 0)
+        let half = (r + 1) / 2;
+        let mut split = false;
+        for i in 0..=r {
+            if i == half && r % 2 == 1 {
+                split = true;
+            }
+            d.backward(1, split);
+            if i == half && r % 2 == 0 {
+                split = true;
+            }
+            d.backward(0, split);
+        }
+        // 7. drain_split
+        for _ in 0..n - r - 1 {
+            d.weight();
+            d.backward(0, true);
+        }
+        // 8. flush_weights
+        while !d.deferred.is_empty() {
+            d.weight();
+        }
+        debug_assert!(d.next_f == [m, m] && d.next_b == [m, m]);
+        s.lists[r as usize] = d.list;
+    }
+    Ok(s)
+}
+
+/// DualPipe's published bubble for `p` devices (`2p` stages): `(p − 1)(F&B + B − 3W)`, `B` the
+/// fused backward and `F&B` an overlapped forward-backward pair (here `F + B`, run in turn).
+pub fn dualpipev_bubble(p: u32, f: f64, b: f64, w: f64) -> f64 {
+    let bw = b + w;
+    f64::from(p.saturating_sub(1)) * ((f + bw) + bw - 3.0 * w)
+}

@@ -31,5 +31,8 @@ proptest! {
 fn too_few_microbatches_are_refused_with_the_smallest_count() {
     let e = generate("dualpipev", &Params::new(4, 7).unwrap()).unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("at least twice") && text.contains("use 8"), "{text}");
+    assert!(
+        text.contains("at least twice") && text.contains("use 8"),
+        "{text}"
+    );
 }

@@ -129,9 +129,10 @@ pub fn dualpipev(prm: &Params) -> Result<Schedule, Error> {
             d.pair(1, 0);
         }
         // 6. drain_backward: split from half-way (odd devices from phase 1, even from phase 0)
-        let half = (r + 1) / 2;
+        let rounds = r + 1;
+        let half = rounds / 2;
         let mut split = false;
-        for i in 0..=r {
+        for i in 0..rounds {
             if i == half && r % 2 == 1 {
                 split = true;
             }

@@ -57,11 +57,21 @@ def paper_flops(batch, layers, hidden):
     return 96 * batch * SEQ * layers * hidden ** 2 * (1 + SEQ / (6 * hidden) + VOCAB / (16 * layers * hidden))
 
 
+def best_of(cmd, what):
+    """The best configuration `pipeblocks plan ... --json` prints, or None after one error line."""
+    print(f"{what} ...", file=sys.stderr, flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        print(f"error: {' '.join(cmd)}: {out.stderr.strip()}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout)["configurations"][0]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pipeblocks", default=os.path.join(REPO_ROOT, "target", "release", "pipeblocks"))
-    ap.add_argument("--device", default="a100-80gb",
-                    help="device for the Megatron-LM rows (default a100-80gb; the Llama 3 rows use h100)")
+    ap.add_argument("--device", default="a100-80gb", help="device for the Megatron-LM rows (default a100-80gb)")
+    ap.add_argument("--llama-device", default="h100", help="device for the Llama 3 rows (default h100)")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", metavar="OUT")
     a = ap.parse_args()
@@ -81,12 +91,9 @@ def main():
             cmd += ["--microbatch-size", str(mbs)]
         if chunks:
             cmd += ["--chunks", str(chunks)]
-        print(f"{label} on {gpus} GPUs ...", file=sys.stderr, flush=True)
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        if out.returncode != 0:
-            print(f"error: {' '.join(cmd)}: {out.stderr.strip()}", file=sys.stderr)
+        best = best_of(cmd, f"{label} on {gpus} GPUs")
+        if best is None:
             return 1
-        best = json.loads(out.stdout)["configurations"][0]
         t = best["iteration_seconds"]
         predicted = paper_flops(batch, layers, hidden) / (t * gpus) / 1e12
         rows.append(dict(row=label, gpus=gpus, tp=tp, pp=pp, dp=dp, batch=batch,
@@ -97,16 +104,13 @@ def main():
     for label, gpus, tp, pp, dp, batch, measured in LLAMA3:
         for schedule in [None, "interleaved-1f1b"]:
             cmd = [a.pipeblocks, "plan", "--model", "llama3-405b", "--gpus", str(gpus), "--device",
-                   "h100" if a.device == "a100-80gb" else a.device, "--global-batch", str(batch),
+                   a.llama_device, "--global-batch", str(batch),
                    "--tp", str(tp), "--pp", str(pp), "--dp", str(dp), "--top", "1", "--json"]
             if schedule:
                 cmd += ["--schedule", schedule]
-            print(f"{label} on {gpus} GPUs ({schedule or 'any schedule'}) ...", file=sys.stderr, flush=True)
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            if out.returncode != 0:
-                print(f"error: {' '.join(cmd)}: {out.stderr.strip()}", file=sys.stderr)
+            best = best_of(cmd, f"{label} on {gpus} GPUs ({schedule or 'any schedule'})")
+            if best is None:
                 return 1
-            best = json.loads(out.stdout)["configurations"][0]
             rows.append(dict(row=f"{label} ({best['schedule']}, {best['recompute']}, {best['sharding']})",
                              gpus=gpus, tp=tp, pp=pp, dp=dp, batch=batch,
                              microbatch_size=best["microbatch_size"], chunks=best["chunks"],

@@ -355,23 +355,27 @@ struct Stages {
     model_flops: f64,
 }
 
-/// Where a pipeline stage's activations go to the next and its data-parallel peers: the node's
-/// link when the ranks share a node (tensor ranks innermost, then data, then pipeline, as
-/// Megatron-LM orders them), else the network.
-fn links(c: &Cluster, tp: u32, dp: u32) -> (f64, f64) {
-    let dev = &c.device;
-    let node = c.gpus_per_node;
-    let dp_bw = if tp.saturating_mul(dp) <= node {
-        dev.intra_bandwidth
+/// The bandwidth of the data-parallel group's collectives: the node's link when a whole group
+/// shares a node (tensor ranks innermost, then data, then pipeline, as Megatron-LM orders
+/// them), else the network.
+fn dp_link(c: &Cluster, tp: u32, dp: u32) -> f64 {
+    if tp.saturating_mul(dp) <= c.gpus_per_node {
+        c.device.intra_bandwidth
     } else {
-        dev.bandwidth
-    };
-    let p2p_bw = if tp.saturating_mul(dp) < node {
-        dev.intra_bandwidth
+        c.device.bandwidth
+    }
+}
+
+/// The bandwidth between pipeline devices `a` and `b`: their first ranks are `tp · dp` apart
+/// per pipeline position, on one node or not.
+fn p2p_link(c: &Cluster, tp: u32, dp: u32, a: u32, b: u32) -> f64 {
+    let stride = u64::from(tp) * u64::from(dp);
+    let node = u64::from(c.gpus_per_node.max(1));
+    if u64::from(a) * stride / node == u64::from(b) * stride / node {
+        c.device.intra_bandwidth
     } else {
-        dev.p2p_bandwidth
-    };
-    (p2p_bw, dp_bw)
+        c.device.p2p_bandwidth
+    }
 }
 
 /// Layers per stage for `stages` stages, the last one also carrying the output head worth
@@ -465,9 +469,19 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
     } else {
         (act_l, 1.0 - w_keeps / act_l)
     };
-    let (p2p_bw, dp_bw) = links(&req.cluster, cfg.tp, cfg.dp);
-    let comm = 2.0 * s * b * h / t / p2p_bw + dev.latency;
+    let dp_bw = dp_link(&req.cluster, cfg.tp, cfg.dp);
     let placement = placement_of(cfg);
+    let act_bytes = 2.0 * s * b * h / t;
+    // Each stage's link to the next: the node's when the two pipeline devices share a node.
+    let link = |st: usize| -> f64 {
+        let a = placement.device_of(st as u32, cfg.pp);
+        let bdev = placement.device_of(st as u32 + 1, cfg.pp);
+        act_bytes / p2p_link(&req.cluster, cfg.tp, cfg.dp, a, bdev) + dev.latency
+    };
+    // The table's default latency: the slowest link (every stage below names its own).
+    let comm = (0..n_stages as usize - 1)
+        .map(link)
+        .fold(dev.latency, f64::max);
     let d = f64::from(cfg.dp);
     let mut out = Stages {
         costs: StageCosts::default(),
@@ -496,10 +510,10 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
             let here = placement.device_of(st as u32, cfg.pp);
             let crosses = |other: usize| placement.device_of(other as u32, cfg.pp) != here;
             if st + 1 < layers.len() && crosses(st + 1) {
-                f += comm;
+                f += link(st);
             }
             if st > 0 && crosses(st - 1) {
-                bb += comm;
+                bb += link(st - 1);
             }
         }
         let mut act = nf * act_l;
@@ -538,7 +552,7 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
             bw: None,
             activation: act,
             b_release: Some(release),
-            comm: None,
+            comm: (st + 1 < layers.len()).then(|| link(st)),
             optimizer: None,
         });
     }

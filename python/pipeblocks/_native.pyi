@@ -125,3 +125,25 @@ def load(path: Union[str, os.PathLike[str]]) -> Schedule:
 
 def schedules() -> list[GeneratorInfo]:
     """The engine's registry of schedule generators (name, summary, constraints, uses)."""
+
+
+def plan_json(
+    model: str,
+    gpus: int,
+    global_batch: int,
+    *,
+    gpus_per_node: int = 8,
+    device: str = "h100",
+    seq: Optional[int] = None,
+    tp: Optional[int] = None,
+    pp: Optional[int] = None,
+    dp: Optional[int] = None,
+    sharding: Optional[str] = None,
+    microbatch_size: Optional[int] = None,
+    schedules: Optional[list[str]] = None,
+    chunks: Optional[int] = None,
+    recompute: Optional[str] = None,
+    sequence_parallel: Optional[bool] = None,
+    p2p_blocking: bool = True,
+    top: int = 5,
+) -> str: ...

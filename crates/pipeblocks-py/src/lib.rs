@@ -442,6 +442,72 @@ fn budget(m: &Bound<'_, PyAny>, stage_costs: bool) -> PyResult<Budget> {
 
 /// Reads PyTorch compute-only CSV text into a validated schedule; the placement is inferred from
 /// which row holds each stage.
+/// The planner (`pipeblocks plan`): the fastest configurations of `model` on `gpus`
+/// accelerators for a global batch of `global_batch` sequences, as a JSON text (the Python
+/// `plan` parses it). `model` and `device` are presets or `key=value` lists as on the command
+/// line; every fixed dimension left `None` is searched.
+#[pyfunction]
+#[pyo3(signature = (model, gpus, global_batch, *, gpus_per_node=8, device="h100", seq=None, tp=None, pp=None, dp=None, sharding=None, microbatch_size=None, schedules=None, chunks=None, recompute=None, sequence_parallel=None, p2p_blocking=true, top=5))]
+#[allow(clippy::too_many_arguments)]
+fn plan_json(
+    model: &str,
+    gpus: i64,
+    global_batch: i64,
+    gpus_per_node: i64,
+    device: &str,
+    seq: Option<i64>,
+    tp: Option<i64>,
+    pp: Option<i64>,
+    dp: Option<i64>,
+    sharding: Option<&str>,
+    microbatch_size: Option<i64>,
+    schedules: Option<Vec<String>>,
+    chunks: Option<i64>,
+    recompute: Option<&str>,
+    sequence_parallel: Option<bool>,
+    p2p_blocking: bool,
+    top: i64,
+) -> PyResult<String> {
+    use pipeblocks_core::model::{DeviceSpec, ModelSpec};
+    use pipeblocks_core::plan::{self, Cluster, Fixed, Recompute, Request, Sharding};
+    let mut model = ModelSpec::parse(model).map_err(value_error)?;
+    if let Some(s) = seq {
+        model.seq = u64::from(count("seq", s)?);
+    }
+    let opt = |what: &str, v: Option<i64>| v.map(|x| count(what, x)).transpose();
+    let gpus = count("gpus", gpus)?;
+    let req = Request {
+        model,
+        cluster: Cluster {
+            gpus,
+            gpus_per_node: count("gpus_per_node", gpus_per_node)?.min(gpus),
+            device: DeviceSpec::parse(device).map_err(value_error)?,
+        },
+        global_batch: count("global_batch", global_batch)?,
+        fixed: Fixed {
+            tp: opt("tp", tp)?,
+            pp: opt("pp", pp)?,
+            dp: opt("dp", dp)?,
+            sharding: sharding
+                .map(Sharding::parse)
+                .transpose()
+                .map_err(value_error)?,
+            microbatch_size: opt("microbatch_size", microbatch_size)?,
+            schedules,
+            chunks: opt("chunks", chunks)?,
+            recompute: recompute
+                .map(Recompute::parse)
+                .transpose()
+                .map_err(value_error)?,
+            sequence_parallel,
+        },
+        top: count("top", top)? as usize,
+        p2p_blocking,
+    };
+    let r = plan::plan(&req, |_, _| {}).map_err(value_error)?;
+    serde_json::to_string(&r).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 #[pyfunction]
 #[pyo3(signature = (text, name="torch-csv"))]
 fn parse_torch_csv(text: &str, name: &str) -> PyResult<PySchedule> {
@@ -496,5 +562,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_torch_csv, m)?)?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(schedules, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_json, m)?)?;
     Ok(())
 }

@@ -259,6 +259,10 @@ pub struct ScheduleSpec {
     /// multiple of 1F1B's peak (`0.5x`).
     #[arg(long = "memory", allow_hyphen_values = true)]
     pub memory: Option<String>,
+    /// What `auto` minimises: set from the step options (`--optimizer overlap`: the longest
+    /// device span), not a flag of its own.
+    #[arg(skip)]
+    pub objective: pipeblocks_core::Objective,
 }
 
 /// The uniform shorthand's default, as the help and the headers print it.
@@ -404,7 +408,7 @@ impl ScheduleSpec {
         if let Some(b) = self.memory.as_deref() {
             prm = prm.with_budget(Budget::parse(b)?);
         }
-        Ok(prm)
+        Ok(prm.with_objective(self.objective))
     }
 
     /// Refuses `--chunks` and `--memory` when schedule `name` does not read them (they would

@@ -171,9 +171,13 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
 }
 
 /// `pipeblocks simulate`.
-pub fn simulate(a: SimulateArgs) -> Result<()> {
+pub fn simulate(mut a: SimulateArgs) -> Result<()> {
     check_output(a.output.as_ref())?;
     let spec = a.step.spec()?;
+    // With the per-device optimizer the step is the longest device span: what auto minimises.
+    if spec.mode == pipeblocks_core::step::OptimizerMode::Overlap {
+        a.input.spec.objective = pipeblocks_core::Objective::Span;
+    }
     if a.fsdp.active(&a.input.cost) {
         let optimizer = a.step.fsdp_optimizer()?;
         let json = match (a.json, a.format) {
@@ -269,16 +273,22 @@ pub fn validate(a: ValidateArgs) -> Result<()> {
 
 /// `pipeblocks compare`.
 pub fn compare(a: CompareArgs) -> Result<()> {
+    let step = a.step.spec()?;
     let spec = ScheduleSpec {
         schedule: None,
         devices: Some(a.devices),
         microbatches: Some(a.microbatches),
         chunks: a.chunks,
         memory: a.memory.clone(),
+        // With the per-device optimizer, auto minimises the longest device span.
+        objective: if step.mode == pipeblocks_core::step::OptimizerMode::Overlap {
+            pipeblocks_core::Objective::Span
+        } else {
+            pipeblocks_core::Objective::Makespan
+        },
     };
     let costs = a.cost.costs()?;
     let prm = spec.params(costs)?;
-    let step = a.step.spec()?;
     if a.fsdp.active(&a.cost) {
         let optimizer = a.step.fsdp_optimizer()?;
         return crate::fsdp_cmd::compare(&a.fsdp, &a.cost, &prm, a.json, optimizer);

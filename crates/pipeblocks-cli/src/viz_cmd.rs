@@ -92,6 +92,7 @@ pub fn report(a: ReportArgs) -> Result<()> {
         microbatches: Some(a.microbatches),
         chunks: a.chunks,
         memory: a.memory.clone(),
+        objective: pipeblocks_core::Objective::Makespan,
     };
     let costs = a.cost.costs()?;
     let prm = spec.params(costs)?;

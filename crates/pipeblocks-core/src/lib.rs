@@ -60,6 +60,6 @@ pub mod validate;
 pub use engine::{simulate, SimResult};
 pub use error::{Error, ValidationError};
 pub use ir::{Pass, PassKind, Placement, Schedule};
-pub use params::{Budget, Costs, Params, StageCost, StageCosts};
+pub use params::{Budget, Costs, Objective, Params, StageCost, StageCosts};
 pub use registry::generate;
 pub use validate::validate;

@@ -806,6 +806,44 @@ pub struct Params {
     pub budget: Option<Budget>,
     /// Microbatches per ZeroPP group (the paper's scheduling unit); `None`: ZeroPP's default.
     pub group: Option<NonZeroU32>,
+    /// What a search (`auto`) minimises.
+    pub objective: Objective,
+}
+
+/// What a schedule search minimises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Objective {
+    /// The flush's makespan (every device counted from time 0): the step time when a global
+    /// synchronisation separates iterations.
+    #[default]
+    Makespan,
+    /// The longest device span (first pass to last): the step time when each device starts
+    /// its next iteration on its own (optimizer post-validation, [`crate::step`]'s overlap).
+    Span,
+}
+
+impl Objective {
+    /// The idle share this objective ranks by: the makespan bubble, or the busy time over the
+    /// longest device span.
+    pub fn bubble(self, r: &crate::engine::SimResult) -> f64 {
+        match self {
+            Objective::Makespan => r.bubble_rate,
+            Objective::Span => {
+                let span = r
+                    .start
+                    .iter()
+                    .zip(&r.end)
+                    .filter_map(|(s, e)| Some(e.last()? - s.first()?))
+                    .fold(0.0, f64::max);
+                let p = r.busy.len().max(1) as f64;
+                if span > 0.0 {
+                    1.0 - r.busy.iter().sum::<f64>() / (p * span)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
 }
 
 /// Refuses `value` above `limit`.
@@ -849,6 +887,7 @@ impl Params {
             costs: StageCosts::default(),
             budget: None,
             group: None,
+            objective: Objective::Makespan,
         })
     }
 
@@ -895,6 +934,12 @@ impl Params {
     pub fn with_group(mut self, u: u32) -> Result<Self, Error> {
         self.group = Some(nonzero(u, Param::Group)?);
         Ok(self)
+    }
+
+    /// With a search objective.
+    pub fn with_objective(mut self, objective: Objective) -> Self {
+        self.objective = objective;
+        self
     }
 
     /// The same parameters for `p` devices and `m` microbatches.

@@ -321,6 +321,9 @@ enum Task {
     Direct(&'static str),
     /// Run the round-based V-shape scheduler, refined.
     Rounds(RoundOptions),
+    /// Run the zero-bubble authors' sequential construction
+    /// ([chain](crate::generators::chain)) at the budget: their ZB-1p/ZB-2p at 1x/2x.
+    Chain(crate::generators::chain::ChainOptions),
     /// Reorder a squeezed schedule's warm-up and cool-down under the budget.
     Reorder(String, Schedule),
     /// Compact a block's repeats on the unit grid ([`crate::grid`]).
@@ -432,7 +435,7 @@ impl<'a> Search<'a> {
                     .iter()
                     .filter(|f| kind_of(&f.family) == kind && self.fits(&f.result))
                     .fold(None, |best: Option<&Candidate>, f| match best {
-                        Some(b) if f.result.bubble_rate >= b.result.bubble_rate - EPS => Some(b),
+                        Some(b) if self.score(&f.result) >= self.score(&b.result) - EPS => Some(b),
                         _ => Some(f),
                     })
                     .cloned()
@@ -458,14 +461,20 @@ impl<'a> Search<'a> {
         r.max_peak() <= self.budget + 1e-6
     }
 
+    /// What the search ranks by: the idle share of [`Params::objective`].
+    fn score(&self, r: &SimResult) -> f64 {
+        self.prm.objective.bubble(r)
+    }
+
     fn offer(&mut self, c: Candidate) {
         if !self.fits(&c.result) {
             return;
         }
+        let score = self.score(&c.result);
         let at = self
             .top
             .iter()
-            .position(|t| c.result.bubble_rate < t.result.bubble_rate - EPS)
+            .position(|t| score < self.score(&t.result) - EPS)
             .unwrap_or(self.top.len());
         if at < POLISH_STARTS {
             self.top.insert(at, c);
@@ -634,6 +643,21 @@ impl<'a> Search<'a> {
                     if o.fill.before_b { ", W before B" } else { "" }
                 );
                 let (s, r) = best_of_rounds(self.prm, o)?;
+                found(label, s, r)
+            }
+            Task::Chain(o) => {
+                let s = crate::generators::chain::chain_schedule(self.prm, &o).ok()?;
+                let r = simulate(&s, costs).ok()?;
+                let label = format!(
+                    "chain sequential{}{}{}",
+                    if o.bubble_before_first_b {
+                        ", bubble before the first B"
+                    } else {
+                        ""
+                    },
+                    if o.prioritize_b { ", B first" } else { "" },
+                    if o.greedy_fill { ", greedy W" } else { "" }
+                );
                 found(label, s, r)
             }
             Task::Reorder(label, s) => {
@@ -1000,6 +1024,17 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     if least <= budget + EPS {
         let limit = vec![budget; p as usize];
         tasks.extend(rounds::variants(&limit).into_iter().map(Task::Rounds));
+    }
+    // The zero-bubble authors' construction on the sequential placement at the budget (what
+    // their ZB-1p and ZB-2p are at one and two times 1F1B's memory) when a device can hold one
+    // microbatch of its stage.
+    if !prm.costs.is_reference() && budget + EPS >= 1.0 {
+        let limit = vec![budget.floor(); p as usize];
+        tasks.extend(
+            crate::generators::chain::variants(&limit)
+                .into_iter()
+                .map(Task::Chain),
+        );
     }
     tasks.extend(direct.into_iter().map(Task::Direct));
     let found: Vec<Candidate> = squeezed

@@ -45,3 +45,29 @@ fn one_f_one_b_and_zb_h1_reproduce_the_papers_bubble_rates() {
         }
     }
 }
+
+/// Under optimizer post-validation (each device starts its next iteration on its own) the step
+/// is the longest device span; `auto` told so (`Objective::Span`) at the paper's ZB-2p memory
+/// (2p microbatches of M_B, B releasing all but W's 32h of 34h + 5as) has no more idle than
+/// the authors' ZB-2p (Table 5: 0.0433 for the 1.5B model at m = 24).
+#[test]
+fn auto_under_post_validation_is_at_least_as_good_as_zb_2p() {
+    use pipeblocks_core::{Budget, Objective};
+    let (h, a, s) = (2304.0, 24.0, 1024.0);
+    let release = 1.0 - 32.0 * h / (34.0 * h + 5.0 * a * s);
+    let costs = StageCosts::uniform(Costs::parse("f=18.522,b=18.086,w=9.337,c=0.601").unwrap())
+        .with_b_release(release)
+        .unwrap();
+    let prm = Params::new(8, 24)
+        .unwrap()
+        .with_costs(costs)
+        .with_budget(Budget::Of1f1b(2.0))
+        .with_objective(Objective::Span);
+    let sched = generate("auto", &prm).unwrap();
+    let r = simulate(&sched, &prm.costs).unwrap();
+    let idle = Objective::Span.bubble(&r);
+    assert!(
+        idle <= 0.0433 + 1e-4,
+        "auto's span bubble {idle:.4} above ZB-2p's 0.0433"
+    );
+}

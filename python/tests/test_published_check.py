@@ -37,6 +37,10 @@ def test_quick_check_reproduces_the_papers_bubble_rates(tmp_path):
     assert abs(rows["1F1B-I"]["diff"]) <= 0.01, rows["1F1B-I"]
     # Without the authors' checkout, their heuristic's schedules are skipped, not replaced.
     assert "ZB-2p" not in rows and doc["reference"] is False
+    # pipeblocks' auto at ZB-1p's and ZB-2p's memory, under post-validation, idles no more.
+    assert [a["memory"] for a in doc["auto"]] == ["1x", "2x"]
+    for a in doc["auto"]:
+        assert a["ours"] <= a["paper"] + 1e-4, a
     (ratio,) = doc["ratios"]
     assert ratio["schedule"] == "1F1B-I" and ratio["measured"] == pytest.approx(13.1 / 11.8)
     # Blocking p2p is the better model of Megatron's interleaved runs (docs/published.md).

@@ -174,10 +174,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
 pub fn simulate(mut a: SimulateArgs) -> Result<()> {
     check_output(a.output.as_ref())?;
     let spec = a.step.spec()?;
-    // With the per-device optimizer the step is the longest device span: what auto minimises.
-    if spec.mode == pipeblocks_core::step::OptimizerMode::Overlap {
-        a.input.spec.objective = pipeblocks_core::Objective::Span;
-    }
+    a.input.spec.objective = spec.mode.objective();
     if a.fsdp.active(&a.input.cost) {
         let optimizer = a.step.fsdp_optimizer()?;
         let json = match (a.json, a.format) {
@@ -280,12 +277,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         microbatches: Some(a.microbatches),
         chunks: a.chunks,
         memory: a.memory.clone(),
-        // With the per-device optimizer, auto minimises the longest device span.
-        objective: if step.mode == pipeblocks_core::step::OptimizerMode::Overlap {
-            pipeblocks_core::Objective::Span
-        } else {
-            pipeblocks_core::Objective::Makespan
-        },
+        objective: step.mode.objective(),
     };
     let costs = a.cost.costs()?;
     let prm = spec.params(costs)?;

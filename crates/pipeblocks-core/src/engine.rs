@@ -844,6 +844,18 @@ pub struct SimResult {
 }
 
 impl SimResult {
+    /// Each device's span: its first pass's start to its last pass's end (0 without passes).
+    pub fn spans(&self) -> Vec<f64> {
+        self.start
+            .iter()
+            .zip(&self.end)
+            .map(|(st, en)| match (st.first(), en.last()) {
+                (Some(a), Some(b)) => (b - a).max(0.0),
+                _ => 0.0,
+            })
+            .collect()
+    }
+
     /// Largest per-device peak.
     pub fn max_peak(&self) -> f64 {
         self.peak_activation.iter().cloned().fold(0.0, f64::max)

@@ -829,12 +829,7 @@ impl Objective {
         match self {
             Objective::Makespan => r.bubble_rate,
             Objective::Span => {
-                let span = r
-                    .start
-                    .iter()
-                    .zip(&r.end)
-                    .filter_map(|(s, e)| Some(e.last()? - s.first()?))
-                    .fold(0.0, f64::max);
+                let span = r.spans().into_iter().fold(0.0, f64::max);
                 let p = r.busy.len().max(1) as f64;
                 if span > 0.0 {
                     1.0 - r.busy.iter().sum::<f64>() / (p * span)

@@ -47,6 +47,16 @@ impl OptimizerMode {
             OptimizerMode::Overlap => "overlap",
         }
     }
+
+    /// What a schedule search should minimise for a step in this mode: the makespan when a
+    /// global synchronisation separates iterations, the longest device span when each device
+    /// starts its next iteration on its own.
+    pub fn objective(self) -> crate::params::Objective {
+        match self {
+            OptimizerMode::Sync => crate::params::Objective::Makespan,
+            OptimizerMode::Overlap => crate::params::Objective::Span,
+        }
+    }
 }
 
 /// What sits between two flushes.
@@ -213,14 +223,10 @@ pub struct StepResult {
 pub fn stage_bubble(r: &crate::engine::SimResult) -> (Vec<f64>, f64) {
     let (mut idle, mut span_sum) = (0.0, 0.0);
     let per: Vec<f64> = r
-        .start
-        .iter()
-        .zip(&r.end)
+        .spans()
+        .into_iter()
         .zip(&r.busy)
-        .map(|((st, en), busy)| {
-            let first = st.first().copied().unwrap_or(0.0);
-            let last = en.last().copied().unwrap_or(first);
-            let span = (last - first).max(0.0);
+        .map(|(span, busy)| {
             idle += (span - busy).max(0.0);
             span_sum += span;
             if span > EPS {

@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use pipeblocks_core::fsdp::GIB;
 use pipeblocks_core::model::{DeviceSpec, ModelSpec};
 use pipeblocks_core::plan::{
-    self, describe, Cluster, Config, Evaluation, Fixed, Recompute, Request, Sharding,
+    self, describe, Cluster, Evaluation, Fixed, Recompute, Request, Sharding,
 };
 
 use crate::common::{whole, write_atomic, write_stdout};
@@ -95,8 +96,6 @@ pub struct PlanArgs {
     #[arg(long, value_name = "DIR")]
     export: Option<PathBuf>,
 }
-
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 fn request(a: &PlanArgs) -> Result<Request> {
     let mut model = ModelSpec::parse(&a.model)?;
@@ -223,10 +222,6 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     write_stdout(&out)
 }
 
-fn schedule_label(c: &Config) -> String {
-    plan::schedule_label(c)
-}
-
 fn table(rows: &[Evaluation], capacity: f64) -> String {
     let head = [
         "#",
@@ -257,7 +252,7 @@ fn table(rows: &[Evaluation], capacity: f64) -> String {
                 c.sharding.name().to_string(),
                 c.microbatch_size.to_string(),
                 c.microbatches.to_string(),
-                schedule_label(c),
+                plan::schedule_label(c),
                 c.recompute.name().to_string(),
                 seconds(e.iteration_seconds),
                 format!("{:.0}", e.tokens_per_second_per_gpu),
@@ -392,7 +387,7 @@ fn explain(req: &Request, e: &Evaluation) -> String {
         "  pipeline: {} microbatches of {} sequences through {} ({}), flush {:.3} s\n",
         c.microbatches,
         c.microbatch_size,
-        schedule_label(c),
+        plan::schedule_label(c),
         c.recompute.name(),
         e.pipeline_seconds
     ));
@@ -425,11 +420,7 @@ fn export(req: &Request, e: &Evaluation, dir: &PathBuf) -> Result<()> {
     let c = &e.config;
     let csv = pipeblocks_core::format::torch_csv::write(&schedule);
     let json = pipeblocks_core::format::json::write(&schedule);
-    let recompute = match c.recompute {
-        Recompute::None => "none",
-        Recompute::Selective => "selective",
-        Recompute::Full => "full",
-    };
+    let recompute = c.recompute.name();
     let (replicate, shard) = match c.sharding {
         Sharding::Zero3 => (1, c.dp),
         _ => (c.dp, 1),

@@ -34,6 +34,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Param};
+use crate::fsdp::GIB;
 use crate::params::Costs;
 
 /// The layers of each of `stages` stages when `layers` layers are split as evenly as possible,
@@ -415,8 +416,6 @@ struct DevicePreset {
     intra: f64,
     inter: f64,
 }
-
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 const DEVICE_PRESETS: &[DevicePreset] = &[
     DevicePreset {

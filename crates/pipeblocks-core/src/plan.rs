@@ -47,6 +47,7 @@
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::fsdp::GIB;
 use crate::model::{DeviceSpec, ModelSpec};
 use crate::params::{Params, StageCost, StageCosts};
 use crate::step::{step_of, OptimizerMode, StepModel};
@@ -57,6 +58,12 @@ use crate::{generate, simulate, Schedule};
 pub const RESERVE_BYTES: f64 = 2.0 * 1024.0 * 1024.0 * 1024.0;
 /// Fraction of the device's memory set aside for the allocator's fragmentation.
 pub const RESERVE_FRACTION: f64 = 0.05;
+/// The memory a device sets aside for the runtime: [`RESERVE_BYTES`] plus [`RESERVE_FRACTION`]
+/// of it.
+fn reserve(dev: &DeviceSpec) -> f64 {
+    RESERVE_BYTES + RESERVE_FRACTION * dev.memory
+}
+
 /// Bytes per parameter: 16-bit parameters and gradients, 32-bit master weights and Adam moments.
 const PARAM_BYTES: f64 = 2.0;
 const GRAD_BYTES: f64 = 2.0;
@@ -674,21 +681,14 @@ fn schedule_of(cfg: &Config, costs: &StageCosts) -> Result<Schedule, Error> {
     if cfg.group > 0 {
         prm = prm.with_group(cfg.group)?;
     }
-    schedule_for(cfg, &prm)
-}
-
-fn schedule_for(cfg: &Config, prm: &Params) -> Result<Schedule, Error> {
     match cfg.schedule.strip_prefix("auto@") {
         Some(units) => {
             let u: f64 = units
                 .parse()
                 .map_err(|_| Error::config(format!("bad auto budget `{units}`")))?;
-            generate(
-                "auto",
-                &prm.clone().with_budget(crate::params::Budget::Units(u)),
-            )
+            generate("auto", &prm.with_budget(crate::params::Budget::Units(u)))
         }
-        None => generate(&cfg.schedule, prm),
+        None => generate(&cfg.schedule, &prm),
     }
 }
 
@@ -738,7 +738,7 @@ fn finish(
         .resolve(schedule.stages, schedule.devices)?
         .unit_bytes
         .unwrap_or(0.0);
-    let reserve = RESERVE_BYTES + RESERVE_FRACTION * dev.memory;
+    let reserve = reserve(dev);
     let shards = |i: usize| MemoryBreakdown {
         params: dev_params[i] * pb,
         grads: dev_params[i] * gb,
@@ -1151,12 +1151,11 @@ fn placement_of(cfg: &Config) -> crate::ir::Placement {
     }
 }
 
-/// Whether a configuration's parameters, gradients and optimizer state alone exceed the device.
-fn static_memory_exceeds(req: &Request, cand: &Candidate) -> bool {
-    let dev = &req.cluster.device;
+/// A configuration's parameters, gradients and optimizer state on an average device, bytes.
+fn static_memory(cand: &Candidate) -> f64 {
     let (pb, gb, ob) = cand.cfg.sharding.bytes(f64::from(cand.cfg.dp));
     let per_device = cand.stages.params.iter().sum::<f64>() / f64::from(cand.cfg.pp);
-    per_device * (pb + gb + ob) + RESERVE_BYTES + RESERVE_FRACTION * dev.memory > dev.memory
+    per_device * (pb + gb + ob)
 }
 
 /// Searches the configurations; `progress(done, all)` after each evaluation.
@@ -1184,10 +1183,10 @@ pub fn plan(req: &Request, mut progress: impl FnMut(usize, usize)) -> Result<Pla
             break;
         }
         progress(i, all);
-        if static_memory_exceeds(req, cand) {
-            let (pb, gb, ob) = cand.cfg.sharding.bytes(f64::from(cand.cfg.dp));
-            let per = cand.stages.params.iter().sum::<f64>() / f64::from(cand.cfg.pp);
-            smallest_static = smallest_static.min(per * (pb + gb + ob));
+        // Whose parameters, gradients and optimizer state alone exceed the device.
+        let statics = static_memory(cand);
+        if statics + reserve(&req.cluster.device) > req.cluster.device.memory {
+            smallest_static = smallest_static.min(statics);
             continue;
         }
         let Ok(ev) = run_config(req, &cand.cfg, &cand.stages) else {
@@ -1243,8 +1242,6 @@ pub fn plan(req: &Request, mut progress: impl FnMut(usize, usize)) -> Result<Pla
         refined,
     })
 }
-
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// How many of the best configurations `auto` refines.
 const AUTO_REFINED: usize = 3;
@@ -1314,7 +1311,7 @@ fn refine_with_auto(req: &Request, best: &mut Vec<Evaluation>, top: usize) -> Re
 /// The accelerators needed for the static memory to fit, rounded up to whole nodes.
 fn needed_gpus(req: &Request, per_device: f64) -> u32 {
     let dev = &req.cluster.device;
-    let room = dev.memory - RESERVE_BYTES - RESERVE_FRACTION * dev.memory;
+    let room = dev.memory - reserve(dev);
     let factor = if room > 0.0 {
         per_device / room
     } else {

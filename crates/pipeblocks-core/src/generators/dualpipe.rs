@@ -156,10 +156,3 @@ pub fn dualpipev(prm: &Params) -> Result<Schedule, Error> {
     }
     Ok(s)
 }
-
-/// DualPipe's published bubble for `p` devices (`2p` stages): `(p − 1)(F&B + B − 3W)`, `B` the
-/// fused backward and `F&B` an overlapped forward-backward pair (here `F + B`, run in turn).
-pub fn dualpipev_bubble(p: u32, f: f64, b: f64, w: f64) -> f64 {
-    let bw = b + w;
-    f64::from(p.saturating_sub(1)) * ((f + bw) + bw - 3.0 * w)
-}

@@ -127,7 +127,7 @@ def schedules() -> list[GeneratorInfo]:
     """The engine's registry of schedule generators (name, summary, constraints, uses)."""
 
 
-def plan_json(
+def plan(
     model: str,
     gpus: int,
     global_batch: int,
@@ -146,4 +146,14 @@ def plan_json(
     sequence_parallel: Optional[bool] = None,
     p2p_blocking: bool = True,
     top: int = 5,
-) -> str: ...
+) -> dict[str, Any]:
+    """The planner of ``pipeblocks plan`` (docs/plan.md): the fastest configurations of ``model``
+    (a preset such as ``"llama3-70b"`` or ``"layers=..,hidden=..,heads=..,seq=.."``) on ``gpus``
+    accelerators (``device``: a preset such as ``"h100"``, optionally with overrides) for
+    ``global_batch`` sequences. Any dimension given is fixed; the others are searched.
+
+    Returns a dict: ``best`` (the configurations, fastest first, each with ``config``,
+    ``iteration_seconds``, ``tokens_per_second_per_gpu``, ``mfu``, ``peak_memory_bytes``,
+    ``memory``, ``binding``, ...), ``faster_but_too_big``, ``enumerated``, ``simulated``,
+    ``refined``. Raises ``ValueError`` with one line naming the change when nothing fits.
+    """

@@ -61,6 +61,16 @@ fn keyword(p: Param) -> &'static str {
 }
 
 /// Checks a Python integer is a count in `1..=u32::MAX`.
+/// A serializable result as Python objects (through the `json` module: dicts, lists, floats).
+fn to_python<'py, T: serde::Serialize + ?Sized>(
+    py: Python<'py>,
+    value: &T,
+) -> PyResult<Bound<'py, PyAny>> {
+    let text = serde_json::to_string(value)
+        .map_err(|e| PyValueError::new_err(format!("cannot encode the result: {e}")))?;
+    py.import("json")?.call_method1("loads", (text,))
+}
+
 fn count(what: &str, v: i64) -> PyResult<u32> {
     u32::try_from(v)
         .ok()
@@ -250,9 +260,7 @@ impl PySchedule {
         let r = sim(s, &c).map_err(value_error)?;
         let base = baseline(s.devices, s.microbatches, &c).map_err(value_error)?;
         let summary = summarize(s, &r, &c, base).map_err(value_error)?;
-        let text = serde_json::to_string(&summary)
-            .map_err(|e| PyValueError::new_err(format!("cannot encode the summary: {e}")))?;
-        py.import("json")?.call_method1("loads", (text,))
+        to_python(py, &summary)
     }
 
     /// The simulated timeline under the same costs as [`simulate`]: a dict with `passes`
@@ -278,8 +286,10 @@ impl PySchedule {
             .iter()
             .map(|l| l.iter().map(|q| q.to_string()).collect())
             .collect();
-        let doc = serde_json::json!({"passes": passes, "start": r.start, "end": r.end});
-        py.import("json")?.call_method1("loads", (doc.to_string(),))
+        to_python(
+            py,
+            &serde_json::json!({"passes": passes, "start": r.start, "end": r.end}),
+        )
     }
 
     /// Equal when sizes, placement and every rank's order agree (the name is not compared).
@@ -442,14 +452,17 @@ fn budget(m: &Bound<'_, PyAny>, stage_costs: bool) -> PyResult<Budget> {
 
 /// Reads PyTorch compute-only CSV text into a validated schedule; the placement is inferred from
 /// which row holds each stage.
-/// The planner (`pipeblocks plan`): the fastest configurations of `model` on `gpus`
-/// accelerators for a global batch of `global_batch` sequences, as a JSON text (the Python
-/// `plan` parses it). `model` and `device` are presets or `key=value` lists as on the command
-/// line; every fixed dimension left `None` is searched.
+/// The planner (`pipeblocks plan`, docs/plan.md): the fastest configurations of `model` on
+/// `gpus` accelerators for a global batch of `global_batch` sequences. `model` and `device` are
+/// presets or `key=value` lists as on the command line; every fixed dimension left `None` is
+/// searched. Returns a dict: `best` (fastest first), `faster_but_too_big`, `enumerated`,
+/// `simulated`, `refined`; raises `ValueError` with one line naming the change when nothing
+/// fits.
 #[pyfunction]
 #[pyo3(signature = (model, gpus, global_batch, *, gpus_per_node=8, device="h100", seq=None, tp=None, pp=None, dp=None, sharding=None, microbatch_size=None, schedules=None, chunks=None, recompute=None, sequence_parallel=None, p2p_blocking=true, top=5))]
 #[allow(clippy::too_many_arguments)]
-fn plan_json(
+fn plan<'py>(
+    py: Python<'py>,
     model: &str,
     gpus: i64,
     global_batch: i64,
@@ -467,9 +480,9 @@ fn plan_json(
     sequence_parallel: Option<bool>,
     p2p_blocking: bool,
     top: i64,
-) -> PyResult<String> {
+) -> PyResult<Bound<'py, PyAny>> {
     use pipeblocks_core::model::{DeviceSpec, ModelSpec};
-    use pipeblocks_core::plan::{self, Cluster, Fixed, Recompute, Request, Sharding};
+    use pipeblocks_core::plan::{Cluster, Fixed, Recompute, Request, Sharding};
     let mut model = ModelSpec::parse(model).map_err(value_error)?;
     if let Some(s) = seq {
         model.seq = u64::from(count("seq", s)?);
@@ -504,8 +517,8 @@ fn plan_json(
         top: count("top", top)? as usize,
         p2p_blocking,
     };
-    let r = plan::plan(&req, |_, _| {}).map_err(value_error)?;
-    serde_json::to_string(&r).map_err(|e| PyValueError::new_err(e.to_string()))
+    let r = pipeblocks_core::plan::plan(&req, |_, _| {}).map_err(value_error)?;
+    to_python(py, &r)
 }
 
 #[pyfunction]
@@ -562,6 +575,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_torch_csv, m)?)?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(schedules, m)?)?;
-    m.add_function(wrap_pyfunction!(plan_json, m)?)?;
+    m.add_function(wrap_pyfunction!(plan, m)?)?;
     Ok(())
 }

@@ -230,6 +230,17 @@ impl Net {
     pub fn duration(&self, pass: Pass) -> f64 {
         self.table.dur[pass.stage as usize][pass.kind.index()]
     }
+
+    /// Duration of an overlapped pair, its forward and its backward in either order
+    /// ([`StageTable::pair`]).
+    #[inline]
+    pub fn pair_duration(&self, a: Pass, b: Pass) -> f64 {
+        if a.kind == PassKind::F {
+            self.table.pair(a, b)
+        } else {
+            self.table.pair(b, a)
+        }
+    }
 }
 
 /// What a policy tells a free device to do.
@@ -237,6 +248,8 @@ impl Net {
 pub enum Step {
     /// Run this pass, as soon as its inputs are there.
     Run(Pass),
+    /// Run these two passes as one overlapped unit, as soon as the inputs of both are there.
+    Pair(Pass, Pass),
     /// Nothing now: wait until this time (infinite: until an input arrives).
     Sleep(f64),
     /// The device has nothing left to run.
@@ -296,7 +309,8 @@ pub trait Policy {
     fn ran(&mut self, d: usize, pass: Pass, st: &State) -> Flow;
 }
 
-/// Rides beside the passes: may delay a pass and sees each one run.
+/// Rides beside the passes: may delay a pass and sees each one run (both halves of an
+/// overlapped pair, with the pair's start and end).
 pub trait Observer {
     /// Device `d` could start `pass` at `ready`; returns when it really starts.
     fn start(&mut self, d: usize, pass: Pass, ready: f64) -> f64 {
@@ -537,6 +551,71 @@ impl<'n, O: Observer> Engine<'n, O> {
         end
     }
 
+    /// Runs the overlapped pair `a`, `b` on device `d` from `start`; returns its end. Both
+    /// halves start and end together, the pair lasting [`Net::pair_duration`]; a forward's
+    /// activation is allocated at the start, a backward's freed at the end. The caller has
+    /// checked the inputs of both are there.
+    pub fn run_pair(&mut self, d: usize, a: Pass, b: Pass, start: f64) -> f64 {
+        let net = self.st.net;
+        let len = net.pair_duration(a, b);
+        let end = start + len;
+        for pass in [a, b] {
+            if let Some(k) = net.output_index(pass) {
+                self.st.done[k] = end;
+            }
+        }
+        self.st.clock[d] = end;
+        self.st.busy[d] += len;
+        if self.track_memory {
+            let mut changes = [a, b].map(|q| {
+                let at = if q.kind == PassKind::F { start } else { end };
+                (at, net.table.activation_change(q.kind, q.stage))
+            });
+            changes.sort_by(|x, y| x.0.total_cmp(&y.0));
+            for (at, delta) in changes {
+                if delta == 0.0 {
+                    continue;
+                }
+                let level = self.st.level[d] + delta;
+                self.st.level[d] = level;
+                if level > self.st.peak[d] {
+                    self.st.peak[d] = level;
+                }
+                if self.curves {
+                    self.st.memory[d].push((at, level.max(0.0)));
+                }
+            }
+        }
+        for pass in [a, b] {
+            self.st.start[d].push(start);
+            self.st.end[d].push(end);
+            if self.record_lists {
+                self.st.lists[d].push(pass);
+            }
+            self.observer.ran(d, pass, start, end);
+        }
+        end
+    }
+
+    /// Runs the pair `a`, `b` on `d` as soon as the device and the inputs of both allow (and
+    /// the observer lets both start). `Err` names the first input not produced yet.
+    pub fn run_pair_ready(&mut self, d: usize, a: Pass, b: Pass) -> Result<f64, Slot> {
+        let ready = self.st.ready(a)?.max(self.st.ready(b)?);
+        let t = self.st.clock[d].max(ready);
+        let t = self.observer.start(d, a, t);
+        let t = self.observer.start(d, b, t);
+        Ok(self.run_pair(d, a, b, t))
+    }
+
+    /// Runs what a policy chose: one pass or a pair. `Err` names the first input missing.
+    #[inline]
+    fn run_step(&mut self, d: usize, a: Pass, b: Option<Pass>) -> Result<f64, Slot> {
+        match b {
+            None => self.run_ready(d, a),
+            Some(b) => self.run_pair_ready(d, a, b),
+        }
+    }
+
     /// Runs `pass` on `d` as soon as the device and the pass's inputs allow (and the observer
     /// lets it). `Err` names the first input not produced yet.
     #[inline]
@@ -566,15 +645,16 @@ impl<'n, O: Observer> Engine<'n, O> {
         while let Some(d) = stack.pop() {
             let d = d as usize;
             loop {
-                let pass = match policy.next(d, self.st.clock[d], &self.st) {
-                    Step::Run(pass) => pass,
+                let (pass, second) = match policy.next(d, self.st.clock[d], &self.st) {
+                    Step::Run(pass) => (pass, None),
+                    Step::Pair(a, b) => (a, Some(b)),
                     Step::Done => {
                         self.finished[d] = true;
                         break;
                     }
                     Step::Sleep(_) => break,
                 };
-                match self.run_ready(d, pass) {
+                match self.run_step(d, pass, second) {
                     Err(slot) => {
                         let k = self.st.net.index(slot);
                         self.wait_next[d] = self.wait_head[k];
@@ -583,14 +663,16 @@ impl<'n, O: Observer> Engine<'n, O> {
                         break;
                     }
                     Ok(_) => {
-                        if policy.ran(d, pass, &self.st) == Flow::Stop {
-                            return Err(Blocked::Stopped);
-                        }
-                        if let Some(k) = self.st.net.output_index(pass) {
-                            let mut w = std::mem::replace(&mut self.wait_head[k], NONE);
-                            while w != NONE {
-                                stack.push(w);
-                                w = self.wait_next[w as usize];
+                        for q in std::iter::once(pass).chain(second) {
+                            if policy.ran(d, q, &self.st) == Flow::Stop {
+                                return Err(Blocked::Stopped);
+                            }
+                            if let Some(k) = self.st.net.output_index(q) {
+                                let mut w = std::mem::replace(&mut self.wait_head[k], NONE);
+                                while w != NONE {
+                                    stack.push(w);
+                                    w = self.wait_next[w as usize];
+                                }
                             }
                         }
                     }
@@ -625,7 +707,7 @@ impl<'n, O: Observer> Engine<'n, O> {
                 return Err(Blocked::Asleep(asleep));
             }
             self.asleep[d] = None;
-            let pass = match policy.next(d, now, &self.st) {
+            let (pass, second) = match policy.next(d, now, &self.st) {
                 Step::Done => {
                     self.finished[d] = true;
                     continue;
@@ -634,13 +716,16 @@ impl<'n, O: Observer> Engine<'n, O> {
                     self.sleep(d, now, t, &mut queue);
                     continue;
                 }
-                Step::Run(pass) => pass,
+                Step::Run(pass) => (pass, None),
+                Step::Pair(a, b) => (a, Some(b)),
             };
-            let Ok(end) = self.run_ready(d, pass) else {
+            let Ok(end) = self.run_step(d, pass, second) else {
                 self.sleep(d, now, f64::INFINITY, &mut queue);
                 continue;
             };
-            self.after_timed(policy, d, pass, end, &mut queue)?;
+            for q in std::iter::once(pass).chain(second) {
+                self.after_timed(policy, d, q, end, &mut queue)?;
+            }
         }
         Ok(())
     }
@@ -781,19 +866,41 @@ fn heap_key(x: f64) -> u64 {
     }
 }
 
-/// Runs fixed device lists in order (borrowed or owned).
+/// Runs fixed device lists in order (borrowed or owned), overlapped pairs as one unit.
 pub struct InOrder<L> {
     /// The lists.
     pub lists: L,
     /// Next position of each device.
     pub ptr: Vec<usize>,
+    /// Per device, whether the pass at each position starts an overlapped pair.
+    pub pair_starts: Option<Vec<Vec<bool>>>,
 }
 
 impl<L: AsRef<[Vec<Pass>]>> InOrder<L> {
-    /// From the start of every list.
+    /// From the start of every list, without pairs.
     pub fn new(lists: L) -> Self {
         let ptr = vec![0; lists.as_ref().len()];
-        InOrder { lists, ptr }
+        InOrder {
+            lists,
+            ptr,
+            pair_starts: None,
+        }
+    }
+
+    /// From the start of every list, running `pairs` ([`Schedule::pairs`]) as units.
+    pub fn with_pairs(lists: L, pairs: &[[Pass; 2]]) -> Self {
+        let starts = crate::ir::pair_starts(lists.as_ref(), pairs);
+        InOrder {
+            pair_starts: starts,
+            ..InOrder::new(lists)
+        }
+    }
+}
+
+impl<'s> InOrder<&'s [Vec<Pass>]> {
+    /// A schedule's lists and pairs.
+    pub fn of(s: &'s Schedule) -> Self {
+        InOrder::with_pairs(s.lists.as_slice(), &s.pairs)
     }
 }
 
@@ -801,8 +908,13 @@ impl<L: AsRef<[Vec<Pass>]>> Policy for InOrder<L> {
     const TIMED: bool = false;
     #[inline]
     fn next(&mut self, d: usize, _: f64, _: &State) -> Step {
-        match self.lists.as_ref()[d].get(self.ptr[d]) {
-            Some(&pass) => Step::Run(pass),
+        let i = self.ptr[d];
+        let list = &self.lists.as_ref()[d];
+        match list.get(i) {
+            Some(&pass) => match &self.pair_starts {
+                Some(starts) if starts[d][i] => Step::Pair(pass, list[i + 1]),
+                _ => Step::Run(pass),
+            },
             None => Step::Done,
         }
     }
@@ -886,7 +998,7 @@ pub fn simulate(s: &Schedule, costs: &StageCosts) -> Result<SimResult, Error> {
 pub fn simulate_net(s: &Schedule, net: &Net) -> Result<SimResult, Error> {
     let mut e = Engine::new(net);
     e.reserve(&s.lists.iter().map(Vec::len).collect::<Vec<_>>());
-    match e.drive(&mut InOrder::new(&s.lists)) {
+    match e.drive(&mut InOrder::of(s)) {
         Ok(()) => Ok(e.result(s.p2p_transfers())),
         Err(_) => Err(Error::config(
             "the schedule's lists block; validate it first",
@@ -918,15 +1030,29 @@ pub fn critical_path(s: &Schedule, net: &Net, r: &SimResult) -> Vec<(usize, usiz
         out.push(at);
         let (d, i) = at;
         let start = r.start[d][i];
-        if i > 0 && (start - r.end[d][i - 1]).abs() <= crate::params::EPS {
-            at = (d, i - 1);
+        // The second half of an overlapped pair: the pair is the first half's entry too.
+        let paired = |j: usize| {
+            j > 0
+                && r.start[d][j - 1] == r.start[d][j]
+                && r.end[d][j - 1] == r.end[d][j]
+                && s.pairs.contains(&[s.lists[d][j - 1], s.lists[d][j]])
+        };
+        let first = if paired(i) { i - 1 } else { i };
+        if first > 0 && (start - r.end[d][first - 1]).abs() <= crate::params::EPS {
+            at = (d, first - 1);
             continue;
         }
-        let pass = s.lists[d][i];
-        let from = net.inputs(pass).into_iter().flatten().find_map(|slot| {
-            let (dd, di) = pos[net.index(slot)];
-            ((r.end[dd][di] + net.latency(slot, pass) - start).abs() <= crate::params::EPS)
-                .then_some((dd, di))
+        let halves = if first < i {
+            &s.lists[d][first..=i]
+        } else {
+            &s.lists[d][i..=i]
+        };
+        let from = halves.iter().find_map(|&pass| {
+            net.inputs(pass).into_iter().flatten().find_map(|slot| {
+                let (dd, di) = pos[net.index(slot)];
+                ((r.end[dd][di] + net.latency(slot, pass) - start).abs() <= crate::params::EPS)
+                    .then_some((dd, di))
+            })
         });
         match from {
             Some(x) => at = x,

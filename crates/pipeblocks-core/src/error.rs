@@ -223,6 +223,14 @@ pub enum ValidationError {
         /// Device that holds the stage.
         expected: u32,
     },
+    /// An overlapped pair that cannot run as one unit.
+    #[error("overlapped pair ({}, {}): {why}", pair[0], pair[1])]
+    Pair {
+        /// The pair's two passes, as listed.
+        pair: [Pass; 2],
+        /// What is wrong, and how to fix it.
+        why: String,
+    },
     /// A stage found on two devices (torch CSV input without a placement).
     #[error("stage {stage} appears on device {first} and on device {second}; each stage must live on one device")]
     StageOnTwoDevices {

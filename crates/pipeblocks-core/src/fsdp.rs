@@ -558,7 +558,7 @@ pub fn simulate_fsdp(
         exposed: vec![0.0; p],
     };
     let mut e = Engine::with_observer(&net, observer);
-    e.drive(&mut InOrder::new(&s.lists))
+    e.drive(&mut InOrder::of(s))
         .map_err(|_| Error::config("the schedule's lists block; validate it first"))?;
     let (st, mut obs) = e.into_parts();
     let free: Vec<f64> = st

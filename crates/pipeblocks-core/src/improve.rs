@@ -75,6 +75,9 @@ pub fn reorder(
     peak_limit: Option<&[f64]>,
     edge: Option<u32>,
 ) -> Result<(Schedule, SimResult), Error> {
+    if !s.pairs.is_empty() {
+        return as_it_is(s, costs);
+    }
     validate(&s)?;
     let net = Net::of(&s, costs)?;
     let mut r = simulate_net(&s, &net)?;
@@ -223,6 +226,9 @@ pub fn polish(
     peak_limit: &[f64],
     max_evals: usize,
 ) -> Result<(Schedule, SimResult), Error> {
+    if !s.pairs.is_empty() {
+        return as_it_is(s, costs);
+    }
     // A swap keeps the set of passes, so one problem serves every simulation; a swap that breaks
     // an order on the device shows up as a blocked simulation and is undone.
     validate(&s)?;
@@ -412,6 +418,9 @@ pub fn climb(
     moves: usize,
     seed: u64,
 ) -> Result<(Schedule, SimResult), Error> {
+    if !s.pairs.is_empty() {
+        return as_it_is(s.clone(), costs);
+    }
     validate(s)?;
     let net = Net::of(s, costs)?;
     let first = simulate_net(s, &net)?;
@@ -510,6 +519,13 @@ pub fn climb(
     } else {
         Ok((s.clone(), first))
     }
+}
+
+/// A schedule with overlapped pairs, which [`reorder`], [`polish`] and [`climb`] return as
+/// they are (their moves do not keep a pair's halves together), with its simulation.
+fn as_it_is(s: Schedule, costs: &StageCosts) -> Result<(Schedule, SimResult), Error> {
+    let r = crate::engine::simulate(&s, costs)?;
+    Ok((s, r))
 }
 
 /// Squeezes a schedule: every pass at the earliest time the costs, latencies and list order

@@ -249,6 +249,28 @@ impl Placement {
     }
 }
 
+/// See [`Schedule::pair_starts`].
+pub fn pair_starts(lists: &[Vec<Pass>], pairs: &[[Pass; 2]]) -> Option<Vec<Vec<bool>>> {
+    if pairs.is_empty() {
+        return None;
+    }
+    let set: std::collections::HashSet<(Pass, Pass)> = pairs.iter().map(|&[a, b]| (a, b)).collect();
+    Some(
+        lists
+            .iter()
+            .map(|list| {
+                let mut v = vec![false; list.len()];
+                for i in 1..list.len() {
+                    if set.contains(&(list[i - 1], list[i])) {
+                        v[i - 1] = true;
+                    }
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
 /// A complete pipeline schedule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
@@ -264,6 +286,10 @@ pub struct Schedule {
     pub placement: Placement,
     /// One ordered list of passes per device.
     pub lists: Vec<Vec<Pass>>,
+    /// Overlapped pairs (DualPipe's `F&B`): each names two passes that sit next to each other,
+    /// in this order, in one device's list and that the device runs as one unit, a forward of
+    /// one microbatch with a backward (B or BW) of another. Empty for most schedules.
+    pub pairs: Vec<[Pass; 2]>,
 }
 
 impl Schedule {
@@ -282,6 +308,7 @@ impl Schedule {
             microbatches: m,
             placement,
             lists: vec![Vec::new(); p as usize],
+            pairs: Vec::new(),
         })
     }
 
@@ -312,6 +339,21 @@ impl Schedule {
     pub fn push(&mut self, pass: Pass) {
         let d = self.device_of(pass.stage) as usize;
         self.lists[d].push(pass);
+    }
+
+    /// Appends two passes of one device that it runs as one overlapped unit (see
+    /// [`Schedule::pairs`]).
+    pub fn push_pair(&mut self, first: Pass, second: Pass) {
+        self.push(first);
+        self.push(second);
+        self.pairs.push([first, second]);
+    }
+
+    /// For each device, whether the pass at each position starts an overlapped pair (`None`
+    /// when the schedule has no pairs). Pairs whose halves are not adjacent in one list are
+    /// ignored here; [`crate::validate()`] refuses them.
+    pub fn pair_starts(&self) -> Option<Vec<Vec<bool>>> {
+        pair_starts(&self.lists, &self.pairs)
     }
 
     /// Whether the schedule splits the backward into B and W.

@@ -599,6 +599,9 @@ pub struct ModelCosts {
     pub params: Vec<f64>,
     /// Transformer layers of each stage.
     pub layers: Vec<u32>,
+    /// Communication inside each stage's forward and backward that an overlapped pair can hide
+    /// (`[F, backward]`, seconds, part of the pass times); empty for a dense model.
+    pub hidden: Vec<[f64; 2]>,
 }
 
 impl ModelCosts {
@@ -640,6 +643,7 @@ impl ModelCosts {
             activation_bytes: Vec::with_capacity(stages as usize),
             params: Vec::with_capacity(stages as usize),
             layers: Vec::with_capacity(stages as usize),
+            hidden: Vec::new(),
         };
         for (st, range) in (0..stages).zip(split) {
             let n = range.len() as u32;
@@ -664,6 +668,7 @@ impl ModelCosts {
                 w: w / rate,
                 bw: None,
                 comm: 0.0,
+                overlap: 1.0,
             });
             out.activation_bytes.push(act);
             out.params.push(params);

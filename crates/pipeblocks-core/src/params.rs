@@ -105,6 +105,12 @@ pub struct Costs {
     pub bw: Option<f64>,
     /// Latency of a transfer between two devices.
     pub comm: f64,
+    /// What an overlapped pair of a forward and a backward costs beyond the longer half, as a
+    /// fraction of the shorter: a pair takes `max(F, B) + overlap · min(F, B)`. 1 (the
+    /// default) hides nothing, as when both halves are computation sharing one device; below 1
+    /// when part of each half is communication the other's computation hides.
+    #[serde(default = "one")]
+    pub overlap: f64,
 }
 
 impl Default for Costs {
@@ -115,6 +121,7 @@ impl Default for Costs {
             w: 1.0,
             bw: None,
             comm: 0.0,
+            overlap: 1.0,
         }
     }
 }
@@ -152,7 +159,8 @@ pub(crate) fn pairs<'t>(
 }
 
 impl Costs {
-    /// Parses `f=1,b=1.3,w=0.7,c=0.05` (keys `f`, `b`, `w`, `bw`, `c`; any subset, the rest default).
+    /// Parses `f=1,b=1.3,w=0.7,c=0.05` (keys `f`, `b`, `w`, `bw`, `c` and `overlap`, the
+    /// fraction of [`Costs::overlap`]; any subset, the rest default).
     pub fn parse(text: &str) -> Result<Self, Error> {
         let mut c = Costs::default();
         for (k, v, part) in pairs(text, "cost", "f=1,b=1,w=1,c=0")? {
@@ -165,10 +173,11 @@ impl Costs {
                 "w" => &mut c.w,
                 "bw" => c.bw.insert(0.0),
                 "c" | "comm" => &mut c.comm,
+                "overlap" | "o" => &mut c.overlap,
                 other => {
                     return Err(Error::parse(
                         "cost",
-                        format!("unknown key `{other}`; use f, b, w, bw and c"),
+                        format!("unknown key `{other}`; use f, b, w, bw, c and overlap"),
                     ))
                 }
             } = check_cost(&format!("cost {k}"), v)?;
@@ -190,6 +199,7 @@ impl Costs {
         {
             check_cost(&format!("cost {k}"), v)?;
         }
+        check_overlap(self.overlap)?;
         if self.f + self.b + self.w == 0.0 {
             return Err(Error::parse(
                 "cost",
@@ -242,6 +252,13 @@ pub struct StageCost {
     /// step's model, [`crate::step`]); default: not known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optimizer: Option<f64>,
+    /// Communication inside F (an MoE layer's all-to-all dispatch and combine) that an
+    /// overlapped pair hides behind its other half's computation; part of `f`; default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm_f: Option<f64>,
+    /// The same inside the backward (B, or BW); part of `b`; default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm_b: Option<f64>,
 }
 
 fn one() -> f64 {
@@ -279,6 +296,8 @@ pub struct StageCosts {
     source: Source,
     /// Fraction of every stage's activation B frees, overriding the source's.
     b_release: Option<f64>,
+    /// [`StageTable::overlap`], overriding the source's.
+    overlap: Option<f64>,
     /// What the costs forget of the stages' differences.
     blind: Blind,
 }
@@ -315,6 +334,12 @@ pub struct StageTable {
     pub comm: Vec<f64>,
     /// Bytes per activation unit, when the costs come from a model.
     pub unit_bytes: Option<f64>,
+    /// Communication inside each stage's forward and backward that an overlapped pair can hide
+    /// (`[F, B or BW]`, part of their durations); empty when there is none.
+    pub hidden: Vec<[f64; 2]>,
+    /// An overlapped pair's cost beyond its longer half, as a fraction of the shorter half's
+    /// computation ([`Costs::overlap`]).
+    pub overlap: f64,
 }
 
 impl StageTable {
@@ -330,6 +355,29 @@ impl StageTable {
             PassKind::W => -units * (1.0 - self.release[s]),
             PassKind::BW => -units,
         }
+    }
+
+    /// The duration of an overlapped pair: forward `f` and backward `b` (B or BW) run as one
+    /// unit. Each half's computation is its duration less its hidden communication
+    /// ([`StageTable::hidden`]); the computations share the device, the longer one plus
+    /// [`StageTable::overlap`] of the shorter, and the communications run beside them: the
+    /// pair takes the longer of the two.
+    #[inline]
+    pub fn pair(&self, f: crate::ir::Pass, b: crate::ir::Pass) -> f64 {
+        let (df, db) = (
+            self.dur[f.stage as usize][f.kind.index()],
+            self.dur[b.stage as usize][b.kind.index()],
+        );
+        let (kf, kb) = match (
+            self.hidden.get(f.stage as usize),
+            self.hidden.get(b.stage as usize),
+        ) {
+            (Some(x), Some(y)) => (x[0].min(df), y[1].min(db)),
+            _ => (0.0, 0.0),
+        };
+        let (cf, cb) = (df - kf, db - kb);
+        let compute = cf.max(cb) + self.overlap * cf.min(cb);
+        compute.max(kf + kb)
     }
 
     /// Per device, the units one microbatch holds on all its stages at once (each stage's
@@ -354,6 +402,7 @@ impl StageCosts {
         StageCosts {
             source: Source::Uniform(costs),
             b_release: None,
+            overlap: None,
             blind: Blind::default(),
         }
     }
@@ -386,11 +435,19 @@ impl StageCosts {
                 .chain(s.bw)
                 .chain(s.comm)
                 .chain(s.optimizer)
+                .chain(s.comm_f)
+                .chain(s.comm_b)
             {
                 check_cost(what, v).map_err(at)?;
             }
             if let Some(r) = s.b_release {
                 check_fraction(r).map_err(at)?;
+            }
+            if s.comm_f.unwrap_or(0.0) > s.f || s.comm_b.unwrap_or(0.0) > s.b {
+                return Err(at(Error::parse(
+                    what,
+                    "comm_f and comm_b are the communication inside f and b; give at most f and b",
+                )));
             }
         }
         if stages.iter().all(|s| s.f + s.b + s.w == 0.0) {
@@ -413,6 +470,7 @@ impl StageCosts {
                 activation_bytes: None,
             },
             b_release: None,
+            overlap: None,
             blind: Blind::default(),
         })
     }
@@ -468,6 +526,7 @@ impl StageCosts {
                 device,
             },
             b_release: None,
+            overlap: None,
             blind: Blind::default(),
         }
     }
@@ -476,6 +535,14 @@ impl StageCosts {
     pub fn with_b_release(mut self, fraction: f64) -> Result<Self, Error> {
         check_fraction(fraction)?;
         self.b_release = Some(fraction);
+        Ok(self)
+    }
+
+    /// The same costs with overlapped pairs costing `fraction` of their shorter half's
+    /// computation beyond the longer half ([`Costs::overlap`]).
+    pub fn with_overlap(mut self, fraction: f64) -> Result<Self, Error> {
+        check_overlap(fraction)?;
+        self.overlap = Some(fraction);
         Ok(self)
     }
 
@@ -570,6 +637,8 @@ impl StageCosts {
                 release: vec![0.0; n],
                 comm: vec![c.comm; n - 1],
                 unit_bytes: None,
+                hidden: Vec::new(),
+                overlap: c.overlap,
             },
             Source::Table {
                 stages: tab,
@@ -609,11 +678,16 @@ impl StageCosts {
                     release: vec![0.0; n],
                     comm: vec![mc.comm; n - 1],
                     unit_bytes: Some(unit_bytes),
+                    hidden: mc.hidden.clone(),
+                    overlap: 1.0,
                 }
             }
         };
         if let Some(r) = self.b_release {
             t.release = vec![r; n];
+        }
+        if let Some(o) = self.overlap {
+            t.overlap = o;
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         if self.blind.durations {
@@ -621,6 +695,12 @@ impl StageCosts {
                 std::array::from_fn(|k| mean(&t.dur.iter().map(|x| x[k]).collect::<Vec<_>>()));
             t.dur = vec![d; n];
             t.comm = vec![mean(&t.comm); n - 1];
+            if !t.hidden.is_empty() {
+                let h: [f64; 2] = std::array::from_fn(|k| {
+                    mean(&t.hidden.iter().map(|x| x[k]).collect::<Vec<_>>())
+                });
+                t.hidden = vec![h; n];
+            }
         }
         if self.blind.activations {
             let act = mean(&t.act);
@@ -637,7 +717,13 @@ impl StageCosts {
             t.comm.iter_mut().for_each(|c| *c = 0.0);
         }
         // Every figure computed from the table must stay finite: refuse what could overflow.
-        let values = t.dur.iter().flatten().chain(&t.act).chain(&t.comm);
+        let values = t
+            .dur
+            .iter()
+            .flatten()
+            .chain(&t.act)
+            .chain(&t.comm)
+            .chain(t.hidden.iter().flatten());
         if let Some(x) = values
             .copied()
             .find(|x| !(0.0..=limits::STAGE_VALUE).contains(x))
@@ -669,18 +755,25 @@ fn resample(
     let dur_of = |c: &StageCost| [c.f, c.b, c.w, c.bw_cost()];
     let release_of = |c: &StageCost| c.b_release.unwrap_or(b_release);
     let comm_of = |c: &StageCost| c.comm.unwrap_or(comm);
+    let hidden_of = |c: &StageCost| [c.comm_f.unwrap_or(0.0), c.comm_b.unwrap_or(0.0)];
+    let any_hidden = tab.iter().any(|c| c.comm_f.is_some() || c.comm_b.is_some());
     let mut t = StageTable {
         dur: Vec::with_capacity(s),
         act: Vec::with_capacity(s),
         release: Vec::with_capacity(s),
         comm: Vec::with_capacity(s.saturating_sub(1)),
         unit_bytes: None,
+        hidden: Vec::new(),
+        overlap: 1.0,
     };
     if s.is_multiple_of(n) {
         let k = s / n;
         for (i, c) in tab.iter().enumerate() {
             for j in 0..k {
                 t.dur.push(dur_of(c).map(|x| x / k as f64));
+                if any_hidden {
+                    t.hidden.push(hidden_of(c).map(|x| x / k as f64));
+                }
                 t.act.push(c.activation * units);
                 t.release.push(release_of(c));
                 if i * k + j + 1 < s {
@@ -700,6 +793,14 @@ fn resample(
             let rel: f64 = group.iter().map(|c| c.activation).sum();
             let freed: f64 = group.iter().map(|c| c.activation * release_of(c)).sum();
             t.dur.push(d);
+            if any_hidden {
+                let mut h = [0.0; 2];
+                for c in group {
+                    h[0] += hidden_of(c)[0];
+                    h[1] += hidden_of(c)[1];
+                }
+                t.hidden.push(h);
+            }
             t.act.push(rel / k as f64 * units);
             t.release
                 .push(if rel > 0.0 { freed / rel } else { b_release });
@@ -714,6 +815,17 @@ fn resample(
         });
     }
     Ok(t)
+}
+
+fn check_overlap(o: f64) -> Result<(), Error> {
+    if (0.0..=1.0).contains(&o) {
+        Ok(())
+    } else {
+        Err(Error::parse(
+            "cost",
+            format!("overlap={o} is not a fraction; give a number from 0 (a pair hides its shorter half) to 1 (hides nothing)"),
+        ))
+    }
 }
 
 fn check_fraction(r: f64) -> Result<(), Error> {

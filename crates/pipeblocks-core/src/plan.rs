@@ -561,6 +561,8 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
             b_release: Some(release),
             comm: (st + 1 < layers.len()).then(|| link(st)),
             optimizer: None,
+            comm_f: None,
+            comm_b: None,
         });
     }
     let mean = acts.iter().sum::<f64>() / acts.len() as f64;

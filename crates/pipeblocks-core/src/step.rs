@@ -412,6 +412,13 @@ pub fn step_of(
                 .collect()
         })
         .collect();
+    many.pairs = (0..k)
+        .flat_map(|i| {
+            s.pairs
+                .iter()
+                .map(move |pair| pair.map(|q| Pass::new(q.kind, q.stage, q.mb + i * m)))
+        })
+        .collect();
     let net = Net::of(&many, costs)?;
     let gate = Gate {
         m,
@@ -423,7 +430,7 @@ pub fn step_of(
     };
     let mut e = Engine::with_observer(&net, gate).without_memory();
     e.reserve(&many.lists.iter().map(Vec::len).collect::<Vec<_>>());
-    e.drive(&mut InOrder::new(&many.lists))
+    e.drive(&mut InOrder::of(&many))
         .map_err(|_| Error::config("the repeated schedule's lists block; validate it first"))?;
     let (_, mut gate) = e.into_parts();
     // The last iteration's sync and optimizer.
@@ -572,6 +579,8 @@ mod tests {
             b_release: None,
             comm: None,
             optimizer: Some(opt),
+            comm_f: None,
+            comm_b: None,
         };
         // Four table stages, the last (an LM head) with 4x the optimizer and 3x the W.
         let table = StageCosts::table(

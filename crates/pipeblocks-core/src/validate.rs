@@ -4,6 +4,11 @@
 //! sends never block, receives block until the data is there. A schedule is valid when every pass
 //! is present exactly once (F once; B and W once each, or BW once), every pass sits on the device
 //! holding its stage, and running the lists in that model finishes.
+//!
+//! An overlapped pair ([`Schedule::pairs`]) is a forward then a backward (B or BW) listed next to
+//! each other on one device, of two different microbatches (every backward of a microbatch
+//! needs all of its forwards, so halves of one microbatch would wait for each other), each pass
+//! in at most one pair; it runs as one unit, once the inputs of both halves are there.
 
 use crate::engine::{Blocked, Engine, InOrder, Net, Slot};
 use crate::error::{ValidationError, Wait};
@@ -44,7 +49,7 @@ pub fn validate(s: &Schedule) -> Result<(), ValidationError> {
     let net =
         Net::of(s, &StageCosts::default()).map_err(|e| ValidationError::Shape(e.to_string()))?;
     let mut e = Engine::new(&net).without_memory();
-    match e.drive(&mut InOrder::new(&s.lists)) {
+    match e.drive(&mut InOrder::of(s)) {
         Ok(()) => Ok(()),
         Err(Blocked::Waiting(waits)) => Err(explain_block(s, &net, &found, waits)),
         Err(_) => Err(ValidationError::Shape("the lists cannot run".into())),
@@ -141,6 +146,7 @@ pub(crate) fn structure(s: &Schedule) -> Result<Structure, ValidationError> {
             where_[k] = (d as u32, i as u32);
         }
     }
+    check_pairs(s, &where_, index)?;
     // Completeness.
     let mut bwd_kind = vec![PassKind::BW; s.stages as usize * s.microbatches as usize];
     for st in 0..s.stages {
@@ -188,6 +194,53 @@ pub(crate) fn structure(s: &Schedule) -> Result<Structure, ValidationError> {
         at: where_,
         backward: bwd_kind,
     })
+}
+
+/// Each overlapped pair: a forward then a backward of another microbatch, next to each other in
+/// one device's list, each pass in one pair at most.
+fn check_pairs(
+    s: &Schedule,
+    where_: &[(u32, u32)],
+    index: impl Fn(Pass) -> usize,
+) -> Result<(), ValidationError> {
+    let mut seen = std::collections::HashSet::new();
+    for &[a, b] in &s.pairs {
+        let bad = |why: String| ValidationError::Pair { pair: [a, b], why };
+        if a.kind != PassKind::F || !b.kind.is_input_backward() {
+            return Err(bad(
+                "a pair is a forward then a backward (B or BW), as PyTorch's OVERLAP_F_B; list the forward first".into(),
+            ));
+        }
+        if a.mb == b.mb {
+            return Err(bad(format!(
+                "both halves belong to microbatch {}, and {b} needs {a}'s output (a backward needs every forward of its microbatch); overlap passes of different microbatches",
+                a.mb
+            )));
+        }
+        for q in [a, b] {
+            if q.stage >= s.stages || q.mb >= s.microbatches || where_[index(q)].0 == NONE {
+                return Err(bad(format!("{q} is not in any device's list")));
+            }
+            if !seen.insert(q) {
+                return Err(bad(format!(
+                    "{q} is in another pair too; a pass overlaps with one other at most"
+                )));
+            }
+        }
+        let (da, ia) = where_[index(a)];
+        let (db, ib) = where_[index(b)];
+        if da != db {
+            return Err(bad(format!(
+                "the halves sit on devices {da} and {db}; a pair runs on one device"
+            )));
+        }
+        if ib != ia + 1 {
+            return Err(bad(format!(
+                "on device {da} they sit at positions {ia} and {ib}; list the backward right after the forward"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Why the in-order run blocked: the first pass listed before an input on its own device, or

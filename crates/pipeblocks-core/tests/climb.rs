@@ -81,7 +81,13 @@ proptest! {
         let Ok(s) = generate(name, &Params::new(p, m).unwrap()) else {
             return Ok(());
         };
-        let cfg = StageCosts::uniform(Costs { f, b, w, bw: None, comm: c });
+        let cfg = StageCosts::uniform(Costs {
+            f,
+            b,
+            w,
+            comm: c,
+            ..Costs::default()
+        });
         let before = simulate(&s, &cfg).unwrap();
         let limits = vec![limit; p as usize];
         let (out, r) = climb(&s, &cfg, &limits, moves, seed).unwrap();

@@ -22,6 +22,8 @@ fn stage(f: f64, b: f64, w: f64, activation: f64) -> StageCost {
         b_release: None,
         comm: None,
         optimizer: None,
+        comm_f: None,
+        comm_b: None,
     }
 }
 

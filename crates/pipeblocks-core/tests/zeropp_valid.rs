@@ -109,6 +109,7 @@ fn large_latencies_schedule() {
                 w: 0.5,
                 bw: None,
                 comm: c,
+                overlap: 1.0,
             };
             let prm = Params::new(p, m)
                 .unwrap()

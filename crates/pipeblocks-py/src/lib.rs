@@ -117,7 +117,14 @@ fn costs(f: f64, b: f64, w: f64, bw: Option<f64>, comm: f64) -> PyResult<Costs> 
             "all pass costs are 0; give at least one positive cost",
         ));
     }
-    Ok(Costs { f, b, w, bw, comm })
+    Ok(Costs {
+        f,
+        b,
+        w,
+        bw,
+        comm,
+        ..Costs::default()
+    })
 }
 
 /// A complete pipeline schedule: a placement (which rank holds which stage) and one ordered list

@@ -192,6 +192,8 @@ impl StepReport {
                     b_release: fractions.get(device).copied(),
                     comm: None,
                     optimizer: None,
+                    comm_f: None,
+                    comm_b: None,
                 }
             })
             .collect()

@@ -669,7 +669,13 @@ mod tests {
             width in 200.0f64..2000.0,
         ) {
             let g = &registry()[which % registry().len()];
-            let costs = Costs { f, b, w, bw: None, comm: c };
+            let costs = Costs {
+                f,
+                b,
+                w,
+                comm: c,
+                ..Costs::default()
+            };
             let prm = Params::new(p, m).unwrap().with_costs(StageCosts::uniform(costs));
             if let Ok(s) = generate(g.name, &prm) {
                 let r = simulate(&s, &StageCosts::uniform(costs)).unwrap();

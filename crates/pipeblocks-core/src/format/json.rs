@@ -13,6 +13,9 @@
 //! }
 //! ```
 //!
+//! A schedule with overlapped pairs ([`Schedule::pairs`]) adds `"pairs"`: a list of two-pass
+//! lists, e.g. `[["F0.3", "BW1.1"]]`, each two passes adjacent in one device's list.
+//!
 //! `placement.kind` is `sequential`, `looped` (with `chunks`), `v-shape` or `explicit` (with
 //! `devices`, the device of each stage). A pass is written `{kind}{stage}.{microbatch}` with kind
 //! `F`, `B` (input gradient), `W` (weight gradient) or `BW` (fused backward).
@@ -38,6 +41,8 @@ struct File {
     microbatches: u32,
     placement: Placement,
     lists: Vec<Vec<Pass>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pairs: Vec<[Pass; 2]>,
 }
 
 /// Writes a schedule as pretty JSON (one device list per line).
@@ -51,8 +56,18 @@ pub fn write(s: &Schedule) -> String {
         })
         .collect();
     let placement = serde_json::to_string(&s.placement).unwrap_or_else(|_| "null".into());
+    let pairs = if s.pairs.is_empty() {
+        String::new()
+    } else {
+        let items: Vec<String> = s
+            .pairs
+            .iter()
+            .map(|[a, b]| format!("[\"{a}\", \"{b}\"]"))
+            .collect();
+        format!(",\n  \"pairs\": [{}]", items.join(", "))
+    };
     format!(
-        "{{\n  \"format\": \"{FORMAT}\",\n  \"version\": {VERSION},\n  \"name\": {},\n  \"devices\": {},\n  \"stages\": {},\n  \"microbatches\": {},\n  \"placement\": {placement},\n  \"lists\": [\n{}\n  ]\n}}\n",
+        "{{\n  \"format\": \"{FORMAT}\",\n  \"version\": {VERSION},\n  \"name\": {},\n  \"devices\": {},\n  \"stages\": {},\n  \"microbatches\": {},\n  \"placement\": {placement},\n  \"lists\": [\n{}\n  ]{pairs}\n}}\n",
         serde_json::Value::String(s.name.clone()),
         s.devices,
         s.stages,
@@ -71,5 +86,6 @@ pub fn read(text: &str) -> Result<Schedule, Error> {
         microbatches: f.microbatches,
         placement: f.placement,
         lists: f.lists,
+        pairs: f.pairs,
     })
 }

@@ -4,6 +4,9 @@
 //! where the letter is PyTorch's: `F` forward, `I` input backward (our `B`), `W` weight backward,
 //! `B` full backward (our `BW`). This is the only place where the two vocabularies meet.
 //!
+//! An overlapped pair ([`Schedule::pairs`]) is one cell in PyTorch's `OVERLAP_F_B` form, its two
+//! actions in brackets: `(0F3;1B1)OVERLAP_F_B`.
+//!
 //! The CSV carries no placement: [`read`] infers it from which row each stage appears in, and
 //! names it after the standard placement it matches (sequential, looped, V-shape) or keeps it
 //! explicit. Microbatch count and stage count are inferred from the largest indices.
@@ -54,12 +57,68 @@ pub fn parse_action(cell: &str) -> Result<Option<Pass>, String> {
     Ok(Some(Pass::new(kind, stage, mb)))
 }
 
+/// The cells of one device's list: one action per pass, one `OVERLAP_F_B` cell per pair.
+pub fn cells(list: &[Pass], starts: Option<&[bool]>) -> Vec<String> {
+    let mut out = Vec::with_capacity(list.len());
+    let mut i = 0;
+    while i < list.len() {
+        if starts.is_some_and(|v| v[i]) && i + 1 < list.len() {
+            out.push(format!(
+                "({};{}){OVERLAP}",
+                action(list[i]),
+                action(list[i + 1])
+            ));
+            i += 2;
+        } else {
+            out.push(action(list[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// PyTorch's name of an overlapped forward-backward pair.
+pub const OVERLAP: &str = "OVERLAP_F_B";
+
+/// Parses one cell: `None` when blank, one pass, or the two passes of an `OVERLAP_F_B` pair.
+pub fn parse_cell(cell: &str) -> Result<Option<(Pass, Option<Pass>)>, String> {
+    let c = cell.trim();
+    let Some(inner) = c.strip_prefix('(') else {
+        return Ok(parse_action(c)?.map(|p| (p, None)));
+    };
+    let bad = || {
+        format!(
+            "`{c}` is not an overlapped pair; write ({{forward}};{{backward}}){OVERLAP}, e.g. `(0F3;1B1){OVERLAP}`"
+        )
+    };
+    let (body, kind) = inner.split_once(')').ok_or_else(bad)?;
+    if kind.trim() != OVERLAP {
+        return Err(bad());
+    }
+    let (a, b) = body.split_once(';').ok_or_else(bad)?;
+    if b.contains(';') {
+        return Err(format!(
+            "`{c}` overlaps more than two actions; a pair has two"
+        ));
+    }
+    match (parse_action(a)?, parse_action(b)?) {
+        (Some(x), Some(y)) => Ok(Some((x, Some(y)))),
+        _ => Err(bad()),
+    }
+}
+
 /// Writes the schedule: one row per device, trailing blanks pad the rows to one length.
 pub fn write(s: &Schedule) -> String {
-    let width = s.lists.iter().map(Vec::len).max().unwrap_or(0);
+    let starts = s.pair_starts();
+    let rows: Vec<Vec<String>> = s
+        .lists
+        .iter()
+        .enumerate()
+        .map(|(d, list)| cells(list, starts.as_ref().map(|v| v[d].as_slice())))
+        .collect();
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut out = String::new();
-    for list in &s.lists {
-        let mut cells: Vec<String> = list.iter().map(|&p| action(p)).collect();
+    for mut cells in rows {
         cells.resize(width, String::new());
         out.push_str(&cells.join(","));
         out.push('\n');
@@ -70,6 +129,7 @@ pub fn write(s: &Schedule) -> String {
 /// Reads a compute-only CSV. `name` becomes the schedule's name. Not validated.
 pub fn read(text: &str, name: &str) -> Result<Schedule, Error> {
     let mut lists: Vec<Vec<Pass>> = Vec::new();
+    let mut pairs = Vec::new();
     for (row, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() && row > 0 && text.lines().skip(row).all(|l| l.trim().is_empty())
@@ -78,8 +138,13 @@ pub fn read(text: &str, name: &str) -> Result<Schedule, Error> {
         }
         let mut list = Vec::new();
         for (col, cell) in line.split(',').enumerate() {
-            match parse_action(cell) {
-                Ok(Some(p)) => list.push(p),
+            match parse_cell(cell) {
+                Ok(Some((p, None))) => list.push(p),
+                Ok(Some((p, Some(q)))) => {
+                    list.push(p);
+                    list.push(q);
+                    pairs.push([p, q]);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     return Err(Error::parse(
@@ -177,6 +242,7 @@ pub fn read(text: &str, name: &str) -> Result<Schedule, Error> {
         microbatches: m,
         placement,
         lists,
+        pairs,
     })
 }
 

@@ -11,8 +11,9 @@
 //! 3. `early_split`: `n − r − 1` times: phase 1's input backward, its weight backward at once,
 //!    a phase-1 forward (zero-bubble style, to reach the steady state without a gap);
 //! 4. `steady`: `m − 2n + r + 1` times: a phase-0 forward with a phase-1 backward, then a
-//!    phase-1 forward with a phase-0 backward (the overlapped pairs of DualPipe; here each pair
-//!    runs its forward then its backward);
+//!    phase-1 forward with a phase-0 backward: the overlapped pairs of DualPipe
+//!    ([`Schedule::pairs`]; the authors run the last device's first pair in turn, which the
+//!    costs of a pair can make shorter);
 //! 5. `drain_forward`: `n − r − 1` times: a phase-1 backward, then a phase-1 forward with a
 //!    phase-0 backward;
 //! 6. `drain_backward`: `r + 1` times: a phase-1 backward then a phase-0 backward, each fused
@@ -39,6 +40,7 @@ struct Device {
     next_b: [u32; 2],
     deferred: VecDeque<Pass>,
     list: Vec<Pass>,
+    pairs: Vec<[Pass; 2]>,
 }
 
 impl Device {
@@ -49,6 +51,7 @@ impl Device {
             next_b: [0; 2],
             deferred: VecDeque::new(),
             list: Vec::new(),
+            pairs: Vec::new(),
         }
     }
 
@@ -78,9 +81,17 @@ impl Device {
         }
     }
 
-    /// One overlapped pair of DualPipe: a forward of `fwd` and a fused backward of `bwd`, here
-    /// one after the other.
+    /// One overlapped pair of DualPipe: a forward of `fwd` and a fused backward of `bwd`, run as
+    /// one unit.
     fn pair(&mut self, fwd: usize, bwd: usize) {
+        self.forward(fwd);
+        self.backward(bwd, false);
+        let n = self.list.len();
+        self.pairs.push([self.list[n - 2], self.list[n - 1]]);
+    }
+
+    /// A forward of `fwd` then a fused backward of `bwd`, in turn.
+    fn in_turn(&mut self, fwd: usize, bwd: usize) {
         self.forward(fwd);
         self.backward(bwd, false);
     }
@@ -117,10 +128,14 @@ pub fn dualpipev(prm: &Params) -> Result<Schedule, Error> {
             d.weight();
             d.forward(1);
         }
-        // 4. steady (the authors do not overlap the last device's first pair; run in turn, as
-        // every pair is here, that is the same order)
-        for _ in 0..m - 2 * n + r + 1 {
-            d.pair(0, 1);
+        // 4. steady (the last device runs its first forward and backward in turn: its
+        // backward waits for that forward, on the same device, one stage on)
+        for i in 0..m - 2 * n + r + 1 {
+            if i == 0 && r == n - 1 {
+                d.in_turn(0, 1);
+            } else {
+                d.pair(0, 1);
+            }
             d.pair(1, 0);
         }
         // 5. drain_forward
@@ -153,6 +168,7 @@ pub fn dualpipev(prm: &Params) -> Result<Schedule, Error> {
         }
         debug_assert!(d.next_f == [m, m] && d.next_b == [m, m]);
         s.lists[r as usize] = d.list;
+        s.pairs.extend(d.pairs);
     }
     Ok(s)
 }

@@ -10,6 +10,17 @@
 //! `communication (2)`, ... threads keep them properly nested. A counter per device plots its
 //! activation memory.
 //!
+//! An overlapped pair ([`Schedule::pairs`]) is **one** compute slice, named after both passes
+//! (`F0.7+BW7.3`), in both kinds' categories (`cat` `F,BW`, so a category filter for either
+//! kind keeps it), with `args` `overlapped: true`, `passes` (both names) and `forward` and
+//! `backward` (each pass's kind, stage, chunk and microbatch). Why one slice rather than one
+//! per half: the device runs the pair as one unit, so both halves have the same start and end,
+//! and two identical complete events on one thread are drawn by Perfetto and chrome://tracing
+//! as a parent with a child of the same width, which reads as one pass calling the other. Two
+//! sub-threads would instead suggest two independent streams and double the busy time a viewer
+//! sums per track. One slice keeps the compute track flat (no nesting), its slices' total equal
+//! to the device's busy time, and both passes one click away. The transfers stay per pass.
+//!
 //! Times are the simulator's cost units; the trace format counts microseconds, so one cost unit
 //! becomes [`TraceOptions::us_per_unit`] microseconds (1000 by default: read the viewer's
 //! milliseconds as cost units).
@@ -19,7 +30,7 @@ use std::collections::HashMap;
 use pipeblocks_core::{Pass, PassKind, Schedule, SimResult};
 use serde_json::{json, Value};
 
-use crate::common::{check, chunks};
+use crate::common::{check, chunks, pair_name, pair_starts};
 use crate::VizError;
 
 /// Export settings.
@@ -125,7 +136,7 @@ const COMPUTE_TID: u32 = 1;
 const COMM_TID: u32 = 2;
 
 /// Exports `s` as simulated in `r` (`comm`: latency of each link, as in [`transfers`]) as Trace
-/// Event JSON. Events are written one at a time, so memory stays near the output's size.
+/// Event JSON: one compute slice per pass, or per overlapped pair (see the module doc). Events are written one at a time, so memory stays near the output's size.
 pub fn export(
     s: &Schedule,
     r: &SimResult,
@@ -204,8 +215,42 @@ pub fn export(
             out.push(&json!({"ph": "M", "name": "thread_sort_index", "pid": pid(d), "tid": COMM_TID + lane as u32, "args": {"sort_index": 1 + lane}}));
         }
     }
+    let starts = pair_starts(s);
+    let pass_args = |ps: &Pass| {
+        json!({
+            "pass": ps.to_string(),
+            "kind": ps.kind.as_str(),
+            "stage": ps.stage,
+            "chunk": chunk_of[ps.stage as usize],
+            "microbatch": ps.mb,
+        })
+    };
     for (d, list) in s.lists.iter().enumerate() {
-        for (i, ps) in list.iter().enumerate() {
+        let mut i = 0;
+        while i < list.len() {
+            let ps = &list[i];
+            if starts[d][i] {
+                let second = &list[i + 1];
+                out.push(&json!({
+                    "ph": "X",
+                    "name": pair_name(*ps, *second),
+                    "cat": format!("{},{}", ps.kind.as_str(), second.kind.as_str()),
+                    "pid": pid(d as u32),
+                    "tid": COMPUTE_TID,
+                    "ts": us(r.start[d][i]),
+                    "dur": us(r.end[d][i] - r.start[d][i]),
+                    "args": {
+                        "overlapped": true,
+                        "passes": [ps.to_string(), second.to_string()],
+                        "forward": pass_args(ps),
+                        "backward": pass_args(second),
+                        "start": r.start[d][i],
+                        "end": r.end[d][i],
+                    },
+                }));
+                i += 2;
+                continue;
+            }
             out.push(&json!({
                 "ph": "X",
                 "name": ps.to_string(),
@@ -223,6 +268,7 @@ pub fn export(
                     "end": r.end[d][i],
                 },
             }));
+            i += 1;
         }
     }
     out.append(comm_events);
@@ -322,10 +368,11 @@ mod tests {
     #[test]
     fn one_process_per_device_and_one_slice_per_pass() {
         let costs = Costs::parse("f=1,b=1,w=1,c=0.25").unwrap();
+        // p=4: every registered schedule applies (dualpipe needs an even p).
         for g in registry() {
             let s = generate(
                 g.name,
-                &Params::new(3, 6)
+                &Params::new(4, 8)
                     .unwrap()
                     .with_costs(StageCosts::uniform(costs)),
             )
@@ -343,15 +390,17 @@ mod tests {
                 .into_iter()
                 .filter(|e| e["name"] == "process_name")
                 .collect();
-            assert_eq!(procs.len(), 3);
+            assert_eq!(procs.len(), 4);
             let compute: Vec<_> = events(&v, "X")
                 .into_iter()
                 .filter(|e| e["tid"] == COMPUTE_TID)
                 .collect();
-            assert_eq!(compute.len(), s.num_passes());
+            // One slice per pass, a pair's two passes sharing one.
+            assert_eq!(compute.len(), s.num_passes() - s.pairs.len(), "{}", g.name);
             for e in &compute {
                 let d = e["pid"].as_u64().unwrap() as usize - 1;
                 let name = e["name"].as_str().unwrap();
+                let name = name.split('+').next().unwrap();
                 let i = s.lists[d]
                     .iter()
                     .position(|p| p.to_string() == name)

@@ -1,6 +1,7 @@
-//! Helpers shared by the renderers: shape checks, chunk numbering, colours, escaping.
+//! Helpers shared by the renderers: shape checks, chunk numbering, overlapped pairs, colours,
+//! escaping.
 
-use pipeblocks_core::{PassKind, Schedule, SimResult};
+use pipeblocks_core::{Pass, PassKind, Schedule, SimResult};
 
 use crate::VizError;
 
@@ -51,6 +52,35 @@ pub(crate) fn chunks(s: &Schedule) -> (Vec<u32>, Vec<u32>) {
         }
     }
     (chunk_of, per_device)
+}
+
+/// For every device and every position of its list, whether an overlapped pair
+/// ([`Schedule::pairs`]) starts there: the pass and the next one are drawn as one unit. All
+/// `false` for a schedule without pairs. A position right after a pair start never starts
+/// another pair (the pair consumes it), and a start on the last position is dropped, so a
+/// renderer may always take `i` and `i + 1` together.
+pub(crate) fn pair_starts(s: &Schedule) -> Vec<Vec<bool>> {
+    let mut out: Vec<Vec<bool>> = s.lists.iter().map(|l| vec![false; l.len()]).collect();
+    let Some(raw) = s.pair_starts() else {
+        return out;
+    };
+    for (v, r) in out.iter_mut().zip(&raw) {
+        let mut i = 0;
+        while i + 1 < v.len() {
+            if r.get(i).copied().unwrap_or(false) {
+                v[i] = true;
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The name of an overlapped pair: both passes joined by `+` (`F0.7+BW7.3`).
+pub(crate) fn pair_name(first: Pass, second: Pass) -> String {
+    format!("{first}+{second}")
 }
 
 /// Base colour of a pass kind, as RGB.
@@ -158,6 +188,31 @@ mod tests {
         assert_eq!(tick_step(33.0, 10.0), 5.0);
         assert_eq!(tick_step(7.0, 10.0), 1.0);
         assert_eq!(tick_step(0.5, 10.0), 0.05);
+    }
+
+    #[test]
+    fn pair_starts_take_adjacent_halves_only() {
+        use pipeblocks_core::{Pass, Placement};
+        let mut s = Schedule::empty("t", 1, 3, Placement::Sequential).unwrap();
+        let (f, bw) = (
+            |mb| Pass::new(PassKind::F, 0, mb),
+            |mb| Pass::new(PassKind::BW, 0, mb),
+        );
+        assert_eq!(pair_starts(&s), vec![Vec::<bool>::new()]);
+        s.push(f(0));
+        s.push_pair(f(1), bw(0));
+        s.push(bw(1));
+        s.push(f(2));
+        s.push(bw(2));
+        // Not adjacent in the list: ignored (validation refuses it; drawing stays possible).
+        s.pairs.push([f(0), bw(1)]);
+        assert_eq!(
+            pair_starts(&s),
+            vec![vec![false, true, false, false, false, false]]
+        );
+        assert_eq!(pair_name(f(1), bw(0)), "F0.1+BW0.0");
+        s.pairs.clear();
+        assert_eq!(pair_starts(&s), vec![vec![false; 6]]);
     }
 
     #[test]

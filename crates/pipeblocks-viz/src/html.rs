@@ -6,6 +6,10 @@
 //! the same microbatch everywhere in that picture; without scripts the SVG `<title>` tooltips
 //! still work. When the script has run, `<body>` carries `data-boxes` with the number of pass
 //! boxes it found, which the end-to-end test reads back from the browser's DOM.
+//!
+//! Overlapped pairs are drawn as in [`crate::svg`] (one outlined box, forward above, backward
+//! below); each half stays a pass box of its own, so hovering either names both passes and
+//! lights up its own microbatch. A schedule with pairs says how many under its heading.
 
 use std::fmt::Write as _;
 
@@ -110,6 +114,15 @@ fn anchor(name: &str) -> String {
     format!("s-{s}")
 }
 
+/// ` (N overlapped pairs)` for a schedule with pairs, nothing otherwise.
+fn pairs_note(s: &Schedule) -> String {
+    match s.pairs.len() {
+        0 => String::new(),
+        1 => " (1 overlapped pair)".into(),
+        n => format!(" ({n} overlapped pairs)"),
+    }
+}
+
 /// Renders the report as one HTML page.
 pub fn report(rep: &Report) -> Result<String, VizError> {
     let mut o = String::new();
@@ -183,12 +196,13 @@ pub fn report(rep: &Report) -> Result<String, VizError> {
         let svg = render(e.schedule, e.result, &opts)?;
         let _ = write!(
             o,
-            "<section id=\"{}\">\n<h2>{}</h2>\n<p class=\"sub\">{} placement · {} stages · {} passes · makespan {:.3} · bubble {:.1}% · peak {} units ({:.2}× 1F1B) · {} p2p transfers</p>\n<div class=\"fig\">\n{svg}</div>\n</section>\n",
+            "<section id=\"{}\">\n<h2>{}</h2>\n<p class=\"sub\">{} placement · {} stages · {} passes{} · makespan {:.3} · bubble {:.1}% · peak {} units ({:.2}× 1F1B) · {} p2p transfers</p>\n<div class=\"fig\">\n{svg}</div>\n</section>\n",
             anchor(&e.schedule.name),
             escape(&e.schedule.name),
             escape(&e.summary.placement),
             e.summary.stages,
             e.summary.passes,
+            pairs_note(e.schedule),
             e.summary.makespan,
             100.0 * e.summary.bubble_rate,
             num(e.summary.max_peak_activation),

@@ -10,15 +10,26 @@
 //! allocates at its start, W/BW release at their end), the device's peak marked with a red dot
 //! and written on the right; with a baseline, 1F1B's peak as a dashed line.
 //!
+//! **Overlapped pairs** ([`Schedule::pairs`]: a forward and a backward of another microbatch
+//! that the device runs as one unit, both with the pair's start and end) are one box over the
+//! pair's span, outlined in dark grey and split across: the forward's colour and microbatch in
+//! the upper half, the backward's in the lower. Each half's tooltip names both passes and says
+//! "overlapped pair"; the legend explains the split box when the schedule has pairs.
+//!
 //! Every pass box is a `<rect class="pass">` carrying `data-device`, `data-stage`, `data-chunk`,
 //! `data-mb`, `data-kind`, `data-start` and `data-end`, and a `<title>` for a tooltip. The root
 //! carries `data-x0` and `data-scale`: a pass starting at time `t` has `x = x0 + t·scale`.
+//! The halves of a pair are such boxes, half a row high; with them sits one outline
+//! `<rect class="pair">` per pair (`data-device`, `data-first`, `data-second`, `data-start`,
+//! `data-end`), all three in a `<g class="pair-unit" data-pair="F0.7+BW7.3">`.
 
 use std::fmt::Write as _;
 
 use pipeblocks_core::{PassKind, Schedule, SimResult};
 
-use crate::common::{check, check_picture, chunks, escape, num, pass_colours, tick_step};
+use crate::common::{
+    check, check_picture, chunks, escape, num, pair_name, pair_starts, pass_colours, tick_step,
+};
 use crate::VizError;
 
 /// Width of the device-label column on the left, in pixels.
@@ -232,6 +243,21 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
         );
         lx += 22.0 + 6.4 * text.len() as f64;
     }
+    if let Some([a, b]) = s.pairs.first() {
+        let text = "overlapped pair: forward above, backward below";
+        let (fa, _) = pass_colours(a.kind, 0, 1);
+        let (fb, _) = pass_colours(b.kind, 0, 1);
+        let _ = write!(
+            o,
+            r##"<g class="legend-pair"><rect x="{lx}" y="{}" width="12" height="6" fill="{fa}"/><rect x="{lx}" y="{}" width="12" height="6" fill="{fb}"/><rect x="{lx}" y="{}" width="12" height="12" fill="none" stroke="#222222" stroke-width="1"/><text x="{}" y="{}" font-size="11.5" fill="#333">{text}</text></g>"##,
+            legend_y - 10.0,
+            legend_y - 4.0,
+            legend_y - 10.0,
+            lx + 16.0,
+            legend_y
+        );
+        lx += 22.0 + 6.4 * text.len() as f64;
+    }
     let _ = write!(
         o,
         r##"<rect x="{lx}" y="{}" width="12" height="12" fill="url(#{id}-idle)" stroke="#bbb" stroke-width="0.5"/><text x="{}" y="{}" font-size="11.5" fill="#333">idle</text><text x="{}" y="{}" font-size="11.5" fill="#333">number in box = microbatch</text>"##,
@@ -306,38 +332,68 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
     // fits, so either all boxes of a width are numbered or none (no misleading half-labels).
     let digits = s.microbatches.saturating_sub(1).to_string().len();
     let label_room = 6.3 * digits as f64 + 3.0;
+    let starts = pair_starts(s);
     for (d, list) in s.lists.iter().enumerate() {
         let y = row_y(d);
         let nchunks = chunks_on.get(d).copied().unwrap_or(1).max(1);
-        for (i, ps) in list.iter().enumerate() {
+        let mut i = 0;
+        while i < list.len() {
             let (t0, t1) = (r.start[d][i], r.end[d][i]);
             let x = sc.x(t0);
             let w = (t1 - t0).max(0.0) * sc.scale;
-            let chunk = chunk_of[ps.stage as usize];
-            let (fill, ink) = pass_colours(ps.kind, chunk, nchunks);
             let stroke = if w >= 4.0 {
                 r##" stroke="#ffffff" stroke-width="0.75""##
             } else {
                 ""
             };
-            let _ = write!(
-                o,
-                r##"<rect class="pass k-{kind}" x="{x:.3}" y="{y}" width="{w:.3}" height="{ROW_H}" fill="{fill}"{stroke} data-device="{d}" data-stage="{st}" data-chunk="{chunk}" data-mb="{mb}" data-kind="{kind}" data-start="{t0}" data-end="{t1}"><title>{ps} · device {d}, stage {st} (chunk {chunk}), microbatch {mb} · {a} → {b}</title></rect>"##,
-                kind = ps.kind,
-                st = ps.stage,
-                mb = ps.mb,
-                a = num(t0),
-                b = num(t1),
-            );
-            let label = ps.mb.to_string();
-            if w >= label_room {
+            // One pass fills the row; the halves of a pair share the pair's span, the forward
+            // in the upper half and the backward in the lower.
+            let (halves, font, lift, note) = if starts[d][i] {
+                let (a, b) = (list[i], list[i + 1]);
+                let name = pair_name(a, b);
                 let _ = write!(
                     o,
-                    r##"<text x="{:.3}" y="{}" font-size="10.5" text-anchor="middle" fill="{ink}" pointer-events="none">{label}</text>"##,
-                    x + w / 2.0,
-                    y + ROW_H * 0.5 + 3.8
+                    r##"<g class="pair-unit" data-device="{d}" data-pair="{name}">"##
+                );
+                let note = format!(" · overlapped pair {a} + {b}, run as one unit");
+                (vec![(a, 0.0), (b, 0.5)], 8.0, 2.9, note)
+            } else {
+                (vec![(list[i], 0.0)], 10.5, 3.8, String::new())
+            };
+            let h = ROW_H / halves.len() as f64;
+            for &(ps, top) in &halves {
+                let yy = y + top * ROW_H;
+                let chunk = chunk_of[ps.stage as usize];
+                let (fill, ink) = pass_colours(ps.kind, chunk, nchunks);
+                let _ = write!(
+                    o,
+                    r##"<rect class="pass k-{kind}" x="{x:.3}" y="{yy}" width="{w:.3}" height="{h}" fill="{fill}"{stroke} data-device="{d}" data-stage="{st}" data-chunk="{chunk}" data-mb="{mb}" data-kind="{kind}" data-start="{t0}" data-end="{t1}"><title>{ps}{note} · device {d}, stage {st} (chunk {chunk}), microbatch {mb} · {a} → {b}</title></rect>"##,
+                    kind = ps.kind,
+                    st = ps.stage,
+                    mb = ps.mb,
+                    a = num(t0),
+                    b = num(t1),
+                );
+                if w >= label_room {
+                    let _ = write!(
+                        o,
+                        r##"<text x="{:.3}" y="{}" font-size="{font}" text-anchor="middle" fill="{ink}" pointer-events="none">{}</text>"##,
+                        x + w / 2.0,
+                        yy + h * 0.5 + lift,
+                        ps.mb
+                    );
+                }
+            }
+            if halves.len() == 2 {
+                let (a, b) = (halves[0].0, halves[1].0);
+                let _ = write!(
+                    o,
+                    r##"<rect class="pair" x="{x:.3}" y="{y}" width="{w:.3}" height="{ROW_H}" fill="none" stroke="#222222" stroke-width="1" pointer-events="none" data-device="{d}" data-first="{a}" data-second="{b}" data-start="{t0}" data-end="{t1}"><title>{a} + {b} · overlapped pair, run as one unit · device {d} · {t0s} → {t1s}</title></rect></g>"##,
+                    t0s = num(t0),
+                    t1s = num(t1),
                 );
             }
+            i += halves.len();
         }
     }
 

@@ -3,8 +3,15 @@
 //! One line per device; each pass is a token `{kind}{microbatch}`, upper case for the device's
 //! first chunk, lower case for its second, with `:c` for chunk `c ≥ 2`. Fused backward is `X`.
 //! Idle time shows as `.` tokens, one per unit of the shortest pass.
+//!
+//! An overlapped pair ([`Schedule::pairs`]), which the device runs as one unit, is its two
+//! tokens joined by `+` instead of a space (`F7+x3`: forward of microbatch 7 with the fused
+//! backward of microbatch 3 on the second chunk). It takes the columns of two tokens, so rows
+//! stay aligned; the legend line mentions pairs only when the schedule has any.
 
-use pipeblocks_core::{PassKind, Schedule, SimResult};
+use pipeblocks_core::{Pass, PassKind, Schedule, SimResult};
+
+use crate::common::pair_starts;
 
 fn letter(kind: PassKind) -> char {
     match kind {
@@ -12,6 +19,17 @@ fn letter(kind: PassKind) -> char {
         PassKind::B => 'B',
         PassKind::W => 'W',
         PassKind::BW => 'X',
+    }
+}
+
+/// The token of one pass on a device holding `stages`.
+fn token(pass: Pass, stages: &[u32]) -> String {
+    let chunk = stages.iter().position(|&st| st == pass.stage).unwrap_or(0);
+    let l = letter(pass.kind);
+    match chunk {
+        0 => format!("{l}{}", pass.mb),
+        1 => format!("{}{}", l.to_ascii_lowercase(), pass.mb),
+        c => format!("{l}{}:{c}", pass.mb),
     }
 }
 
@@ -37,24 +55,32 @@ pub fn render(s: &Schedule, r: &SimResult) -> String {
         r.makespan,
         r.bubble_rate
     );
-    out.push_str("legend: F forward, B input grad, W weight grad, X fused backward; lower case = 2nd chunk, :c = chunk c; . idle\n");
+    out.push_str("legend: F forward, B input grad, W weight grad, X fused backward; lower case = 2nd chunk, :c = chunk c; . idle");
+    if !s.pairs.is_empty() {
+        out.push_str("; a+b overlapped pair (one unit)");
+    }
+    out.push('\n');
+    let starts = pair_starts(s);
     for (d, stages) in local.iter().enumerate() {
         let mut line = format!("dev {d:>3} |");
         let mut t = 0.0;
-        for (i, pass) in s.lists[d].iter().enumerate() {
+        let list = &s.lists[d];
+        let mut i = 0;
+        while i < list.len() {
             let gap = ((r.start[d][i] - t) / unit).round() as usize;
             for _ in 0..gap.min(10_000) {
                 line.push_str(&format!(" {:<width$}", "."));
             }
-            let chunk = stages.iter().position(|&st| st == pass.stage).unwrap_or(0);
-            let l = letter(pass.kind);
-            let tok = match chunk {
-                0 => format!("{l}{}", pass.mb),
-                1 => format!("{}{}", l.to_ascii_lowercase(), pass.mb),
-                c => format!("{l}{}:{c}", pass.mb),
-            };
-            line.push_str(&format!(" {tok:<width$}"));
-            t = r.end[d][i];
+            if starts[d][i] {
+                let pair = format!("{}+{}", token(list[i], stages), token(list[i + 1], stages));
+                line.push_str(&format!(" {pair:<w2$}", w2 = 2 * width + 1));
+                t = r.end[d][i + 1];
+                i += 2;
+            } else {
+                line.push_str(&format!(" {:<width$}", token(list[i], stages)));
+                t = r.end[d][i];
+                i += 1;
+            }
         }
         out.push_str(line.trim_end());
         out.push('\n');

@@ -271,9 +271,18 @@ pub const DEFAULT_COST: &str = "f=1,b=1,w=1,c=0";
 /// Where the stages' costs come from: `--cost`, `--stage-costs FILE` or `--model`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CostArg {
-    /// Cost of one pass of any stage and p2p latency: `f=1,b=1,w=1,c=0` (bw defaults to b+w).
+    /// Cost of one pass of any stage and p2p latency: `f=1,b=1,w=1,c=0` (bw defaults to b+w;
+    /// `overlap=0.5`: an overlapped forward/backward pair costs max(F, B) + 0.5·min(F, B),
+    /// default 1, nothing hidden).
     #[arg(long = "cost", conflicts_with_all = ["stage_costs", "model"])]
     pub cost: Option<String>,
+    /// What an overlapped forward/backward pair (dualpipe, dualpipev) costs beyond its longer
+    /// half's computation, as a fraction of the shorter's: 1 (the default) when the two
+    /// computations share the device, lower where they overlap; the communication inside the
+    /// passes (a --model's expert all-to-all) is hidden in any case.
+    #[arg(long = "overlap", allow_negative_numbers = true,
+          value_parser = real("--overlap", "the fraction of the shorter half a pair adds"))]
+    pub overlap: Option<f64>,
     /// Per-stage costs from a `pipeblocks-stage-costs` JSON file (see docs/costs.md).
     #[arg(long = "stage-costs", value_name = "FILE", conflicts_with = "model")]
     pub stage_costs: Option<PathBuf>,
@@ -281,8 +290,10 @@ pub struct CostArg {
     #[arg(long = "b-release", allow_negative_numbers = true,
           value_parser = real("--b-release", "the fraction released at B"))]
     pub b_release: Option<f64>,
-    /// Model: a preset (gpt-1.3b, gpt-2.7b, gpt-7b, gpt-13b, llama-7b, llama-13b) or
-    /// layers=..,hidden=..,heads=..,seq=..,vocab=.. (optional ffn=.., gated=1); costs in seconds.
+    /// Model: a preset (gpt-*, llama-*, llama2-*, llama3-*, gpt3-*; MoE: mixtral-8x7b,
+    /// deepseek-v3) or layers=..,hidden=..,heads=..,seq=..,vocab=.. (optional ffn=.., gated=1;
+    /// experts: experts=..,topk=..,expert_ffn=..,shared=..,ep=..), a preset takes overrides
+    /// (mixtral-8x7b,ep=16); costs in seconds.
     #[arg(long = "model")]
     pub model: Option<String>,
     /// Samples per microbatch (with --model).
@@ -323,8 +334,12 @@ impl CostArg {
         if self.device.is_some() && self.model.is_none() {
             bail!("--device describes the accelerator of a --model; give --model too");
         }
-        Ok(match self.b_release {
+        let costs = match self.b_release {
             Some(r) => costs.with_b_release(r)?,
+            None => costs,
+        };
+        Ok(match self.overlap {
+            Some(o) => costs.with_overlap(o)?,
             None => costs,
         })
     }

@@ -145,7 +145,7 @@ fn format_of(path: Option<&std::path::Path>) -> Format {
 
 /// A Chrome trace of `s` simulated in `r` under `costs` (their link latencies).
 fn trace(s: &Schedule, r: &SimResult, costs: &StageCosts) -> Result<String> {
-    let comm = costs.resolve(s.stages, s.devices)?.comm;
+    let comm = costs.for_placement(&s.placement, s.devices)?.comm;
     Ok(chrome_trace::export(s, r, &comm, &TraceOptions::default())?)
 }
 
@@ -163,7 +163,10 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
     };
     let text = match a.format.unwrap_or_else(|| format_of(a.output.as_deref())) {
         Format::Json => json::write(&s),
-        Format::TorchCsv => torch_csv::write(&s),
+        Format::TorchCsv => {
+            torch_csv::check(&s)?;
+            torch_csv::write(&s)
+        }
         Format::Text => pipeblocks_viz::text::render(&s, &sim(&s, &costs)?),
         Format::ChromeTrace => trace(&s, &sim(&s, &costs)?, &costs)?,
     };
@@ -212,6 +215,19 @@ pub fn simulate(mut a: SimulateArgs) -> Result<()> {
             .map(|x| format!("{x:.3}"))
             .collect();
         let b = &summary.bottleneck;
+        let mut extra = String::new();
+        if summary.pairs > 0 {
+            extra += &format!(
+                "pairs         {} forward/backward pairs run overlapped\n",
+                summary.pairs
+            );
+        }
+        if (summary.parameters_vs_1f1b - 1.0).abs() > 1e-9 {
+            extra += &format!(
+                "parameters    {:.3}x 1F1B's per device\n",
+                summary.parameters_vs_1f1b
+            );
+        }
         let step_lines = if a.step.given() {
             let opt = model.optimizer.iter().cloned().fold(0.0, f64::max);
             let exposed = step.grad_sync_exposed.iter().cloned().fold(0.0, f64::max);
@@ -230,7 +246,7 @@ pub fn simulate(mut a: SimulateArgs) -> Result<()> {
             String::new()
         };
         format!(
-            "schedule      {}\nplacement     {}\ndevices       {}\nstages        {}\nmicrobatches  {}\nmakespan      {:.4}\nbubble rate   {:.4} (within each device's own span {:.4})\n{step_lines}peak (units)  {} (max {:.3}, {:.3}x 1F1B)\np2p transfers {} ({:.3}x 1F1B)\nbound by      stage {} on device {}: {:.0}% of the critical path; the device is busy {:.0}% of the step\n",
+            "schedule      {}\nplacement     {}\ndevices       {}\nstages        {}\nmicrobatches  {}\nmakespan      {:.4}\nbubble rate   {:.4} (within each device's own span {:.4})\n{step_lines}peak (units)  {} (max {:.3}, {:.3}x 1F1B)\np2p transfers {} ({:.3}x 1F1B)\n{extra}bound by      stage {} on device {}: {:.0}% of the critical path; the device is busy {:.0}% of the step\n",
             summary.schedule,
             summary.placement,
             summary.devices,

@@ -46,6 +46,11 @@ pub struct Summary {
     pub p2p_transfers: u64,
     /// `p2p_transfers` over 1F1B's (1 when both are 0).
     pub p2p_vs_1f1b: f64,
+    /// The largest share of the model's parameters a device holds, over 1F1B's (`1/p`): 2 for
+    /// DualPipe's two copies ([`Schedule::parameter_share`]).
+    pub parameters_vs_1f1b: f64,
+    /// Overlapped pairs ([`Schedule::pairs`]).
+    pub pairs: usize,
     /// The stage that bounds the step.
     pub bottleneck: Bottleneck,
     /// The training step's details, when a step model was asked for ([`crate::step`]).
@@ -131,6 +136,9 @@ pub fn summarize(
         } else {
             f64::INFINITY
         },
+        parameters_vs_1f1b: s.parameter_share().into_iter().fold(0.0, f64::max)
+            * f64::from(s.devices),
+        pairs: s.pairs.len(),
         bottleneck: bottleneck(s, &net, r),
         step: None,
     })

@@ -59,16 +59,17 @@ impl Slot {
     }
 }
 
-/// The inputs of a pass of a pipeline of `stages` stages (at most two), in the order they are
-/// checked: an F waits for the previous stage's F, a B or BW for its own F and the next stage's
-/// input gradient, a W for its B.
+/// The inputs of a pass of a pipeline of `stages` stages per lane (at most two; see
+/// [lanes](crate::ir)), in the order they are checked: an F waits for the previous stage's F, a B
+/// or BW for its own F and the next stage's input gradient, a W for its B. A lane's first stage
+/// takes its forward input from the data, its last its gradient from the loss.
 #[inline]
 pub fn inputs(pass: Pass, stages: u32) -> [Option<Slot>; 2] {
     let (s, mb) = (pass.stage, pass.mb);
     match pass.kind {
-        PassKind::F if s > 0 => [Some(Slot::Fwd(s - 1, mb)), None],
+        PassKind::F if s % stages != 0 => [Some(Slot::Fwd(s - 1, mb)), None],
         PassKind::F => [None, None],
-        PassKind::B | PassKind::BW if s + 1 < stages => {
+        PassKind::B | PassKind::BW if (s + 1) % stages != 0 => {
             [Some(Slot::Fwd(s, mb)), Some(Slot::Grad(s + 1, mb))]
         }
         PassKind::B | PassKind::BW => [Some(Slot::Fwd(s, mb)), None],
@@ -85,6 +86,8 @@ pub struct Net {
     pub stages: u32,
     /// Microbatches `m`.
     pub microbatches: u32,
+    /// Stages per [lane](crate::ir) (`S` with one lane).
+    pub lane_stages: u32,
     /// Device of each stage.
     pub stage_device: Vec<u32>,
     /// Stages of each device, ascending.
@@ -105,7 +108,9 @@ impl Net {
         table: StageTable,
     ) -> Result<Net, Error> {
         placement.check(devices)?;
+        crate::ir::check_lanes(placement, microbatches)?;
         let stages = placement.num_stages(devices);
+        let lane_stages = placement.lane_stages(devices);
         crate::params::check_size(stages.into(), microbatches.into())?;
         if table.dur.len() != stages as usize {
             return Err(Error::config(format!(
@@ -119,7 +124,12 @@ impl Net {
             local[d as usize].push(s as u32);
         }
         let n = stages as usize;
-        let cross = |a: usize, b: usize| stage_device[a] != stage_device[b];
+        let per_lane = lane_stages as usize;
+        let cross = |a: usize, b: usize| {
+            stage_device[a] != stage_device[b]
+                && !b.is_multiple_of(per_lane)
+                && a / per_lane == b / per_lane
+        };
         let lat_fwd = (0..n)
             .map(|s| {
                 if s > 0 && cross(s - 1, s) {
@@ -142,6 +152,7 @@ impl Net {
             devices,
             stages,
             microbatches,
+            lane_stages,
             stage_device,
             local,
             table,
@@ -156,14 +167,14 @@ impl Net {
             &s.placement,
             s.devices,
             s.microbatches,
-            costs.resolve(s.stages, s.devices)?,
+            costs.for_placement(&s.placement, s.devices)?,
         )
     }
 
     /// The inputs of a pass (at most two), in the order they are checked.
     #[inline]
     pub fn inputs(&self, pass: Pass) -> [Option<Slot>; 2] {
-        inputs(pass, self.stages)
+        inputs(pass, self.lane_stages)
     }
 
     /// The slot a pass produces (a W produces nothing another pass waits for).
@@ -191,11 +202,11 @@ impl Net {
     #[inline]
     fn consumer(&self, slot: Slot) -> Option<(u32, f64)> {
         match slot {
-            Slot::Fwd(s, _) if s + 1 < self.stages => Some((
+            Slot::Fwd(s, _) if (s + 1) % self.lane_stages != 0 => Some((
                 self.stage_device[s as usize + 1],
                 self.lat_fwd[s as usize + 1],
             )),
-            Slot::Grad(s, _) if s > 0 => Some((
+            Slot::Grad(s, _) if s % self.lane_stages != 0 => Some((
                 self.stage_device[s as usize - 1],
                 self.lat_grad[s as usize - 1],
             )),
@@ -368,8 +379,9 @@ impl State<'_> {
         let (s, mb) = (pass.stage as usize, pass.mb as usize);
         let fwd = |st: usize| st * m + mb;
         let grad = |st: usize| (net.stages as usize + st) * m + mb;
+        let first = s % net.lane_stages as usize == 0;
         match pass.kind {
-            PassKind::F if s == 0 => Ok(0.0),
+            PassKind::F if first => Ok(0.0),
             PassKind::F => {
                 let e = self.done[fwd(s - 1)];
                 if e.is_nan() {
@@ -382,7 +394,7 @@ impl State<'_> {
                 if e.is_nan() {
                     return Err(Slot::Fwd(pass.stage, pass.mb));
                 }
-                if s + 1 == net.stages as usize {
+                if (s + 1) % net.lane_stages as usize == 0 {
                     return Ok(e);
                 }
                 let g = self.done[grad(s + 1)];

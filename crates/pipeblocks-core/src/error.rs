@@ -223,6 +223,20 @@ pub enum ValidationError {
         /// Device that holds the stage.
         expected: u32,
     },
+    /// A pass of a microbatch on a stage of another lane (the bidirectional placement).
+    #[error("device {device}, position {position}: {pass} puts a microbatch of lane {mb_lane} on a stage of lane {stage_lane}; each microbatch runs only through its own lane's stages")]
+    OutOfLane {
+        /// Device of the list.
+        device: u32,
+        /// Position in the list.
+        position: usize,
+        /// The pass.
+        pass: Pass,
+        /// Lane of the pass's stage.
+        stage_lane: u32,
+        /// Lane of the pass's microbatch.
+        mb_lane: u32,
+    },
     /// An overlapped pair that cannot run as one unit.
     #[error("overlapped pair ({}, {}): {why}", pair[0], pair[1])]
     Pair {

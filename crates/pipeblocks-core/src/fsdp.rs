@@ -232,7 +232,7 @@ impl FsdpPlan {
             return Err(Error::Zero(Param::Group));
         }
         f.check(s)?;
-        let dur = costs.resolve(s.stages, s.devices)?.dur;
+        let dur = costs.for_placement(&s.placement, s.devices)?.dur;
         let mut lists = Vec::with_capacity(s.devices as usize);
         for list in &s.lists {
             // Windows keyed by (stage, unit, backward), in order of first appearance.

@@ -3,6 +3,13 @@
 //! A [`Schedule`] is a [`Placement`] (which device holds which stage) plus one ordered list of
 //! [`Pass`]es per device. Stages are numbered in model order: stage 0 holds the embedding, stage
 //! `S-1` the head and the loss. Microbatches are numbered `0..m`.
+//!
+//! **Lanes.** Every placement but one sends every microbatch through all `S` stages. The
+//! [`Placement::Bidirectional`] one (DualPipe's) holds two pipelines, *lanes*, over the same
+//! devices in opposite directions: lane 0 is stages `0..p` (devices `0..p`), lane 1 stages
+//! `p..2p` (devices `p-1` down to 0), each a full copy of the model's `p` chunks; microbatches
+//! `0..m/2` run in lane 0 and `m/2..m` in lane 1. A pass exists only for a stage and a
+//! microbatch of the same lane ([`Schedule::runs`]).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -156,6 +163,10 @@ pub enum Placement {
     },
     /// Device `i` holds stages `i` and `2p-1-i`; `S = 2p`.
     VShape,
+    /// DualPipe's two pipelines in opposite directions ([lanes](self)): device `i` holds stage
+    /// `i` of lane 0 and stage `2p-1-i` of lane 1 (the model's chunk `p-1-i`), so two copies of
+    /// the parameters; `S = 2p`.
+    Bidirectional,
     /// Any map: `devices[s]` is the device of stage `s`.
     Explicit {
         /// Device of each stage, in stage order.
@@ -170,7 +181,7 @@ impl Placement {
         match self {
             Placement::Sequential => p,
             Placement::Looped { chunks } => chunks.saturating_mul(p),
-            Placement::VShape => p.saturating_mul(2),
+            Placement::VShape | Placement::Bidirectional => p.saturating_mul(2),
             Placement::Explicit { devices } => u32::try_from(devices.len()).unwrap_or(u32::MAX),
         }
     }
@@ -180,7 +191,7 @@ impl Placement {
         match self {
             Placement::Sequential => stage,
             Placement::Looped { .. } => stage % p,
-            Placement::VShape => {
+            Placement::VShape | Placement::Bidirectional => {
                 if stage < p {
                     stage
                 } else {
@@ -204,8 +215,22 @@ impl Placement {
             Placement::Sequential => "sequential".into(),
             Placement::Looped { chunks } => format!("looped (v={chunks})"),
             Placement::VShape => "V-shape".into(),
+            Placement::Bidirectional => "bidirectional".into(),
             Placement::Explicit { .. } => "explicit".into(),
         }
+    }
+
+    /// Number of [lanes](self): 2 for [`Placement::Bidirectional`], else 1.
+    pub fn lanes(&self) -> u32 {
+        match self {
+            Placement::Bidirectional => 2,
+            _ => 1,
+        }
+    }
+
+    /// Stages of one lane: the model's chunks, each a copy of the parameters' `1/chunks`.
+    pub fn lane_stages(&self, p: u32) -> u32 {
+        self.num_stages(p) / self.lanes()
     }
 
     /// Checks the placement is usable with `p` devices, within [`crate::params::limits`].
@@ -247,6 +272,22 @@ impl Placement {
             _ => Ok(()),
         }
     }
+}
+
+/// Refuses a microbatch count the placement's lanes cannot share evenly.
+pub(crate) fn check_lanes(placement: &Placement, m: u32) -> Result<(), Error> {
+    let lanes = placement.lanes();
+    if !m.is_multiple_of(lanes) {
+        return Err(Error::fix(
+            format!(
+                "the {} placement sends 1/{lanes} of the microbatches each way, but m={m} does not divide evenly",
+                placement.describe()
+            ),
+            Param::Microbatches,
+            (m + lanes - m % lanes).to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// See [`Schedule::pair_starts`].
@@ -299,6 +340,7 @@ impl Schedule {
         if m == 0 {
             return Err(Error::Zero(Param::Microbatches));
         }
+        check_lanes(&placement, m)?;
         let stages = placement.num_stages(p);
         crate::params::check_size(stages.into(), m.into())?;
         Ok(Schedule {
@@ -323,11 +365,36 @@ impl Schedule {
         match &self.placement {
             Placement::Sequential => vec![device],
             Placement::Looped { chunks } => (0..*chunks).map(|c| c * p + device).collect(),
-            Placement::VShape => vec![device, 2 * p - 1 - device],
+            Placement::VShape | Placement::Bidirectional => vec![device, 2 * p - 1 - device],
             Placement::Explicit { .. } => (0..self.stages)
                 .filter(|&s| self.device_of(s) == device)
                 .collect(),
         }
+    }
+
+    /// The [lane](self) of a stage.
+    pub fn lane_of_stage(&self, stage: u32) -> u32 {
+        stage / self.placement.lane_stages(self.devices).max(1)
+    }
+
+    /// The [lane](self) of a microbatch.
+    pub fn lane_of_microbatch(&self, mb: u32) -> u32 {
+        mb / (self.microbatches / self.placement.lanes()).max(1)
+    }
+
+    /// Whether `stage` runs passes of microbatch `mb` (both in one [lane](self); always, with
+    /// one lane).
+    pub fn runs(&self, stage: u32, mb: u32) -> bool {
+        self.placement.lanes() == 1 || self.lane_of_stage(stage) == self.lane_of_microbatch(mb)
+    }
+
+    /// The share of the model's parameters each device holds: its stages over the model's
+    /// chunks (`1/p` for 1F1B and V-shapes, `2/p` for the bidirectional placement's two copies).
+    pub fn parameter_share(&self) -> Vec<f64> {
+        let chunks = f64::from(self.placement.lane_stages(self.devices).max(1));
+        (0..self.devices)
+            .map(|d| self.stages_of(d).len() as f64 / chunks)
+            .collect()
     }
 
     /// Total number of passes.
@@ -366,9 +433,11 @@ impl Schedule {
 
     /// Number of point-to-point transfers per step: each F output and B gradient crossing devices.
     pub fn p2p_transfers(&self) -> u64 {
+        let lanes = self.placement.lanes();
+        let per_lane = self.placement.lane_stages(self.devices).max(1);
         let crossings = (1..self.stages)
-            .filter(|&s| self.device_of(s) != self.device_of(s - 1))
+            .filter(|&s| s % per_lane != 0 && self.device_of(s) != self.device_of(s - 1))
             .count() as u64;
-        2 * crossings * self.microbatches as u64
+        2 * crossings * u64::from(self.microbatches / lanes)
     }
 }

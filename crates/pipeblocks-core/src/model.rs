@@ -28,6 +28,24 @@
 //! - Point-to-point latency between stages: the `2·s·b·h` bytes of a 16-bit activation over the
 //!   point-to-point bandwidth, plus the device latency.
 //!
+//!
+//! # Mixture of experts
+//!
+//! With `experts=E` (and `topk=k`, `expert_ffn=f_e`, `shared=n_s`, `ep=d`) every layer's MLP is
+//! `E` routed experts and `n_s` shared ones, each an MLP of width `f_e` (default `f`), and a
+//! router `h·E`; each token runs `k` routed experts and the shared ones:
+//! - `P_m` counts what a token runs: attention, the router and `k + n_s` expert MLPs; the layer's
+//!   parameters count all `E + n_s` experts (on `d` expert-parallel devices each holds `1/d` of
+//!   the routed ones, which this module does not divide).
+//! - Activations: the MLP's `19·s·b·h` of the dense formula become
+//!   `s·b·h·(2k' + 17k'·f_e/4h)`, `k' = k + n_s`.
+//! - **All-to-all**: with `d > 1`, each MoE layer's forward sends its tokens to their experts
+//!   and back (dispatch and combine), `s·b·k·h·2·(d−1)/d` bytes each per device, over the
+//!   node's link when the group fits in a node (`d ≤ 8`, the presets' nodes) and the network's
+//!   otherwise, plus the device latency per exchange; the backward sends as much. It is part of
+//!   the pass times (F, and B; not W) and the communication an overlapped pair hides
+//!   ([`crate::params::StageTable::hidden`]).
+//!
 //! Layers are split as evenly as possible, earlier stages taking the remainder
 //! ([`layer_split`]); the runtime's model splits its layers with the same function.
 
@@ -79,10 +97,32 @@ pub struct ModelSpec {
     pub ffn: u64,
     /// Gated MLP without biases (LLaMA) instead of GPT's MLP with biases.
     pub gated: bool,
+    /// Mixture of experts in every layer's MLP; `None` for a dense model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moe: Option<Moe>,
 }
+
+/// A mixture-of-experts MLP (see the [module documentation](self)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moe {
+    /// Routed experts `E`.
+    pub experts: u32,
+    /// Routed experts each token runs, `k`.
+    pub top_k: u32,
+    /// Width of one expert's MLP, `f_e`.
+    pub expert_ffn: u64,
+    /// Shared experts every token runs.
+    pub shared: u32,
+    /// Expert-parallel degree: devices the routed experts are spread over (1: no all-to-all).
+    pub ep: u32,
+}
+
+/// Devices per node: an expert-parallel group up to this size exchanges over the node's link.
+pub const NODE_DEVICES: u32 = 8;
 
 /// A named public model size.
 struct Preset {
+    moe: Option<Moe>,
     name: &'static str,
     layers: u32,
     hidden: u64,
@@ -109,6 +149,7 @@ const fn row(
     gated: bool,
 ) -> Preset {
     Preset {
+        moe: None,
         name,
         layers,
         hidden,
@@ -140,7 +181,49 @@ const PRESETS: &[Preset] = &[
     row("llama3-8b", 32, 4096, 32, 8, 8192, 128256, 14336, true),
     row("llama3-70b", 80, 8192, 64, 8, 8192, 128256, 28672, true),
     row("llama3-405b", 126, 16384, 128, 8, 8192, 128256, 53248, true),
+    // Mixtral 8x7B (arXiv:2401.04088 and its released configuration), trained at 4096 tokens.
+    moe(
+        row("mixtral-8x7b", 32, 4096, 32, 8, 4096, 32000, 14336, true),
+        8,
+        2,
+        14336,
+        0,
+        8,
+    ),
+    // DeepSeek-V3 (arXiv:2412.19437): 256 routed experts of width 2048 and one shared, 8 per
+    // token, expert-parallel over 64 devices (8 nodes) as trained; its multi-head latent
+    // attention is taken as multi-head attention of the same width, and its first three dense
+    // layers as MoE ones.
+    moe(
+        row("deepseek-v3", 61, 7168, 128, 128, 4096, 129280, 18432, true),
+        256,
+        8,
+        2048,
+        1,
+        64,
+    ),
 ];
+
+/// A preset row with a mixture of experts.
+const fn moe(
+    base: Preset,
+    experts: u32,
+    top_k: u32,
+    expert_ffn: u64,
+    shared: u32,
+    ep: u32,
+) -> Preset {
+    Preset {
+        moe: Some(Moe {
+            experts,
+            top_k,
+            expert_ffn,
+            shared,
+            ep,
+        }),
+        ..base
+    }
+}
 
 impl ModelSpec {
     /// Names of the presets.
@@ -161,13 +244,15 @@ impl ModelSpec {
             vocab: p.vocab,
             ffn: p.ffn,
             gated: p.gated,
+            moe: p.moe,
         })
     }
 
     /// Parses a preset name, `key=value` pairs, or a preset followed by overrides
     /// (`llama-7b,seq=2048`). Keys: `layers`, `hidden`, `heads`, `kv_heads` (default `heads`),
-    /// `seq`, `vocab`, `ffn`, `gated` (0 or 1). Without a preset, `layers`, `hidden`, `heads` and
-    /// `seq` are required.
+    /// `seq`, `vocab`, `ffn`, `gated` (0 or 1), and for a mixture of experts `experts`
+    /// (0: dense), `topk` (default 2), `expert_ffn` (default `ffn`), `shared` (default 0) and
+    /// `ep` (default 1). Without a preset, `layers`, `hidden`, `heads` and `seq` are required.
     pub fn parse(text: &str) -> Result<ModelSpec, Error> {
         let presets = Self::preset_names().join(", ");
         let bad = |detail: String| Error::parse("model", detail);
@@ -187,7 +272,10 @@ impl ModelSpec {
             vocab: 0,
             ffn: 0,
             gated: false,
+            moe: None,
         });
+        let mut moe = m.moe;
+        let mut moe_keys = Vec::new();
         let (mut given, mut ffn_given, mut kv_given) = (Vec::new(), false, false);
         for (k, v, part) in crate::params::pairs(
             overrides,
@@ -221,6 +309,27 @@ impl ModelSpec {
                 "seq" => m.seq = n()?,
                 "vocab" => m.vocab = n()?,
                 "ffn" => (m.ffn, ffn_given) = (n()?, true),
+                "experts" | "topk" | "top_k" | "expert_ffn" | "shared" | "ep" => {
+                    let x = n()?;
+                    let small = |x: u64| {
+                        u32::try_from(x).map_err(|_| bad(format!("{k}={v} is too large")))
+                    };
+                    let e = moe.get_or_insert(Moe {
+                        experts: 0,
+                        top_k: 2,
+                        expert_ffn: 0,
+                        shared: 0,
+                        ep: 1,
+                    });
+                    match k.as_str() {
+                        "experts" => e.experts = small(x)?,
+                        "topk" | "top_k" => e.top_k = small(x)?,
+                        "expert_ffn" => e.expert_ffn = x,
+                        "shared" => e.shared = small(x)?,
+                        _ => e.ep = small(x)?,
+                    }
+                    moe_keys.push(k.clone());
+                }
                 "gated" => {
                     m.gated = match v {
                         "1" | "true" | "yes" => true,
@@ -230,7 +339,7 @@ impl ModelSpec {
                 }
                 other => {
                     return Err(bad(format!(
-                    "unknown key `{other}`; use layers, hidden, heads, kv_heads, seq, vocab, ffn and gated"
+                    "unknown key `{other}`; use layers, hidden, heads, kv_heads, seq, vocab, ffn, gated, and for experts experts, topk, expert_ffn, shared and ep"
                 )))
                 }
             }
@@ -242,6 +351,22 @@ impl ModelSpec {
                 .find(|k| !given.iter().any(|g| g == k))
             {
                 return Err(bad(format!("missing `{name}=`; give layers, hidden, heads and seq (or a preset: {presets})")));
+            }
+        }
+        if let Some(mut e) = moe {
+            if e.experts == 0 {
+                if moe_keys.iter().any(|k| k != "experts") {
+                    return Err(bad(format!(
+                        "{} describe experts, but the model has none; add experts=<count>",
+                        moe_keys.join(", ")
+                    )));
+                }
+                m.moe = None;
+            } else {
+                if e.expert_ffn == 0 {
+                    e.expert_ffn = m.ffn;
+                }
+                m.moe = Some(e);
             }
         }
         if base.is_some_and(|b| b != m) {
@@ -278,6 +403,32 @@ impl ModelSpec {
                 ),
             ));
         }
+        if let Some(e) = self.moe {
+            if e.top_k == 0 || e.top_k > e.experts || e.ep == 0 || e.expert_ffn == 0 {
+                return Err(Error::parse(
+                    "model",
+                    format!(
+                        "experts={}, topk={}, expert_ffn={}, ep={}: a token runs 1 to `experts` experts, experts have a width and ep is at least 1",
+                        e.experts, e.top_k, e.expert_ffn, e.ep
+                    ),
+                ));
+            }
+            if !e.experts.is_multiple_of(e.ep) {
+                return Err(Error::parse(
+                    "model",
+                    format!(
+                        "ep={} does not divide experts={}; spread the experts evenly",
+                        e.ep, e.experts
+                    ),
+                ));
+            }
+            if e.experts > 1 << 16 || e.expert_ffn > 1 << 24 || e.shared > 1 << 10 {
+                return Err(Error::parse(
+                    "model",
+                    "experts, expert_ffn or shared is beyond what pipeblocks handles (65536 experts, 16M width, 1024 shared)",
+                ));
+            }
+        }
         // Far above any real model, and low enough that no size overflows.
         let largest = [
             ("layers", u64::from(self.layers), 1 << 16),
@@ -303,19 +454,44 @@ impl ModelSpec {
         self.hidden as f64 * self.kv_heads as f64 / self.heads as f64
     }
 
-    /// Matmul parameters of one layer, `P_m = 2h² + 2h·h_kv + (2 or 3)·h·f` (`4h² + 2hf` for
-    /// GPT: query and output `2h²`, key and value `2h·h_kv`).
+    /// Matmul parameters of one layer a token runs, `P_m = 2h² + 2h·h_kv + (2 or 3)·h·f`
+    /// (`4h² + 2hf` for GPT: query and output `2h²`, key and value `2h·h_kv`); with experts
+    /// the MLP term is the router `h·E` and `k + n_s` expert MLPs of width `f_e`.
     pub fn matmul_params(&self) -> f64 {
         let h = self.hidden as f64;
-        let f = self.ffn as f64;
-        2.0 * h * h + 2.0 * h * self.kv_width() + if self.gated { 3.0 } else { 2.0 } * h * f
+        let attention = 2.0 * h * h + 2.0 * h * self.kv_width();
+        attention + self.mlp_params(|e| f64::from(e.top_k + e.shared))
     }
 
-    /// All parameters of one layer: `12h² + 13h` for GPT with `f = 4h`.
+    /// Matmul parameters of one MLP of width `w`.
+    fn one_mlp(&self, w: u64) -> f64 {
+        (if self.gated { 3.0 } else { 2.0 }) * self.hidden as f64 * w as f64
+    }
+
+    /// The MLP's matmul parameters: the dense MLP, or the router and `count(moe)` experts.
+    fn mlp_params(&self, count: impl Fn(&Moe) -> f64) -> f64 {
+        match &self.moe {
+            None => self.one_mlp(self.ffn),
+            Some(e) => {
+                self.hidden as f64 * f64::from(e.experts) + count(e) * self.one_mlp(e.expert_ffn)
+            }
+        }
+    }
+
+    /// All parameters of one layer: `12h² + 13h` for GPT with `f = 4h`; with experts, all of
+    /// them.
     pub fn layer_params(&self) -> f64 {
         let h = self.hidden as f64;
         let f = self.ffn as f64;
-        if self.gated {
+        if self.moe.is_some() {
+            let attention = 2.0 * h * h + 2.0 * h * self.kv_width();
+            let biases = if self.gated {
+                2.0 * h
+            } else {
+                7.0 * h + 2.0 * self.kv_width()
+            };
+            attention + self.mlp_params(|e| f64::from(e.experts + e.shared)) + biases
+        } else if self.gated {
             self.matmul_params() + 2.0 * h
         } else {
             // QKV and output biases (2h + 2h_kv), MLP biases (f + h), two layer norms (4h).
@@ -634,9 +810,27 @@ impl ModelCosts {
         let lb = 2.0 * s * b * pm + 8.0 * b * s * s * h;
         let lw = 2.0 * s * b * pm;
         let head = 2.0 * s * b * h * v;
-        let act_layer = 34.0 * s * b * h + 5.0 * a * s * s * b;
+        let act_layer = match &model.moe {
+            None => 34.0 * s * b * h + 5.0 * a * s * s * b,
+            Some(e) => {
+                let k = f64::from(e.top_k + e.shared);
+                let mlp = s * b * h * (2.0 * k + 17.0 * k * e.expert_ffn as f64 / (4.0 * h));
+                15.0 * s * b * h + 5.0 * a * s * s * b + mlp
+            }
+        };
         let rate = device.sustained();
         let comm = 2.0 * s * b * h / device.p2p_bandwidth + device.latency;
+        let a2a = model.moe.filter(|e| e.ep > 1).map_or(0.0, |e| {
+            let d = f64::from(e.ep);
+            let bytes = s * b * f64::from(e.top_k) * h * 2.0 * (d - 1.0) / d;
+            let link = if e.ep <= NODE_DEVICES {
+                device.intra_bandwidth
+            } else {
+                device.bandwidth
+            };
+            // Dispatch and combine, each one exchange.
+            2.0 * (bytes / link + device.latency)
+        });
         let mut out = ModelCosts {
             costs: Vec::with_capacity(stages as usize),
             comm,
@@ -662,14 +856,18 @@ impl ModelCosts {
                 act += 4.0 * s * b * v;
                 params += v * h;
             }
+            let exchange = nf * a2a;
             out.costs.push(Costs {
-                f: f / rate,
-                b: bb / rate,
+                f: f / rate + exchange,
+                b: bb / rate + exchange,
                 w: w / rate,
                 bw: None,
                 comm: 0.0,
                 overlap: 1.0,
             });
+            if a2a > 0.0 {
+                out.hidden.push([exchange, exchange]);
+            }
             out.activation_bytes.push(act);
             out.params.push(params);
             out.layers.push(n);

@@ -621,6 +621,29 @@ impl StageCosts {
         out
     }
 
+    /// The costs for a schedule of `placement` on `devices` devices: [`StageCosts::resolve`]
+    /// for its stages, or, with [lanes](crate::ir), for one lane's stages repeated in every
+    /// lane (each lane is a copy of the model).
+    pub fn for_placement(&self, placement: &Placement, devices: u32) -> Result<StageTable, Error> {
+        let lanes = placement.lanes() as usize;
+        let per_lane = placement.lane_stages(devices);
+        let one = self.resolve(per_lane, devices)?;
+        if lanes == 1 {
+            return Ok(one);
+        }
+        let mut t = one.clone();
+        for _ in 1..lanes {
+            t.dur.extend_from_slice(&one.dur);
+            t.act.extend_from_slice(&one.act);
+            t.release.extend_from_slice(&one.release);
+            t.hidden.extend_from_slice(&one.hidden);
+            // No link between one lane's last stage and the next lane's first.
+            t.comm.push(0.0);
+            t.comm.extend_from_slice(&one.comm);
+        }
+        Ok(t)
+    }
+
     /// The costs for a schedule of `stages` stages on `devices` devices.
     pub fn resolve(&self, stages: u32, devices: u32) -> Result<StageTable, Error> {
         if stages == 0 || devices == 0 {
@@ -1061,7 +1084,6 @@ impl Params {
 
     /// The costs resolved for `placement`.
     pub fn table(&self, placement: &Placement) -> Result<StageTable, Error> {
-        self.costs
-            .resolve(placement.num_stages(self.devices()), self.devices())
+        self.costs.for_placement(placement, self.devices())
     }
 }

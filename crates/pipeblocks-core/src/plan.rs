@@ -737,7 +737,7 @@ fn finish(
     };
     let unit = st
         .costs
-        .resolve(schedule.stages, schedule.devices)?
+        .for_placement(&schedule.placement, schedule.devices)?
         .unit_bytes
         .unwrap_or(0.0);
     let reserve = reserve(dev);
@@ -880,6 +880,15 @@ fn check(req: &Request) -> Result<(), Error> {
     let c = &req.cluster;
     let m = &req.model;
     m.check()?;
+    if m.moe.is_some() {
+        return Err(Error::change(
+            format!(
+                "{} has experts, and the planner does not search expert parallelism yet; compare schedules for it with `compare --model`",
+                m.name
+            ),
+            crate::error::Param::Model,
+        ));
+    }
     let f = &req.fixed;
     if let Some(names) = &f.schedules {
         let only_zeropp = !names.is_empty() && names.iter().all(|n| n == "zeropp");

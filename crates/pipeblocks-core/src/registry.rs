@@ -136,10 +136,17 @@ static REGISTRY: &[Generator] = &[
     },
     Generator {
         name: "dualpipev",
-        summary: "DeepSeek's DualPipeV: V-shape, fused backwards paired with forwards, split at the ends",
+        summary: "DeepSeek's DualPipeV: V-shape, forwards overlapped with backwards in pairs, split at the ends",
         constraints: "m ≥ 2p; V-shape placement (2 stages per device)",
         uses: FIXED,
         build: generators::dualpipe::dualpipev,
+    },
+    Generator {
+        name: "dualpipe",
+        summary: "DeepSeek's DualPipe: two pipelines in opposite directions (two parameter copies), forward/backward pairs",
+        constraints: "p even, m even and ≥ 2p; bidirectional placement (2 stages per device)",
+        uses: FIXED,
+        build: generators::dualpipe::dualpipe,
     },
     Generator {
         name: "auto",

@@ -168,7 +168,7 @@ impl StepSpec {
                 per
             }
         };
-        let table = costs.resolve(s.stages, s.devices)?;
+        let table = costs.for_placement(&s.placement, s.devices)?;
         let w: Vec<f64> = table.dur.iter().map(|d| d[PassKind::W.index()]).collect();
         let total: f64 = w.iter().sum();
         let total_sync = self.grad_sync * p as f64;

@@ -88,6 +88,8 @@ pub(crate) fn structure(s: &Schedule) -> Result<Structure, ValidationError> {
     s.placement
         .check(p)
         .map_err(|e| ValidationError::Shape(e.to_string()))?;
+    crate::ir::check_lanes(&s.placement, s.microbatches)
+        .map_err(|e| ValidationError::Shape(e.to_string()))?;
     let stage_device = s.placement.stage_devices(p);
     let index = |q: Pass| index_of(s, q);
     // Position of each pass: (device, position).
@@ -102,6 +104,15 @@ pub(crate) fn structure(s: &Schedule) -> Result<Structure, ValidationError> {
                     pass,
                     stages: s.stages,
                     microbatches: s.microbatches,
+                });
+            }
+            if !s.runs(pass.stage, pass.mb) {
+                return Err(ValidationError::OutOfLane {
+                    device: d as u32,
+                    position: i,
+                    pass,
+                    stage_lane: s.lane_of_stage(pass.stage),
+                    mb_lane: s.lane_of_microbatch(pass.mb),
                 });
             }
             let expected = stage_device[pass.stage as usize];
@@ -151,7 +162,7 @@ pub(crate) fn structure(s: &Schedule) -> Result<Structure, ValidationError> {
     let mut bwd_kind = vec![PassKind::BW; s.stages as usize * s.microbatches as usize];
     for st in 0..s.stages {
         let dev = stage_device[st as usize];
-        for mb in 0..s.microbatches {
+        for mb in (0..s.microbatches).filter(|&mb| s.runs(st, mb)) {
             let has = |k: PassKind| where_[index(Pass::new(k, st, mb))].0 != NONE;
             if !has(PassKind::F) {
                 return Err(ValidationError::Missing {

@@ -80,3 +80,90 @@ proptest! {
         prop_assert!(bubble <= closed + 1e-9, "bubble {} above the closed form {}", bubble, closed);
     }
 }
+
+proptest! {
+    /// DualPipe (bidirectional, `p` even): complete, dependency-safe and deadlock-free; twice
+    /// 1F1B's parameters per device; DualPipe's published `PP + 1` chunk activations (here a
+    /// chunk is a unit: one lane stage is `1/p` of the model); every device does both of its
+    /// stages' work for its lane's half of the microbatches.
+    #[test]
+    fn dualpipe_is_valid_with_two_parameter_copies_and_pp_plus_one_chunks(half in 1u32..=5, extra in 0u32..=6, b in 0.5f64..2.0, w in 0.25f64..1.5) {
+        let p = 2 * half;
+        let m = 2 * p + 2 * extra;
+        let (b, w) = ((b * 100.0).round() / 100.0, (w * 100.0).round() / 100.0);
+        let costs = Costs::parse(&format!("f=1,b={b:.2},w={w:.2}")).unwrap();
+        let prm = Params::new(p, m).unwrap().with_costs(StageCosts::uniform(costs));
+        let s = generate("dualpipe", &prm).unwrap();
+        prop_assert!(validate(&s).is_ok());
+        prop_assert_eq!(s.placement.lanes(), 2);
+        for share in s.parameter_share() {
+            prop_assert!((share - 2.0 / f64::from(p)).abs() < 1e-12);
+        }
+        let r = simulate(&s, &prm.costs).unwrap();
+        prop_assert!((r.max_peak() - f64::from(p + 1)).abs() < 1e-9, "peak {} chunks, PP + 1 = {}", r.max_peak(), p + 1);
+        let work = f64::from(m) * (1.0 + b + w);
+        for busy in &r.busy {
+            prop_assert!((busy - work).abs() < 1e-6 * work);
+        }
+    }
+}
+
+/// DualPipe's closed form, `(PP/2 − 1)(F&B + B − 3W)`, on its own placement (F, B and W alike).
+#[test]
+fn dualpipe_bubble_is_its_closed_form() {
+    for half in 1..=5u32 {
+        let p = 2 * half;
+        for m in [2 * p, 2 * p + 2, 4 * p] {
+            for o in [1.0, 0.5, 0.0] {
+                let costs = Costs::parse(&format!("f=1,b=1,w=1,overlap={o}")).unwrap();
+                let prm = Params::new(p, m)
+                    .unwrap()
+                    .with_costs(StageCosts::uniform(costs));
+                let s = generate("dualpipe", &prm).unwrap();
+                let r = simulate(&s, &prm.costs).unwrap();
+                let fb = 2.0 + o;
+                let closed = f64::from(p / 2 - 1) * (fb + 2.0 - 3.0);
+                // The two middle devices run the most pairs (DualPipeV's last device); their
+                // idle time is the formula.
+                for d in [p / 2 - 1, p / 2] {
+                    let idle = r.makespan - r.busy[d as usize];
+                    assert!(
+                        (idle - closed).abs() < 1e-9,
+                        "p={p} m={m} overlap={o} device {d}: {idle} vs {closed}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dualpipe_refuses_odd_sizes_with_the_count_to_use() {
+    let e = generate("dualpipe", &Params::new(3, 12).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("even device count"), "{e}");
+    let e = generate("dualpipe", &Params::new(4, 9).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("use 10"), "{e}");
+    let e = generate("dualpipe", &Params::new(4, 6).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("use 8"), "{e}");
+}
+
+/// A microbatch of one lane listed on a stage of the other is refused with the lanes named; the
+/// CSV PyTorch reads cannot carry lanes, so writing one is refused.
+#[test]
+fn lanes_are_checked_and_not_written_to_torch_csv() {
+    let mut s = generate("dualpipe", &Params::new(2, 4).unwrap()).unwrap();
+    // Microbatch 0 runs in lane 0 (stages 0, 1); stage 3 belongs to lane 1.
+    let i = s.lists[0]
+        .iter()
+        .position(|q| q.to_string() == "F3.2")
+        .unwrap();
+    s.lists[0][i] = pipeblocks_core::Pass::f(3, 0);
+    let e = validate(&s).unwrap_err().to_string();
+    assert!(e.contains("lane 0 on a stage of lane 1"), "{e}");
+    let s = generate("dualpipe", &Params::new(2, 4).unwrap()).unwrap();
+    let e = pipeblocks_core::format::torch_csv::check(&s).unwrap_err();
+    assert!(e.to_string().contains("write pipeblocks JSON"), "{e}");
+    let back =
+        pipeblocks_core::format::json::read(&pipeblocks_core::format::json::write(&s)).unwrap();
+    assert_eq!(back, s);
+}

@@ -100,6 +100,13 @@ impl Trainer {
     /// not fit before computing anything.
     pub fn new(cfg: TrainConfig, schedule: Schedule) -> Result<Self> {
         validate(&schedule)?;
+        if schedule.placement.lanes() > 1 {
+            return Err(RuntimeError::config(format!(
+                "the runtime trains one pipeline, and {}'s {} placement runs two (two parameter copies whose gradients would need summing); simulate it, or train dualpipev",
+                schedule.name,
+                schedule.placement.describe()
+            )));
+        }
         cfg.model.check()?;
         let m = schedule.microbatches as usize;
         if cfg.batch == 0 || !cfg.batch.is_multiple_of(m) {

@@ -312,7 +312,7 @@ impl StepReport {
         let config = |e: pipeblocks_core::Error| crate::error::RuntimeError::config(e.to_string());
         let costs = self.measured_costs(schedule)?;
         let bytes = costs
-            .resolve(schedule.stages, schedule.devices)
+            .for_placement(&schedule.placement, schedule.devices)
             .map_err(config)?
             .unit_bytes
             .unwrap_or(1.0);

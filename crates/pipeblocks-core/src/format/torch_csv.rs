@@ -107,6 +107,19 @@ pub fn parse_cell(cell: &str) -> Result<Option<(Pass, Option<Pass>)>, String> {
     }
 }
 
+/// Whether PyTorch's CSV can carry the schedule: it cannot say that microbatches run in two
+/// [lanes](crate::ir) (the bidirectional placement), so such a schedule is refused.
+pub fn check(s: &Schedule) -> Result<(), Error> {
+    if s.placement.lanes() > 1 {
+        return Err(Error::config(format!(
+            "PyTorch's schedule CSV sends every microbatch through every stage, so {}'s {} placement (two pipelines) cannot be written to it; write pipeblocks JSON",
+            s.name,
+            s.placement.describe()
+        )));
+    }
+    Ok(())
+}
+
 /// Writes the schedule: one row per device, trailing blanks pad the rows to one length.
 pub fn write(s: &Schedule) -> String {
     let starts = s.pair_starts();

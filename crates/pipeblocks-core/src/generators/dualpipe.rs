@@ -1,10 +1,19 @@
-//! DualPipeV: DeepSeek's V-shape schedule "cut in half" from DualPipe (the DeepSeek-V3 report;
-//! the cut-in-half construction is Sea AI Lab's). Each of `n` devices holds two stages, stage
-//! `d` (phase 0, the V's way down) and stage `2n − 1 − d` (phase 1, the way back); every
-//! microbatch enters and leaves at device 0.
+//! DualPipe and DualPipeV: DeepSeek's bidirectional schedule (the DeepSeek-V3 report) and its
+//! V-shape "cut in half" (the cut-in-half construction is Sea AI Lab's).
+//!
+//! - **DualPipeV** on `n` devices: each holds two stages of one V, stage `d` (phase 0, the V's
+//!   way down) and stage `2n − 1 − d` (phase 1, the way back); every microbatch enters and
+//!   leaves at device 0; at least `2n` microbatches.
+//! - **DualPipe** on `p = 2n` devices (even): the [bidirectional](crate::ir) placement, two
+//!   pipelines of `p` stages in opposite directions, so each device holds two copies' worth of
+//!   parameters (its chunk of each direction); microbatches `0..m/2` enter at device 0, `m/2..m`
+//!   at device `p − 1`; at least `2p` microbatches, an even count. Device `d` runs the same
+//!   phases as DualPipeV's device `r = min(d, p − 1 − d)` with `m/2` microbatches per phase:
+//!   its phase 0 is the direction it is early in (device 0's way for the first half of the
+//!   devices, the other way for the second half), its phase 1 the other.
 //!
 //! Each device runs eight named phases, as the authors' `step()` does (`r` the device, `m` the
-//! microbatches, at least `2n`):
+//! microbatches of each phase, at least `2n`):
 //!
 //! 1. `warm_forward`: `2(n − r − 1)` forwards of phase 0;
 //! 2. `fill`: `r + 1` pairs of forwards, phase 0 then phase 1;
@@ -32,10 +41,11 @@ use crate::error::{Error, Param};
 use crate::ir::{Pass, Placement, Schedule};
 use crate::params::Params;
 
-/// One device's order under construction: the next microbatch of each phase's forward and
-/// backward, and the deferred weight backwards.
+/// One device's order under construction: the stage and first microbatch of each phase, the
+/// next microbatch of each phase's forward and backward, and the deferred weight backwards.
 struct Device {
     stage: [u32; 2],
+    base: [u32; 2],
     next_f: [u32; 2],
     next_b: [u32; 2],
     deferred: VecDeque<Pass>,
@@ -44,9 +54,10 @@ struct Device {
 }
 
 impl Device {
-    fn new(r: u32, n: u32) -> Self {
+    fn new(stage: [u32; 2], base: [u32; 2]) -> Self {
         Device {
-            stage: [r, 2 * n - 1 - r],
+            stage,
+            base,
             next_f: [0; 2],
             next_b: [0; 2],
             deferred: VecDeque::new(),
@@ -56,14 +67,14 @@ impl Device {
     }
 
     fn forward(&mut self, phase: usize) {
-        let mb = self.next_f[phase];
+        let mb = self.base[phase] + self.next_f[phase];
         self.next_f[phase] += 1;
         self.list.push(Pass::f(self.stage[phase], mb));
     }
 
     /// A backward of `phase`: fused, or split with its weight backward deferred.
     fn backward(&mut self, phase: usize, split: bool) {
-        let mb = self.next_b[phase];
+        let mb = self.base[phase] + self.next_b[phase];
         self.next_b[phase] += 1;
         let stage = self.stage[phase];
         if split {
@@ -112,7 +123,57 @@ pub fn dualpipev(prm: &Params) -> Result<Schedule, Error> {
     }
     let mut s = Schedule::empty("dualpipev", n, m, Placement::VShape)?;
     for r in 0..n {
-        let mut d = Device::new(r, n);
+        let d = step(Device::new([r, 2 * n - 1 - r], [0, 0]), r, n, m);
+        s.lists[r as usize] = d.list;
+        s.pairs.extend(d.pairs);
+    }
+    Ok(s)
+}
+
+/// DualPipe on `p` devices (even; the bidirectional placement, `2p` stages) for `m ≥ 2p`
+/// microbatches (even).
+pub fn dualpipe(prm: &Params) -> Result<Schedule, Error> {
+    let (p, m) = (prm.devices(), prm.microbatches());
+    if p % 2 != 0 {
+        return Err(Error::fix(
+            format!("dualpipe pairs device d with device p−1−d, so it needs an even device count (p={p}); use dualpipev for an odd count"),
+            Param::Devices,
+            (p + 1).to_string(),
+        ));
+    }
+    if m < 2 * p || m % 2 != 0 {
+        let want = (2 * p).max(m + m % 2);
+        return Err(Error::fix(
+            format!(
+                "dualpipe sends half the microbatches each way and needs at least twice as many as devices, an even count (m={m}, p={p}); use {want} microbatches"
+            ),
+            Param::Microbatches,
+            want.to_string(),
+        ));
+    }
+    let (n, half) = (p / 2, m / 2);
+    let mut s = Schedule::empty("dualpipe", p, m, Placement::Bidirectional)?;
+    for d in 0..p {
+        // Lane 0 (device 0 → p − 1) holds stage d here; lane 1 (p − 1 → 0) stage 2p − 1 − d.
+        let lanes = [(d, 0), (2 * p - 1 - d, half)];
+        let (early, late) = if d < n {
+            (lanes[0], lanes[1])
+        } else {
+            (lanes[1], lanes[0])
+        };
+        let dev = Device::new([early.0, late.0], [early.1, late.1]);
+        let r = d.min(p - 1 - d);
+        let dev = step(dev, r, n, half);
+        s.lists[d as usize] = dev.list;
+        s.pairs.extend(dev.pairs);
+    }
+    Ok(s)
+}
+
+/// The authors' eight phases for the device at distance `r` from its phase-0 end, of `n`
+/// devices per V, `m` microbatches per phase.
+fn step(mut d: Device, r: u32, n: u32, m: u32) -> Device {
+    {
         // 1. warm_forward
         for _ in 0..2 * (n - r - 1) {
             d.forward(0);
@@ -152,7 +213,7 @@ pub fn dualpipev(prm: &Params) -> Result<Schedule, Error> {
                 split = true;
             }
             d.backward(1, split);
-            if i == half && r % 2 == 0 {
+            if i == half && r.is_multiple_of(2) {
                 split = true;
             }
             d.backward(0, split);
@@ -167,8 +228,6 @@ pub fn dualpipev(prm: &Params) -> Result<Schedule, Error> {
             d.weight();
         }
         debug_assert!(d.next_f == [m, m] && d.next_b == [m, m]);
-        s.lists[r as usize] = d.list;
-        s.pairs.extend(d.pairs);
     }
-    Ok(s)
+    d
 }

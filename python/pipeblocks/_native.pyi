@@ -12,7 +12,7 @@ class GeneratorInfo(TypedDict):
     constraints: str
     uses: list[Literal["chunks", "memory", "group", "costs"]]
     """The options of :func:`generate` the generator reads; ``costs`` stands for ``f``, ``b``,
-    ``w``, ``bw``, ``comm``, ``stage_costs`` and ``b_release``."""
+    ``w``, ``bw``, ``comm``, ``stage_costs``, ``b_release`` and ``overlap``."""
 
 class Schedule:
     """A complete pipeline schedule: a placement and one ordered list of passes per rank.
@@ -33,25 +33,39 @@ class Schedule:
     def microbatches(self) -> int:
         """Number of microbatches ``m``."""
     @property
-    def placement(self) -> Literal["sequential", "looped", "v-shape", "explicit"]:
-        """How stages are placed on ranks."""
+    def placement(self) -> Literal["sequential", "looped", "v-shape", "bidirectional", "explicit"]:
+        """How stages are placed on ranks (``bidirectional``: DualPipe's two pipelines in opposite
+        directions)."""
     @property
     def stage_ranks(self) -> list[int]:
         """The rank of each stage, in stage order."""
     @property
     def splits_backward(self) -> bool:
         """Whether the backward is split into input (``I``) and weight (``W``) passes."""
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """The overlapped pairs (DualPipe's ``F&B``), each ``(forward, backward)`` in pipeblocks'
+        spelling, e.g. ``("F0.3", "BW3.1")``: a forward and a backward (``B`` or ``BW``) of
+        another microbatch, adjacent in one rank's :meth:`passes`, that the rank runs as one
+        unit. Empty for schedules without pairs."""
     def stage_ids(self, rank: int) -> list[int]:
         """The stages held by ``rank``, ascending. ``ValueError`` for a rank out of range."""
     def actions(self, rank: int) -> list[str]:
-        """The ordered compute actions of ``rank`` in PyTorch's spelling, e.g. ``"3I7"``."""
+        """The ordered compute actions of ``rank`` in PyTorch's spelling, e.g. ``"3I7"``; each
+        overlapped pair (:attr:`pairs`) is one action in PyTorch's ``OVERLAP_F_B`` form,
+        ``"(0F3;3B1)OVERLAP_F_B"`` (forward first), as in the rank's CSV row. ``_Action.from_str``
+        reads every one of them. ``ValueError`` for a bidirectional schedule (two pipelines),
+        which PyTorch's actions cannot express."""
     def passes(self, rank: int) -> list[str]:
-        """The ordered passes of ``rank`` in pipeblocks' spelling, e.g. ``"B3.7"``."""
+        """The ordered passes of ``rank`` in pipeblocks' spelling, e.g. ``"B3.7"``; a pair's two
+        halves are two adjacent entries."""
     def torch_csv(self) -> str:
-        """The schedule as PyTorch's compute-only CSV text."""
+        """The schedule as PyTorch's compute-only CSV text (one row of :meth:`actions` per
+        rank); ``ValueError`` for a bidirectional schedule, which the CSV cannot express (write
+        :meth:`to_json` instead)."""
     def to_torch_csv(self, path: Union[str, os.PathLike[str]]) -> None:
         """Writes PyTorch's compute-only CSV (``_PipelineScheduleRuntime._load_csv``, torchtitan's
-        ``pipeline_parallel_schedule_csv``)."""
+        ``pipeline_parallel_schedule_csv``); ``ValueError`` as for :meth:`torch_csv`."""
     def to_json(self) -> str:
         """The schedule as pipeblocks' versioned JSON."""
     def simulate(
@@ -64,11 +78,14 @@ class Schedule:
         comm: float = 0.0,
         b_release: Optional[float] = None,
         stage_costs: Optional[str] = None,
+        overlap: Optional[float] = None,
     ) -> dict[str, Any]:
         """Simulates the schedule (per-pass costs, or ``stage_costs``: the JSON text of a
-        ``pipeblocks-stage-costs`` file); the dict has the keys of ``pipeblocks simulate --json``:
-        ``schedule``, ``placement``, ``devices``, ``stages``, ``microbatches``, ``passes``,
-        ``makespan``, ``bubble_rate``, ``stage_bubble_rate`` (idle within each rank's own span),
+        ``pipeblocks-stage-costs`` file). ``overlap`` is what an overlapped pair costs beyond its
+        longer half, as a fraction of the shorter: a pair takes ``max(F, B) + overlap * min(F,
+        B)``; from 0 to 1, default 1 (the halves' sum); ``ValueError`` outside. The dict has the
+        keys of ``pipeblocks simulate --json``: ``schedule``, ``placement``, ``devices``,
+        ``stages``, ``microbatches``, ``passes``, ``makespan``, ``bubble_rate``, ``stage_bubble_rate`` (idle within each rank's own span),
         ``period`` (the makespan: no optimizer is modelled here), ``busy``, ``peak_activation``,
         ``max_peak_activation``, ``peak_vs_1f1b``, ``p2p_transfers``, ``p2p_vs_1f1b``,
         ``bottleneck``."""
@@ -82,11 +99,14 @@ class Schedule:
         comm: float = 0.0,
         b_release: Optional[float] = None,
         stage_costs: Optional[str] = None,
+        overlap: Optional[float] = None,
     ) -> dict[str, Any]:
         """The simulated timeline under the same costs as :meth:`simulate`: ``passes`` (each
         rank's passes in pipeblocks' spelling, e.g. ``"F3.7"``, in order), ``start`` and ``end``
-        (their times, per rank)."""
-    def __eq__(self, other: object) -> bool: ...
+        (their times, per rank; both halves of an overlapped pair carry the pair's)."""
+    def __eq__(self, other: object) -> bool:
+        """Equal when sizes, placement, every rank's order and the overlapped pairs agree (the
+        name is not compared)."""
 
 def generate(
     name: str,
@@ -103,6 +123,7 @@ def generate(
     stage_costs: Optional[str] = None,
     b_release: Optional[float] = None,
     group: Optional[int] = None,
+    overlap: Optional[float] = None,
 ) -> Schedule:
     """Generates the named schedule; ``ValueError`` with the engine's message on failure.
 
@@ -113,10 +134,14 @@ def generate(
     1F1B's peak (``"0.5x"``: half of 1F1B's memory). ``group``: microbatches per ZeroPP group.
     ``chunks``, ``memory`` or ``group`` given to a schedule that does not read it raises
     ``ValueError`` (:func:`schedules` lists what each schedule reads under ``uses``).
+    The costs ``f``, ``b``, ``w``, ``bw``, ``comm`` (or ``stage_costs``), ``b_release`` and
+    ``overlap`` (a fraction from 0 to 1, as for :meth:`Schedule.simulate`) steer the
+    cost-aware generators.
     """
 
 def parse_torch_csv(text: str, name: str = "torch-csv") -> Schedule:
-    """Reads PyTorch compute-only CSV text into a validated schedule."""
+    """Reads PyTorch compute-only CSV text into a validated schedule; ``OVERLAP_F_B`` cells
+    become overlapped pairs (:attr:`Schedule.pairs`)."""
 
 def load(path: Union[str, os.PathLike[str]]) -> Schedule:
     """Reads a schedule file (pipeblocks JSON or PyTorch CSV) and validates it: ``ValueError``

@@ -6,6 +6,15 @@ the ``PipelineStage`` objects it holds (several for looped and V-shape placement
 ``ScheduleInterleaved1F1B`` or ``ScheduleZBVZeroBubble``); the runtime then follows pipeblocks'
 order of forwards, input backwards (``I``), weight backwards (``W``) and fused backwards (``B``).
 
+Overlapped pairs (:attr:`pipeblocks.Schedule.pairs`, DualPipe's ``F&B``: a forward and a backward of
+another microbatch that a rank runs as one unit) reach PyTorch as its own ``OVERLAP_F_B`` actions,
+``(0F3;1B1)OVERLAP_F_B``, and the runtime runs them natively: it lowers a pair as one step, placed
+after the receives of both halves and followed by the sends of both, runs its forward then its
+backward, and keeps the stages of both halves unsharded for it under FSDP. The one exception is
+``runtime_options={"max_active_stages": 1}``: PyTorch refuses a pair, which needs two stages
+resident at once, so there each pair runs as its two halves in turn (see
+:class:`PipeblocksSchedule`).
+
 Which stages a rank must build comes from :meth:`pipeblocks.Schedule.stage_ids`::
 
     plan = pipeblocks.generate("zb-v", devices=world, microbatches=8)
@@ -307,7 +316,17 @@ class PipeblocksSchedule(_PipelineScheduleRuntime):
     """A ``_PipelineScheduleRuntime`` that runs a pipeblocks schedule.
 
     Build it with :func:`schedule`. ``pipeline_order`` holds pipeblocks' compute order (the same
-    rows as :meth:`pipeblocks.Schedule.to_torch_csv`); ``pipeblocks_schedule`` the schedule itself.
+    rows as :meth:`pipeblocks.Schedule.to_torch_csv`, each overlapped pair one ``OVERLAP_F_B``
+    action that PyTorch runs as one unit); ``pipeblocks_schedule`` the schedule itself.
+
+    A bidirectional schedule (``dualpipe``: two pipelines over two parameter copies) raises
+    ``ValueError``: PyTorch's runtime sends every microbatch through every stage.
+
+    With ``max_active_stages=1`` (FSDP keeping one stage's parameters unsharded at a time)
+    PyTorch's lowering refuses an ``OVERLAP_F_B`` action, whose two halves need two stages at
+    once, so there every pair is expanded into its forward then its backward: the same order,
+    each half its own step. A pair's halves never depend on each other, so running them in turn
+    is always possible.
     """
 
     pipeblocks_schedule: Schedule
@@ -322,7 +341,15 @@ class PipeblocksSchedule(_PipelineScheduleRuntime):
     ) -> None:
         stages = list(stages)
         error: Optional[Exception] = None
+        runnable = plan.placement != "bidirectional"
         try:
+            if not runnable:
+                raise ValueError(
+                    f"schedule `{plan.name}` runs two pipelines in opposite directions over two "
+                    "copies of the parameters (bidirectional placement, DualPipe), which "
+                    "PyTorch's pipelining runtime cannot express (every one of its stages runs "
+                    "every microbatch); use `dualpipev`, DualPipe's V-shape form on one copy"
+                )
             check_stages(plan, stages, n_microbatches)
             if plan.splits_backward:
                 # PyTorch refuses the I/W split for torch.compile'd stage modules; say so up front.
@@ -332,16 +359,30 @@ class PipeblocksSchedule(_PipelineScheduleRuntime):
         except Exception as e:  # noqa: BLE001  (raised below, on every rank of the group)
             error = e
         # In a process group every rank compares its plan and outcome with the others' (one
-        # collective) and all raise together; alone, this rank raises its own error.
-        _agree(stages, plan, error)
+        # collective) and all raise together; alone, this rank raises its own error. (A plan
+        # PyTorch cannot express has no action order to compare.)
+        _agree(stages, plan if runnable else None, error)
         super().__init__(stages, n_microbatches, loss_fn, **kwargs)
         self.pipeblocks_schedule = plan
-        self.pipeline_order = {
-            r: [_Action.from_str(a) for a in plan.actions(r)] for r in range(plan.devices)
-        }
+        # PyTorch's FSDP lowering needs every stage of an atomic action resident at once.
+        split_pairs = getattr(self, "_max_active_stages", 3) < 2
+        self.pipeline_order = {r: _compute_order(plan, r, split_pairs) for r in range(plan.devices)}
         # Checks the order, infers the stage → rank map (V-shape included) and inserts the
         # sends and receives.
         self._prepare_schedule_with_comms(self.pipeline_order)
+
+
+def _compute_order(plan: Schedule, rank: int, split_pairs: bool) -> list[Any]:
+    """``rank``'s actions as PyTorch ``_Action`` objects; with ``split_pairs`` each
+    ``OVERLAP_F_B`` action becomes its two halves, in order."""
+    order: list[Any] = []
+    for text in plan.actions(rank):
+        action = _Action.from_str(text)
+        if split_pairs and action.sub_actions is not None:
+            order.extend(action.sub_actions)
+        else:
+            order.append(action)
+    return order
 
 
 def schedule(
@@ -369,16 +410,20 @@ def schedule(
             :class:`pipeblocks.Schedule`.
         args_chunk_spec, kwargs_chunk_spec, output_merge_spec, scale_grads: as for PyTorch's
             schedules (gradients are divided by ``n_microbatches`` when ``scale_grads``).
-        runtime_options: further keywords for ``_PipelineScheduleRuntime`` (``defer_pp_recv``, ...).
+        runtime_options: further keywords for ``_PipelineScheduleRuntime`` (``defer_pp_recv``,
+            ``max_active_stages``, ...; with ``max_active_stages=1`` overlapped pairs run as their
+            two halves in turn, see :class:`PipeblocksSchedule`).
         **options: generator options of :func:`pipeblocks.generate` (``chunks``, ``memory``,
-            ``group``, ``f``, ``b``, ``w``, ``bw``, ``comm``, ``stage_costs``, ``b_release``).
+            ``group``, ``f``, ``b``, ``w``, ``bw``, ``comm``, ``stage_costs``, ``b_release``,
+            ``overlap``).
 
     Raises:
         StageMismatchError: the stages do not fit the schedule (a ``ValueError``), on this rank
             or, in a process group, on another rank of the pipeline group.
         ScheduleMismatchError: the ranks of the pipeline group hold different schedules (a
             ``ValueError``, the same message on every rank).
-        ValueError: the engine refused the name or sizes (its message), on this rank or another.
+        ValueError: the engine refused the name or sizes (its message), or the schedule is
+            bidirectional (two pipelines, which PyTorch cannot run), on this rank or another.
     """
     stage_list = list(stages) if isinstance(stages, (list, tuple)) else [stages]
     try:

@@ -98,13 +98,18 @@ def reference_grads(n_stages: int, n_microbatches: int) -> tuple[dict[int, list[
     return grads, mb_losses
 
 
-def pipelined_grads(rank: int, world: int, plan: Any) -> dict[str, Any]:
+def pipelined_grads(
+    rank: int, world: int, plan: Any, runtime_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One training step of the toy model under ``plan`` on this rank: its stages' gradients and,
-    on the rank of the last stage, the microbatch losses."""
+    on the rank of the last stage, the microbatch losses; ``runtime_options`` go to
+    ``pbt.schedule``."""
     pieces = make_pieces(plan.stages)
     mine = plan.stage_ids(rank)
     stages = [PipelineStage(pieces[s], s, plan.stages, torch.device("cpu")) for s in mine]
-    sched = pbt.schedule(stages, plan.microbatches, loss_fn, name=plan)
+    sched = pbt.schedule(
+        stages, plan.microbatches, loss_fn, name=plan, runtime_options=runtime_options
+    )
     x, y = make_batch(plan.microbatches)
     args = (x,) if 0 in mine else ()
     kwargs: dict[str, Any] = {"target": y} if plan.stages - 1 in mine else {}

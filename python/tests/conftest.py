@@ -51,12 +51,17 @@ LOCAL = {
 
 
 def make_plan(name: str, p: int, m: int) -> pb.Schedule:
-    """The schedule ``name`` for p ranks and m microbatches; skips names the engine lacks."""
+    """The schedule ``name`` for p ranks and m microbatches, to run on PyTorch; skips names the
+    engine lacks and bidirectional schedules (two pipelines, which PyTorch cannot express:
+    ``test_torch_plan`` checks that they are refused)."""
     if name in LOCAL:
         return LOCAL[name](p, m)
     if name not in pb.names():
         pytest.skip(f"the engine has no schedule `{name}` yet")
-    return pb.generate(name, p, m)
+    plan = pb.generate(name, p, m)
+    if plan.placement == "bidirectional":
+        pytest.skip(f"`{name}` runs two pipelines (bidirectional placement), which PyTorch cannot run")
+    return plan
 
 
 def fake_stages(plan: pb.Schedule, rank: int, stage_ids=None, num_stages=None, world=None):

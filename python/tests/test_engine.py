@@ -179,9 +179,15 @@ def test_csv_and_json_round_trip(tmp_path):
         except ValueError:
             continue
         path = tmp_path / f"{name}.csv"
-        s.to_torch_csv(path)
-        assert pb.load(path) == s
-        assert pb.parse_torch_csv(s.torch_csv()) == s
+        if s.placement == "bidirectional":  # two pipelines: PyTorch's CSV cannot say so
+            for call in (s.torch_csv, lambda: s.to_torch_csv(path), lambda: s.actions(0)):
+                with pytest.raises(ValueError, match="write pipeblocks JSON"):
+                    call()
+            assert not path.exists()
+        else:
+            s.to_torch_csv(path)
+            assert pb.load(path) == s
+            assert pb.parse_torch_csv(s.torch_csv()) == s
         jpath = tmp_path / f"{name}.json"
         jpath.write_text(s.to_json())
         back = pb.load(jpath)
@@ -266,3 +272,89 @@ def test_stage_costs_reach_generation_and_simulation():
     assert r["peak_activation"][3] == pytest.approx(1.3)
     auto = pb.generate("auto", 4, 16, stage_costs=HEAVY_LAST, memory="1x")
     assert auto.simulate(stage_costs=HEAVY_LAST)["max_peak_activation"] <= 4.0 + 1e-9
+
+
+PAIR = re.compile(r"^\((\d+[FIWB]\d+);(\d+[FIWB]\d+)\)OVERLAP_F_B$")
+
+
+def test_pairs_are_one_overlap_action_each():
+    s = pb.generate("dualpipev", 4, 8)
+    assert s.pairs and all(f.startswith("F") and b.startswith(("B", "BW")) for f, b in s.pairs)
+    to_torch = {"F": "F", "B": "I", "W": "W", "BW": "B"}
+
+    def torch_spelling(p):
+        kind, stage, mb = re.match(r"^(BW|F|B|W)(\d+)\.(\d+)$", p).groups()
+        return f"{stage}{to_torch[kind]}{mb}"
+
+    pairs = {(torch_spelling(f), torch_spelling(b)) for f, b in s.pairs}
+    seen = set()
+    for rank in range(4):
+        halves = []
+        for a in s.actions(rank):
+            if (m := PAIR.match(a)) is not None:
+                seen.add(m.groups())
+                halves += m.groups()
+            else:
+                assert ACTION.match(a), a
+                halves.append(a)
+        # the pairs' halves, in order, are the rank's passes
+        assert halves == [torch_spelling(p) for p in s.passes(rank)]
+        assert s.torch_csv().splitlines()[rank].rstrip(",").split(",") == s.actions(rank)
+    assert seen == pairs and len(seen) == len(s.pairs)
+    assert pb.generate("1f1b", 4, 8).pairs == []
+
+
+def test_equality_sees_pairs():
+    s = pb.generate("dualpipev", 2, 4)
+    # the same order with every pair's halves in cells of their own: no pairs
+    split = re.sub(r"\((\w+);(\w+)\)OVERLAP_F_B", r"\1,\2", s.torch_csv())
+    halves = pb.parse_torch_csv(split)
+    assert halves.pairs == [] and [halves.passes(r) for r in range(2)] == [s.passes(r) for r in range(2)]
+    assert halves != s
+    back = pb.parse_torch_csv(s.torch_csv())
+    assert back == s and sorted(back.pairs) == sorted(s.pairs)
+
+
+def test_overlap_fraction_prices_the_pairs():
+    s = pb.generate("dualpipev", 4, 8)
+    full, half, hidden = (s.simulate(overlap=o)["makespan"] for o in (1.0, 0.5, 0.0))
+    assert s.simulate()["makespan"] == full
+    assert hidden < half < full
+    # a schedule without pairs does not care
+    one = pb.generate("1f1b", 4, 8)
+    assert one.simulate(overlap=0.0)["makespan"] == one.simulate()["makespan"]
+    # per-stage costs take it too, and so does the timeline: a pair's halves share its span
+    table = v_costs(8)
+    assert s.simulate(stage_costs=table, overlap=0.0)["makespan"] < s.simulate(stage_costs=table)["makespan"]
+    t = s.timeline(overlap=0.5)
+    for rank in range(4):
+        passes = t["passes"][rank]
+        for f, b in s.pairs:
+            if f in passes:
+                i, j = passes.index(f), passes.index(b)
+                assert j == i + 1 and t["start"][rank][i] == t["start"][rank][j]
+    assert pb.generate("dualpipev", 4, 8, overlap=0.5) == s
+
+
+def v_costs(stages):
+    """A stage-cost table of ``stages`` equal stages with a slower backward."""
+    return json.dumps(
+        {
+            "format": "pipeblocks-stage-costs",
+            "version": 1,
+            "stages": [{"f": 1, "b": 1.2, "w": 0.8}] * stages,
+        }
+    )
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan")])
+def test_overlap_outside_zero_to_one_is_refused(bad):
+    s = pb.generate("dualpipev", 2, 4)
+    for call in (
+        lambda: s.simulate(overlap=bad),
+        lambda: s.timeline(overlap=bad),
+        lambda: s.simulate(overlap=bad, stage_costs=v_costs(4)),
+        lambda: pb.generate("zb-h1", 2, 4, overlap=bad),
+    ):
+        with pytest.raises(ValueError, match=r"overlap=\S+ is not a fraction.*from 0 .* to 1"):
+            call()

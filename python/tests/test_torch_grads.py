@@ -4,6 +4,7 @@ step gives the gradients and losses of the unpipelined model."""
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 import pytest
@@ -39,15 +40,41 @@ def _plan(name, world):
 def test_gradients_match_the_unpipelined_model(name, world):
     plan = _plan(name, world)
     results = run_ranks(world, pipelined_grads, plan)
-    ref, ref_losses = reference_grads(plan.stages, plan.microbatches)
+    # every rank ran pipeblocks' order as the CSV export writes it, overlapped pairs (dualpipev)
+    # as PyTorch's own OVERLAP_F_B actions
+    _check_grads(plan, results, [plan.actions(r) for r in range(world)])
 
+
+def test_pairs_run_as_their_halves_with_one_active_stage():
+    # max_active_stages=1: PyTorch refuses an OVERLAP_F_B (two stages at once), so each pair runs
+    # as its forward then its backward, and the gradients are the same
+    plan = _plan("dualpipev", 2)
+    results = run_ranks(2, pipelined_grads, plan, {"max_active_stages": 1})
+    halves = [_halves(plan.actions(r)) for r in range(2)]
+    assert all(len(halves[r]) > len(plan.actions(r)) for r in range(2))  # pairs on both ranks
+    _check_grads(plan, results, halves)
+
+
+def _halves(actions):
+    """PyTorch action strings with each ``(a;b)OVERLAP_F_B`` as ``a`` then ``b``."""
+    out = []
+    for a in actions:
+        pair = re.fullmatch(r"\((\w+);(\w+)\)OVERLAP_F_B", a)
+        out += pair.groups() if pair else [a]
+    return out
+
+
+def _check_grads(plan, results, order):
+    """Each rank's gradients and the last stage's losses equal the unpipelined model's, and
+    every rank ran ``order`` (PyTorch's action strings per rank)."""
+    world = plan.devices
+    ref, ref_losses = reference_grads(plan.stages, plan.microbatches)
     got = {}
     for rank, res in enumerate(results):
         assert sorted(res["grads"]) == plan.stage_ids(rank)
         got.update(res["grads"])
-        # every rank ran pipeblocks' order, as the CSV export writes it
         for r in range(world):
-            assert res["order"][r] == plan.actions(r)
+            assert res["order"][r] == order[r]
     assert sorted(got) == list(range(plan.stages))
     for stage, grads in got.items():
         for g, want in zip(grads, ref[stage]):

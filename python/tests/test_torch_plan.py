@@ -123,3 +123,41 @@ def test_schedule_by_name_gives_chunks_only_to_schedules_that_read_them(name):
     assert sched.pipeblocks_schedule == ref
     with pytest.raises(ValueError, match=f"chunks=2 does not apply to schedule `{name}`"):
         pbt.schedule(fake_stages(ref, 0), 4, None, name=name, chunks=2)
+
+
+def test_pairs_reach_pytorch_as_overlap_actions():
+    plan = pb.generate("dualpipev", 4, 8)
+    for rank in range(4):
+        sched = pbt.PipeblocksSchedule(fake_stages(plan, rank), 8, None, plan)
+        pairs = [a for a in sched.pipeline_order[rank] if a.sub_actions is not None]
+        assert pairs and all(a.computation_type.value == "OVERLAP_F_B" for a in pairs)
+        # lowered with its sends and receives around it, still one action
+        lowered = sched.pipeline_order_with_comms[rank]
+        assert sum(a.sub_actions is not None for a in lowered) == len(pairs)
+        # with one FSDP stage resident at a time PyTorch refuses a pair; its halves run in turn
+        one = pbt.PipeblocksSchedule(fake_stages(plan, rank), 8, None, plan, max_active_stages=1)
+        halves = [str(x) for a in sched.pipeline_order[rank] for x in (a.sub_actions or (a,))]
+        assert [str(a) for a in one.pipeline_order[rank]] == halves
+        assert not any(a.sub_actions for a in one.pipeline_order_with_comms[rank])
+    assert not dist.is_initialized()
+
+
+def test_bidirectional_schedules_are_refused_before_any_transfer():
+    names = [n for n in pb.names() if _bidirectional(n)]
+    if not names:
+        pytest.skip("the engine has no bidirectional schedule")
+    for name in names:
+        plan = pb.generate(name, 2, 4)
+        for rank in range(2):
+            with pytest.raises(ValueError, match="two pipelines.*use `dualpipev`"):
+                pbt.PipeblocksSchedule(fake_stages(plan, rank), 4, None, plan)
+            with pytest.raises(ValueError, match="two pipelines"):
+                pbt.schedule(fake_stages(plan, rank), 4, None, name=name)
+    assert not dist.is_initialized()
+
+
+def _bidirectional(name):
+    try:
+        return pb.generate(name, 2, 4).placement == "bidirectional"
+    except ValueError:
+        return False

@@ -352,6 +352,8 @@ pub struct State<'n> {
     pub peak: Vec<f64>,
     /// Busy time per device.
     pub busy: Vec<f64>,
+    /// Per device, the time overlapped pairs saved: their halves' durations less theirs.
+    pub saved: Vec<f64>,
     /// The passes each device ran, in order (when the engine records them).
     pub lists: Vec<Vec<Pass>>,
     /// Start and end of each pass run, per device, in order.
@@ -466,6 +468,7 @@ impl<'n, O: Observer> Engine<'n, O> {
                 level: vec![0.0; p],
                 peak: vec![0.0; p],
                 busy: vec![0.0; p],
+                saved: vec![0.0; p],
                 lists: vec![Vec::new(); p],
                 start: vec![Vec::new(); p],
                 end: vec![Vec::new(); p],
@@ -578,6 +581,7 @@ impl<'n, O: Observer> Engine<'n, O> {
         }
         self.st.clock[d] = end;
         self.st.busy[d] += len;
+        self.st.saved[d] += net.duration(a) + net.duration(b) - len;
         if self.track_memory {
             let mut changes = [a, b].map(|q| {
                 let at = if q.kind == PassKind::F { start } else { end };
@@ -851,6 +855,11 @@ impl<'n, O: Observer> Engine<'n, O> {
             end: st.end,
             makespan,
             busy: st.busy,
+            overlap_saved: if st.saved.iter().any(|&x| x != 0.0) {
+                st.saved
+            } else {
+                Vec::new()
+            },
             peak_activation: st.peak,
             memory: st.memory,
             p2p_transfers,
@@ -957,6 +966,10 @@ pub struct SimResult {
     pub makespan: f64,
     /// Busy time per device.
     pub busy: Vec<f64>,
+    /// Per device, the time its overlapped pairs saved over running their halves in turn
+    /// (empty when the schedule has no pairs, or they saved nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlap_saved: Vec<f64>,
     /// `1 - Σ busy / (p · makespan)`.
     pub bubble_rate: f64,
     /// Peak activation per device, in units.

@@ -629,6 +629,11 @@ pub fn simulate_fsdp(
         end: st.end,
         makespan: compute_end,
         busy: st.busy,
+        overlap_saved: if st.saved.iter().any(|&x| x != 0.0) {
+            st.saved
+        } else {
+            Vec::new()
+        },
         peak_activation: peak_act.clone(),
         memory: act_curves,
         p2p_transfers: s.p2p_transfers(),

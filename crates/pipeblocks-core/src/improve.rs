@@ -1,5 +1,6 @@
 //! Schedule repairs: moving passes into gaps ([`reorder`]), swapping neighbours on the critical
-//! path ([`polish`]) and hill climbing over device orders ([`climb`]).
+//! path ([`polish`]), hill climbing over device orders ([`climb`]) and overlapping adjacent
+//! forwards and backwards in pairs ([`pair_up`]).
 //!
 //! A generator builds a schedule from a rule (a building block, a list scheduler's priorities,
 //! rounds); these mends then take time the rule left unused. Each keeps a result only when the
@@ -519,6 +520,133 @@ pub fn climb(
     } else {
         Ok((s.clone(), first))
     }
+}
+
+/// Most simulations [`pair_up`] runs, and most passes times simulations.
+const PAIR_EVALS: usize = 4000;
+/// See [`PAIR_EVALS`].
+const PAIR_WORK: usize = 40_000_000;
+
+/// Overlaps a schedule's adjacent forwards and backwards in pairs ([`Schedule::pairs`]) where
+/// that does not lengthen its step (`objective`'s time) and every device stays within
+/// `peak_limit`: first every such neighbour at once, then, a few rounds, without the pairs
+/// whose halves' inputs arrived further apart than the pair saves (the earlier half waited
+/// longer than the overlap gained), keeping the best set; then the remaining neighbours one at
+/// a time, in list order, each kept unless the step grows, at most `evals` of them (and no
+/// more than a fixed amount of work allows). `None` when a pair would hide nothing under `costs` (no communication inside the
+/// passes and an overlap fraction of 1: a pair then costs its halves in turn and can only
+/// wait longer) or no pair is kept.
+pub fn pair_up(
+    s: &Schedule,
+    costs: &StageCosts,
+    peak_limit: &[f64],
+    objective: crate::params::Objective,
+    evals: usize,
+) -> Result<Option<(Schedule, SimResult)>, Error> {
+    let net = Net::of(s, costs)?;
+    let t = &net.table;
+    let hides = t.overlap < 1.0 - EPS || t.hidden.iter().flatten().any(|&x| x > EPS);
+    if !hides || peak_limit.len() != s.devices as usize {
+        return Ok(None);
+    }
+    validate(s)?;
+    let taken: std::collections::HashSet<Pass> = s.pairs.iter().flatten().copied().collect();
+    let mut options = Vec::new();
+    for list in &s.lists {
+        let mut i = 0;
+        while i + 1 < list.len() {
+            let (a, b) = (list[i], list[i + 1]);
+            if a.kind == PassKind::F
+                && b.kind.is_input_backward()
+                && a.mb != b.mb
+                && !taken.contains(&a)
+                && !taken.contains(&b)
+            {
+                options.push([a, b]);
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    if options.is_empty() {
+        return Ok(None);
+    }
+    let fits = |r: &SimResult| r.fits(peak_limit);
+    let first = simulate_net(s, &net)?;
+    let mut best = s.clone();
+    let mut time = objective.time(&first);
+    let mut result = None;
+    let mut set = options.clone();
+    for _ in 0..PAIR_ROUNDS {
+        let mut trial = s.clone();
+        trial.pairs.extend(set.iter().copied());
+        let Ok(r) = simulate_net(&trial, &net) else {
+            break;
+        };
+        if fits(&r) && objective.time(&r) <= time - EPS {
+            time = objective.time(&r);
+            best = trial.clone();
+            result = Some(r.clone());
+        }
+        let kept = in_step(&trial, &net, &r);
+        if kept.len() == set.len() {
+            break;
+        }
+        set = kept;
+    }
+    {
+        let chosen: std::collections::HashSet<[Pass; 2]> = best.pairs.iter().copied().collect();
+        let evals = evals.min(PAIR_EVALS.min(PAIR_WORK / s.num_passes().max(1)));
+        for pair in options
+            .into_iter()
+            .filter(|q| !chosen.contains(q))
+            .take(evals)
+        {
+            best.pairs.push(pair);
+            match simulate_net(&best, &net) {
+                Ok(r) if fits(&r) && objective.time(&r) <= time + EPS => {
+                    time = time.min(objective.time(&r));
+                    result = Some(r);
+                }
+                _ => {
+                    best.pairs.pop();
+                }
+            }
+        }
+    }
+    Ok(result.map(|r| (best, r)))
+}
+
+/// Rounds of [`pair_up`]'s pruning.
+const PAIR_ROUNDS: usize = 8;
+
+/// The pairs of `s` (simulated in `r`) whose halves' inputs arrived no further apart than the
+/// pair saves over running them in turn.
+fn in_step(s: &Schedule, net: &Net, r: &SimResult) -> Vec<[Pass; 2]> {
+    let mut end = std::collections::HashMap::new();
+    for (d, list) in s.lists.iter().enumerate() {
+        for (i, &q) in list.iter().enumerate() {
+            if let Some(slot) = net.output(q) {
+                end.insert(slot, r.end[d][i]);
+            }
+        }
+    }
+    let ready = |q: Pass| {
+        net.inputs(q)
+            .into_iter()
+            .flatten()
+            .map(|slot| end.get(&slot).copied().unwrap_or(0.0) + net.latency(slot, q))
+            .fold(0.0, f64::max)
+    };
+    s.pairs
+        .iter()
+        .copied()
+        .filter(|&[a, b]| {
+            let saves = net.duration(a) + net.duration(b) - net.pair_duration(a, b);
+            (ready(a) - ready(b)).abs() <= saves + EPS
+        })
+        .collect()
 }
 
 /// A schedule with overlapped pairs, which [`reorder`], [`polish`] and [`climb`] return as

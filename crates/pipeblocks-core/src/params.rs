@@ -958,20 +958,26 @@ pub enum Objective {
 }
 
 impl Objective {
-    /// The idle share this objective ranks by: the makespan bubble, or the busy time over the
-    /// longest device span.
-    pub fn bubble(self, r: &crate::engine::SimResult) -> f64 {
+    /// The time this objective minimises: the makespan, or the longest device span.
+    pub fn time(self, r: &crate::engine::SimResult) -> f64 {
         match self {
-            Objective::Makespan => r.bubble_rate,
-            Objective::Span => {
-                let span = r.spans().into_iter().fold(0.0, f64::max);
-                let p = r.busy.len().max(1) as f64;
-                if span > 0.0 {
-                    1.0 - r.busy.iter().sum::<f64>() / (p * span)
-                } else {
-                    0.0
-                }
-            }
+            Objective::Makespan => r.makespan,
+            Objective::Span => r.spans().into_iter().fold(0.0, f64::max),
+        }
+    }
+
+    /// The idle share this objective ranks by: one less the work over the devices' time, the
+    /// makespan or the longest device span. The work counts overlapped pairs as their halves
+    /// in turn ([`crate::engine::SimResult::overlap_saved`]), so that a pair's saving ranks as
+    /// time gained (without pairs, the makespan's is the bubble rate).
+    pub fn bubble(self, r: &crate::engine::SimResult) -> f64 {
+        let time = self.time(r);
+        let p = r.busy.len().max(1) as f64;
+        let work: f64 = r.busy.iter().chain(&r.overlap_saved).sum();
+        if time > 0.0 {
+            1.0 - work / (p * time)
+        } else {
+            0.0
         }
     }
 }

@@ -394,6 +394,12 @@ const CLIMB_MIN_MOVES: usize = 10_000;
 /// See [`CLIMB_WORK`].
 const CLIMB_MAX_DEVICES: u32 = 16;
 
+/// Simulations [`crate::improve::pair_up`] may spend one pair at a time on each of the best
+/// schedules, and on each other start.
+const PAIR_EVALS_BEST: usize = 4000;
+/// See [`PAIR_EVALS_BEST`].
+const PAIR_EVALS_OTHERS: usize = 200;
+
 /// The kinds of candidate whose best is always polished (named schedules are not searched).
 const POLISHED_KINDS: [&str; 4] = ["block", "grid", "greedy", "rounds"];
 
@@ -461,7 +467,9 @@ impl<'a> Search<'a> {
         r.max_peak() <= self.budget + 1e-6
     }
 
-    /// What the search ranks by: the idle share of [`Params::objective`].
+    /// What the search ranks by: the idle share of [`Params::objective`] (of the work as if
+    /// overlapped pairs ran their halves in turn, so that a pair's saving counts as time gained,
+    /// not as idle time).
     fn score(&self, r: &SimResult) -> f64 {
         self.prm.objective.bubble(r)
     }
@@ -978,7 +986,16 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     }
     // The named blocks as they are are reordered and compacted by their generators, which
     // run below as named schedules: not twice.
-    let direct = ["1f1b", "zb-h1", "zb-h2", "v-min", "v-half", "v-zb", "zb-v"];
+    let direct = [
+        "1f1b",
+        "zb-h1",
+        "zb-h2",
+        "v-min",
+        "v-half",
+        "v-zb",
+        "zb-v",
+        "dualpipev",
+    ];
     let named_block = |label: &str| {
         label
             .strip_prefix("block ")
@@ -1048,6 +1065,14 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     // The best of each searching kind within the budget, a possible polish start besides the
     // best two.
     let best_of_kind = st.best_of_kinds(&found);
+    // Where pairs pay, the named schedules that fit are paired too (below), besides the best.
+    let named: Vec<Candidate> = found
+        .iter()
+        .filter(|f| kind_of(&f.family) == "named" && st.fits(&f.result))
+        .cloned()
+        .collect();
+    let mut pair_starts = best_of_kind.clone();
+    pair_starts.extend(named);
     // Judge in a fixed order: squeezed period-6 and named blocks, longer periods, reorders,
     // greedy, rounds, named schedules.
     for f in found {
@@ -1097,6 +1122,33 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
         .collect();
     for f in run_all(&st, climb).into_iter().flatten() {
         st.offer(f);
+    }
+    // Phase 5: where a pair of a forward and a backward hides time (communication inside the
+    // passes, or an overlap fraction below 1), overlap the adjacent ones of the best schedules
+    // (one at a time where all at once does not help) and of the best of each kind and the
+    // named schedules (all at once, and a few one at a time).
+    let starts: Vec<(Candidate, usize)> = st
+        .top
+        .iter()
+        .map(|c| (c.clone(), PAIR_EVALS_BEST))
+        .chain(pair_starts.into_iter().map(|c| (c, PAIR_EVALS_OTHERS)))
+        .filter(|(c, _)| c.schedule.pairs.is_empty())
+        .collect();
+    let paired: Vec<Candidate> = starts
+        .into_iter()
+        .filter_map(|(c, evals)| {
+            let (schedule, result) =
+                crate::improve::pair_up(&c.schedule, &prm.costs, &st.limits, prm.objective, evals)
+                    .ok()??;
+            Some(Candidate {
+                family: format!("{}, forwards and backwards overlapped", c.family),
+                schedule,
+                result,
+            })
+        })
+        .collect();
+    for c in paired {
+        st.offer(c);
     }
     st.top.into_iter().next().ok_or_else(|| {
         Error::change(

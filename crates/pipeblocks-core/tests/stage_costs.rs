@@ -29,9 +29,12 @@ fn stage(f: f64, b: f64, w: f64, activation: f64) -> StageCost {
 
 /// The makespan of `s` under `costs` as the longest path through its passes, computed apart from
 /// the engine: a pass starts when its device's previous pass and its inputs (plus the link's
-/// latency across devices) have ended; passes are settled in any order that respects both.
+/// latency across devices) have ended; passes are settled in any order that respects both. An
+/// overlapped pair starts when both halves' inputs are there and lasts the pair's cost; a
+/// lane's first and last stages take no input from the lane before or after.
 fn longest_path(s: &Schedule, costs: &StageCosts) -> f64 {
-    let t = costs.resolve(s.stages, s.devices).unwrap();
+    let t = costs.for_placement(&s.placement, s.devices).unwrap();
+    let lane = s.placement.lane_stages(s.devices);
     let mut end: HashMap<Pass, f64> = HashMap::new();
     let mut pos = vec![0usize; s.lists.len()];
     let grad = |end: &HashMap<Pass, f64>, st: u32, mb: u32| {
@@ -46,38 +49,62 @@ fn longest_path(s: &Schedule, costs: &StageCosts) -> f64 {
             0.0
         }
     };
+    // When the inputs of `q` have all arrived, or `None` while one is missing.
+    let ready = |end: &HashMap<Pass, f64>, q: Pass| -> Option<f64> {
+        let (st, mb) = (q.stage, q.mb);
+        let inputs: Vec<Option<f64>> = match q.kind {
+            PassKind::F if st % lane != 0 => {
+                vec![end
+                    .get(&Pass::f(st - 1, mb))
+                    .map(|e| e + across(st - 1, st))]
+            }
+            PassKind::F => vec![],
+            PassKind::B | PassKind::BW => {
+                let mut v = vec![end.get(&Pass::f(st, mb)).copied()];
+                if (st + 1) % lane != 0 {
+                    v.push(grad(end, st + 1, mb).map(|e| e + across(st, st + 1)));
+                }
+                v
+            }
+            PassKind::W => vec![end.get(&Pass::b(st, mb)).copied()],
+        };
+        inputs
+            .into_iter()
+            .try_fold(0.0, |a: f64, x| x.map(|x| a.max(x)))
+    };
     loop {
         let mut progressed = false;
         for d in 0..s.lists.len() {
             while let Some(&q) = s.lists[d].get(pos[d]) {
-                let (st, mb) = (q.stage, q.mb);
-                let inputs: Vec<Option<f64>> = match q.kind {
-                    PassKind::F if st > 0 => {
-                        vec![end
-                            .get(&Pass::f(st - 1, mb))
-                            .map(|e| e + across(st - 1, st))]
-                    }
-                    PassKind::F => vec![],
-                    PassKind::B | PassKind::BW => {
-                        let mut v = vec![end.get(&Pass::f(st, mb)).copied()];
-                        if st + 1 < s.stages {
-                            v.push(grad(&end, st + 1, mb).map(|e| e + across(st, st + 1)));
-                        }
-                        v
-                    }
-                    PassKind::W => vec![end.get(&Pass::b(st, mb)).copied()],
-                };
-                if inputs.iter().any(Option::is_none) {
-                    break;
-                }
+                let pair = s.lists[d]
+                    .get(pos[d] + 1)
+                    .copied()
+                    .filter(|&n| s.pairs.contains(&[q, n]));
                 let free = if pos[d] > 0 {
                     end[&s.lists[d][pos[d] - 1]]
                 } else {
                     0.0
                 };
-                let start = inputs.into_iter().flatten().fold(free, f64::max);
-                end.insert(q, start + t.dur[st as usize][q.kind.index()]);
+                let Some(mut start) = ready(&end, q) else {
+                    break;
+                };
+                let len = match pair {
+                    Some(n) => {
+                        let Some(r) = ready(&end, n) else {
+                            break;
+                        };
+                        start = start.max(r);
+                        t.pair(q, n)
+                    }
+                    None => t.dur[q.stage as usize][q.kind.index()],
+                };
+                let start = start.max(free);
+                end.insert(q, start + len);
                 pos[d] += 1;
+                if let Some(n) = pair {
+                    end.insert(n, start + len);
+                    pos[d] += 1;
+                }
                 progressed = true;
             }
         }
@@ -95,7 +122,7 @@ fn longest_path(s: &Schedule, costs: &StageCosts) -> f64 {
 /// The memory every generator promises, per device: auto its budget, the fixed patterns what
 /// they hold (`None`: no promise beyond the schedule itself).
 fn promise(name: &str, prm: &Params, s: &Schedule) -> Option<Vec<f64>> {
-    let t = prm.costs.resolve(s.stages, s.devices).unwrap();
+    let t = prm.costs.for_placement(&s.placement, s.devices).unwrap();
     let need = t.need(&s.placement, s.devices);
     let p = prm.devices() as f64;
     let m = prm.microbatches() as f64;

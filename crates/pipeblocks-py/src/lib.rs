@@ -60,7 +60,6 @@ fn keyword(p: Param) -> &'static str {
     }
 }
 
-/// Checks a Python integer is a count in `1..=u32::MAX`.
 /// A serializable result as Python objects (through the `json` module: dicts, lists, floats).
 fn to_python<'py, T: serde::Serialize + ?Sized>(
     py: Python<'py>,
@@ -71,6 +70,7 @@ fn to_python<'py, T: serde::Serialize + ?Sized>(
     py.import("json")?.call_method1("loads", (text,))
 }
 
+/// Checks a Python integer is a count in `1..=u32::MAX`.
 fn count(what: &str, v: i64) -> PyResult<u32> {
     u32::try_from(v)
         .ok()
@@ -79,7 +79,8 @@ fn count(what: &str, v: i64) -> PyResult<u32> {
 }
 
 /// The stages' costs from keyword values: a stage-cost file's JSON text, or the uniform
-/// `f, b, w, bw, comm`; `b_release` for either.
+/// `f, b, w, bw, comm`; `b_release` and `overlap` (the cost of an overlapped pair beyond its
+/// longer half, as a fraction of the shorter; default 1) for either.
 #[allow(clippy::too_many_arguments)]
 fn stage_costs_of(
     table: Option<&str>,
@@ -89,19 +90,38 @@ fn stage_costs_of(
     bw: Option<f64>,
     comm: f64,
     b_release: Option<f64>,
+    overlap: Option<f64>,
 ) -> PyResult<StageCosts> {
-    let c = match table {
+    let o = overlap.map(overlap_fraction).transpose()?;
+    let mut c = match table {
         Some(text) => stage_costs::read(text).map_err(value_error)?,
-        None => StageCosts::uniform(costs(f, b, w, bw, comm)?),
+        None => StageCosts::uniform(costs(f, b, w, bw, comm, o.unwrap_or(1.0))?),
     };
-    match b_release {
-        Some(r) => c.with_b_release(r).map_err(value_error),
-        None => Ok(c),
+    if let Some(r) = b_release {
+        c = c.with_b_release(r).map_err(value_error)?;
+    }
+    match o {
+        Some(o) if table.is_some() => c.with_overlap(o).map_err(value_error),
+        _ => Ok(c),
     }
 }
 
-/// Builds costs from keyword values, with the same checks as the CLI's `--cost`.
-fn costs(f: f64, b: f64, w: f64, bw: Option<f64>, comm: f64) -> PyResult<Costs> {
+/// Checks the `overlap` keyword is a fraction in `0..=1`.
+fn overlap_fraction(o: f64) -> PyResult<f64> {
+    if (0.0..=1.0).contains(&o) {
+        Ok(o)
+    } else {
+        Err(PyValueError::new_err(format!(
+            "overlap={o} is not a fraction: an overlapped pair costs max(F, B) + overlap·min(F, B), \
+             so give a number from 0 (the shorter half is hidden entirely) to 1 (nothing is \
+             hidden, the default)"
+        )))
+    }
+}
+
+/// Builds costs from keyword values, with the same checks as the CLI's `--cost` (`overlap`
+/// already checked by [`overlap_fraction`]).
+fn costs(f: f64, b: f64, w: f64, bw: Option<f64>, comm: f64, overlap: f64) -> PyResult<Costs> {
     for (k, v) in [("f", f), ("b", b), ("w", w), ("comm", comm)]
         .into_iter()
         .chain(bw.map(|v| ("bw", v)))
@@ -123,7 +143,7 @@ fn costs(f: f64, b: f64, w: f64, bw: Option<f64>, comm: f64) -> PyResult<Costs> 
         w,
         bw,
         comm,
-        ..Costs::default()
+        overlap,
     })
 }
 
@@ -148,6 +168,12 @@ impl PySchedule {
                     self.inner.devices, self.inner.devices
                 ))
             })
+    }
+
+    /// Refuses a schedule PyTorch's actions cannot express (two [lanes](pipeblocks_core::ir):
+    /// the bidirectional placement), with the engine's message.
+    fn torch_expressible(&self) -> PyResult<()> {
+        torch_csv::check(&self.inner).map_err(value_error)
     }
 
     fn new_checked(inner: pipeblocks_core::Schedule) -> PyResult<Self> {
@@ -182,13 +208,15 @@ impl PySchedule {
         self.inner.microbatches
     }
 
-    /// Placement kind: `"sequential"`, `"looped"`, `"v-shape"` or `"explicit"`.
+    /// Placement kind: `"sequential"`, `"looped"`, `"v-shape"`, `"bidirectional"` (DualPipe's two
+    /// opposite pipelines) or `"explicit"`.
     #[getter]
     fn placement(&self) -> &'static str {
         match self.inner.placement {
             Placement::Sequential => "sequential",
             Placement::Looped { .. } => "looped",
             Placement::VShape => "v-shape",
+            Placement::Bidirectional => "bidirectional",
             Placement::Explicit { .. } => "explicit",
         }
     }
@@ -212,13 +240,29 @@ impl PySchedule {
     }
 
     /// The ordered compute actions of `rank` in PyTorch's spelling (`"3I7"`: stage 3, input
-    /// backward, microbatch 7; letters F, I, W and B for the fused backward).
+    /// backward, microbatch 7; letters F, I, W and B for the fused backward), each overlapped
+    /// pair as one action `"(0F3;1B1)OVERLAP_F_B"`: the cells of the rank's CSV row.
+    /// `ValueError` for a bidirectional schedule, which PyTorch's actions cannot express.
     fn actions(&self, rank: i64) -> PyResult<Vec<String>> {
         let r = self.rank(rank)?;
-        Ok(self.inner.lists[r]
+        self.torch_expressible()?;
+        let starts = self.inner.pair_starts();
+        Ok(torch_csv::cells(
+            &self.inner.lists[r],
+            starts.as_ref().map(|v| v[r].as_slice()),
+        ))
+    }
+
+    /// The overlapped pairs (DualPipe's `F&B`), each `(forward, backward)` in pipeblocks'
+    /// spelling (`("F0.3", "BW1.1")`): two passes adjacent in one rank's list that the rank runs
+    /// as one unit. Empty for schedules without pairs.
+    #[getter]
+    fn pairs(&self) -> Vec<(String, String)> {
+        self.inner
+            .pairs
             .iter()
-            .map(|&p| torch_csv::action(p))
-            .collect())
+            .map(|[a, b]| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     /// The ordered passes of `rank` in pipeblocks' spelling (`"B3.7"`; kinds F, B, W, BW).
@@ -227,14 +271,18 @@ impl PySchedule {
         Ok(self.inner.lists[r].iter().map(|p| p.to_string()).collect())
     }
 
-    /// The schedule as PyTorch's compute-only CSV text (one row per rank).
-    fn torch_csv(&self) -> String {
-        torch_csv::write(&self.inner)
+    /// The schedule as PyTorch's compute-only CSV text (one row per rank); `ValueError` for a
+    /// bidirectional schedule (two pipelines), which the CSV cannot express.
+    fn torch_csv(&self) -> PyResult<String> {
+        self.torch_expressible()?;
+        Ok(torch_csv::write(&self.inner))
     }
 
     /// Writes PyTorch's compute-only CSV to `path`, the file `_PipelineScheduleRuntime._load_csv`
-    /// and torchtitan's `pipeline_parallel_schedule_csv` read.
+    /// and torchtitan's `pipeline_parallel_schedule_csv` read; `ValueError` as for
+    /// [`torch_csv`](Self::torch_csv).
     fn to_torch_csv(&self, path: std::path::PathBuf) -> PyResult<()> {
+        self.torch_expressible()?;
         std::fs::write(&path, torch_csv::write(&self.inner)).map_err(|e| {
             pyo3::exceptions::PyOSError::new_err(format!("cannot write {}: {e}", path.display()))
         })
@@ -248,8 +296,10 @@ impl PySchedule {
     /// Simulates the schedule and returns the figures of `pipeblocks simulate --json` as a dict
     /// (`makespan`, `bubble_rate`, `peak_activation`, `max_peak_activation`, `peak_vs_1f1b`,
     /// `p2p_transfers`, `bottleneck`, ...). Costs are per pass, as on the command line, or
-    /// per stage from `stage_costs` (the JSON text of a `pipeblocks-stage-costs` file).
-    #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=None, stage_costs=None))]
+    /// per stage from `stage_costs` (the JSON text of a `pipeblocks-stage-costs` file);
+    /// `overlap` is what an overlapped pair costs beyond its longer half, as a fraction of the
+    /// shorter (0..=1, default 1: the halves' sum).
+    #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=None, stage_costs=None, overlap=None))]
     #[allow(clippy::too_many_arguments)]
     fn simulate<'py>(
         &self,
@@ -261,8 +311,9 @@ impl PySchedule {
         comm: f64,
         b_release: Option<f64>,
         stage_costs: Option<&str>,
+        overlap: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let c = stage_costs_of(stage_costs, f, b, w, bw, comm, b_release)?;
+        let c = stage_costs_of(stage_costs, f, b, w, bw, comm, b_release, overlap)?;
         let s = &self.inner;
         let r = sim(s, &c).map_err(value_error)?;
         let base = baseline(s.devices, s.microbatches, &c).map_err(value_error)?;
@@ -272,7 +323,7 @@ impl PySchedule {
 
     /// The simulated timeline under the same costs as [`simulate`]: a dict with `passes`
     /// (each rank's passes in pipeblocks' spelling, in order), `start` and `end` (their times).
-    #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=None, stage_costs=None))]
+    #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=None, stage_costs=None, overlap=None))]
     #[allow(clippy::too_many_arguments)]
     fn timeline<'py>(
         &self,
@@ -284,8 +335,9 @@ impl PySchedule {
         comm: f64,
         b_release: Option<f64>,
         stage_costs: Option<&str>,
+        overlap: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let c = stage_costs_of(stage_costs, f, b, w, bw, comm, b_release)?;
+        let c = stage_costs_of(stage_costs, f, b, w, bw, comm, b_release, overlap)?;
         let s = &self.inner;
         let r = sim(s, &c).map_err(value_error)?;
         let passes: Vec<Vec<String>> = s
@@ -299,7 +351,8 @@ impl PySchedule {
         )
     }
 
-    /// Equal when sizes, placement and every rank's order agree (the name is not compared).
+    /// Equal when sizes, placement, every rank's order and the overlapped pairs agree (the name
+    /// is not compared).
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         match other.cast::<PySchedule>() {
             Ok(o) => {
@@ -309,6 +362,7 @@ impl PySchedule {
                     && a.microbatches == b.microbatches
                     && a.placement.stage_devices(a.devices) == b.placement.stage_devices(b.devices)
                     && a.lists == b.lists
+                    && a.pair_starts() == b.pair_starts()
             }
             Err(_) => false,
         }
@@ -334,11 +388,12 @@ impl PySchedule {
 /// least 1 without `stage_costs`; a string like `"0.5x"` is a multiple of 1F1B's peak), `group`
 /// (microbatches per ZeroPP group), the pass costs `f`, `b`, `w`, `bw`, `comm` used by
 /// cost-aware generators, or `stage_costs` (the JSON text of a `pipeblocks-stage-costs` file),
-/// and `b_release`. `chunks`, `memory` or `group` given to a schedule that does not read it is
-/// refused (`schedules()` lists what each reads). Raises `ValueError` with the engine's message
-/// for unknown names or impossible sizes.
+/// `b_release` and `overlap` (an overlapped pair's cost beyond its longer half, a fraction of
+/// the shorter in 0..=1). `chunks`, `memory` or `group` given to a schedule that does not read
+/// it is refused (`schedules()` lists what each reads). Raises `ValueError` with the engine's
+/// message for unknown names or impossible sizes.
 #[pyfunction]
-#[pyo3(signature = (name, devices, microbatches, *, chunks=None, memory=None, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, stage_costs=None, b_release=None, group=None))]
+#[pyo3(signature = (name, devices, microbatches, *, chunks=None, memory=None, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, stage_costs=None, b_release=None, group=None, overlap=None))]
 #[allow(clippy::too_many_arguments)]
 fn generate(
     name: &str,
@@ -354,6 +409,7 @@ fn generate(
     stage_costs: Option<&str>,
     b_release: Option<f64>,
     group: Option<i64>,
+    overlap: Option<f64>,
 ) -> PyResult<PySchedule> {
     let generator = registry::find(name).map_err(value_error)?;
     refuse_unused(generator, chunks, memory, group)?;
@@ -362,7 +418,16 @@ fn generate(
         count("microbatches", microbatches)?,
     )
     .map_err(value_error)?
-    .with_costs(stage_costs_of(stage_costs, f, b, w, bw, comm, b_release)?);
+    .with_costs(stage_costs_of(
+        stage_costs,
+        f,
+        b,
+        w,
+        bw,
+        comm,
+        b_release,
+        overlap,
+    )?);
     if let Some(c) = chunks {
         prm = prm.with_chunks(count("chunks", c)?).map_err(value_error)?;
     }
@@ -378,7 +443,7 @@ fn generate(
 
 /// The keyword arguments of `generate` a generator reads, as `schedules()` lists them: `chunks`,
 /// `memory`, `group`, and `costs` for the cost keywords (`f`, `b`, `w`, `bw`, `comm`,
-/// `stage_costs`, `b_release`) steering the order.
+/// `stage_costs`, `b_release`, `overlap`) steering the order.
 fn uses(g: &registry::Generator) -> Vec<&'static str> {
     let u = g.uses;
     [
@@ -457,8 +522,6 @@ fn budget(m: &Bound<'_, PyAny>, stage_costs: bool) -> PyResult<Budget> {
     }
 }
 
-/// Reads PyTorch compute-only CSV text into a validated schedule; the placement is inferred from
-/// which row holds each stage.
 /// The planner (`pipeblocks plan`, docs/plan.md): the fastest configurations of `model` on
 /// `gpus` accelerators for a global batch of `global_batch` sequences. `model` and `device` are
 /// presets or `key=value` lists as on the command line; every fixed dimension left `None` is
@@ -528,6 +591,8 @@ fn plan<'py>(
     to_python(py, &r)
 }
 
+/// Reads PyTorch compute-only CSV text into a validated schedule; the placement is inferred from
+/// which row holds each stage, and `OVERLAP_F_B` cells become overlapped pairs.
 #[pyfunction]
 #[pyo3(signature = (text, name="torch-csv"))]
 fn parse_torch_csv(text: &str, name: &str) -> PyResult<PySchedule> {

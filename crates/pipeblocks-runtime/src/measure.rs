@@ -140,6 +140,7 @@ impl StepReport {
             end,
             makespan: self.makespan_s,
             busy: self.busy_s.clone(),
+            overlap_saved: Vec::new(),
             bubble_rate: self.bubble_rate(),
             peak_activation: self
                 .peak_activation_bytes

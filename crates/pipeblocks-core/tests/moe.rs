@@ -187,3 +187,30 @@ fn the_planner_refuses_experts_with_the_command_to_use() {
     let e = pipeblocks_core::plan::plan(&req, |_, _| {}).unwrap_err();
     assert!(e.to_string().contains("compare --model"), "{e}");
 }
+
+/// `auto` overlaps forwards and backwards where pairs hide the all-to-all, within its budget,
+/// and beats every schedule without pairs that fits it.
+#[test]
+fn auto_pairs_where_they_pay_within_its_budget() {
+    let (m, dev) = balanced_moe();
+    let costs = StageCosts::model(m, 1, dev);
+    let prm = Params::new(4, 16).unwrap().with_costs(costs.clone());
+    let s = generate("auto", &prm).unwrap();
+    let r = simulate(&s, &costs).unwrap();
+    let budget = pipeblocks_core::params::one_f_one_b_peak(4, 16, &costs).unwrap();
+    assert!(
+        r.max_peak() <= budget + 1e-9,
+        "{} over {budget}",
+        r.max_peak()
+    );
+    assert!(!s.pairs.is_empty());
+    for name in ["1f1b", "zb-h1", "zb-v", "v-zb"] {
+        let other = simulate(&generate(name, &prm).unwrap(), &costs).unwrap();
+        assert!(
+            r.makespan < other.makespan,
+            "auto {} vs {name} {}",
+            r.makespan,
+            other.makespan
+        );
+    }
+}

@@ -167,13 +167,17 @@ impl Costs {
             let v: f64 = v
                 .parse()
                 .map_err(|_| Error::parse("cost", format!("`{v}` in `{part}` is not a number")))?;
+            if matches!(k.as_str(), "overlap" | "o") {
+                check_overlap(v)?;
+                c.overlap = v;
+                continue;
+            }
             *match k.as_str() {
                 "f" => &mut c.f,
                 "b" => &mut c.b,
                 "w" => &mut c.w,
                 "bw" => c.bw.insert(0.0),
                 "c" | "comm" => &mut c.comm,
-                "overlap" | "o" => &mut c.overlap,
                 other => {
                     return Err(Error::parse(
                         "cost",

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{all_schedules, batch, rel_err, tiny};
+use pipeblocks_core::{generate, Params};
 use pipeblocks_runtime::{reference_gradients, Trainer};
 
 #[test]
@@ -103,6 +104,10 @@ mod properties {
             let Ok(s) = generate(g.name, &Params::new(p, m).unwrap()) else {
                 return Ok(()); // the schedule refuses this configuration
             };
+            if s.placement.lanes() > 1 {
+                // Two pipelines: refused, see `two_pipelines_are_refused_with_the_alternative`.
+                return Ok(());
+            }
             let mut cfg = tiny(s.stages as usize, m as usize);
             cfg.seed = seed;
             let b = batch(&cfg, seed);
@@ -129,4 +134,14 @@ mod properties {
             prop_assert_eq!(next, layers);
         }
     }
+}
+
+/// DualPipe's two pipelines (two parameter copies) are refused before anything runs, with the
+/// schedule to train instead.
+#[test]
+fn two_pipelines_are_refused_with_the_alternative() {
+    let s = generate("dualpipe", &Params::new(2, 4).unwrap()).unwrap();
+    let cfg = tiny(s.stages as usize, 4);
+    let e = Trainer::new(cfg, s).err().expect("refused").to_string();
+    assert!(e.contains("train dualpipev"), "{e}");
 }

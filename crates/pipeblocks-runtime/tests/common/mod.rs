@@ -33,11 +33,12 @@ pub fn batch(cfg: &TrainConfig, step: u64) -> Batch {
 }
 
 /// Every registered schedule that accepts `p` devices and `m` microbatches (others are skipped:
-/// they refuse the configuration).
+/// they refuse the configuration) and runs one pipeline (the runtime refuses DualPipe's two).
 pub fn all_schedules(p: u32, m: u32) -> Vec<Schedule> {
     registry()
         .iter()
         .filter_map(|g| generate(g.name, &Params::new(p, m).unwrap()).ok())
+        .filter(|s| s.placement.lanes() == 1)
         .collect()
 }
 

@@ -80,6 +80,8 @@ impl SlotLengths {
             PassKind::B => self.b,
             PassKind::W => self.w,
             PassKind::BW => self.bw,
+            // A recompute reruns the forward.
+            PassKind::R => self.f,
         }
     }
 }

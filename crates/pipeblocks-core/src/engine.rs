@@ -40,6 +40,8 @@ pub enum Slot {
     Fwd(u32, u32),
     /// The input gradient of `{stage}.{mb}`: the output of its B or BW.
     Grad(u32, u32),
+    /// The recomputed activation of `{stage}.{mb}`: the output of its R.
+    Rec(u32, u32),
 }
 
 impl Slot {
@@ -48,21 +50,23 @@ impl Slot {
         match self {
             Slot::Fwd(s, mb) => Pass::f(s, mb),
             Slot::Grad(s, mb) => Pass::new(backward, s, mb),
+            Slot::Rec(s, mb) => Pass::r(s, mb),
         }
     }
 
     /// The stage that produces the slot.
     pub fn stage(self) -> u32 {
         match self {
-            Slot::Fwd(s, _) | Slot::Grad(s, _) => s,
+            Slot::Fwd(s, _) | Slot::Grad(s, _) | Slot::Rec(s, _) => s,
         }
     }
 }
 
 /// The inputs of a pass of a pipeline of `stages` stages per lane (at most two; see
 /// [lanes](crate::ir)), in the order they are checked: an F waits for the previous stage's F, a B
-/// or BW for its own F and the next stage's input gradient, a W for its B. A lane's first stage
-/// takes its forward input from the data, its last its gradient from the loss.
+/// or BW for its own F and the next stage's input gradient, a W for its B, an R for its F (the
+/// input it kept). A lane's first stage takes its forward input from the data, its last its
+/// gradient from the loss. A recomputed backward also waits for its R ([`Net::inputs`]).
 #[inline]
 pub fn inputs(pass: Pass, stages: u32) -> [Option<Slot>; 2] {
     let (s, mb) = (pass.stage, pass.mb);
@@ -74,6 +78,7 @@ pub fn inputs(pass: Pass, stages: u32) -> [Option<Slot>; 2] {
         }
         PassKind::B | PassKind::BW => [Some(Slot::Fwd(s, mb)), None],
         PassKind::W => [Some(Slot::Grad(s, mb)), None],
+        PassKind::R => [Some(Slot::Fwd(s, mb)), None],
     }
 }
 
@@ -88,6 +93,9 @@ pub struct Net {
     pub microbatches: u32,
     /// Stages per [lane](crate::ir) (`S` with one lane).
     pub lane_stages: u32,
+    /// Per `stage · m + mb`, whether the microbatch is recomputed on the stage (its F keeps
+    /// only its input, its backward waits for its R); empty when none is.
+    pub recomputed: Vec<bool>,
     /// Device of each stage.
     pub stage_device: Vec<u32>,
     /// Stages of each device, ascending.
@@ -153,6 +161,7 @@ impl Net {
             stages,
             microbatches,
             lane_stages,
+            recomputed: Vec::new(),
             stage_device,
             local,
             table,
@@ -161,20 +170,58 @@ impl Net {
         })
     }
 
-    /// The problem of a schedule under `costs`.
+    /// The problem of a schedule under `costs` (with its recompute passes).
     pub fn of(s: &Schedule, costs: &StageCosts) -> Result<Net, Error> {
-        Net::new(
+        let mut net = Net::new(
             &s.placement,
             s.devices,
             s.microbatches,
             costs.for_placement(&s.placement, s.devices)?,
-        )
+        )?;
+        net.recompute(&s.lists);
+        Ok(net)
+    }
+
+    /// Marks the stages and microbatches that `lists` recompute (an R pass each).
+    pub fn recompute(&mut self, lists: &[Vec<Pass>]) {
+        let m = self.microbatches as usize;
+        self.recomputed.clear();
+        for q in lists.iter().flatten() {
+            if q.kind == PassKind::R && q.stage < self.stages && (q.mb as usize) < m {
+                if self.recomputed.is_empty() {
+                    self.recomputed = vec![false; self.stages as usize * m];
+                }
+                self.recomputed[q.stage as usize * m + q.mb as usize] = true;
+            }
+        }
+    }
+
+    /// Whether `{stage}.{mb}` is recomputed.
+    #[inline]
+    pub fn is_recomputed(&self, stage: u32, mb: u32) -> bool {
+        !self.recomputed.is_empty()
+            && self.recomputed[stage as usize * self.microbatches as usize + mb as usize]
+    }
+
+    /// The change a pass makes to its device's activation
+    /// ([`StageTable::activation_change`]); a recomputed microbatch's F keeps only the
+    /// [`StageTable::keep`] part.
+    #[inline]
+    pub fn activation_change(&self, pass: Pass) -> f64 {
+        if pass.kind == PassKind::F && self.is_recomputed(pass.stage, pass.mb) {
+            self.table.act[pass.stage as usize] * self.table.keep[pass.stage as usize]
+        } else {
+            self.table.activation_change(pass.kind, pass.stage)
+        }
     }
 
     /// The inputs of a pass (at most two), in the order they are checked.
     #[inline]
-    pub fn inputs(&self, pass: Pass) -> [Option<Slot>; 2] {
-        inputs(pass, self.lane_stages)
+    pub fn inputs(&self, pass: Pass) -> [Option<Slot>; 3] {
+        let [a, b] = inputs(pass, self.lane_stages);
+        let r = (pass.kind.is_input_backward() && self.is_recomputed(pass.stage, pass.mb))
+            .then_some(Slot::Rec(pass.stage, pass.mb));
+        [a, b, r]
     }
 
     /// The slot a pass produces (a W produces nothing another pass waits for).
@@ -183,6 +230,7 @@ impl Net {
         match pass.kind {
             PassKind::F => Some(Slot::Fwd(pass.stage, pass.mb)),
             PassKind::B | PassKind::BW => Some(Slot::Grad(pass.stage, pass.mb)),
+            PassKind::R => Some(Slot::Rec(pass.stage, pass.mb)),
             PassKind::W => None,
         }
     }
@@ -221,25 +269,27 @@ impl Net {
         let row = match pass.kind {
             PassKind::F => pass.stage as usize,
             PassKind::B | PassKind::BW => self.stages as usize + pass.stage as usize,
+            PassKind::R => 2 * self.stages as usize + pass.stage as usize,
             PassKind::W => return None,
         };
         Some(row * m + pass.mb as usize)
     }
 
-    /// Dense index of a slot, `0..2·S·m`.
+    /// Dense index of a slot, `0..3·S·m`.
     #[inline]
     pub fn index(&self, slot: Slot) -> usize {
         let m = self.microbatches as usize;
         match slot {
             Slot::Fwd(s, mb) => s as usize * m + mb as usize,
             Slot::Grad(s, mb) => (self.stages as usize + s as usize) * m + mb as usize,
+            Slot::Rec(s, mb) => (2 * self.stages as usize + s as usize) * m + mb as usize,
         }
     }
 
     /// Duration of a pass.
     #[inline]
     pub fn duration(&self, pass: Pass) -> f64 {
-        self.table.dur[pass.stage as usize][pass.kind.index()]
+        self.table.duration(pass.kind, pass.stage)
     }
 
     /// Duration of an overlapped pair, its forward and its backward in either order
@@ -392,18 +442,32 @@ impl State<'_> {
                 Ok(e + net.lat_fwd[s])
             }
             PassKind::B | PassKind::BW => {
+                let mut e = self.done[fwd(s)];
+                if e.is_nan() {
+                    return Err(Slot::Fwd(pass.stage, pass.mb));
+                }
+                if (s + 1) % net.lane_stages as usize != 0 {
+                    let g = self.done[grad(s + 1)];
+                    if g.is_nan() {
+                        return Err(Slot::Grad(pass.stage + 1, pass.mb));
+                    }
+                    e = e.max(g + net.lat_grad[s]);
+                }
+                if net.is_recomputed(pass.stage, pass.mb) {
+                    let r = self.done[(2 * net.stages as usize + s) * m + mb];
+                    if r.is_nan() {
+                        return Err(Slot::Rec(pass.stage, pass.mb));
+                    }
+                    e = e.max(r);
+                }
+                Ok(e)
+            }
+            PassKind::R => {
                 let e = self.done[fwd(s)];
                 if e.is_nan() {
                     return Err(Slot::Fwd(pass.stage, pass.mb));
                 }
-                if (s + 1) % net.lane_stages as usize == 0 {
-                    return Ok(e);
-                }
-                let g = self.done[grad(s + 1)];
-                if g.is_nan() {
-                    return Err(Slot::Grad(pass.stage + 1, pass.mb));
-                }
-                Ok(e.max(g + net.lat_grad[s]))
+                Ok(e)
             }
             PassKind::W => {
                 let e = self.done[grad(s)];
@@ -459,7 +523,7 @@ impl<'n, O: Observer> Engine<'n, O> {
     /// [`Engine::new`] with an observer.
     pub fn with_observer(net: &'n Net, observer: O) -> Self {
         let p = net.devices as usize;
-        let slots = 2 * net.stages as usize * net.microbatches as usize;
+        let slots = 3 * net.stages as usize * net.microbatches as usize;
         Engine {
             st: State {
                 net,
@@ -544,9 +608,9 @@ impl<'n, O: Observer> Engine<'n, O> {
         self.st.clock[d] = end;
         self.st.busy[d] += len;
         if self.track_memory {
-            let delta = net.table.activation_change(pass.kind, pass.stage);
+            let delta = net.activation_change(pass);
             if delta != 0.0 {
-                let at = if pass.kind == PassKind::F { start } else { end };
+                let at = if delta > 0.0 { start } else { end };
                 let level = self.st.level[d] + delta;
                 self.st.level[d] = level;
                 if level > self.st.peak[d] {
@@ -584,8 +648,8 @@ impl<'n, O: Observer> Engine<'n, O> {
         self.st.saved[d] += net.duration(a) + net.duration(b) - len;
         if self.track_memory {
             let mut changes = [a, b].map(|q| {
-                let at = if q.kind == PassKind::F { start } else { end };
-                (at, net.table.activation_change(q.kind, q.stage))
+                let delta = net.activation_change(q);
+                (if delta > 0.0 { start } else { end }, delta)
             });
             changes.sort_by(|x, y| x.0.total_cmp(&y.0));
             for (at, delta) in changes {
@@ -1035,7 +1099,7 @@ pub fn simulate_net(s: &Schedule, net: &Net) -> Result<SimResult, Error> {
 /// from the pass that ends last, back through whatever held each pass back (the device's
 /// previous pass, or the input that arrived last).
 pub fn critical_path(s: &Schedule, net: &Net, r: &SimResult) -> Vec<(usize, usize)> {
-    let mut pos = vec![(0, 0); 2 * net.stages as usize * net.microbatches as usize];
+    let mut pos = vec![(0, 0); 3 * net.stages as usize * net.microbatches as usize];
     for (d, list) in s.lists.iter().enumerate() {
         for (i, &q) in list.iter().enumerate() {
             if let Some(slot) = net.output(q) {

@@ -19,7 +19,9 @@ use crate::error::{Error, Param};
 /// The kind of a pass.
 ///
 /// `B` computes the gradient for the stage's input (on the critical path), `W` the gradient for its
-/// weights (can be delayed), `BW` is the fused backward doing both. PyTorch spells `B` as `I` and
+/// weights (can be delayed), `BW` is the fused backward doing both. `R` recomputes a stage's
+/// forward for one microbatch from the input it kept (activation recomputation): a stage and
+/// microbatch with an R keeps only that input after its F, and its backward waits for the R. PyTorch spells `B` as `I` and
 /// `BW` as `B`; that translation happens only in [`crate::format::torch_csv`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PassKind {
@@ -31,19 +33,23 @@ pub enum PassKind {
     W,
     /// Fused backward (input and weights).
     BW,
+    /// Recompute: the stage's forward again, from its kept input, before its backward.
+    R,
 }
 
 impl PassKind {
-    /// All compute pass kinds.
+    /// The kinds with a cost of their own in a stage's table (an R costs the stage's
+    /// recompute time, [`crate::params::StageTable::recompute`]).
     pub const ALL: [PassKind; 4] = [PassKind::F, PassKind::B, PassKind::W, PassKind::BW];
 
-    /// Dense index `0..4`, used to address per-kind tables.
+    /// Dense index `0..5` (R last), used to address per-kind tables.
     pub fn index(self) -> usize {
         match self {
             PassKind::F => 0,
             PassKind::B => 1,
             PassKind::W => 2,
             PassKind::BW => 3,
+            PassKind::R => 4,
         }
     }
 
@@ -54,6 +60,7 @@ impl PassKind {
             PassKind::B => "B",
             PassKind::W => "W",
             PassKind::BW => "BW",
+            PassKind::R => "R",
         }
     }
 
@@ -101,6 +108,10 @@ impl Pass {
     pub fn bw(stage: u32, mb: u32) -> Self {
         Pass::new(PassKind::BW, stage, mb)
     }
+    /// A recompute pass.
+    pub fn r(stage: u32, mb: u32) -> Self {
+        Pass::new(PassKind::R, stage, mb)
+    }
 
     /// Parses pipeblocks' action syntax `{kind}{stage}.{mb}`, e.g. `F3.7` or `BW0.2`.
     pub fn parse(text: &str) -> Result<Self, Error> {
@@ -109,7 +120,7 @@ impl Pass {
             Error::Parse {
             what: "pass".into(),
             detail: format!(
-                "`{t}` is not a pass; write {{kind}}{{stage}}.{{microbatch}} with kind F, B, W or BW, e.g. `F3.7`"
+                "`{t}` is not a pass; write {{kind}}{{stage}}.{{microbatch}} with kind F, B, W, BW or R, e.g. `F3.7`"
             ),
         }
         };
@@ -121,6 +132,8 @@ impl Pass {
             (PassKind::B, r)
         } else if let Some(r) = t.strip_prefix('W') {
             (PassKind::W, r)
+        } else if let Some(r) = t.strip_prefix('R') {
+            (PassKind::R, r)
         } else {
             return Err(bad());
         };

@@ -46,6 +46,10 @@
 //!   the pass times (F, and B; not W) and the communication an overlapped pair hides
 //!   ([`crate::params::StageTable::hidden`]).
 //!
+//! - **Recompute** (a stage's R pass): its layers' forward again, all-to-all included; a
+//!   recomputed microbatch keeps its layers' inputs, `2·s·b·h` bytes each (and the last
+//!   stage's logits) until then.
+//!
 //! Layers are split as evenly as possible, earlier stages taking the remainder
 //! ([`layer_split`]); the runtime's model splits its layers with the same function.
 
@@ -778,6 +782,12 @@ pub struct ModelCosts {
     /// Communication inside each stage's forward and backward that an overlapped pair can hide
     /// (`[F, backward]`, seconds, part of the pass times); empty for a dense model.
     pub hidden: Vec<[f64; 2]>,
+    /// Each stage's recompute pass (R), seconds: its layers' forward again (the head's logits
+    /// are kept, not recomputed).
+    pub recompute: Vec<f64>,
+    /// Fraction of each stage's activation a recomputed microbatch keeps: its layers' inputs
+    /// (`2·s·b·h` bytes each) and the logits.
+    pub keep: Vec<f64>,
 }
 
 impl ModelCosts {
@@ -838,6 +848,8 @@ impl ModelCosts {
             params: Vec::with_capacity(stages as usize),
             layers: Vec::with_capacity(stages as usize),
             hidden: Vec::new(),
+            recompute: Vec::with_capacity(stages as usize),
+            keep: Vec::with_capacity(stages as usize),
         };
         for (st, range) in (0..stages).zip(split) {
             let n = range.len() as u32;
@@ -857,6 +869,9 @@ impl ModelCosts {
                 params += v * h;
             }
             let exchange = nf * a2a;
+            out.recompute.push(nf * lf / rate + exchange);
+            let kept = nf * 2.0 * s * b * h + if last { 4.0 * s * b * v } else { 0.0 };
+            out.keep.push(if act > 0.0 { (kept / act).min(1.0) } else { 0.0 });
             out.costs.push(Costs {
                 f: f / rate + exchange,
                 b: bb / rate + exchange,
@@ -864,6 +879,8 @@ impl ModelCosts {
                 bw: None,
                 comm: 0.0,
                 overlap: 1.0,
+                r: None,
+                keep: None,
             });
             if a2a > 0.0 {
                 out.hidden.push([exchange, exchange]);

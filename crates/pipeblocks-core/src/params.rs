@@ -111,7 +111,18 @@ pub struct Costs {
     /// when part of each half is communication the other's computation hides.
     #[serde(default = "one")]
     pub overlap: f64,
+    /// Recompute (R): the stage's forward again before its backward; `None` means `f`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r: Option<f64>,
+    /// Fraction of a stage's activation a recomputed microbatch keeps (its input) between its F
+    /// and its R; `None` means [`KEEP`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<f64>,
 }
+
+/// What a recomputed microbatch keeps of a stage's activation by default: a transformer layer's
+/// input, `2·s·b·h` bytes, of its `34·s·b·h` without the attention scores.
+pub const KEEP: f64 = 2.0 / 34.0;
 
 impl Default for Costs {
     fn default() -> Self {
@@ -122,6 +133,8 @@ impl Default for Costs {
             bw: None,
             comm: 0.0,
             overlap: 1.0,
+            r: None,
+            keep: None,
         }
     }
 }
@@ -172,16 +185,27 @@ impl Costs {
                 c.overlap = v;
                 continue;
             }
+            if k == "keep" {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(Error::parse(
+                        "cost",
+                        format!("keep={v} is not a fraction; give the share of a stage's activation a recomputed microbatch keeps, 0 to 1"),
+                    ));
+                }
+                c.keep = Some(v);
+                continue;
+            }
             *match k.as_str() {
                 "f" => &mut c.f,
                 "b" => &mut c.b,
                 "w" => &mut c.w,
                 "bw" => c.bw.insert(0.0),
+                "r" => c.r.insert(0.0),
                 "c" | "comm" => &mut c.comm,
                 other => {
                     return Err(Error::parse(
                         "cost",
-                        format!("unknown key `{other}`; use f, b, w, bw, c and overlap"),
+                        format!("unknown key `{other}`; use f, b, w, bw, r, c, overlap and keep"),
                     ))
                 }
             } = check_cost(&format!("cost {k}"), v)?;
@@ -225,6 +249,7 @@ impl Costs {
             PassKind::B => self.b,
             PassKind::W => self.w,
             PassKind::BW => self.bw_cost(),
+            PassKind::R => self.r.unwrap_or(self.f),
         }
     }
 }
@@ -263,6 +288,13 @@ pub struct StageCost {
     /// The same inside the backward (B, or BW); part of `b`; default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comm_b: Option<f64>,
+    /// Time of the stage's recompute pass (R); default `f`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r: Option<f64>,
+    /// Fraction of the stage's activation a recomputed microbatch keeps until its R; default
+    /// [`KEEP`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<f64>,
 }
 
 fn one() -> f64 {
@@ -344,6 +376,10 @@ pub struct StageTable {
     /// An overlapped pair's cost beyond its longer half, as a fraction of the shorter half's
     /// computation ([`Costs::overlap`]).
     pub overlap: f64,
+    /// Duration of each stage's recompute pass (R).
+    pub recompute: Vec<f64>,
+    /// Fraction of each stage's activation a recomputed microbatch keeps until its R.
+    pub keep: Vec<f64>,
 }
 
 impl StageTable {
@@ -358,6 +394,17 @@ impl StageTable {
             PassKind::B => -units * self.release[s],
             PassKind::W => -units * (1.0 - self.release[s]),
             PassKind::BW => -units,
+            PassKind::R => units * (1.0 - self.keep[s]),
+        }
+    }
+
+    /// Duration of a pass kind on a stage.
+    #[inline]
+    pub fn duration(&self, kind: PassKind, stage: u32) -> f64 {
+        let s = stage as usize;
+        match kind {
+            PassKind::R => self.recompute[s],
+            _ => self.dur[s][kind.index()],
         }
     }
 
@@ -441,11 +488,18 @@ impl StageCosts {
                 .chain(s.optimizer)
                 .chain(s.comm_f)
                 .chain(s.comm_b)
+                .chain(s.r)
             {
                 check_cost(what, v).map_err(at)?;
             }
             if let Some(r) = s.b_release {
                 check_fraction(r).map_err(at)?;
+            }
+            if s.keep.is_some_and(|k| !(0.0..=1.0).contains(&k)) {
+                return Err(at(Error::parse(
+                    what,
+                    "keep is the fraction of the activation a recomputed microbatch keeps; give 0 to 1",
+                )));
             }
             if s.comm_f.unwrap_or(0.0) > s.f || s.comm_b.unwrap_or(0.0) > s.b {
                 return Err(at(Error::parse(
@@ -666,6 +720,8 @@ impl StageCosts {
                 unit_bytes: None,
                 hidden: Vec::new(),
                 overlap: c.overlap,
+                recompute: vec![c.of(PassKind::R); n],
+                keep: vec![c.keep.unwrap_or(KEEP); n],
             },
             Source::Table {
                 stages: tab,
@@ -707,6 +763,8 @@ impl StageCosts {
                     unit_bytes: Some(unit_bytes),
                     hidden: mc.hidden.clone(),
                     overlap: 1.0,
+                    recompute: mc.recompute.clone(),
+                    keep: mc.keep.clone(),
                 }
             }
         };
@@ -792,12 +850,16 @@ fn resample(
         unit_bytes: None,
         hidden: Vec::new(),
         overlap: 1.0,
+        recompute: Vec::with_capacity(s),
+        keep: Vec::with_capacity(s),
     };
     if s.is_multiple_of(n) {
         let k = s / n;
         for (i, c) in tab.iter().enumerate() {
             for j in 0..k {
                 t.dur.push(dur_of(c).map(|x| x / k as f64));
+                t.recompute.push(c.r.unwrap_or(c.f) / k as f64);
+                t.keep.push(c.keep.unwrap_or(KEEP));
                 if any_hidden {
                     t.hidden.push(hidden_of(c).map(|x| x / k as f64));
                 }
@@ -820,6 +882,13 @@ fn resample(
             let rel: f64 = group.iter().map(|c| c.activation).sum();
             let freed: f64 = group.iter().map(|c| c.activation * release_of(c)).sum();
             t.dur.push(d);
+            t.recompute
+                .push(group.iter().map(|c| c.r.unwrap_or(c.f)).sum());
+            let kept: f64 = group
+                .iter()
+                .map(|c| c.activation * c.keep.unwrap_or(KEEP))
+                .sum();
+            t.keep.push(if rel > 0.0 { kept / rel } else { KEEP });
             if any_hidden {
                 let mut h = [0.0; 2];
                 for c in group {

@@ -563,6 +563,8 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
             optimizer: None,
             comm_f: None,
             comm_b: None,
+            r: None,
+            keep: None,
         });
     }
     let mean = acts.iter().sum::<f64>() / acts.len() as f64;

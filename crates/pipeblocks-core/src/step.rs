@@ -581,6 +581,8 @@ mod tests {
             optimizer: Some(opt),
             comm_f: None,
             comm_b: None,
+            r: None,
+            keep: None,
         };
         // Four table stages, the last (an LM head) with 4x the optimizer and 3x the W.
         let table = StageCosts::table(

@@ -17,10 +17,10 @@ use crate::params::StageCosts;
 
 const NONE: u32 = u32::MAX;
 
-/// Dense index of a pass of a schedule: `((stage * m + mb) * 4 + kind)`.
+/// Dense index of a pass of a schedule: `((stage * m + mb) * 5 + kind)`.
 #[inline]
 fn index_of(s: &Schedule, p: Pass) -> usize {
-    (p.stage as usize * s.microbatches as usize + p.mb as usize) * 4 + p.kind.index()
+    (p.stage as usize * s.microbatches as usize + p.mb as usize) * 5 + p.kind.index()
 }
 
 /// Where each pass of a checked schedule is listed, and the kind of each stage's input backward.
@@ -35,7 +35,7 @@ impl Structure {
     /// The pass that produces `slot`.
     pub(crate) fn producer(&self, s: &Schedule, slot: Slot) -> Pass {
         let (st, mb) = match slot {
-            Slot::Fwd(st, mb) | Slot::Grad(st, mb) => (st, mb),
+            Slot::Fwd(st, mb) | Slot::Grad(st, mb) | Slot::Rec(st, mb) => (st, mb),
         };
         slot.producer(self.backward[st as usize * s.microbatches as usize + mb as usize])
     }
@@ -94,7 +94,7 @@ pub(crate) fn structure(s: &Schedule) -> Result<Structure, ValidationError> {
     let index = |q: Pass| index_of(s, q);
     // Position of each pass: (device, position).
     let mut where_: Vec<(u32, u32)> =
-        vec![(NONE, NONE); s.stages as usize * s.microbatches as usize * 4];
+        vec![(NONE, NONE); s.stages as usize * s.microbatches as usize * 5];
     for (d, list) in s.lists.iter().enumerate() {
         for (i, &pass) in list.iter().enumerate() {
             if pass.stage >= s.stages || pass.mb >= s.microbatches {
@@ -141,7 +141,7 @@ pub(crate) fn structure(s: &Schedule) -> Result<Structure, ValidationError> {
                     let bw = Pass::bw(pass.stage, pass.mb);
                     (where_[index(bw)].0 != NONE).then_some(PassKind::BW)
                 }
-                PassKind::F => None,
+                PassKind::F | PassKind::R => None,
             };
             if let Some(k2) = clash {
                 return Err(ValidationError::Duplicate {

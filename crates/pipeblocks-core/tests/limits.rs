@@ -131,6 +131,8 @@ fn values_that_would_overflow_are_refused() {
         bw: None,
         comm: limits::VALUE,
         overlap: 1.0,
+        r: None,
+        keep: None,
     });
     let prm = Params::new(64, 512).unwrap().with_costs(costs.clone());
     for name in ["1f1b", "zb-h1", "v-half"] {

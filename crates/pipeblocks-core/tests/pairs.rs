@@ -146,6 +146,8 @@ fn table_costs_hide_the_communication_a_pair_overlaps() {
         optimizer: None,
         comm_f: Some(1.0),
         comm_b: Some(2.0),
+        r: None,
+        keep: None,
     };
     let costs = StageCosts::table(vec![stage; 2], 0.0, 0.0).unwrap();
     let t = costs.resolve(2, 2).unwrap();
@@ -154,6 +156,8 @@ fn table_costs_hide_the_communication_a_pair_overlaps() {
     let dense = StageCost {
         comm_f: None,
         comm_b: None,
+        r: None,
+        keep: None,
         ..stage
     };
     let t = StageCosts::table(vec![dense; 2], 0.0, 0.0)

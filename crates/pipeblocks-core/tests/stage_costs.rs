@@ -24,6 +24,8 @@ fn stage(f: f64, b: f64, w: f64, activation: f64) -> StageCost {
         optimizer: None,
         comm_f: None,
         comm_b: None,
+        r: None,
+        keep: None,
     }
 }
 

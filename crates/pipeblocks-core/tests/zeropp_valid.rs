@@ -110,6 +110,8 @@ fn large_latencies_schedule() {
                 bw: None,
                 comm: c,
                 overlap: 1.0,
+                r: None,
+                keep: None,
             };
             let prm = Params::new(p, m)
                 .unwrap()

@@ -567,6 +567,11 @@ impl Worker<'_> {
                 self.finish();
                 Ok(None)
             }
+            PassKind::R => Err(RuntimeError::Pass {
+                device: self.device,
+                pass,
+                message: "the runtime does not run recompute passes yet".into(),
+            }),
         }
     }
 }

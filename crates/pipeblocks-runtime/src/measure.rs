@@ -195,6 +195,8 @@ impl StepReport {
                     optimizer: None,
                     comm_f: None,
                     comm_b: None,
+                    r: None,
+                    keep: None,
                 }
             })
             .collect()

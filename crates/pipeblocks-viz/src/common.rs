@@ -90,6 +90,7 @@ pub(crate) fn kind_rgb(kind: PassKind) -> (u8, u8, u8) {
         PassKind::B => (0xe0, 0x7b, 0x16),
         PassKind::W => (0x2e, 0x93, 0x55),
         PassKind::BW => (0x8a, 0x4f, 0xb3),
+        PassKind::R => (0x6b, 0x7b, 0x8c),
     }
 }
 

@@ -208,6 +208,7 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
     let mut lx = 8.0;
     let kinds: Vec<PassKind> = PassKind::ALL
         .into_iter()
+        .chain([PassKind::R])
         .filter(|k| s.lists.iter().flatten().any(|ps| ps.kind == *k))
         .collect();
     let max_chunks = chunks_on.iter().copied().max().unwrap_or(1);
@@ -218,6 +219,7 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
             PassKind::B => "B input grad",
             PassKind::W => "W weight grad",
             PassKind::BW => "BW fused backward",
+            PassKind::R => "R recompute",
         };
         let _ = write!(
             o,

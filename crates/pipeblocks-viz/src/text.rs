@@ -19,6 +19,7 @@ fn letter(kind: PassKind) -> char {
         PassKind::B => 'B',
         PassKind::W => 'W',
         PassKind::BW => 'X',
+        PassKind::R => 'R',
     }
 }
 

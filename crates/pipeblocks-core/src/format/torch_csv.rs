@@ -21,6 +21,8 @@ pub fn action(p: Pass) -> String {
         PassKind::B => "I",
         PassKind::W => "W",
         PassKind::BW => "B",
+        // Not a PyTorch action: [`check`] refuses schedules with recompute passes.
+        PassKind::R => "R",
     };
     format!("{}{}{}", p.stage, letter, p.mb)
 }
@@ -108,8 +110,15 @@ pub fn parse_cell(cell: &str) -> Result<Option<(Pass, Option<Pass>)>, String> {
 }
 
 /// Whether PyTorch's CSV can carry the schedule: it cannot say that microbatches run in two
-/// [lanes](crate::ir) (the bidirectional placement), so such a schedule is refused.
+/// [lanes](crate::ir) (the bidirectional placement) nor recompute a stage (an R pass), so such
+/// schedules are refused.
 pub fn check(s: &Schedule) -> Result<(), Error> {
+    if s.lists.iter().flatten().any(|q| q.kind == PassKind::R) {
+        return Err(Error::config(format!(
+            "PyTorch's schedule CSV has no recompute action (its activation checkpointing belongs to the stage's module), so {}'s recompute passes cannot be written to it; write pipeblocks JSON",
+            s.name
+        )));
+    }
     if s.placement.lanes() > 1 {
         return Err(Error::config(format!(
             "PyTorch's schedule CSV sends every microbatch through every stage, so {}'s {} placement (two pipelines) cannot be written to it; write pipeblocks JSON",

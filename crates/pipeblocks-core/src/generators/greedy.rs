@@ -161,6 +161,8 @@ impl Policy for Greedy<'_> {
                 self.awaiting_b[d] -= a;
             }
             PassKind::W => self.pending_mem[d] -= kept,
+            // The list scheduler lists no recompute passes.
+            PassKind::R => {}
         }
         Flow::Go
     }

@@ -194,6 +194,8 @@ impl Policy for Zeropp {
                 }
                 self.pending_w[d].push_back((pass.stage, pass.mb));
             }
+            // ZeroPP lists no recompute passes.
+            PassKind::R => {}
             PassKind::W => {
                 self.w_count[d][u as usize] += 1;
                 while self.w_done[d] < self.groups

@@ -71,19 +71,22 @@ fn assert_dependency_safe(s: &Schedule, r: &pipeblocks_core::SimResult) {
             .copied()
             .expect("backward exists")
     };
+    let lane = s.placement.lane_stages(s.devices);
     for (p, &t) in &start {
         let need = match p.kind {
-            PassKind::F if p.stage > 0 => Some(end[&Pass::f(p.stage - 1, p.mb)]),
+            PassKind::F if p.stage % lane > 0 => Some(end[&Pass::f(p.stage - 1, p.mb)]),
             PassKind::F => None,
             PassKind::B | PassKind::BW => {
                 let own = end[&Pass::f(p.stage, p.mb)];
-                Some(if p.stage + 1 < s.stages {
+                let own = end.get(&Pass::r(p.stage, p.mb)).map_or(own, |&r| own.max(r));
+                Some(if (p.stage + 1) % lane > 0 {
                     own.max(grad(p.stage + 1, p.mb))
                 } else {
                     own
                 })
             }
             PassKind::W => Some(end[&Pass::b(p.stage, p.mb)]),
+            PassKind::R => Some(end[&Pass::f(p.stage, p.mb)]),
         };
         if let Some(n) = need {
             assert!(t >= n - 1e-9, "{p} starts at {t} before its input at {n}");

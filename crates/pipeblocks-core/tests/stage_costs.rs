@@ -37,6 +37,13 @@ fn stage(f: f64, b: f64, w: f64, activation: f64) -> StageCost {
 fn longest_path(s: &Schedule, costs: &StageCosts) -> f64 {
     let t = costs.for_placement(&s.placement, s.devices).unwrap();
     let lane = s.placement.lane_stages(s.devices);
+    let recomputed: std::collections::HashSet<(u32, u32)> = s
+        .lists
+        .iter()
+        .flatten()
+        .filter(|q| q.kind == PassKind::R)
+        .map(|q| (q.stage, q.mb))
+        .collect();
     let mut end: HashMap<Pass, f64> = HashMap::new();
     let mut pos = vec![0usize; s.lists.len()];
     let grad = |end: &HashMap<Pass, f64>, st: u32, mb: u32| {
@@ -66,9 +73,13 @@ fn longest_path(s: &Schedule, costs: &StageCosts) -> f64 {
                 if (st + 1) % lane != 0 {
                     v.push(grad(end, st + 1, mb).map(|e| e + across(st, st + 1)));
                 }
+                if recomputed.contains(&(st, mb)) {
+                    v.push(end.get(&Pass::r(st, mb)).copied());
+                }
                 v
             }
             PassKind::W => vec![end.get(&Pass::b(st, mb)).copied()],
+            PassKind::R => vec![end.get(&Pass::f(st, mb)).copied()],
         };
         inputs
             .into_iter()
@@ -98,7 +109,7 @@ fn longest_path(s: &Schedule, costs: &StageCosts) -> f64 {
                         start = start.max(r);
                         t.pair(q, n)
                     }
-                    None => t.dur[q.stage as usize][q.kind.index()],
+                    None => t.duration(q.kind, q.stage),
                 };
                 let start = start.max(free);
                 end.insert(q, start + len);

@@ -404,6 +404,8 @@ pub struct State<'n> {
     pub busy: Vec<f64>,
     /// Per device, the time overlapped pairs saved: their halves' durations less theirs.
     pub saved: Vec<f64>,
+    /// Per device, the time spent recomputing (R passes).
+    pub recomputing: Vec<f64>,
     /// The passes each device ran, in order (when the engine records them).
     pub lists: Vec<Vec<Pass>>,
     /// Start and end of each pass run, per device, in order.
@@ -533,6 +535,7 @@ impl<'n, O: Observer> Engine<'n, O> {
                 peak: vec![0.0; p],
                 busy: vec![0.0; p],
                 saved: vec![0.0; p],
+                recomputing: vec![0.0; p],
                 lists: vec![Vec::new(); p],
                 start: vec![Vec::new(); p],
                 end: vec![Vec::new(); p],
@@ -607,6 +610,9 @@ impl<'n, O: Observer> Engine<'n, O> {
         }
         self.st.clock[d] = end;
         self.st.busy[d] += len;
+        if pass.kind == PassKind::R {
+            self.st.recomputing[d] += len;
+        }
         if self.track_memory {
             let delta = net.activation_change(pass);
             if delta != 0.0 {
@@ -924,6 +930,11 @@ impl<'n, O: Observer> Engine<'n, O> {
             } else {
                 Vec::new()
             },
+            recompute_time: if st.recomputing.iter().any(|&x| x != 0.0) {
+                st.recomputing
+            } else {
+                Vec::new()
+            },
             peak_activation: st.peak,
             memory: st.memory,
             p2p_transfers,
@@ -1034,6 +1045,10 @@ pub struct SimResult {
     /// (empty when the schedule has no pairs, or they saved nothing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overlap_saved: Vec<f64>,
+    /// Per device, the time its recompute passes (R) took, part of its busy time (empty
+    /// without R passes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recompute_time: Vec<f64>,
     /// `1 - Σ busy / (p · makespan)`.
     pub bubble_rate: f64,
     /// Peak activation per device, in units.

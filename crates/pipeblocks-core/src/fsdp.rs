@@ -634,6 +634,11 @@ pub fn simulate_fsdp(
         } else {
             Vec::new()
         },
+        recompute_time: if st.recomputing.iter().any(|&x| x != 0.0) {
+            st.recomputing
+        } else {
+            Vec::new()
+        },
         peak_activation: peak_act.clone(),
         memory: act_curves,
         p2p_transfers: s.p2p_transfers(),

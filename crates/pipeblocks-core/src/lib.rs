@@ -12,7 +12,8 @@
 //!   blocks);
 //! - [`block`]: building blocks (one microbatch's passes repeated every `T` slots): collision
 //!   check, lifespans, memory bound, expansion, W delays, the V-shape family;
-//! - [`improve`]: repairs of a schedule: reorder, polish, hill climbing;
+//! - [`improve`]: repairs of a schedule: reorder, polish, hill climbing, overlapped pairs;
+//! - [`recompute`]: activation recomputation as a schedule choice (R passes per stage);
 //! - [`grid`] and [`rebuild`]: the Controllable Memory paper's two repairs of a block on the
 //!   unit grid (its V-Min/V-Half builders' compaction; its block search's warm-up and cool-down
 //!   rebuild);
@@ -52,6 +53,7 @@ pub mod model;
 pub mod params;
 pub mod plan;
 pub mod rebuild;
+pub mod recompute;
 pub mod registry;
 pub mod search;
 pub mod step;

@@ -1042,11 +1042,13 @@ impl Objective {
     /// The idle share this objective ranks by: one less the work over the devices' time, the
     /// makespan or the longest device span. The work counts overlapped pairs as their halves
     /// in turn ([`crate::engine::SimResult::overlap_saved`]), so that a pair's saving ranks as
-    /// time gained (without pairs, the makespan's is the bubble rate).
+    /// time gained, and leaves out recomputation ([`crate::engine::SimResult::recompute_time`]),
+    /// so that it ranks as time lost (without either, the makespan's is the bubble rate).
     pub fn bubble(self, r: &crate::engine::SimResult) -> f64 {
         let time = self.time(r);
         let p = r.busy.len().max(1) as f64;
-        let work: f64 = r.busy.iter().chain(&r.overlap_saved).sum();
+        let work: f64 = r.busy.iter().chain(&r.overlap_saved).sum::<f64>()
+            - r.recompute_time.iter().sum::<f64>();
         if time > 0.0 {
             1.0 - work / (p * time)
         } else {

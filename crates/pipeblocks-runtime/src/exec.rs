@@ -7,6 +7,12 @@
 //! (the V-shape's turn) hand their tensors over locally. Weight gradients accumulate over the
 //! microbatches; each worker applies AdamW to its stages after its last pass.
 //!
+//! A (stage, microbatch) with an R pass in the schedule is recomputed: its F keeps only the stage
+//! input (and, on the last stage, the targets) and frees its activations
+//! ([`Stage::forward_checkpointed`]); its R reruns the stage's forward from that input
+//! ([`Stage::recompute`]) without sending anything or counting the loss again, and its backward
+//! then finds the activations as after an ordinary F.
+//!
 //! A failing or panicking pass raises a shared abort flag: every other worker stops at its next
 //! pass or within one poll of a blocked receive, and the step returns the failing device's error
 //! (device and pass named). A schedule that fails [`pipeblocks_core::validate()`] is refused
@@ -92,6 +98,8 @@ pub struct Trainer {
     schedule: Schedule,
     stages: Vec<Stage>,
     devices: Vec<Device>,
+    /// Per `stage · m + mb`, whether the schedule recomputes the microbatch on the stage.
+    recomputed: Vec<bool>,
     steps_done: u64,
 }
 
@@ -135,11 +143,13 @@ impl Trainer {
                 Ok(st)
             })
             .collect::<Result<Vec<_>>>()?;
+        let recomputed = recomputed(&schedule);
         Ok(Trainer {
             cfg,
             schedule,
             stages,
             devices,
+            recomputed,
             steps_done: 0,
         })
     }
@@ -147,6 +157,14 @@ impl Trainer {
     /// The schedule being run.
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
+    }
+
+    /// Whether the schedule recomputes microbatch `mb` on `stage` (it lists an R pass for it).
+    pub fn is_recomputed(&self, stage: u32, mb: u32) -> bool {
+        let m = self.schedule.microbatches;
+        stage < self.schedule.stages
+            && mb < m
+            && self.recomputed[stage as usize * m as usize + mb as usize]
     }
 
     /// The run's configuration.
@@ -243,6 +261,8 @@ impl Trainer {
                         list: &s.lists[d],
                         stages,
                         stage_device: &stage_device,
+                        recomputed: &self.recomputed,
+                        microbatches: s.microbatches,
                         inputs: &inputs,
                         targets: &targets,
                         compute: &self.devices[d],
@@ -336,6 +356,9 @@ struct Worker<'a> {
     list: &'a [Pass],
     stages: Vec<&'a mut Stage>,
     stage_device: &'a [u32],
+    /// Per `stage · m + mb`, whether the microbatch is recomputed on the stage.
+    recomputed: &'a [bool],
+    microbatches: u32,
     inputs: &'a [Micro],
     targets: &'a [Micro],
     compute: &'a Device,
@@ -532,7 +555,14 @@ impl Worker<'_> {
                 };
                 self.begin(pass);
                 let targets = self.targets[mb as usize].targets.clone();
-                let out = self.stage(s)?.forward(mb, &input, Some(&targets))?;
+                let recomputed =
+                    self.recomputed[s as usize * self.microbatches as usize + mb as usize];
+                let st = self.stage(s)?;
+                let out = if recomputed {
+                    st.forward_checkpointed(mb, &input, Some(&targets))?
+                } else {
+                    st.forward(mb, &input, Some(&targets))?
+                };
                 self.finish();
                 match out {
                     StageOutput::Loss(l) => Ok(Some(l)),
@@ -567,13 +597,28 @@ impl Worker<'_> {
                 self.finish();
                 Ok(None)
             }
-            PassKind::R => Err(RuntimeError::Pass {
-                device: self.device,
-                pass,
-                message: "the runtime does not run recompute passes yet".into(),
-            }),
+            PassKind::R => {
+                // The input was kept by this stage's F on this device: nothing to receive,
+                // nothing to send, no loss to count.
+                self.begin(pass);
+                self.stage(s)?.recompute(mb)?;
+                self.finish();
+                Ok(None)
+            }
         }
     }
+}
+
+/// Per `stage · m + mb`, whether `schedule` lists an R pass for the microbatch on the stage.
+fn recomputed(schedule: &Schedule) -> Vec<bool> {
+    let m = schedule.microbatches as usize;
+    let mut out = vec![false; schedule.stages as usize * m];
+    for q in schedule.lists.iter().flatten() {
+        if q.kind == PassKind::R {
+            out[q.stage as usize * m + q.mb as usize] = true;
+        }
+    }
+    out
 }
 
 /// Gradients by parameter name, in model order.

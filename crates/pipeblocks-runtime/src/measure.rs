@@ -141,6 +141,7 @@ impl StepReport {
             makespan: self.makespan_s,
             busy: self.busy_s.clone(),
             overlap_saved: Vec::new(),
+            recompute_time: Vec::new(),
             bubble_rate: self.bubble_rate(),
             peak_activation: self
                 .peak_activation_bytes
@@ -154,17 +155,20 @@ impl StepReport {
 
     /// Mean measured duration of each pass kind per stage, with each stage's activation
     /// relative to the average stage and the fraction of it B frees (from its device's trace).
-    /// A kind the schedule never ran is derived from the others (`b = w = bw / 2`).
+    /// A kind the schedule never ran is derived from the others (`b = w = bw / 2`). Stages
+    /// that recomputed a microbatch also get their mean R duration and the fraction of their
+    /// activation a recomputed microbatch kept ([`StepReport::kept_fractions`]).
     pub fn stage_costs(&self, schedule: &Schedule) -> Vec<StageCost> {
         let s = schedule.stages as usize;
-        let mut sum = vec![[0.0f64; 4]; s];
-        let mut n = vec![[0usize; 4]; s];
+        let mut sum = vec![[0.0f64; 5]; s];
+        let mut n = vec![[0usize; 5]; s];
         for r in self.timeline.iter().flatten() {
             let (st, k) = (r.pass.stage as usize, r.pass.kind.index());
             sum[st][k] += r.end - r.start;
             n[st][k] += 1;
         }
         let (activation, fractions) = self.activation_profile(schedule);
+        let kept = self.kept_fractions(schedule);
         let mean_act = activation.iter().sum::<f64>() / s.max(1) as f64;
         (0..s)
             .map(|st| {
@@ -195,8 +199,8 @@ impl StepReport {
                     optimizer: None,
                     comm_f: None,
                     comm_b: None,
-                    r: None,
-                    keep: None,
+                    r: mean(PassKind::R),
+                    keep: kept.get(st).copied().flatten(),
                 }
             })
             .collect()
@@ -216,13 +220,44 @@ impl StepReport {
             .map_err(config)
     }
 
-    /// Activation bytes one microbatch leaves on each stage after F, and per device the fraction
-    /// of its stages' activation that B releases (what W does not need), read off the memory
-    /// trace. The fraction is 0 on devices that run no split backward.
+    /// Activation bytes one microbatch leaves on each stage after F (after F and R for a
+    /// recomputed microbatch), and per device the fraction of its stages' activation that B
+    /// releases (what W does not need), read off the memory trace. The fraction is 0 on devices
+    /// that run no split backward.
     pub fn activation_profile(&self, schedule: &Schedule) -> (Vec<f64>, Vec<f64>) {
+        let p = self.profile(schedule);
+        (p.activation, p.fractions)
+    }
+
+    /// Per stage, the fraction of its activation a recomputed microbatch kept between its F and
+    /// its R (the stage input, and the targets on the last stage), read off the memory trace:
+    /// what F allocated over what F and R allocated together. `None` for stages that
+    /// recomputed nothing.
+    pub fn kept_fractions(&self, schedule: &Schedule) -> Vec<Option<f64>> {
+        self.profile(schedule).keep
+    }
+
+    fn profile(&self, schedule: &Schedule) -> Profile {
         let s = schedule.stages as usize;
+        let m = schedule.microbatches as usize;
+        let mut recomputed = vec![false; s * m];
+        for q in self.timeline.iter().flatten() {
+            if q.pass.kind == PassKind::R && (q.pass.stage as usize) < s && (q.pass.mb as usize) < m
+            {
+                recomputed[q.pass.stage as usize * m + q.pass.mb as usize] = true;
+            }
+        }
+        let is_recomputed = |q: Pass| {
+            (q.stage as usize) < s
+                && (q.mb as usize) < m
+                && recomputed[q.stage as usize * m + q.mb as usize]
+        };
         let mut alloc = vec![0.0f64; s];
         let mut count = vec![0usize; s];
+        // Per stage: what the Fs of recomputed microbatches kept, and what they and their Rs
+        // allocated together.
+        let mut kept = vec![0.0f64; s];
+        let mut kept_full = vec![0.0f64; s];
         let mut fractions = Vec::with_capacity(self.timeline.len());
         for l in &self.timeline {
             let (mut stored, mut released_at_b) = (0.0f64, 0.0f64);
@@ -230,11 +265,21 @@ impl StepReport {
             for r in l {
                 let now = r.held_after as i64;
                 let delta = (now - prev) as f64;
+                let st = r.pass.stage as usize;
                 match r.pass.kind {
                     PassKind::F => {
-                        alloc[r.pass.stage as usize] += delta;
-                        count[r.pass.stage as usize] += 1;
+                        alloc[st] += delta;
+                        count[st] += 1;
                         stored += delta;
+                        if is_recomputed(r.pass) {
+                            kept[st] += delta;
+                            kept_full[st] += delta;
+                        }
+                    }
+                    PassKind::R => {
+                        alloc[st] += delta;
+                        stored += delta;
+                        kept_full[st] += delta;
                     }
                     PassKind::B => released_at_b -= delta,
                     _ => {}
@@ -257,7 +302,14 @@ impl StepReport {
                 }
             })
             .collect();
-        (per_stage, fractions)
+        let keep = (0..s)
+            .map(|i| (kept_full[i] > 0.0).then(|| (kept[i] / kept_full[i]).clamp(0.0, 1.0)))
+            .collect();
+        Profile {
+            activation: per_stage,
+            fractions,
+            keep,
+        }
     }
 
     /// Peak activation bytes per device as the simulator predicts them from this model's
@@ -326,6 +378,14 @@ impl StepReport {
         }
         Ok(r)
     }
+}
+
+/// The memory figures read off a step's trace ([`StepReport::activation_profile`],
+/// [`StepReport::kept_fractions`]).
+struct Profile {
+    activation: Vec<f64>,
+    fractions: Vec<f64>,
+    keep: Vec<Option<f64>>,
 }
 
 /// Where and when the pass that produced `slot` ran: `(device, start, end)`.

@@ -10,6 +10,11 @@
 //!   drops the rest;
 //! - `backward` (BW) does both at once.
 //!
+//! A recomputed microbatch (a schedule with an R pass for it) runs
+//! [`Stage::forward_checkpointed`] instead of `forward`: the stage keeps only its input (and, on
+//! the last stage, the targets) and drops every activation; [`Stage::recompute`] (R) reruns the
+//! forward from that input before the backward, restoring exactly what `forward` stored.
+//!
 //! The gradients of biases, LayerNorm gains and shifts and of the embedding tables are sums over
 //! the output gradient, which B holds anyway; B accumulates them at once, so W keeps nothing but
 //! the matrices' operands (as in the zero-bubble papers, W is the matrix-product half).
@@ -273,6 +278,9 @@ pub trait Layer: Send {
     fn held_bytes(&self) -> usize;
     /// Drops every stored activation (after a failed step).
     fn clear(&mut self);
+    /// Drops what the forward of microbatch `mb` stored (a recomputed microbatch, whose R
+    /// stores it again; see [`Stage::forward_checkpointed`]).
+    fn forget(&mut self, mb: u32);
 }
 
 fn sum_bytes<'a>(it: impl Iterator<Item = &'a Tensor>) -> usize {
@@ -358,6 +366,10 @@ impl Layer for Linear {
         self.inputs.clear();
         self.for_w.clear();
     }
+
+    fn forget(&mut self, mb: u32) {
+        self.inputs.remove(&mb);
+    }
 }
 
 /// Layer normalisation over the channels: `y = x̂·γ + β`, `x̂ = (x - μ)/σ`.
@@ -437,6 +449,10 @@ impl Layer for LayerNorm {
     fn clear(&mut self) {
         self.fwd.clear();
     }
+
+    fn forget(&mut self, mb: u32) {
+        self.fwd.remove(&mb);
+    }
 }
 
 /// GELU, tanh approximation: `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`.
@@ -486,6 +502,10 @@ impl Layer for Gelu {
 
     fn clear(&mut self) {
         self.inputs.clear();
+    }
+
+    fn forget(&mut self, mb: u32) {
+        self.inputs.remove(&mb);
     }
 }
 
@@ -591,6 +611,10 @@ impl Layer for Attention {
 
     fn clear(&mut self) {
         self.fwd.clear();
+    }
+
+    fn forget(&mut self, mb: u32) {
+        self.fwd.remove(&mb);
     }
 }
 
@@ -716,6 +740,12 @@ impl Layer for DecoderLayer {
             l.clear();
         }
     }
+
+    fn forget(&mut self, mb: u32) {
+        for l in self.layers_mut() {
+            l.forget(mb);
+        }
+    }
 }
 
 /// Token and position embeddings: `x = wte[token] + wpe[position]`.
@@ -767,6 +797,10 @@ impl Embedding {
 
     fn held_bytes(&self) -> usize {
         sum_bytes(self.tokens.values())
+    }
+
+    fn forget(&mut self, mb: u32) {
+        self.tokens.remove(&mb);
     }
 }
 
@@ -835,6 +869,12 @@ impl Head {
             + self.lm.held_bytes()
             + sum_bytes(self.fwd.values().flat_map(|(a, b)| [a, b]))
     }
+
+    fn forget(&mut self, mb: u32) {
+        self.lnf.forget(mb);
+        self.lm.forget(mb);
+        self.fwd.remove(&mb);
+    }
 }
 
 /// What a stage's forward produces.
@@ -859,6 +899,9 @@ pub struct Stage {
     head: Option<Head>,
     /// Loss gradient scale: `1 / tokens in the whole batch`.
     loss_scale: f64,
+    /// Per recomputed microbatch between its F and its R: the stage input and, on the last
+    /// stage, the targets.
+    kept: HashMap<u32, (Tensor, Option<Tensor>)>,
 }
 
 impl Stage {
@@ -903,6 +946,7 @@ impl Stage {
                 None
             },
             loss_scale: 1.0,
+            kept: HashMap::new(),
         })
     }
 
@@ -948,6 +992,60 @@ impl Stage {
             }
             None => Ok(StageOutput::Activation(x)),
         }
+    }
+
+    /// F of a recomputed microbatch: the same output as [`Stage::forward`], but afterwards the
+    /// stage keeps only what [`Stage::recompute`] needs, the input and (last stage) the targets,
+    /// and drops every activation the forward stored.
+    pub fn forward_checkpointed(
+        &mut self,
+        mb: u32,
+        input: &Tensor,
+        targets: Option<&Tensor>,
+    ) -> Result<StageOutput> {
+        let out = self.forward(mb, input, targets)?;
+        self.forget(mb);
+        let targets = if self.is_last() { targets.cloned() } else { None };
+        self.kept.insert(mb, (input.clone(), targets));
+        Ok(out)
+    }
+
+    /// R: reruns the forward of microbatch `mb` from the input [`Stage::forward_checkpointed`]
+    /// kept, storing again exactly the activations the backward needs (the arithmetic is the
+    /// forward's, on the same parameters, so the backward sees the same values). The output and
+    /// the loss are discarded: nothing is sent again and the loss is not counted twice. The
+    /// kept input is released.
+    pub fn recompute(&mut self, mb: u32) -> Result<()> {
+        let (input, targets) = self.kept.remove(&mb).ok_or_else(|| {
+            RuntimeError::State(format!(
+                "recompute: nothing kept for microbatch {mb} on stage {} (its forward did not run as a recomputed one, or its R ran twice)",
+                self.index
+            ))
+        })?;
+        self.forward(mb, &input, targets.as_ref())?;
+        Ok(())
+    }
+
+    /// Drops what microbatch `mb`'s forward stored in every layer.
+    fn forget(&mut self, mb: u32) {
+        if let Some(e) = &mut self.embed {
+            e.forget(mb);
+        }
+        for b in &mut self.layers {
+            b.forget(mb);
+        }
+        if let Some(h) = &mut self.head {
+            h.forget(mb);
+        }
+    }
+
+    /// Bytes a recomputed microbatch keeps between its F and its R (its input and, on the last
+    /// stage, its targets), over all microbatches currently kept.
+    pub fn kept_bytes(&self) -> usize {
+        self.kept
+            .values()
+            .map(|(x, t)| tensor_bytes(x) + t.as_ref().map_or(0, tensor_bytes))
+            .sum()
     }
 
     fn backward_impl(
@@ -1022,15 +1120,18 @@ impl Stage {
         v
     }
 
-    /// Activation bytes held for pending backward passes.
+    /// Activation bytes held for pending backward passes, the inputs kept for recomputation
+    /// included.
     pub fn held_bytes(&self) -> usize {
         self.embed.as_ref().map_or(0, Embedding::held_bytes)
             + self.layers.iter().map(Layer::held_bytes).sum::<usize>()
             + self.head.as_ref().map_or(0, Head::held_bytes)
+            + self.kept_bytes()
     }
 
-    /// Drops all stored activations.
+    /// Drops all stored activations and kept inputs.
     pub fn clear(&mut self) {
+        self.kept.clear();
         if let Some(e) = &mut self.embed {
             e.tokens.clear();
         }

@@ -48,21 +48,40 @@ class Schedule:
         spelling, e.g. ``("F0.3", "BW3.1")``: a forward and a backward (``B`` or ``BW``) of
         another microbatch, adjacent in one rank's :meth:`passes`, that the rank runs as one
         unit. Empty for schedules without pairs."""
+    @property
+    def recompute(self) -> list[int]:
+        """The stages that recompute, ascending: those with an R pass (``"R3.2"`` in
+        :meth:`passes`), which keep only their input after each forward and rerun the forward
+        right before the backward. Empty for most schedules; ``generate("auto", ...)`` with a
+        ``memory`` below V-Min's and :meth:`with_recompute` make them. PyTorch has no recompute
+        action: :meth:`actions` leaves the R passes out and :func:`pipeblocks.torch.schedule`
+        runs these stages' modules under activation checkpointing instead."""
+    def with_recompute(self, stages: list[int]) -> Schedule:
+        """This schedule with every microbatch of ``stages`` recomputed: an R pass right before
+        each of their backwards (stages that already recompute stay as they are).
+        ``ValueError`` for a stage out of range."""
+    def without_recompute(self) -> Schedule:
+        """This schedule without its R passes: the same order of the other passes, every
+        activation kept until its backward. What PyTorch's CSV can carry; on PyTorch the
+        stages of :attr:`recompute` then recompute by activation checkpointing."""
     def stage_ids(self, rank: int) -> list[int]:
         """The stages held by ``rank``, ascending. ``ValueError`` for a rank out of range."""
     def actions(self, rank: int) -> list[str]:
         """The ordered compute actions of ``rank`` in PyTorch's spelling, e.g. ``"3I7"``; each
         overlapped pair (:attr:`pairs`) is one action in PyTorch's ``OVERLAP_F_B`` form,
         ``"(0F3;3B1)OVERLAP_F_B"`` (forward first), as in the rank's CSV row. ``_Action.from_str``
-        reads every one of them. ``ValueError`` for a bidirectional schedule (two pipelines),
-        which PyTorch's actions cannot express."""
+        reads every one of them. Recompute passes (R, :attr:`recompute`) are left out: PyTorch
+        has no such action, and on PyTorch the recomputation is activation checkpointing of the
+        stage's module. ``ValueError`` for a bidirectional schedule (two pipelines), which
+        PyTorch's actions cannot express."""
     def passes(self, rank: int) -> list[str]:
-        """The ordered passes of ``rank`` in pipeblocks' spelling, e.g. ``"B3.7"``; a pair's two
-        halves are two adjacent entries."""
+        """The ordered passes of ``rank`` in pipeblocks' spelling, e.g. ``"B3.7"`` (kinds F, B,
+        W, BW and R, a recompute); a pair's two halves are two adjacent entries."""
     def torch_csv(self) -> str:
         """The schedule as PyTorch's compute-only CSV text (one row of :meth:`actions` per
-        rank); ``ValueError`` for a bidirectional schedule, which the CSV cannot express (write
-        :meth:`to_json` instead)."""
+        rank); ``ValueError`` for a bidirectional schedule or one with recompute passes
+        (:attr:`recompute`), which the CSV cannot express (write :meth:`to_json` instead, or
+        the CSV of :meth:`without_recompute` with activation checkpointing of those stages)."""
     def to_torch_csv(self, path: Union[str, os.PathLike[str]]) -> None:
         """Writes PyTorch's compute-only CSV (``_PipelineScheduleRuntime._load_csv``, torchtitan's
         ``pipeline_parallel_schedule_csv``); ``ValueError`` as for :meth:`torch_csv`."""

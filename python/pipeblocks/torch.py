@@ -15,6 +15,12 @@ backward, and keeps the stages of both halves unsharded for it under FSDP. The o
 resident at once, so there each pair runs as its two halves in turn (see
 :class:`PipeblocksSchedule`).
 
+Recomputation (a schedule's R passes, :attr:`pipeblocks.Schedule.recompute`) has no PyTorch
+action: the R passes are left out of the order, and the modules of the stages the schedule
+recomputes run under ``torch.utils.checkpoint.checkpoint(..., use_reentrant=False)``, which keeps
+only their inputs after the forward and reruns the forward in the backward. ``recompute=`` of
+:func:`schedule` picks other stages (``"all"``, a list of stage ids, or ``"none"``).
+
 Which stages a rank must build comes from :meth:`pipeblocks.Schedule.stage_ids`::
 
     plan = pipeblocks.generate("zb-v", devices=world, microbatches=8)
@@ -36,7 +42,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+import types
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, Optional, Union
 
 _TORCH_HINT = "pip install 'torch>=2.15'"
@@ -59,6 +66,7 @@ if _found is not None and (int(_found.group(1)), int(_found.group(2))) < (2, 15)
     )
 
 import torch.distributed as dist  # noqa: E402
+import torch.utils.checkpoint  # noqa: E402
 from torch.distributed.pipelining import schedules as _torch_schedules  # noqa: E402
 from torch.distributed.pipelining.schedules import _Action, _PipelineScheduleRuntime  # noqa: E402
 
@@ -200,14 +208,17 @@ _FIELDS = {
     "microbatches": lambda v: f"{v} microbatches",
     "placement": lambda v: f"a {v} placement",
     "stage_ranks": lambda v: f"stage ranks {v}",
+    "recompute": lambda v: f"recompute passes on stages {v}",
     "order": lambda v: f"action order sha256:{v[:12]}",
 }
 
 
 def _fingerprint(plan: Schedule) -> dict[str, Any]:
     """What two ranks must agree on to run ``plan`` together: its sizes, placement, the rank of
-    each stage, and a digest (sha256 of the PyTorch CSV) of every rank's action order; plus the
-    name, which is only reported."""
+    each stage, the stages it recomputes, and a digest (sha256 of the PyTorch CSV, of the order
+    without its R passes) of every rank's action order; plus the name, which is only reported."""
+    recompute = list(plan.recompute)
+    csv = (plan.without_recompute() if recompute else plan).torch_csv()
     return {
         "name": plan.name,
         "devices": plan.devices,
@@ -215,7 +226,8 @@ def _fingerprint(plan: Schedule) -> dict[str, Any]:
         "microbatches": plan.microbatches,
         "placement": plan.placement,
         "stage_ranks": list(plan.stage_ranks),
-        "order": hashlib.sha256(plan.torch_csv().encode()).hexdigest(),
+        "recompute": recompute,
+        "order": hashlib.sha256(csv.encode()).hexdigest(),
     }
 
 
@@ -322,6 +334,15 @@ class PipeblocksSchedule(_PipelineScheduleRuntime):
     A bidirectional schedule (``dualpipe``: two pipelines over two parameter copies) raises
     ``ValueError``: PyTorch's runtime sends every microbatch through every stage.
 
+    Recompute passes (R) are not in ``pipeline_order``, PyTorch having no such action: the
+    modules of this rank's stages in ``recompute`` (by default the stages the schedule
+    recomputes, :attr:`pipeblocks.Schedule.recompute`) run under
+    ``torch.utils.checkpoint.checkpoint(..., use_reentrant=False)``: each forward keeps only the
+    stage's inputs and the backward reruns it (with a split backward, the ``I`` and the ``W``
+    each rerun it). ``checkpointed_stages`` lists them. The module's ``forward`` is replaced on
+    the instance while checkpointed, and restored when a later schedule over the same stage does
+    not checkpoint it.
+
     With ``max_active_stages=1`` (FSDP keeping one stage's parameters unsharded at a time)
     PyTorch's lowering refuses an ``OVERLAP_F_B`` action, whose two halves need two stages at
     once, so there every pair is expanded into its forward then its backward: the same order,
@@ -330,6 +351,7 @@ class PipeblocksSchedule(_PipelineScheduleRuntime):
     """
 
     pipeblocks_schedule: Schedule
+    checkpointed_stages: list[int]
 
     def __init__(
         self,
@@ -337,12 +359,16 @@ class PipeblocksSchedule(_PipelineScheduleRuntime):
         n_microbatches: int,
         loss_fn: Optional[Callable[..., Any]],
         plan: Schedule,
+        *,
+        recompute: Union[None, str, Iterable[int]] = None,
         **kwargs: Any,
     ) -> None:
         stages = list(stages)
         error: Optional[Exception] = None
         runnable = plan.placement != "bidirectional"
+        checkpointed: set[int] = set()
         try:
+            checkpointed = _recompute_stages(plan, recompute)
             if not runnable:
                 raise ValueError(
                     f"schedule `{plan.name}` runs two pipelines in opposite directions over two "
@@ -364,12 +390,78 @@ class PipeblocksSchedule(_PipelineScheduleRuntime):
         _agree(stages, plan if runnable else None, error)
         super().__init__(stages, n_microbatches, loss_fn, **kwargs)
         self.pipeblocks_schedule = plan
+        self.checkpointed_stages = sorted(
+            st.stage_index for st in stages if st.stage_index in checkpointed
+        )
+        for st in stages:
+            _set_checkpointing(getattr(st, "submod", None), st.stage_index in checkpointed)
         # PyTorch's FSDP lowering needs every stage of an atomic action resident at once.
         split_pairs = getattr(self, "_max_active_stages", 3) < 2
         self.pipeline_order = {r: _compute_order(plan, r, split_pairs) for r in range(plan.devices)}
         # Checks the order, infers the stage → rank map (V-shape included) and inserts the
         # sends and receives.
         self._prepare_schedule_with_comms(self.pipeline_order)
+
+
+def _recompute_stages(plan: Schedule, recompute: Union[None, str, Iterable[int]]) -> set[int]:
+    """The stages whose modules run under activation checkpointing: the ones ``plan``
+    recomputes (``None``), every stage (``"all"``), none (``"none"``) or the given stage ids."""
+    if recompute is None:
+        return set(plan.recompute)
+    if isinstance(recompute, str):
+        if recompute == "all":
+            return set(range(plan.stages))
+        if recompute == "none":
+            return set()
+        raise ValueError(
+            f"recompute={recompute!r} is not a choice: give None (the stages the schedule "
+            'recomputes), "all", "none" or a list of stage ids'
+        )
+    ids = list(recompute)
+    for s in ids:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < plan.stages:
+            raise ValueError(
+                f"recompute={ids!r}: {s!r} is not a stage of the {_describe(plan)}; give stage "
+                f'ids from 0 to {plan.stages - 1}, "all", "none" or None (the stages the '
+                "schedule recomputes)"
+            )
+    return set(ids)
+
+
+# Where a module's own instance-level ``forward`` waits while the module is checkpointed.
+_OWN_FORWARD = "_pipeblocks_own_forward"
+
+
+def _checkpointed_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """A module's forward under non-reentrant activation checkpointing (bound to the module in
+    place of its own forward): only the inputs are kept, and the backward reruns the forward."""
+    inner = self.__dict__.get(_OWN_FORWARD) or types.MethodType(type(self).forward, self)
+    if not torch.is_grad_enabled():
+        return inner(*args, **kwargs)
+    return torch.utils.checkpoint.checkpoint(inner, *args, use_reentrant=False, **kwargs)
+
+
+def _is_checkpointed(module: Any) -> bool:
+    f = module.__dict__.get("forward")
+    return isinstance(f, types.MethodType) and f.__func__ is _checkpointed_forward
+
+
+def _set_checkpointing(module: Any, on: bool) -> None:
+    """Runs ``module``'s forward under activation checkpointing (``on``) or as it was. The
+    wrapper is a method bound to the module in its instance dict, so copies of the module
+    (``copy.deepcopy``) are checkpointed copies of themselves, and the module's hooks (FSDP,
+    DDP) run once per forward, outside the recomputation."""
+    if not isinstance(module, torch.nn.Module) or on == _is_checkpointed(module):
+        return
+    d = module.__dict__
+    if on:
+        if "forward" in d:
+            d[_OWN_FORWARD] = d["forward"]
+        d["forward"] = types.MethodType(_checkpointed_forward, module)
+    else:
+        del d["forward"]
+        if _OWN_FORWARD in d:
+            d["forward"] = d.pop(_OWN_FORWARD)
 
 
 def _compute_order(plan: Schedule, rank: int, split_pairs: bool) -> list[Any]:
@@ -396,6 +488,7 @@ def schedule(
     output_merge_spec: Any = None,
     scale_grads: bool = True,
     runtime_options: Optional[Mapping[str, Any]] = None,
+    recompute: Union[None, str, Iterable[int]] = None,
     **options: Any,
 ) -> PipeblocksSchedule:
     """A ``torch.distributed.pipelining`` schedule that runs a pipeblocks schedule.
@@ -413,6 +506,13 @@ def schedule(
         runtime_options: further keywords for ``_PipelineScheduleRuntime`` (``defer_pp_recv``,
             ``max_active_stages``, ...; with ``max_active_stages=1`` overlapped pairs run as their
             two halves in turn, see :class:`PipeblocksSchedule`).
+        recompute: the stages whose modules run under
+            ``torch.utils.checkpoint.checkpoint(..., use_reentrant=False)`` (activations
+            recomputed in the backward instead of kept): ``None`` (the default) for the stages
+            the schedule recomputes (those with R passes, :attr:`pipeblocks.Schedule.recompute`,
+            e.g. from ``name="auto", memory="0.2x"``), ``"all"`` for every stage, ``"none"`` (or
+            ``[]``) for none, or a list of stage ids (stages of other ranks are ignored, so every
+            rank can pass the same list). R passes themselves never reach PyTorch.
         **options: generator options of :func:`pipeblocks.generate` (``chunks``, ``memory``,
             ``group``, ``f``, ``b``, ``w``, ``bw``, ``comm``, ``stage_costs``, ``b_release``,
             ``overlap``).
@@ -422,8 +522,9 @@ def schedule(
             or, in a process group, on another rank of the pipeline group.
         ScheduleMismatchError: the ranks of the pipeline group hold different schedules (a
             ``ValueError``, the same message on every rank).
-        ValueError: the engine refused the name or sizes (its message), or the schedule is
-            bidirectional (two pipelines, which PyTorch cannot run), on this rank or another.
+        ValueError: the engine refused the name or sizes (its message), the schedule is
+            bidirectional (two pipelines, which PyTorch cannot run), or ``recompute`` is neither
+            a choice nor a list of its stages, on this rank or another.
     """
     stage_list = list(stages) if isinstance(stages, (list, tuple)) else [stages]
     try:
@@ -443,5 +544,6 @@ def schedule(
         kwargs_chunk_spec=kwargs_chunk_spec,
         output_merge_spec=output_merge_spec,
         scale_grads=scale_grads,
+        recompute=recompute,
         **dict(runtime_options or {}),
     )

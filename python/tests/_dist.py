@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as tmp
@@ -99,16 +100,25 @@ def reference_grads(n_stages: int, n_microbatches: int) -> tuple[dict[int, list[
 
 
 def pipelined_grads(
-    rank: int, world: int, plan: Any, runtime_options: dict[str, Any] | None = None
+    rank: int,
+    world: int,
+    plan: Any,
+    runtime_options: dict[str, Any] | None = None,
+    recompute: Any = None,
 ) -> dict[str, Any]:
     """One training step of the toy model under ``plan`` on this rank: its stages' gradients and,
-    on the rank of the last stage, the microbatch losses; ``runtime_options`` go to
-    ``pbt.schedule``."""
+    on the rank of the last stage, the microbatch losses; ``runtime_options`` and ``recompute``
+    go to ``pbt.schedule``."""
     pieces = make_pieces(plan.stages)
     mine = plan.stage_ids(rank)
     stages = [PipelineStage(pieces[s], s, plan.stages, torch.device("cpu")) for s in mine]
     sched = pbt.schedule(
-        stages, plan.microbatches, loss_fn, name=plan, runtime_options=runtime_options
+        stages,
+        plan.microbatches,
+        loss_fn,
+        name=plan,
+        runtime_options=runtime_options,
+        recompute=recompute,
     )
     x, y = make_batch(plan.microbatches)
     args = (x,) if 0 in mine else ()
@@ -119,4 +129,25 @@ def pipelined_grads(
         "grads": {s: [p.grad.clone() for p in pieces[s].parameters()] for s in mine},
         "losses": [float(v.detach()) for v in losses],
         "order": {r: [str(a) for a in sched.pipeline_order[r]] for r in range(world)},
+        "checkpointed": sched.checkpointed_stages,
     }
+
+
+def check_grads(plan: Any, results: list[Any], order: list[list[str]], tolerance: float = 1e-5) -> None:
+    """Each rank's gradients and the last stage's losses (results of :func:`pipelined_grads`)
+    equal the unpipelined model's within ``tolerance``, and every rank ran ``order`` (PyTorch's
+    action strings per rank)."""
+    world = plan.devices
+    ref, ref_losses = reference_grads(plan.stages, plan.microbatches)
+    got = {}
+    for rank, res in enumerate(results):
+        assert sorted(res["grads"]) == plan.stage_ids(rank)
+        got.update(res["grads"])
+        for r in range(world):
+            assert res["order"][r] == order[r]
+    assert sorted(got) == list(range(plan.stages))
+    for stage, grads in got.items():
+        for g, want in zip(grads, ref[stage]):
+            assert (g - want).abs().max().item() <= tolerance, f"stage {stage}"
+    last_rank = plan.stage_ranks[-1]
+    assert results[last_rank]["losses"] == pytest.approx(ref_losses, abs=tolerance)

@@ -18,7 +18,7 @@ if not dist.is_available() or not dist.is_gloo_available():
 
 import pipeblocks as pb  # noqa: E402
 import pipeblocks.torch as pbt  # noqa: E402
-from _dist import PipelineStage, make_pieces, pipelined_grads, reference_grads, run_ranks  # noqa: E402
+from _dist import PipelineStage, check_grads, make_pieces, pipelined_grads, run_ranks  # noqa: E402
 from conftest import LOCAL, make_plan, torch_schedule_names  # noqa: E402
 
 TOLERANCE = 1e-5
@@ -65,22 +65,7 @@ def _halves(actions):
 
 
 def _check_grads(plan, results, order):
-    """Each rank's gradients and the last stage's losses equal the unpipelined model's, and
-    every rank ran ``order`` (PyTorch's action strings per rank)."""
-    world = plan.devices
-    ref, ref_losses = reference_grads(plan.stages, plan.microbatches)
-    got = {}
-    for rank, res in enumerate(results):
-        assert sorted(res["grads"]) == plan.stage_ids(rank)
-        got.update(res["grads"])
-        for r in range(world):
-            assert res["order"][r] == order[r]
-    assert sorted(got) == list(range(plan.stages))
-    for stage, grads in got.items():
-        for g, want in zip(grads, ref[stage]):
-            assert (g - want).abs().max().item() <= TOLERANCE, f"stage {stage}"
-    last_rank = plan.stage_ranks[-1]
-    assert results[last_rank]["losses"] == pytest.approx(ref_losses, abs=TOLERANCE)
+    check_grads(plan, results, order, TOLERANCE)
 
 
 def _refuse_wrong_placement(rank, world):

@@ -871,7 +871,11 @@ impl ModelCosts {
             let exchange = nf * a2a;
             out.recompute.push(nf * lf / rate + exchange);
             let kept = nf * 2.0 * s * b * h + if last { 4.0 * s * b * v } else { 0.0 };
-            out.keep.push(if act > 0.0 { (kept / act).min(1.0) } else { 0.0 });
+            out.keep.push(if act > 0.0 {
+                (kept / act).min(1.0)
+            } else {
+                0.0
+            });
             out.costs.push(Costs {
                 f: f / rate + exchange,
                 b: bb / rate + exchange,

@@ -20,7 +20,9 @@ use crate::params::{Params, StageCosts, EPS};
 pub const BASES: [&str; 6] = ["1f1b", "zb-h1", "zb-v", "v-zb", "v-half", "v-min"];
 
 /// `s` with every microbatch of the stages marked in `stages` recomputed: an R right before
-/// each of their backwards (B or BW). Stages that already recompute are left as they are.
+/// each of their backwards (B or BW; before the pair when the backward is an overlapped pair's
+/// second half, so the pair stays together). Stages that already recompute are left as they
+/// are.
 pub fn with_recompute(s: &Schedule, stages: &[bool]) -> Schedule {
     let mut out = s.clone();
     for list in &mut out.lists {
@@ -29,13 +31,17 @@ pub fn with_recompute(s: &Schedule, stages: &[bool]) -> Schedule {
             .filter(|q| q.kind == PassKind::R)
             .map(|q| (q.stage, q.mb))
             .collect();
-        let mut new = Vec::with_capacity(list.len() * 2);
+        let mut new: Vec<Pass> = Vec::with_capacity(list.len() * 2);
         for &q in list.iter() {
             if q.kind.is_input_backward()
                 && stages.get(q.stage as usize).copied().unwrap_or(false)
                 && !has_r.contains(&(q.stage, q.mb))
             {
-                new.push(Pass::r(q.stage, q.mb));
+                let r = Pass::r(q.stage, q.mb);
+                match new.last() {
+                    Some(&f) if s.pairs.contains(&[f, q]) => new.insert(new.len() - 1, r),
+                    _ => new.push(r),
+                }
             }
             new.push(q);
         }
@@ -109,9 +115,9 @@ pub fn best(prm: &Params, budget: f64) -> Result<Option<(String, Schedule, SimRe
         if stages == 0 {
             continue;
         }
-        let better = out.as_ref().is_none_or(|(_, _, o)| {
-            prm.objective.bubble(&r) < prm.objective.bubble(o) - EPS
-        });
+        let better = out
+            .as_ref()
+            .is_none_or(|(_, _, o)| prm.objective.bubble(&r) < prm.objective.bubble(o) - EPS);
         if better {
             let label = format!("named {name}, recomputing {stages} of {} stages", s.stages);
             out = Some((label, s, r));

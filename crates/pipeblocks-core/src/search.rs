@@ -905,8 +905,8 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     }
 }
 
-/// [`search`] without recomputation.
-fn search_without_recompute(prm: &Params, budget: f64) -> Result<Candidate, Error> {
+/// [`search`] without recomputation: the best schedule that holds every activation it keeps.
+pub fn search_without_recompute(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     if !(budget.is_finite() && budget > 0.0) {
         return Err(Error::change(
             "the memory budget must be a positive number of units",
@@ -1255,10 +1255,7 @@ pub fn frontier(
     for (done, budget) in budgets.into_iter().enumerate() {
         if let Ok(c) = search(prm, budget) {
             let bubble = prm.objective.bubble(&c.result);
-            if out
-                .last()
-                .is_none_or(|l| bubble < l.bubble_rate - 1e-6)
-            {
+            if out.last().is_none_or(|l| bubble < l.bubble_rate - 1e-6) {
                 out.push(FrontierPoint {
                     budget,
                     budget_vs_1f1b: budget / base,

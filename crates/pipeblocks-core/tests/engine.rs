@@ -78,7 +78,9 @@ fn assert_dependency_safe(s: &Schedule, r: &pipeblocks_core::SimResult) {
             PassKind::F => None,
             PassKind::B | PassKind::BW => {
                 let own = end[&Pass::f(p.stage, p.mb)];
-                let own = end.get(&Pass::r(p.stage, p.mb)).map_or(own, |&r| own.max(r));
+                let own = end
+                    .get(&Pass::r(p.stage, p.mb))
+                    .map_or(own, |&r| own.max(r));
                 Some(if (p.stage + 1) % lane > 0 {
                     own.max(grad(p.stage + 1, p.mb))
                 } else {

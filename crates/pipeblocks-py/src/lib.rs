@@ -13,7 +13,8 @@ use pipeblocks_core::compare::{baseline, summarize};
 use pipeblocks_core::error::Param;
 use pipeblocks_core::format::{json, read_any, stage_costs, torch_csv};
 use pipeblocks_core::{
-    registry, simulate as sim, validate, Budget, Costs, Error, Params, Placement, StageCosts,
+    registry, simulate as sim, validate, Budget, Costs, Error, Params, PassKind, Placement,
+    StageCosts,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -144,6 +145,9 @@ fn costs(f: f64, b: f64, w: f64, bw: Option<f64>, comm: f64, overlap: f64) -> Py
         bw,
         comm,
         overlap,
+        // R costs a forward and keeps the engine's default share of the activation.
+        r: None,
+        keep: None,
     })
 }
 
@@ -170,10 +174,54 @@ impl PySchedule {
             })
     }
 
-    /// Refuses a schedule PyTorch's actions cannot express (two [lanes](pipeblocks_core::ir):
-    /// the bidirectional placement), with the engine's message.
+    /// Refuses a schedule PyTorch's CSV cannot carry, with the engine's message: two
+    /// [lanes](pipeblocks_core::ir) (the bidirectional placement) or recompute passes (R), the
+    /// latter with the Python way out.
     fn torch_expressible(&self) -> PyResult<()> {
-        torch_csv::check(&self.inner).map_err(value_error)
+        torch_csv::check(&self.inner).map_err(|e| {
+            if self.has_recompute() {
+                PyValueError::new_err(format!(
+                    "{e} (Schedule.to_json()), or write Schedule.without_recompute(), the same \
+                     order without its R passes, and checkpoint the activations of stages {:?} \
+                     instead (pipeblocks.torch.schedule runs this schedule that way)",
+                    self.recomputed()
+                ))
+            } else {
+                value_error(e)
+            }
+        })
+    }
+
+    /// Whether any pass is a recompute (R).
+    fn has_recompute(&self) -> bool {
+        self.inner
+            .lists
+            .iter()
+            .flatten()
+            .any(|q| q.kind == PassKind::R)
+    }
+
+    /// The stages with an R pass, ascending.
+    fn recomputed(&self) -> Vec<u32> {
+        let set: std::collections::BTreeSet<u32> = self
+            .inner
+            .lists
+            .iter()
+            .flatten()
+            .filter(|q| q.kind == PassKind::R)
+            .map(|q| q.stage)
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// The schedule with its R passes left out (the same schedule when it has none): what
+    /// PyTorch runs, the recomputation being activation checkpointing of the stages' modules.
+    fn stripped(&self) -> pipeblocks_core::Schedule {
+        let mut s = self.inner.clone();
+        for list in &mut s.lists {
+            list.retain(|q| q.kind != PassKind::R);
+        }
+        s
     }
 
     fn new_checked(inner: pipeblocks_core::Schedule) -> PyResult<Self> {
@@ -242,15 +290,57 @@ impl PySchedule {
     /// The ordered compute actions of `rank` in PyTorch's spelling (`"3I7"`: stage 3, input
     /// backward, microbatch 7; letters F, I, W and B for the fused backward), each overlapped
     /// pair as one action `"(0F3;1B1)OVERLAP_F_B"`: the cells of the rank's CSV row.
+    /// Recompute passes (R) are left out: PyTorch has no such action, and on PyTorch the
+    /// recomputation is activation checkpointing of the stage's module ([`recompute`](Self::recompute)).
     /// `ValueError` for a bidirectional schedule, which PyTorch's actions cannot express.
     fn actions(&self, rank: i64) -> PyResult<Vec<String>> {
         let r = self.rank(rank)?;
-        self.torch_expressible()?;
-        let starts = self.inner.pair_starts();
+        let s = self.stripped();
+        torch_csv::check(&s).map_err(value_error)?;
+        let starts = s.pair_starts();
         Ok(torch_csv::cells(
-            &self.inner.lists[r],
+            &s.lists[r],
             starts.as_ref().map(|v| v[r].as_slice()),
         ))
+    }
+
+    /// The stages that recompute (have an R pass: they keep only their input after each
+    /// forward and rerun the forward before the backward), ascending; empty for most schedules.
+    /// `pipeblocks.torch.schedule` runs their modules under activation checkpointing.
+    #[getter]
+    fn recompute(&self) -> Vec<u32> {
+        self.recomputed()
+    }
+
+    /// This schedule with every microbatch of `stages` recomputed: an R pass right before each
+    /// of their backwards (stages that already recompute are left as they are). `ValueError`
+    /// for a stage out of range.
+    fn with_recompute(&self, stages: Vec<i64>) -> PyResult<Self> {
+        let n = self.inner.stages;
+        let mut mask = vec![false; n as usize];
+        for s in stages {
+            let i = usize::try_from(s)
+                .ok()
+                .filter(|&i| i < n as usize)
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "stage {s} is out of range: the schedule has {n} stages (0..{n})"
+                    ))
+                })?;
+            mask[i] = true;
+        }
+        PySchedule::new_checked(pipeblocks_core::recompute::with_recompute(
+            &self.inner,
+            &mask,
+        ))
+    }
+
+    /// This schedule without its recompute passes (R): the same order of F, B, W and BW, every
+    /// activation kept until its backward. The order PyTorch's CSV can carry; the
+    /// recomputation is then activation checkpointing of the stages in
+    /// [`recompute`](Self::recompute).
+    fn without_recompute(&self) -> PyResult<Self> {
+        PySchedule::new_checked(self.stripped())
     }
 
     /// The overlapped pairs (DualPipe's `F&B`), each `(forward, backward)` in pipeblocks'
@@ -265,14 +355,15 @@ impl PySchedule {
             .collect()
     }
 
-    /// The ordered passes of `rank` in pipeblocks' spelling (`"B3.7"`; kinds F, B, W, BW).
+    /// The ordered passes of `rank` in pipeblocks' spelling (`"B3.7"`; kinds F, B, W, BW, R).
     fn passes(&self, rank: i64) -> PyResult<Vec<String>> {
         let r = self.rank(rank)?;
         Ok(self.inner.lists[r].iter().map(|p| p.to_string()).collect())
     }
 
     /// The schedule as PyTorch's compute-only CSV text (one row per rank); `ValueError` for a
-    /// bidirectional schedule (two pipelines), which the CSV cannot express.
+    /// bidirectional schedule (two pipelines) or one with recompute passes (R), which the CSV
+    /// cannot express.
     fn torch_csv(&self) -> PyResult<String> {
         self.torch_expressible()?;
         Ok(torch_csv::write(&self.inner))

@@ -206,7 +206,7 @@ impl StepReport {
             .collect()
     }
 
-    /// This step's measured costs as a stage table ([`StageReport::stage_costs`]), the
+    /// This step's measured costs as a stage table ([`StepReport::stage_costs`]), the
     /// measured hand-over latency between devices, and the bytes of the average stage's
     /// activation.
     pub fn measured_costs(&self, schedule: &Schedule) -> Result<StageCosts> {

@@ -1005,7 +1005,11 @@ impl Stage {
     ) -> Result<StageOutput> {
         let out = self.forward(mb, input, targets)?;
         self.forget(mb);
-        let targets = if self.is_last() { targets.cloned() } else { None };
+        let targets = if self.is_last() {
+            targets.cloned()
+        } else {
+            None
+        };
         self.kept.insert(mb, (input.clone(), targets));
         Ok(out)
     }

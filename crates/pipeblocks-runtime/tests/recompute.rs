@@ -20,9 +20,7 @@ fn with_recompute(s: &Schedule, pick: impl Fn(u32, u32) -> bool) -> Schedule {
         for &q in list.iter() {
             if q.kind.is_input_backward() && pick(q.stage, q.mb) {
                 let r = Pass::r(q.stage, q.mb);
-                let paired = next
-                    .last()
-                    .is_some_and(|&f| s.pairs.iter().any(|pair| *pair == [f, q]));
+                let paired = next.last().is_some_and(|&f| s.pairs.contains(&[f, q]));
                 if paired {
                     next.insert(next.len() - 1, r);
                 } else {
@@ -36,6 +34,9 @@ fn with_recompute(s: &Schedule, pick: impl Fn(u32, u32) -> bool) -> Schedule {
     validate(&out).unwrap_or_else(|e| panic!("{}: invalid with R: {e}", out.name));
     out
 }
+
+/// Which (stage, microbatch) to recompute.
+type Pick = dyn Fn(u32, u32) -> bool;
 
 fn every(_: u32, _: u32) -> bool {
     true
@@ -97,7 +98,7 @@ fn some_stages_and_some_microbatches_recomputed_are_exact() {
     for name in ["1f1b", "zb-h1", "zb-v", "interleaved-1f1b"] {
         let s = schedule(name, 3, 6);
         let last = s.stages - 1;
-        let picks: [(&str, Box<dyn Fn(u32, u32) -> bool>); 4] = [
+        let picks: [(&str, Box<Pick>); 4] = [
             ("every", Box::new(every)),
             ("even stages", Box::new(|st, _| st % 2 == 0)),
             ("last stage", Box::new(move |st, _| st == last)),
@@ -127,6 +128,29 @@ fn recomputed_training_follows_the_plain_losses() {
         );
         assert!((x - y).abs() <= 1e-5 * x.abs(), "step {i}: {y} vs {x}");
     }
+}
+
+/// What core's recompute transform produces (as `auto` and the frontier do below V-Min's
+/// memory), on the schedules it starts from, V shapes included: exact too.
+#[test]
+fn core_recompute_transform_trains_exactly() {
+    let cfg = tiny(4, 4);
+    let mut covered = 0;
+    for name in pipeblocks_core::recompute::BASES {
+        let Ok(s) = generate(name, &Params::new(2, 4).unwrap()) else {
+            continue;
+        };
+        for stages in [
+            vec![true; s.stages as usize],
+            (0..s.stages).map(|st| st % 2 == 1).collect(),
+        ] {
+            let mut r = pipeblocks_core::recompute::with_recompute(&s, &stages);
+            r.name = format!("{name} recomputing {stages:?}");
+            assert_exact(r, &cfg, 2);
+        }
+        covered += 1;
+    }
+    assert!(covered >= 4, "only {covered} bases generate at p=2, m=4");
 }
 
 /// One stage directly: F keeps only the input, R restores exactly what F stored, and the
@@ -216,17 +240,25 @@ struct Run {
 fn run(s: &Schedule, cfg: &TrainConfig) -> Run {
     let mut t = Trainer::new(cfg.clone(), s.clone()).unwrap();
     let r = t.accumulate(&batch(cfg, 0)).unwrap();
+    // The measured cost table carries what the simulator needs for R: its time and the kept
+    // fraction, on exactly the stages that recompute.
+    let keep = r.kept_fractions(s);
+    for (st, c) in r.stage_costs(s).iter().enumerate() {
+        assert_eq!(c.keep, keep[st], "{}: stage {st}", s.name);
+        assert_eq!(c.r.is_some(), keep[st].is_some(), "{}: stage {st}", s.name);
+    }
     Run {
         measured: r.peak_activation_bytes.iter().map(|&b| b as f64).collect(),
         simulated: r.predicted_peaks(s).unwrap(),
-        keep: r.kept_fractions(s),
+        keep,
         activation: r.activation_profile(s).0,
     }
 }
 
 /// Recomputing every stage frees the activations between F and R: the measured peak drops well
-/// below the plain schedule's on every device, the activation per microbatch read off the trace
-/// is unchanged, and the simulator fed with the measured kept fraction predicts the new peak
+/// below the plain schedule's wherever several microbatches were in flight (1F1B's first device
+/// 0.50×, GPipe's devices 0.13× and 0.14× here), the activation per microbatch read off the
+/// trace is unchanged, and the simulator fed with the measured kept fraction predicts the new peak
 /// relative to the plain one within the 10% of `tests/memory.rs`.
 #[test]
 fn recomputing_every_stage_lowers_the_measured_peak_as_simulated() {
@@ -249,8 +281,24 @@ fn recomputing_every_stage_lowers_the_measured_peak_as_simulated() {
         for d in 0..p as usize {
             let meas = b.measured[d] / a.measured[d];
             let sim = b.simulated[d] / a.simulated[d];
+            eprintln!(
+                "{name} device {d}: plain {:.0} B, recomputed {:.0} B ({meas:.3}×, simulated {sim:.3}×), kept fractions {:?}",
+                a.measured[d], b.measured[d], b.keep
+            );
+            // A device whose plain peak holds several microbatches' activations at once drops
+            // to about one (R runs right before each backward); one that holds a single
+            // microbatch at its peak (1F1B's last device, ZB-H1's whose Ws wait) cannot drop.
             assert!(
-                meas < 0.75,
+                meas <= 1.0,
+                "{name} device {d}: R raised the peak ({meas:.3}×)"
+            );
+            let bound = if name == "gpipe" { 0.2 } else { 0.6 };
+            assert!(
+                d > 0 || meas < bound,
+                "{name} device {d}: recomputed peak is {meas:.3}× the plain one"
+            );
+            assert!(
+                name != "gpipe" || meas < bound,
                 "{name} device {d}: recomputed peak is {meas:.3}× the plain one"
             );
             assert!(
@@ -258,5 +306,31 @@ fn recomputing_every_stage_lowers_the_measured_peak_as_simulated() {
                 "{name} device {d}: measured {meas:.3}× the plain peak, simulated {sim:.3}×"
             );
         }
+    }
+}
+
+/// The check: the best schedule at 0.25x of 1F1B's activation memory at p=8, m=32
+/// (below V-Min's; it recomputes) trains with gradients equal to the unpipelined model's and a
+/// measured peak activation per device within 10% of the simulator's prediction from the
+/// measured costs.
+#[test]
+fn the_quarter_budget_schedule_trains_within_ten_percent_of_its_prediction() {
+    let prm = Params::new(8, 32).unwrap();
+    let c = pipeblocks_core::search::search(&prm, 0.25 * 8.0).unwrap();
+    assert!(c.family.contains("recomputing"), "{}", c.family);
+    let s = c.schedule;
+    let cfg = tiny(s.stages as usize, 32);
+    let r = assert_exact(s.clone(), &cfg, 0);
+    let predicted = r.predicted_peaks(&s).unwrap();
+    for (d, (&m, &p)) in r.peak_activation_bytes.iter().zip(&predicted).enumerate() {
+        let err = (m as f64 / p - 1.0).abs();
+        eprintln!(
+            "device {d}: measured {m} B, predicted {p:.0} B ({:+.1}%)",
+            100.0 * (m as f64 / p - 1.0)
+        );
+        assert!(
+            err <= 0.10,
+            "device {d}: measured {m} B, predicted {p:.0} B"
+        );
     }
 }

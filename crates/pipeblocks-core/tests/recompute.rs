@@ -1,0 +1,165 @@
+//! Activation recomputation as a schedule choice (issue 22): R passes validate like any pass,
+//! keep the memory model's promise (a recomputed microbatch keeps only its input until its R),
+//! cost their time, and take `auto` and the frontier below what any schedule holds without them.
+
+use pipeblocks_core::recompute::{fit, with_recompute};
+use pipeblocks_core::search::{frontier, search, search_without_recompute};
+use pipeblocks_core::{
+    generate, simulate, validate, Budget, Costs, Params, Pass, StageCosts, ValidationError,
+};
+
+/// 1F1B with every stage recomputed: device 0 holds the kept inputs of its `p` microbatches in
+/// flight and one full activation between an R and its backward, `1 + (p − 1)·keep` units; the
+/// R runs while the device would wait for the gradient, and adds its time elsewhere.
+#[test]
+fn one_f_one_b_recomputed_holds_its_inputs_and_one_activation() {
+    for (p, keep) in [(4u32, 0.1), (8, 2.0 / 34.0), (6, 0.25)] {
+        let costs = StageCosts::uniform(Costs::parse(&format!("keep={keep}")).unwrap());
+        let prm = Params::new(p, 4 * p).unwrap();
+        let s = generate("1f1b", &prm).unwrap();
+        let rs = with_recompute(&s, &vec![true; p as usize]);
+        validate(&rs).unwrap();
+        assert_eq!(rs.num_passes(), s.num_passes() + (p * 4 * p) as usize);
+        let (a, b) = (
+            simulate(&s, &costs).unwrap(),
+            simulate(&rs, &costs).unwrap(),
+        );
+        let want = 1.0 + f64::from(p - 1) * keep;
+        assert!(
+            (b.peak_activation[0] - want).abs() < 1e-9,
+            "p={p}: {} vs {want}",
+            b.peak_activation[0]
+        );
+        assert!(b.max_peak() < a.max_peak());
+        assert!(b.makespan > a.makespan);
+        let r: f64 = b.recompute_time.iter().sum();
+        assert!((r - f64::from(p * 4 * p)).abs() < 1e-9, "R time {r}");
+        assert!((b.busy.iter().sum::<f64>() - a.busy.iter().sum::<f64>() - r).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn r_passes_validate_like_any_pass() {
+    let s = generate("1f1b", &Params::new(2, 2).unwrap()).unwrap();
+    let rs = with_recompute(&s, &[true, false]);
+    // An R after its backward waits forever for nothing: refused as an order on the device.
+    let mut late = rs.clone();
+    let i = late.lists[0]
+        .iter()
+        .position(|q| *q == Pass::r(0, 0))
+        .unwrap();
+    let r = late.lists[0].remove(i);
+    let j = late.lists[0]
+        .iter()
+        .position(|q| *q == Pass::bw(0, 0))
+        .unwrap();
+    late.lists[0].insert(j + 1, r);
+    let e = validate(&late).unwrap_err();
+    assert!(matches!(e, ValidationError::OrderOnDevice { .. }), "{e}");
+    assert!(e.to_string().contains("R0.0"), "{e}");
+    // Twice: a duplicate.
+    let mut twice = rs.clone();
+    twice.lists[0].insert(0, Pass::r(0, 1));
+    let e = validate(&twice).unwrap_err();
+    assert!(matches!(e, ValidationError::Duplicate { .. }), "{e}");
+    // On a device that does not hold the stage.
+    let mut wrong = rs.clone();
+    wrong.lists[1].insert(0, Pass::r(0, 1));
+    assert!(validate(&wrong).is_err());
+    // The pass parses and prints as R.
+    assert_eq!(Pass::parse("R3.7").unwrap(), Pass::r(3, 7));
+    let json = pipeblocks_core::format::json::write(&rs);
+    assert_eq!(pipeblocks_core::format::json::read(&json).unwrap(), rs);
+    let e = pipeblocks_core::format::torch_csv::check(&rs).unwrap_err();
+    assert!(e.to_string().contains("no recompute action"), "{e}");
+}
+
+#[test]
+fn fit_recomputes_stage_by_stage_until_the_limits_hold() {
+    let prm = Params::new(4, 16).unwrap();
+    let costs = StageCosts::default();
+    let s = generate("1f1b", &prm).unwrap();
+    // 1F1B's device 0 holds 4 units, device 3 one; a limit of 2.5 needs only devices 0 and 1.
+    let (fitted, r) = fit(&s, &costs, &[2.5; 4]).unwrap().unwrap();
+    assert!(r.max_peak() <= 2.5 + 1e-9);
+    assert_eq!(pipeblocks_core::recompute::recomputed_stages(&fitted), 2);
+    assert!(fitted.lists[2]
+        .iter()
+        .all(|q| q.kind != pipeblocks_core::PassKind::R));
+    // Already within: as it is.
+    let (same, _) = fit(&s, &costs, &[4.0; 4]).unwrap().unwrap();
+    assert_eq!(same, s);
+    // Below one activation nothing fits.
+    assert!(fit(&s, &costs, &[0.5; 4]).unwrap().is_none());
+}
+
+/// The issue's check: at 0.25x of 1F1B's activation memory (below V-Min's) at p=8, m=32, the
+/// frontier's best recomputes and its step, the recomputation counted, is shorter than the best
+/// without recomputation; and wherever a schedule fits without recomputing, the frontier is
+/// never worse than the search without it.
+#[test]
+fn below_v_min_recompute_beats_the_best_without() {
+    let prm = Params::new(8, 32).unwrap();
+    let budget = 0.25 * 8.0;
+    let with = search(&prm, budget).unwrap();
+    let without = search_without_recompute(&prm, budget).unwrap();
+    assert!(with.family.contains("recomputing"), "{}", with.family);
+    assert!(with.result.max_peak() <= budget + 1e-9);
+    let obj = prm.objective;
+    assert!(
+        obj.bubble(&with.result) < obj.bubble(&without.result),
+        "{} ({}) vs {} ({})",
+        obj.bubble(&with.result),
+        with.family,
+        obj.bubble(&without.result),
+        without.family
+    );
+    eprintln!(
+        "0.25x: with {} makespan {} bubble {}; without {} makespan {} bubble {}",
+        with.family,
+        with.result.makespan,
+        obj.bubble(&with.result),
+        without.family,
+        without.result.makespan,
+        obj.bubble(&without.result)
+    );
+    // Both on the V-shape here, so the step times compare as they are.
+    assert_eq!(with.schedule.placement, without.schedule.placement);
+    assert!(with.result.makespan < without.result.makespan);
+    let auto = generate("auto", &prm.clone().with_budget(Budget::Of1f1b(0.25))).unwrap();
+    assert_eq!(auto.lists, with.schedule.lists);
+}
+
+#[test]
+fn the_frontier_reaches_below_v_min_and_is_never_worse_where_schedules_fit() {
+    let prm = Params::new(4, 8).unwrap();
+    let pts = frontier(&prm, |_, _| {}).unwrap();
+    let first = &pts[0];
+    assert!(first.budget_vs_1f1b < 0.3, "{first:?}");
+    for pt in &pts {
+        assert!(pt.peak <= pt.budget + 1e-9);
+        if let Ok(plain) = search_without_recompute(&prm, pt.budget) {
+            assert!(
+                pt.bubble_rate <= prm.objective.bubble(&plain.result) + 1e-9,
+                "{pt:?} vs {}",
+                plain.result.bubble_rate
+            );
+        }
+    }
+}
+
+/// An overlapped pair whose backward is recomputed gets its R before the pair: the pair stays
+/// together and the schedule valid.
+#[test]
+fn recomputing_a_paired_backward_keeps_the_pair() {
+    let s = generate("dualpipev", &Params::new(4, 10).unwrap()).unwrap();
+    let rs = with_recompute(&s, &[true; 8]);
+    validate(&rs).unwrap();
+    assert_eq!(rs.pairs, s.pairs);
+    let r = simulate(
+        &rs,
+        &StageCosts::uniform(Costs::parse("overlap=0.5").unwrap()),
+    )
+    .unwrap();
+    assert!(r.makespan > 0.0);
+}

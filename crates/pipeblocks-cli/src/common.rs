@@ -273,7 +273,8 @@ pub const DEFAULT_COST: &str = "f=1,b=1,w=1,c=0";
 pub struct CostArg {
     /// Cost of one pass of any stage and p2p latency: `f=1,b=1,w=1,c=0` (bw defaults to b+w;
     /// `overlap=0.5`: an overlapped forward/backward pair costs max(F, B) + 0.5·min(F, B),
-    /// default 1, nothing hidden).
+    /// default 1, nothing hidden; `r=`, `keep=`: a recompute pass's time, default f, and the
+    /// activation share a recomputed microbatch keeps, default 2/34).
     #[arg(long = "cost", conflicts_with_all = ["stage_costs", "model"])]
     pub cost: Option<String>,
     /// What an overlapped forward/backward pair (dualpipe, dualpipev) costs beyond its longer

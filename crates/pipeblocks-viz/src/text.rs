@@ -60,6 +60,9 @@ pub fn render(s: &Schedule, r: &SimResult) -> String {
     if !s.pairs.is_empty() {
         out.push_str("; a+b overlapped pair (one unit)");
     }
+    if s.lists.iter().flatten().any(|q| q.kind == PassKind::R) {
+        out.push_str("; R recompute");
+    }
     out.push('\n');
     let starts = pair_starts(s);
     for (d, stages) in local.iter().enumerate() {

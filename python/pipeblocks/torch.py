@@ -41,6 +41,7 @@ Needs PyTorch 2.15 or newer (the version the package is tested with).
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 import types
 from collections.abc import Iterable, Mapping, Sequence
@@ -417,15 +418,26 @@ def _recompute_stages(plan: Schedule, recompute: Union[None, str, Iterable[int]]
             f"recompute={recompute!r} is not a choice: give None (the stages the schedule "
             'recomputes), "all", "none" or a list of stage ids'
         )
-    ids = list(recompute)
+    hint = (
+        f'give stage ids from 0 to {plan.stages - 1}, "all", "none" or None (the stages the '
+        "schedule recomputes)"
+    )
+    try:
+        ids = list(recompute)
+    except TypeError:
+        raise ValueError(f"recompute={recompute!r} is not a list of stages: {hint}") from None
+    out = set()
     for s in ids:
-        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < plan.stages:
+        try:
+            i = operator.index(s)  # ints and integer-likes (numpy), not floats
+        except TypeError:
+            i = None
+        if isinstance(s, bool) or i is None or not 0 <= i < plan.stages:
             raise ValueError(
-                f"recompute={ids!r}: {s!r} is not a stage of the {_describe(plan)}; give stage "
-                f'ids from 0 to {plan.stages - 1}, "all", "none" or None (the stages the '
-                "schedule recomputes)"
+                f"recompute={ids!r}: {s!r} is not a stage of the {_describe(plan)}; {hint}"
             )
-    return set(ids)
+        out.add(i)
+    return out
 
 
 # Where a module's own instance-level ``forward`` waits while the module is checkpointed.

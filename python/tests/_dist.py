@@ -133,7 +133,9 @@ def pipelined_grads(
     }
 
 
-def check_grads(plan: Any, results: list[Any], order: list[list[str]], tolerance: float = 1e-5) -> None:
+def check_grads(
+    plan: Any, results: list[Any], order: list[list[str]], tolerance: float = 1e-5
+) -> None:
     """Each rank's gradients and the last stage's losses (results of :func:`pipelined_grads`)
     equal the unpipelined model's within ``tolerance``, and every rank ran ``order`` (PyTorch's
     action strings per rank)."""

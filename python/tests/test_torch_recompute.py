@@ -32,13 +32,14 @@ from _dist import (  # noqa: E402
 )
 from conftest import fake_stages  # noqa: E402
 
-# (schedule, microbatches per rank, the stages to recompute: "even", "all"); every placement
-# kind, fused (1f1b, interleaved-1f1b) and split (zb-h1, zb-v) backwards.
+# (schedule, the stages to recompute: "even", "all"); every placement kind, fused (1f1b,
+# interleaved-1f1b) and split (zb-h1, zb-v) backwards, and overlapped pairs (dualpipev).
 RECOMPUTED = [
     ("1f1b", "all"),
     ("zb-h1", "even"),
     ("interleaved-1f1b", "even"),
     ("zb-v", "all"),
+    ("dualpipev", "even"),  # overlapped pairs (OVERLAP_F_B) next to checkpointed stages
 ]
 
 
@@ -191,6 +192,8 @@ def test_checkpointing_follows_the_latest_schedule_and_survives_copies():
         ([4], r"recompute=\[4\]: 4 is not a stage of the schedule `1f1b` \(4 stages"),
         ([True], r"True is not a stage"),
         ("some", r"recompute='some' is not a choice"),
+        (3, r"recompute=3 is not a list of stages: give stage ids from 0 to 3"),
+        ([1.0], r"1.0 is not a stage"),
     ],
 )
 def test_a_bad_recompute_option_is_refused(recompute, message):

@@ -867,22 +867,20 @@ fn least_memory(prm: &Params) -> Result<f64, Error> {
 /// Searches blocks, the greedy list scheduler and the direct schedules for the shortest step
 /// whose simulated peak stays within `budget` units per device, and the named schedules with
 /// the stages recomputed that they need to fit ([`crate::recompute::best`]) where the budget
-/// is below V-Min's peak: below what any schedule holds without recomputation only these.
+/// is below 1F1B's peak (above it every one of them fits as it is): below what any schedule
+/// holds without recomputation only these.
 /// Recomputation ranks as lost time, so it is chosen only where it shortens the step or
 /// nothing fits without it.
 pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     let plain = search_without_recompute(prm, budget);
-    let below_v_min = || {
-        let mut named = prm.clone();
-        named.budget = None;
-        crate::registry::generate("v-min", &named)
-            .and_then(|s| simulate(&s, &prm.costs))
-            .map_or(true, |r| budget < r.max_peak() - EPS)
+    let below_1f1b = || {
+        one_f_one_b_peak(prm.devices(), prm.microbatches(), &prm.costs)
+            .map_or(true, |peak| budget < peak - EPS)
     };
     let valid = budget.is_finite() && budget > 0.0;
     let rec = match &plain {
         Err(Error::Config { .. }) if valid => crate::recompute::best(prm, budget).unwrap_or(None),
-        Ok(_) if below_v_min() => crate::recompute::best(prm, budget).unwrap_or(None),
+        Ok(_) if below_1f1b() => crate::recompute::best(prm, budget).unwrap_or(None),
         _ => None,
     };
     match (plain, rec) {

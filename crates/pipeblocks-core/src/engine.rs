@@ -615,17 +615,7 @@ impl<'n, O: Observer> Engine<'n, O> {
         }
         if self.track_memory {
             let delta = net.activation_change(pass);
-            if delta != 0.0 {
-                let at = if delta > 0.0 { start } else { end };
-                let level = self.st.level[d] + delta;
-                self.st.level[d] = level;
-                if level > self.st.peak[d] {
-                    self.st.peak[d] = level;
-                }
-                if self.curves {
-                    self.st.memory[d].push((at, level.max(0.0)));
-                }
-            }
+            self.change_memory(d, if delta > 0.0 { start } else { end }, delta);
         }
         self.st.start[d].push(start);
         self.st.end[d].push(end);
@@ -634,6 +624,22 @@ impl<'n, O: Observer> Engine<'n, O> {
         }
         self.observer.ran(d, pass, start, end);
         end
+    }
+
+    /// Device `d`'s activation changes by `delta` at `at`: its level, peak and curve.
+    #[inline]
+    fn change_memory(&mut self, d: usize, at: f64, delta: f64) {
+        if delta == 0.0 {
+            return;
+        }
+        let level = self.st.level[d] + delta;
+        self.st.level[d] = level;
+        if level > self.st.peak[d] {
+            self.st.peak[d] = level;
+        }
+        if self.curves {
+            self.st.memory[d].push((at, level.max(0.0)));
+        }
     }
 
     /// Runs the overlapped pair `a`, `b` on device `d` from `start`; returns its end. Both
@@ -659,17 +665,7 @@ impl<'n, O: Observer> Engine<'n, O> {
             });
             changes.sort_by(|x, y| x.0.total_cmp(&y.0));
             for (at, delta) in changes {
-                if delta == 0.0 {
-                    continue;
-                }
-                let level = self.st.level[d] + delta;
-                self.st.level[d] = level;
-                if level > self.st.peak[d] {
-                    self.st.peak[d] = level;
-                }
-                if self.curves {
-                    self.st.memory[d].push((at, level.max(0.0)));
-                }
+                self.change_memory(d, at, delta);
             }
         }
         for pass in [a, b] {
@@ -925,16 +921,8 @@ impl<'n, O: Observer> Engine<'n, O> {
             end: st.end,
             makespan,
             busy: st.busy,
-            overlap_saved: if st.saved.iter().any(|&x| x != 0.0) {
-                st.saved
-            } else {
-                Vec::new()
-            },
-            recompute_time: if st.recomputing.iter().any(|&x| x != 0.0) {
-                st.recomputing
-            } else {
-                Vec::new()
-            },
+            overlap_saved: nonzero_or_empty(st.saved),
+            recompute_time: nonzero_or_empty(st.recomputing),
             peak_activation: st.peak,
             memory: st.memory,
             p2p_transfers,
@@ -1018,6 +1006,16 @@ impl<L: AsRef<[Vec<Pass>]>> Policy for InOrder<L> {
     fn ran(&mut self, d: usize, _: Pass, _: &State) -> Flow {
         self.ptr[d] += 1;
         Flow::Go
+    }
+}
+
+/// `v` when some entry is not 0, else empty (a result's per-device figures that most schedules
+/// do not have).
+pub(crate) fn nonzero_or_empty(v: Vec<f64>) -> Vec<f64> {
+    if v.iter().any(|&x| x != 0.0) {
+        v
+    } else {
+        Vec::new()
     }
 }
 

@@ -629,16 +629,8 @@ pub fn simulate_fsdp(
         end: st.end,
         makespan: compute_end,
         busy: st.busy,
-        overlap_saved: if st.saved.iter().any(|&x| x != 0.0) {
-            st.saved
-        } else {
-            Vec::new()
-        },
-        recompute_time: if st.recomputing.iter().any(|&x| x != 0.0) {
-            st.recomputing
-        } else {
-            Vec::new()
-        },
+        overlap_saved: crate::engine::nonzero_or_empty(st.saved),
+        recompute_time: crate::engine::nonzero_or_empty(st.recomputing),
         peak_activation: peak_act.clone(),
         memory: act_curves,
         p2p_transfers: s.p2p_transfers(),

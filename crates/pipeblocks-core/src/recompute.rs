@@ -111,7 +111,7 @@ pub fn best(prm: &Params, budget: f64) -> Result<Option<(String, Schedule, SimRe
         let Some((s, r)) = fit(&s, &prm.costs, &limits)? else {
             continue;
         };
-        let stages = recomputed_stages(&s);
+        let stages = recomputed_stages(&s).len();
         if stages == 0 {
             continue;
         }
@@ -126,14 +126,14 @@ pub fn best(prm: &Params, budget: f64) -> Result<Option<(String, Schedule, SimRe
     Ok(out)
 }
 
-/// How many stages of `s` recompute some microbatch.
-pub fn recomputed_stages(s: &Schedule) -> usize {
-    let stages: std::collections::HashSet<u32> = s
+/// The stages of `s` that recompute some microbatch, ascending.
+pub fn recomputed_stages(s: &Schedule) -> Vec<u32> {
+    let stages: std::collections::BTreeSet<u32> = s
         .lists
         .iter()
         .flatten()
         .filter(|q| q.kind == PassKind::R)
         .map(|q| q.stage)
         .collect();
-    stages.len()
+    stages.into_iter().collect()
 }

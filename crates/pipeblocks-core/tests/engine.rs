@@ -19,7 +19,8 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9 * (1.0 + a.abs().max(b.abs()))
 }
 
-/// Independent completeness check: each (stage, mb) has F once and either BW or B+W once.
+/// Independent completeness check: each (stage, mb) of one lane has F once and either BW or
+/// B+W once (and at most one R); none of different lanes has any pass.
 fn assert_complete(s: &Schedule) {
     let mut count = std::collections::HashMap::new();
     for (d, list) in s.lists.iter().enumerate() {
@@ -28,8 +29,21 @@ fn assert_complete(s: &Schedule) {
             *count.entry(*p).or_insert(0) += 1;
         }
     }
+    let per_lane = s.placement.lane_stages(s.devices);
+    let mbs_per_lane = s.microbatches / s.placement.lanes();
     for st in 0..s.stages {
         for mb in 0..s.microbatches {
+            if st / per_lane != mb / mbs_per_lane {
+                assert!(
+                    count.keys().all(|q| (q.stage, q.mb) != (st, mb)),
+                    "{st}.{mb} in another lane"
+                );
+                continue;
+            }
+            assert!(
+                count.get(&Pass::r(st, mb)).copied().unwrap_or(0) <= 1,
+                "R{st}.{mb}"
+            );
             assert_eq!(count.get(&Pass::f(st, mb)), Some(&1), "F{st}.{mb}");
             let bw = count.get(&Pass::bw(st, mb)).copied().unwrap_or(0);
             let b = count.get(&Pass::b(st, mb)).copied().unwrap_or(0);

@@ -203,15 +203,7 @@ impl PySchedule {
 
     /// The stages with an R pass, ascending.
     fn recomputed(&self) -> Vec<u32> {
-        let set: std::collections::BTreeSet<u32> = self
-            .inner
-            .lists
-            .iter()
-            .flatten()
-            .filter(|q| q.kind == PassKind::R)
-            .map(|q| q.stage)
-            .collect();
-        set.into_iter().collect()
+        pipeblocks_core::recompute::recomputed_stages(&self.inner)
     }
 
     /// The schedule with its R passes left out (the same schedule when it has none): what

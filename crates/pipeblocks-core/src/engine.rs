@@ -605,9 +605,6 @@ impl<'n, O: Observer> Engine<'n, O> {
         let net = self.st.net;
         let len = net.duration(pass);
         let end = start + len;
-        if let Some(k) = net.output_index(pass) {
-            self.st.done[k] = end;
-        }
         self.st.clock[d] = end;
         self.st.busy[d] += len;
         if pass.kind == PassKind::R {
@@ -617,13 +614,23 @@ impl<'n, O: Observer> Engine<'n, O> {
             let delta = net.activation_change(pass);
             self.change_memory(d, if delta > 0.0 { start } else { end }, delta);
         }
+        self.record(d, pass, start, end);
+        end
+    }
+
+    /// `pass` ran on `d` from `start` to `end`: its output is there, its times and place in
+    /// the device's run are kept, and the observer sees it.
+    #[inline]
+    fn record(&mut self, d: usize, pass: Pass, start: f64, end: f64) {
+        if let Some(k) = self.st.net.output_index(pass) {
+            self.st.done[k] = end;
+        }
         self.st.start[d].push(start);
         self.st.end[d].push(end);
         if self.record_lists {
             self.st.lists[d].push(pass);
         }
         self.observer.ran(d, pass, start, end);
-        end
     }
 
     /// Device `d`'s activation changes by `delta` at `at`: its level, peak and curve.
@@ -650,11 +657,6 @@ impl<'n, O: Observer> Engine<'n, O> {
         let net = self.st.net;
         let len = net.pair_duration(a, b);
         let end = start + len;
-        for pass in [a, b] {
-            if let Some(k) = net.output_index(pass) {
-                self.st.done[k] = end;
-            }
-        }
         self.st.clock[d] = end;
         self.st.busy[d] += len;
         self.st.saved[d] += net.duration(a) + net.duration(b) - len;
@@ -668,14 +670,8 @@ impl<'n, O: Observer> Engine<'n, O> {
                 self.change_memory(d, at, delta);
             }
         }
-        for pass in [a, b] {
-            self.st.start[d].push(start);
-            self.st.end[d].push(end);
-            if self.record_lists {
-                self.st.lists[d].push(pass);
-            }
-            self.observer.ran(d, pass, start, end);
-        }
+        self.record(d, a, start, end);
+        self.record(d, b, start, end);
         end
     }
 
@@ -1120,6 +1116,7 @@ pub fn critical_path(s: &Schedule, net: &Net, r: &SimResult) -> Vec<(usize, usiz
             }
         }
     }
+    let starts = s.pair_starts();
     let mut out = Vec::new();
     let Some(mut at) = (0..s.lists.len())
         .filter(|&d| !s.lists[d].is_empty())
@@ -1133,12 +1130,7 @@ pub fn critical_path(s: &Schedule, net: &Net, r: &SimResult) -> Vec<(usize, usiz
         let (d, i) = at;
         let start = r.start[d][i];
         // The second half of an overlapped pair: the pair is the first half's entry too.
-        let paired = |j: usize| {
-            j > 0
-                && r.start[d][j - 1] == r.start[d][j]
-                && r.end[d][j - 1] == r.end[d][j]
-                && s.pairs.contains(&[s.lists[d][j - 1], s.lists[d][j]])
-        };
+        let paired = |j: usize| j > 0 && starts.as_ref().is_some_and(|v| v[d][j - 1]);
         let first = if paired(i) { i - 1 } else { i };
         if first > 0 && (start - r.end[d][first - 1]).abs() <= crate::params::EPS {
             at = (d, first - 1);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{all_schedules, batch, rel_err, tiny};
+use common::{all_schedules, assert_matches_reference, batch, rel_err, tiny};
 use pipeblocks_core::{generate, Params};
 use pipeblocks_runtime::{reference_gradients, Trainer};
 
@@ -20,21 +20,7 @@ fn every_schedule_matches_full_batch_gradients() {
         let name = s.name.clone();
         let mut t = Trainer::new(cfg.clone(), s).unwrap();
         let report = t.accumulate(&b).unwrap();
-        assert!(
-            (report.loss - ref_loss).abs() <= 1e-5 * ref_loss.abs(),
-            "{name}: loss {} vs {ref_loss}",
-            report.loss
-        );
-        let grads = t.gradients().unwrap();
-        assert_eq!(grads.len(), reference.len(), "{name}: parameter count");
-        for ((n, g), (rn, rg)) in grads.iter().zip(&reference) {
-            assert_eq!(n, rn, "{name}: parameter order");
-            let e = rel_err(g, rg);
-            assert!(
-                e <= 1e-5,
-                "{name}: gradient of {n} off by {e:.2e} (relative)"
-            );
-        }
+        assert_matches_reference(&name, &mut t, report.loss, ref_loss, &reference);
     }
 }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::Device;
-use common::{all_schedules, batch, rel_err, tiny};
+use common::{all_schedules, assert_matches_reference, batch, tiny};
 use pipeblocks_core::{generate, validate, Params, Pass, PassKind, Schedule};
 use pipeblocks_runtime::model::{Stage, StageOutput};
 use pipeblocks_runtime::{reference_gradients, StepReport, TrainConfig, Trainer};
@@ -53,21 +53,8 @@ fn assert_exact(s: Schedule, cfg: &TrainConfig, step: u64) -> StepReport {
     let name = s.name.clone();
     let mut t = Trainer::new(cfg.clone(), s).unwrap();
     let report = t.accumulate(&b).unwrap();
-    assert!(
-        (report.loss - ref_loss).abs() <= 1e-5 * ref_loss.abs(),
-        "{name}: loss {} vs {ref_loss} (a recompute counted the loss again?)",
-        report.loss
-    );
-    let grads = t.gradients().unwrap();
-    assert_eq!(grads.len(), reference.len(), "{name}: parameter count");
-    for ((n, g), (rn, rg)) in grads.iter().zip(&reference) {
-        assert_eq!(n, rn, "{name}: parameter order");
-        let e = rel_err(g, rg);
-        assert!(
-            e <= 1e-5,
-            "{name}: gradient of {n} off by {e:.2e} (relative)"
-        );
-    }
+    // A loss off here means a recompute counted it again.
+    assert_matches_reference(&name, &mut t, report.loss, ref_loss, &reference);
     report
 }
 

@@ -6,7 +6,8 @@ use pipeblocks_core::registry::{generate, registry};
 use pipeblocks_core::Params;
 use pipeblocks_core::Schedule;
 use pipeblocks_runtime::data::{Batch, Corpus};
-use pipeblocks_runtime::{ModelConfig, TrainConfig};
+use pipeblocks_runtime::exec::NamedGrads;
+use pipeblocks_runtime::{ModelConfig, TrainConfig, Trainer};
 
 /// A model small enough for fast tests, with 4 blocks so V-shape and looped placements fit at p=2.
 pub fn tiny(layers: usize, batch: usize) -> TrainConfig {
@@ -40,6 +41,32 @@ pub fn all_schedules(p: u32, m: u32) -> Vec<Schedule> {
         .filter_map(|g| generate(g.name, &Params::new(p, m).unwrap()).ok())
         .filter(|s| s.placement.lanes() == 1)
         .collect()
+}
+
+/// Checks a trainer's accumulated step, of loss `loss`, against the unpipelined model's loss
+/// and gradients: the loss within 1e-5 relative, every gradient in the same order and within
+/// 1e-5 relative error.
+pub fn assert_matches_reference(
+    name: &str,
+    t: &mut Trainer,
+    loss: f64,
+    ref_loss: f64,
+    reference: &NamedGrads,
+) {
+    assert!(
+        (loss - ref_loss).abs() <= 1e-5 * ref_loss.abs(),
+        "{name}: loss {loss} vs {ref_loss}"
+    );
+    let grads = t.gradients().unwrap();
+    assert_eq!(grads.len(), reference.len(), "{name}: parameter count");
+    for ((n, g), (rn, rg)) in grads.iter().zip(reference) {
+        assert_eq!(n, rn, "{name}: parameter order");
+        let e = rel_err(g, rg);
+        assert!(
+            e <= 1e-5,
+            "{name}: gradient of {n} off by {e:.2e} (relative)"
+        );
+    }
 }
 
 /// `‖a - b‖ / ‖b‖` over all elements.

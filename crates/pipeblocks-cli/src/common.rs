@@ -274,7 +274,9 @@ pub struct CostArg {
     /// Cost of one pass of any stage and p2p latency: `f=1,b=1,w=1,c=0` (bw defaults to b+w;
     /// `overlap=0.5`: an overlapped forward/backward pair costs max(F, B) + 0.5·min(F, B),
     /// default 1, nothing hidden; `r=`, `keep=`: a recompute pass's time, default f, and the
-    /// activation share a recomputed microbatch keeps, default 2/34).
+    /// activation share a recomputed microbatch keeps, default 2/34; `offload=`: the time to
+    /// move a stage's activation over the host link one way, default none: nothing is
+    /// offloaded).
     #[arg(long = "cost", conflicts_with_all = ["stage_costs", "model"])]
     pub cost: Option<String>,
     /// What an overlapped forward/backward pair (dualpipe, dualpipev) costs beyond its longer
@@ -301,8 +303,9 @@ pub struct CostArg {
     #[arg(long = "microbatch-size", default_value_t = 1, allow_negative_numbers = true,
           value_parser = whole::<u32>("--microbatch-size", "the number of samples per microbatch", 1, None))]
     pub microbatch_size: u32,
-    /// Device (with --model): flops=989e12,eff=0.5,memory=80GiB,bandwidth=50GB/s (p2p=..,
-    /// latency=..).
+    /// Device (with --model): a preset (h100, h200, a100-80gb, ...) or
+    /// flops=989e12,eff=0.5,memory=80GiB,bandwidth=50GB/s (p2p=.., latency=.., host=50GB/s:
+    /// the link to host memory activations are offloaded over).
     #[arg(long = "device")]
     pub device: Option<String>,
 }

@@ -7,7 +7,7 @@ use clap::Args;
 use pipeblocks_core::compare::{baseline, summarize, Row};
 use pipeblocks_core::{generate, simulate, Schedule, SimResult};
 use pipeblocks_viz::html::{report as render_report, Entry, Report};
-use pipeblocks_viz::svg::{auto_width, render, SvgOptions};
+use pipeblocks_viz::svg::{auto_width, memory_without, render, SvgOptions};
 
 use crate::common::{check_output, real, whole, write_output, CostArg, ScheduleSpec, SimInput};
 
@@ -76,6 +76,7 @@ pub fn plot(a: PlotArgs) -> Result<()> {
         &SvgOptions {
             width,
             baseline_peak: Some(base_peak),
+            baseline_memory: memory_without(&s, &costs)?,
             ..Default::default()
         },
     )?;
@@ -110,13 +111,14 @@ pub fn report(a: ReportArgs) -> Result<()> {
     }
     let rows = crate::common::compare_all(&prm, None)?;
     let base = baseline(prm.devices(), prm.microbatches(), &prm.costs)?;
-    let mut drawn: Vec<(Schedule, SimResult, _)> = Vec::new();
+    let mut drawn: Vec<(Schedule, SimResult, _, _)> = Vec::new();
     for row in &rows {
         if let Row::Ok(sum) = row {
             let s = generate(&sum.schedule, &prm)?;
             let r = simulate(&s, &prm.costs)?;
             let summary = summarize(&s, &r, &prm.costs, base)?;
-            drawn.push((s, r, summary));
+            let without = memory_without(&s, &prm.costs)?;
+            drawn.push((s, r, summary, without));
         }
     }
     let rep = Report {
@@ -135,10 +137,11 @@ pub fn report(a: ReportArgs) -> Result<()> {
         rows: &rows,
         entries: drawn
             .iter()
-            .map(|(schedule, result, summary)| Entry {
+            .map(|(schedule, result, summary, without)| Entry {
                 schedule,
                 result,
                 summary,
+                baseline_memory: without.as_deref(),
             })
             .collect(),
         baseline_peak: Some(base.0),

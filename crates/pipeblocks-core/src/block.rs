@@ -82,6 +82,8 @@ impl SlotLengths {
             PassKind::BW => self.bw,
             // A recompute reruns the forward.
             PassKind::R => self.f,
+            // Transfers run beside the computation and take no slot.
+            PassKind::O | PassKind::L => 0,
         }
     }
 }

@@ -32,6 +32,9 @@ use crate::params::{StageCosts, StageTable};
 
 const NONE: u32 = u32::MAX;
 
+/// Kinds of [`Slot`]: F, B or BW, R, O and L outputs.
+const SLOT_KINDS: usize = 5;
+
 /// An output a pass waits for: the forward activation or the input gradient of one stage and
 /// microbatch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,6 +45,10 @@ pub enum Slot {
     Grad(u32, u32),
     /// The recomputed activation of `{stage}.{mb}`: the output of its R.
     Rec(u32, u32),
+    /// The activation of `{stage}.{mb}` in host memory: the output of its O.
+    Off(u32, u32),
+    /// The activation of `{stage}.{mb}` back on the device: the output of its L.
+    Load(u32, u32),
 }
 
 impl Slot {
@@ -51,13 +58,19 @@ impl Slot {
             Slot::Fwd(s, mb) => Pass::f(s, mb),
             Slot::Grad(s, mb) => Pass::new(backward, s, mb),
             Slot::Rec(s, mb) => Pass::r(s, mb),
+            Slot::Off(s, mb) => Pass::o(s, mb),
+            Slot::Load(s, mb) => Pass::l(s, mb),
         }
     }
 
     /// The stage that produces the slot.
     pub fn stage(self) -> u32 {
         match self {
-            Slot::Fwd(s, _) | Slot::Grad(s, _) | Slot::Rec(s, _) => s,
+            Slot::Fwd(s, _)
+            | Slot::Grad(s, _)
+            | Slot::Rec(s, _)
+            | Slot::Off(s, _)
+            | Slot::Load(s, _) => s,
         }
     }
 }
@@ -66,7 +79,8 @@ impl Slot {
 /// [lanes](crate::ir)), in the order they are checked: an F waits for the previous stage's F, a B
 /// or BW for its own F and the next stage's input gradient, a W for its B, an R for its F (the
 /// input it kept). A lane's first stage takes its forward input from the data, its last its
-/// gradient from the loss. A recomputed backward also waits for its R ([`Net::inputs`]).
+/// gradient from the loss. A recomputed backward also waits for its R, and what an offloaded
+/// activation feeds for its L ([`Net::inputs`]); an O waits for its F, an L for its O.
 #[inline]
 pub fn inputs(pass: Pass, stages: u32) -> [Option<Slot>; 2] {
     let (s, mb) = (pass.stage, pass.mb);
@@ -78,7 +92,8 @@ pub fn inputs(pass: Pass, stages: u32) -> [Option<Slot>; 2] {
         }
         PassKind::B | PassKind::BW => [Some(Slot::Fwd(s, mb)), None],
         PassKind::W => [Some(Slot::Grad(s, mb)), None],
-        PassKind::R => [Some(Slot::Fwd(s, mb)), None],
+        PassKind::R | PassKind::O => [Some(Slot::Fwd(s, mb)), None],
+        PassKind::L => [Some(Slot::Off(s, mb)), None],
     }
 }
 
@@ -96,6 +111,10 @@ pub struct Net {
     /// Per `stage · m + mb`, whether the microbatch is recomputed on the stage (its F keeps
     /// only its input, its backward waits for its R); empty when none is.
     pub recomputed: Vec<bool>,
+    /// Per `stage · m + mb`, whether what the microbatch's F left on the stage is offloaded to
+    /// host memory (an O after the F, an L before the pass that needs it back); empty when
+    /// none is.
+    pub offloaded: Vec<bool>,
     /// Device of each stage.
     pub stage_device: Vec<u32>,
     /// Stages of each device, ascending.
@@ -162,6 +181,7 @@ impl Net {
             microbatches,
             lane_stages,
             recomputed: Vec::new(),
+            offloaded: Vec::new(),
             stage_device,
             local,
             table,
@@ -179,20 +199,54 @@ impl Net {
             costs.for_placement(&s.placement, s.devices)?,
         )?;
         net.recompute(&s.lists);
+        if !net.offloaded.is_empty() && net.table.offload.is_empty() {
+            return Err(Error::config(format!(
+                "{} offloads activations (O and L passes), but the costs do not say how long the host link takes; give the costs an offload time (or a model's device its host bandwidth)",
+                s.name
+            )));
+        }
         Ok(net)
     }
 
-    /// Marks the stages and microbatches that `lists` recompute (an R pass each).
+    /// Marks the stages and microbatches that `lists` recompute (an R pass each) and offload
+    /// (an O pass each).
     pub fn recompute(&mut self, lists: &[Vec<Pass>]) {
         let m = self.microbatches as usize;
+        let n = self.stages as usize * m;
         self.recomputed.clear();
+        self.offloaded.clear();
         for q in lists.iter().flatten() {
-            if q.kind == PassKind::R && q.stage < self.stages && (q.mb as usize) < m {
-                if self.recomputed.is_empty() {
-                    self.recomputed = vec![false; self.stages as usize * m];
-                }
-                self.recomputed[q.stage as usize * m + q.mb as usize] = true;
+            if q.stage >= self.stages || (q.mb as usize) >= m {
+                continue;
             }
+            let marks = match q.kind {
+                PassKind::R => &mut self.recomputed,
+                PassKind::O => &mut self.offloaded,
+                _ => continue,
+            };
+            if marks.is_empty() {
+                *marks = vec![false; n];
+            }
+            marks[q.stage as usize * m + q.mb as usize] = true;
+        }
+    }
+
+    /// Whether what `{stage}.{mb}`'s F left is offloaded.
+    #[inline]
+    pub fn is_offloaded(&self, stage: u32, mb: u32) -> bool {
+        !self.offloaded.is_empty()
+            && self.offloaded[stage as usize * self.microbatches as usize + mb as usize]
+    }
+
+    /// What `{stage}.{mb}`'s F leaves on the stage until its backward (or R): the stage's
+    /// activation, or its [`StageTable::keep`] part when the microbatch is recomputed.
+    #[inline]
+    fn left_by_forward(&self, stage: u32, mb: u32) -> f64 {
+        let s = stage as usize;
+        if self.is_recomputed(stage, mb) {
+            self.table.act[s] * self.table.keep[s]
+        } else {
+            self.table.act[s]
         }
     }
 
@@ -206,22 +260,38 @@ impl Net {
     /// The change a pass makes to its device's activation
     /// ([`StageTable::activation_change`]); a recomputed microbatch's F keeps only the
     /// [`StageTable::keep`] part.
+    /// An O frees what the F left ([`Net::left_by_forward`]) as it ends, an L allocates it
+    /// again as it starts.
     #[inline]
     pub fn activation_change(&self, pass: Pass) -> f64 {
-        if pass.kind == PassKind::F && self.is_recomputed(pass.stage, pass.mb) {
-            self.table.act[pass.stage as usize] * self.table.keep[pass.stage as usize]
-        } else {
-            self.table.activation_change(pass.kind, pass.stage)
+        match pass.kind {
+            PassKind::F | PassKind::O | PassKind::L => {
+                let left = self.left_by_forward(pass.stage, pass.mb);
+                if pass.kind == PassKind::O {
+                    -left
+                } else {
+                    left
+                }
+            }
+            _ => self.table.activation_change(pass.kind, pass.stage),
         }
     }
 
-    /// The inputs of a pass (at most two), in the order they are checked.
+    /// The inputs of a pass (at most three), in the order they are checked: [`inputs`], and
+    /// a recomputed backward's R, or the L of what an offloaded microbatch's R or backward
+    /// needs back.
     #[inline]
     pub fn inputs(&self, pass: Pass) -> [Option<Slot>; 3] {
         let [a, b] = inputs(pass, self.lane_stages);
-        let r = (pass.kind.is_input_backward() && self.is_recomputed(pass.stage, pass.mb))
-            .then_some(Slot::Rec(pass.stage, pass.mb));
-        [a, b, r]
+        let (s, mb) = (pass.stage, pass.mb);
+        let extra = match pass.kind {
+            k if k.is_input_backward() && self.is_recomputed(s, mb) => Some(Slot::Rec(s, mb)),
+            k if (k.is_input_backward() || k == PassKind::R) && self.is_offloaded(s, mb) => {
+                Some(Slot::Load(s, mb))
+            }
+            _ => None,
+        };
+        [a, b, extra]
     }
 
     /// The slot a pass produces (a W produces nothing another pass waits for).
@@ -231,6 +301,8 @@ impl Net {
             PassKind::F => Some(Slot::Fwd(pass.stage, pass.mb)),
             PassKind::B | PassKind::BW => Some(Slot::Grad(pass.stage, pass.mb)),
             PassKind::R => Some(Slot::Rec(pass.stage, pass.mb)),
+            PassKind::O => Some(Slot::Off(pass.stage, pass.mb)),
+            PassKind::L => Some(Slot::Load(pass.stage, pass.mb)),
             PassKind::W => None,
         }
     }
@@ -270,26 +342,50 @@ impl Net {
             PassKind::F => pass.stage as usize,
             PassKind::B | PassKind::BW => self.stages as usize + pass.stage as usize,
             PassKind::R => 2 * self.stages as usize + pass.stage as usize,
+            PassKind::O => 3 * self.stages as usize + pass.stage as usize,
+            PassKind::L => 4 * self.stages as usize + pass.stage as usize,
             PassKind::W => return None,
         };
         Some(row * m + pass.mb as usize)
     }
 
-    /// Dense index of a slot, `0..3·S·m`.
+    /// Number of slots, `5·S·m` ([`Net::index`]).
+    #[inline]
+    pub fn slots(&self) -> usize {
+        SLOT_KINDS * self.stages as usize * self.microbatches as usize
+    }
+
+    /// Dense index of a slot, `0..5·S·m`.
     #[inline]
     pub fn index(&self, slot: Slot) -> usize {
         let m = self.microbatches as usize;
-        match slot {
-            Slot::Fwd(s, mb) => s as usize * m + mb as usize,
-            Slot::Grad(s, mb) => (self.stages as usize + s as usize) * m + mb as usize,
-            Slot::Rec(s, mb) => (2 * self.stages as usize + s as usize) * m + mb as usize,
-        }
+        let n = self.stages as usize;
+        let (row, s, mb) = match slot {
+            Slot::Fwd(s, mb) => (0, s, mb),
+            Slot::Grad(s, mb) => (1, s, mb),
+            Slot::Rec(s, mb) => (2, s, mb),
+            Slot::Off(s, mb) => (3, s, mb),
+            Slot::Load(s, mb) => (4, s, mb),
+        };
+        (row * n + s as usize) * m + mb as usize
     }
 
-    /// Duration of a pass.
+    /// Duration of a pass; a transfer moves what the F left ([`StageTable::offload`] for the
+    /// whole activation).
     #[inline]
     pub fn duration(&self, pass: Pass) -> f64 {
-        self.table.duration(pass.kind, pass.stage)
+        if pass.kind.is_transfer() {
+            let s = pass.stage as usize;
+            let act = self.table.act[s];
+            let share = if act > 0.0 {
+                self.left_by_forward(pass.stage, pass.mb) / act
+            } else {
+                1.0
+            };
+            self.table.offload[s] * share
+        } else {
+            self.table.duration(pass.kind, pass.stage)
+        }
     }
 
     /// Duration of an overlapped pair, its forward and its backward in either order
@@ -406,6 +502,10 @@ pub struct State<'n> {
     pub saved: Vec<f64>,
     /// Per device, the time spent recomputing (R passes).
     pub recomputing: Vec<f64>,
+    /// Per device, when its host links are free: `[device to host (O), host to device (L)]`.
+    pub link: Vec<[f64; 2]>,
+    /// Per device, the time its host links were busy (O and L), beside its computation.
+    pub transferring: Vec<f64>,
     /// The passes each device ran, in order (when the engine records them).
     pub lists: Vec<Vec<Pass>>,
     /// Start and end of each pass run, per device, in order.
@@ -461,13 +561,25 @@ impl State<'_> {
                         return Err(Slot::Rec(pass.stage, pass.mb));
                     }
                     e = e.max(r);
+                } else if net.is_offloaded(pass.stage, pass.mb) {
+                    e = e.max(self.loaded(pass)?);
                 }
                 Ok(e)
             }
-            PassKind::R => {
-                let e = self.done[fwd(s)];
+            PassKind::R | PassKind::O => {
+                let mut e = self.done[fwd(s)];
                 if e.is_nan() {
                     return Err(Slot::Fwd(pass.stage, pass.mb));
+                }
+                if pass.kind == PassKind::R && net.is_offloaded(pass.stage, pass.mb) {
+                    e = e.max(self.loaded(pass)?);
+                }
+                Ok(e)
+            }
+            PassKind::L => {
+                let e = self.done[(3 * net.stages as usize + s) * m + mb];
+                if e.is_nan() {
+                    return Err(Slot::Off(pass.stage, pass.mb));
                 }
                 Ok(e)
             }
@@ -478,6 +590,20 @@ impl State<'_> {
                 }
                 Ok(e)
             }
+        }
+    }
+}
+
+impl State<'_> {
+    /// When `pass`'s stage and microbatch's offloaded activation is back (its L's end).
+    #[inline]
+    fn loaded(&self, pass: Pass) -> Result<f64, Slot> {
+        let slot = Slot::Load(pass.stage, pass.mb);
+        let e = self.done[self.net.index(slot)];
+        if e.is_nan() {
+            Err(slot)
+        } else {
+            Ok(e)
         }
     }
 }
@@ -512,6 +638,11 @@ pub struct Engine<'n, O: Observer = ()> {
     /// position it rewound to with the start and end times from there.
     undo: Vec<(usize, f64)>,
     undo_times: Vec<(usize, Vec<f64>, Vec<f64>)>,
+    /// Per device, what the clock and the host links were before the last rewind.
+    undo_clocks: Vec<(f64, [f64; 2])>,
+    /// Per device, memory changes of transfers not yet reached by its computation's clock:
+    /// `(time, delta)`, applied in time order before any later change.
+    pending: Vec<Vec<(f64, f64)>>,
 }
 
 impl<'n> Engine<'n, ()> {
@@ -525,7 +656,7 @@ impl<'n, O: Observer> Engine<'n, O> {
     /// [`Engine::new`] with an observer.
     pub fn with_observer(net: &'n Net, observer: O) -> Self {
         let p = net.devices as usize;
-        let slots = 3 * net.stages as usize * net.microbatches as usize;
+        let slots = net.slots();
         Engine {
             st: State {
                 net,
@@ -536,6 +667,8 @@ impl<'n, O: Observer> Engine<'n, O> {
                 busy: vec![0.0; p],
                 saved: vec![0.0; p],
                 recomputing: vec![0.0; p],
+                link: vec![[0.0; 2]; p],
+                transferring: vec![0.0; p],
                 lists: vec![Vec::new(); p],
                 start: vec![Vec::new(); p],
                 end: vec![Vec::new(); p],
@@ -552,6 +685,8 @@ impl<'n, O: Observer> Engine<'n, O> {
             finished: vec![false; p],
             undo: Vec::new(),
             undo_times: vec![(0, Vec::new(), Vec::new()); p],
+            undo_clocks: vec![(0.0, [0.0; 2]); p],
+            pending: vec![Vec::new(); p],
         }
     }
 
@@ -599,12 +734,15 @@ impl<'n, O: Observer> Engine<'n, O> {
     }
 
     /// Runs `pass` on device `d` from `start`; returns its end. The caller has checked its
-    /// inputs are there.
+    /// inputs are there. A transfer (O, L) runs on the device's host link, not its clock.
     #[inline]
     pub fn run(&mut self, d: usize, pass: Pass, start: f64) -> f64 {
         let net = self.st.net;
         let len = net.duration(pass);
         let end = start + len;
+        if pass.kind.is_transfer() {
+            return self.transfer(d, pass, start, end);
+        }
         self.st.clock[d] = end;
         self.st.busy[d] += len;
         if pass.kind == PassKind::R {
@@ -618,8 +756,31 @@ impl<'n, O: Observer> Engine<'n, O> {
         end
     }
 
+    /// The transfer `pass` on `d`'s host link from `start` to `end` (O device to host, L host
+    /// to device): the link is busy until `end`, the device's clock does not move, and its
+    /// memory changes when the computation's clock reaches the transfer (an O frees at its
+    /// end, an L allocates at its start).
+    fn transfer(&mut self, d: usize, pass: Pass, start: f64, end: f64) -> f64 {
+        let net = self.st.net;
+        let dir = usize::from(pass.kind == PassKind::L);
+        self.st.link[d][dir] = end;
+        self.st.transferring[d] += end - start;
+        if self.track_memory {
+            let delta = net.activation_change(pass);
+            if delta != 0.0 {
+                let at = if delta > 0.0 { start } else { end };
+                let q = &mut self.pending[d];
+                let i = q.partition_point(|&(t, _)| t <= at);
+                q.insert(i, (at, delta));
+            }
+        }
+        self.record(d, pass, start, end);
+        end
+    }
+
     /// `pass` ran on `d` from `start` to `end`: its output is there, its times and place in
-    /// the device's run are kept, and the observer sees it.
+    /// the device's run are kept, and the observer sees it (not a transfer: observers ride
+    /// beside the computation).
     #[inline]
     fn record(&mut self, d: usize, pass: Pass, start: f64, end: f64) {
         if let Some(k) = self.st.net.output_index(pass) {
@@ -630,15 +791,46 @@ impl<'n, O: Observer> Engine<'n, O> {
         if self.record_lists {
             self.st.lists[d].push(pass);
         }
-        self.observer.ran(d, pass, start, end);
+        if !pass.kind.is_transfer() {
+            self.observer.ran(d, pass, start, end);
+        }
     }
 
-    /// Device `d`'s activation changes by `delta` at `at`: its level, peak and curve.
+    /// Applies `d`'s pending transfer changes up to `until` (frees at a time before allocations
+    /// at that time).
+    #[inline]
+    fn settle(&mut self, d: usize, until: f64) {
+        if self.pending[d].is_empty() {
+            return;
+        }
+        let n = self.pending[d].partition_point(|&(t, _)| t <= until);
+        let mut due: Vec<(f64, f64)> = self.pending[d].drain(..n).collect();
+        due.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        for (at, delta) in due {
+            self.apply_memory(d, at, delta);
+        }
+    }
+
+    /// Applies every pending transfer change (after a run).
+    fn settle_all(&mut self) {
+        for d in 0..self.pending.len() {
+            self.settle(d, f64::INFINITY);
+        }
+    }
+
+    /// Device `d`'s activation changes by `delta` at `at`: its level, peak and curve, after
+    /// the pending transfer changes due by then.
     #[inline]
     fn change_memory(&mut self, d: usize, at: f64, delta: f64) {
         if delta == 0.0 {
             return;
         }
+        self.settle(d, at);
+        self.apply_memory(d, at, delta);
+    }
+
+    #[inline]
+    fn apply_memory(&mut self, d: usize, at: f64, delta: f64) {
         let level = self.st.level[d] + delta;
         self.st.level[d] = level;
         if level > self.st.peak[d] {
@@ -700,6 +892,11 @@ impl<'n, O: Observer> Engine<'n, O> {
     pub fn run_ready(&mut self, d: usize, pass: Pass) -> Result<f64, Slot> {
         let ready = self.st.ready(pass)?;
         let t = self.st.clock[d].max(ready);
+        if pass.kind.is_transfer() {
+            // Issued when the device reaches it in its list, queued on its link.
+            let dir = usize::from(pass.kind == PassKind::L);
+            return Ok(self.run(d, pass, t.max(self.st.link[d][dir])));
+        }
         let t = self.observer.start(d, pass, t);
         Ok(self.run(d, pass, t))
     }
@@ -762,6 +959,7 @@ impl<'n, O: Observer> Engine<'n, O> {
             .filter_map(|d| self.waiting_for[d].map(|(pass, slot)| (d, pass, slot)))
             .collect();
         if self.finished.iter().all(|&f| f) {
+            self.settle_all();
             Ok(())
         } else {
             Err(Blocked::Waiting(waits))
@@ -788,6 +986,7 @@ impl<'n, O: Observer> Engine<'n, O> {
             let (pass, second) = match policy.next(d, now, &self.st) {
                 Step::Done => {
                     self.finished[d] = true;
+                    self.settle(d, f64::INFINITY);
                     continue;
                 }
                 Step::Sleep(t) => {
@@ -873,7 +1072,22 @@ impl<'n, O: Observer> Engine<'n, O> {
             start.extend(self.st.start[d].drain(f..));
             end.clear();
             end.extend(self.st.end[d].drain(f..));
-            self.st.clock[d] = if f > 0 { self.st.end[d][f - 1] } else { 0.0 };
+            self.undo_clocks[d] = (self.st.clock[d], self.st.link[d]);
+            // The clock is the end of the last computation before `f`, each link that of its
+            // last transfer.
+            let last_end = |keep: &dyn Fn(PassKind) -> bool| {
+                (0..f)
+                    .rev()
+                    .find(|&j| keep(list[j].kind))
+                    .map_or(0.0, |j| self.st.end[d][j])
+            };
+            let clock = last_end(&|k: PassKind| !k.is_transfer());
+            let link = [
+                last_end(&|k: PassKind| k == PassKind::O),
+                last_end(&|k: PassKind| k == PassKind::L),
+            ];
+            self.st.clock[d] = clock;
+            self.st.link[d] = link;
             self.finished[d] = false;
             self.waiting_for[d] = None;
         }
@@ -890,7 +1104,7 @@ impl<'n, O: Observer> Engine<'n, O> {
             self.st.start[d].extend_from_slice(start);
             self.st.end[d].truncate(*at);
             self.st.end[d].extend_from_slice(end);
-            self.st.clock[d] = self.st.end[d].last().copied().unwrap_or(0.0);
+            (self.st.clock[d], self.st.link[d]) = self.undo_clocks[d];
         }
         self.finished.iter_mut().for_each(|f| *f = true);
     }
@@ -919,6 +1133,7 @@ impl<'n, O: Observer> Engine<'n, O> {
             busy: st.busy,
             overlap_saved: nonzero_or_empty(st.saved),
             recompute_time: nonzero_or_empty(st.recomputing),
+            transfer_time: nonzero_or_empty(st.transferring),
             peak_activation: st.peak,
             memory: st.memory,
             p2p_transfers,
@@ -1043,6 +1258,10 @@ pub struct SimResult {
     /// without R passes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recompute_time: Vec<f64>,
+    /// Per device, the time its host links were busy offloading and loading back (O and L,
+    /// beside its computation, not part of its busy time; empty without them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfer_time: Vec<f64>,
     /// `1 - Σ busy / (p · makespan)`.
     pub bubble_rate: f64,
     /// Peak activation per device, in units.
@@ -1108,7 +1327,7 @@ pub fn simulate_net(s: &Schedule, net: &Net) -> Result<SimResult, Error> {
 /// from the pass that ends last, back through whatever held each pass back (the device's
 /// previous pass, or the input that arrived last).
 pub fn critical_path(s: &Schedule, net: &Net, r: &SimResult) -> Vec<(usize, usize)> {
-    let mut pos = vec![(0, 0); 3 * net.stages as usize * net.microbatches as usize];
+    let mut pos = vec![(0, 0); net.slots()];
     for (d, list) in s.lists.iter().enumerate() {
         for (i, &q) in list.iter().enumerate() {
             if let Some(slot) = net.output(q) {

@@ -174,6 +174,17 @@ impl FsdpConfig {
     }
 
     fn check(&self, s: &Schedule) -> Result<(), Error> {
+        if let Some(q) = s
+            .lists
+            .iter()
+            .flatten()
+            .find(|q| matches!(q.kind, PassKind::R | PassKind::O | PassKind::L))
+        {
+            return Err(Error::config(format!(
+                "FSDP's simulation takes F, B, W and BW passes only, and {} lists {q}; simulate the schedule without FSDP, or drop its recompute and offload passes",
+                s.name
+            )));
+        }
         if self.dp == 0 {
             return Err(Error::Zero(Param::Replicas));
         }
@@ -631,6 +642,7 @@ pub fn simulate_fsdp(
         busy: st.busy,
         overlap_saved: crate::engine::nonzero_or_empty(st.saved),
         recompute_time: crate::engine::nonzero_or_empty(st.recomputing),
+        transfer_time: crate::engine::nonzero_or_empty(st.transferring),
         peak_activation: peak_act.clone(),
         memory: act_curves,
         p2p_transfers: s.p2p_transfers(),

@@ -21,8 +21,11 @@ use crate::error::{Error, Param};
 /// `B` computes the gradient for the stage's input (on the critical path), `W` the gradient for its
 /// weights (can be delayed), `BW` is the fused backward doing both. `R` recomputes a stage's
 /// forward for one microbatch from the input it kept (activation recomputation): a stage and
-/// microbatch with an R keeps only that input after its F, and its backward waits for the R. PyTorch spells `B` as `I` and
-/// `BW` as `B`; that translation happens only in [`crate::format::torch_csv`].
+/// microbatch with an R keeps only that input after its F, and its backward waits for the R.
+/// `O` and `L` are transfers on the device's host link, beside its computation: `O` offloads
+/// what a microbatch's F left on the stage to host memory (device to host), `L` loads it back
+/// (host to device) before the pass that needs it (its R, or else its backward). PyTorch spells
+/// `B` as `I` and `BW` as `B`; that translation happens only in [`crate::format::torch_csv`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PassKind {
     /// Forward.
@@ -35,6 +38,10 @@ pub enum PassKind {
     BW,
     /// Recompute: the stage's forward again, from its kept input, before its backward.
     R,
+    /// Offload: what the F left on the stage goes to host memory (the device-to-host link).
+    O,
+    /// Load: an offloaded activation comes back from host memory (the host-to-device link).
+    L,
 }
 
 impl PassKind {
@@ -42,7 +49,18 @@ impl PassKind {
     /// recompute time, [`crate::params::StageTable::recompute`]).
     pub const ALL: [PassKind; 4] = [PassKind::F, PassKind::B, PassKind::W, PassKind::BW];
 
-    /// Dense index `0..5` (R last), used to address per-kind tables.
+    /// Every kind, in [`PassKind::index`] order.
+    pub const EVERY: [PassKind; 7] = [
+        PassKind::F,
+        PassKind::B,
+        PassKind::W,
+        PassKind::BW,
+        PassKind::R,
+        PassKind::O,
+        PassKind::L,
+    ];
+
+    /// Dense index `0..7` (R, O and L last), used to address per-kind tables.
     pub fn index(self) -> usize {
         match self {
             PassKind::F => 0,
@@ -50,7 +68,16 @@ impl PassKind {
             PassKind::W => 2,
             PassKind::BW => 3,
             PassKind::R => 4,
+            PassKind::O => 5,
+            PassKind::L => 6,
         }
+    }
+
+    /// Whether this is a transfer on the host link (O or L), which runs beside the device's
+    /// computation rather than on it.
+    #[inline]
+    pub fn is_transfer(self) -> bool {
+        matches!(self, PassKind::O | PassKind::L)
     }
 
     /// The letter(s) used in pipeblocks' own formats.
@@ -61,6 +88,8 @@ impl PassKind {
             PassKind::W => "W",
             PassKind::BW => "BW",
             PassKind::R => "R",
+            PassKind::O => "O",
+            PassKind::L => "L",
         }
     }
 
@@ -112,6 +141,14 @@ impl Pass {
     pub fn r(stage: u32, mb: u32) -> Self {
         Pass::new(PassKind::R, stage, mb)
     }
+    /// An offload (device to host).
+    pub fn o(stage: u32, mb: u32) -> Self {
+        Pass::new(PassKind::O, stage, mb)
+    }
+    /// A load back (host to device).
+    pub fn l(stage: u32, mb: u32) -> Self {
+        Pass::new(PassKind::L, stage, mb)
+    }
 
     /// Parses pipeblocks' action syntax `{kind}{stage}.{mb}`, e.g. `F3.7` or `BW0.2`.
     pub fn parse(text: &str) -> Result<Self, Error> {
@@ -120,7 +157,7 @@ impl Pass {
             Error::Parse {
             what: "pass".into(),
             detail: format!(
-                "`{t}` is not a pass; write {{kind}}{{stage}}.{{microbatch}} with kind F, B, W, BW or R, e.g. `F3.7`"
+                "`{t}` is not a pass; write {{kind}}{{stage}}.{{microbatch}} with kind F, B, W, BW, R, O or L, e.g. `F3.7`"
             ),
         }
         };
@@ -134,6 +171,10 @@ impl Pass {
             (PassKind::W, r)
         } else if let Some(r) = t.strip_prefix('R') {
             (PassKind::R, r)
+        } else if let Some(r) = t.strip_prefix('O') {
+            (PassKind::O, r)
+        } else if let Some(r) = t.strip_prefix('L') {
+            (PassKind::L, r)
         } else {
             return Err(bad());
         };

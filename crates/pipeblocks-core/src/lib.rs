@@ -14,6 +14,8 @@
 //!   check, lifespans, memory bound, expansion, W delays, the V-shape family;
 //! - [`improve`]: repairs of a schedule: reorder, polish, hill climbing, overlapped pairs;
 //! - [`recompute`]: activation recomputation as a schedule choice (R passes per stage);
+//! - [`offload`]: activation offload to host memory as a schedule choice (O and L transfers on
+//!   the host link, per stage and microbatch), mixed with recomputation;
 //! - [`grid`] and [`rebuild`]: the Controllable Memory paper's two repairs of a block on the
 //!   unit grid (its V-Min/V-Half builders' compaction; its block search's warm-up and cool-down
 //!   rebuild);
@@ -50,6 +52,7 @@ pub mod grid;
 pub mod improve;
 pub mod ir;
 pub mod model;
+pub mod offload;
 pub mod params;
 pub mod plan;
 pub mod rebuild;

@@ -566,6 +566,17 @@ pub struct DeviceSpec {
     pub memory_bandwidth: f64,
     /// Latency of one collective or transfer, seconds.
     pub latency: f64,
+    /// Bandwidth of the device's link to host memory, one direction, bytes/s (PCIe; what an
+    /// offloaded activation crosses, [`PassKind::O`](crate::ir::PassKind::O)); default 50 GB/s.
+    #[serde(default = "default_host")]
+    pub host_bandwidth: f64,
+}
+
+/// The host link of [`DeviceSpec::default`]: PCIe 5.0 x16, about 50 GB/s achieved one way.
+pub const HOST_BANDWIDTH: f64 = 50e9;
+
+fn default_host() -> f64 {
+    HOST_BANDWIDTH
 }
 
 impl Default for DeviceSpec {
@@ -581,6 +592,7 @@ impl Default for DeviceSpec {
             intra_bandwidth: 50e9,
             memory_bandwidth: 3.35e12,
             latency: 0.0,
+            host_bandwidth: HOST_BANDWIDTH,
         }
     }
 }
@@ -595,6 +607,8 @@ struct DevicePreset {
     memory_bandwidth: f64,
     intra: f64,
     inter: f64,
+    /// Host link, one direction (PCIe 4.0 x16 about 25 GB/s achieved, 5.0 about 50).
+    host: f64,
 }
 
 const DEVICE_PRESETS: &[DevicePreset] = &[
@@ -605,6 +619,7 @@ const DEVICE_PRESETS: &[DevicePreset] = &[
         memory_bandwidth: 1.555e12,
         intra: 300e9,
         inter: 25e9,
+        host: 25e9,
     },
     DevicePreset {
         name: "a100-80gb",
@@ -613,6 +628,7 @@ const DEVICE_PRESETS: &[DevicePreset] = &[
         memory_bandwidth: 2.039e12,
         intra: 300e9,
         inter: 25e9,
+        host: 25e9,
     },
     DevicePreset {
         name: "h100",
@@ -621,6 +637,7 @@ const DEVICE_PRESETS: &[DevicePreset] = &[
         memory_bandwidth: 3.35e12,
         intra: 450e9,
         inter: 50e9,
+        host: 50e9,
     },
     DevicePreset {
         name: "h200",
@@ -629,6 +646,7 @@ const DEVICE_PRESETS: &[DevicePreset] = &[
         memory_bandwidth: 4.8e12,
         intra: 450e9,
         inter: 50e9,
+        host: 50e9,
     },
     DevicePreset {
         name: "mi300x",
@@ -637,6 +655,7 @@ const DEVICE_PRESETS: &[DevicePreset] = &[
         memory_bandwidth: 5.3e12,
         intra: 448e9,
         inter: 50e9,
+        host: 50e9,
     },
 ];
 
@@ -665,13 +684,14 @@ impl DeviceSpec {
                 intra_bandwidth: p.intra,
                 memory_bandwidth: p.memory_bandwidth,
                 latency: 0.0,
+                host_bandwidth: p.host,
             })
     }
 
     /// Parses a preset name, `key=value` pairs, or a preset followed by overrides
     /// (`h100,eff=0.45`): `flops=989e12,memory=80GiB,bandwidth=50GB/s` (also `eff=0.5`,
     /// `p2p=100GB/s`, `intra=450GB/s`, `inter=` for `bandwidth`, `hbm=3.35TB/s`,
-    /// `latency=10e-6`); unspecified keys keep the preset's or [`DeviceSpec::default`]'s.
+    /// `host=50GB/s` for the link to host memory, `latency=10e-6`); unspecified keys keep the preset's or [`DeviceSpec::default`]'s.
     pub fn parse(text: &str) -> Result<DeviceSpec, Error> {
         let bad = |detail: String| Error::parse("device", detail);
         let (head, rest) = text.split_once(',').unwrap_or((text, ""));
@@ -715,10 +735,11 @@ impl DeviceSpec {
                 "p2p" => p2p = Some(bytes(v)?),
                 "intra" => intra = Some(bytes(v)?),
                 "hbm" => d.memory_bandwidth = bytes(v)?,
+                "host" => d.host_bandwidth = bytes(v)?,
                 "latency" => d.latency = num()?,
                 other => {
                     return Err(bad(format!(
-                        "unknown key `{other}`; use flops, eff, memory, bandwidth (inter), p2p, intra, hbm and latency"
+                        "unknown key `{other}`; use flops, eff, memory, bandwidth (inter), p2p, intra, hbm, host and latency"
                     )))
                 }
             }
@@ -750,6 +771,9 @@ impl DeviceSpec {
         }
         if d.memory_bandwidth < 1.0 {
             return Err(bad("hbm must be at least 1 byte/s".into()));
+        }
+        if d.host_bandwidth < 1.0 {
+            return Err(bad("host must be at least 1 byte/s".into()));
         }
         if !(d.efficiency > 0.0 && d.efficiency <= 1.0) {
             return Err(bad("eff must be in (0, 1]".into()));
@@ -788,6 +812,9 @@ pub struct ModelCosts {
     /// Fraction of each stage's activation a recomputed microbatch keeps: its layers' inputs
     /// (`2·s·b·h` bytes each) and the logits.
     pub keep: Vec<f64>,
+    /// Time to move each stage's activation of one microbatch over the host link, one way,
+    /// seconds.
+    pub offload: Vec<f64>,
 }
 
 impl ModelCosts {
@@ -850,6 +877,7 @@ impl ModelCosts {
             hidden: Vec::new(),
             recompute: Vec::with_capacity(stages as usize),
             keep: Vec::with_capacity(stages as usize),
+            offload: Vec::with_capacity(stages as usize),
         };
         for (st, range) in (0..stages).zip(split) {
             let n = range.len() as u32;
@@ -885,10 +913,13 @@ impl ModelCosts {
                 overlap: 1.0,
                 r: None,
                 keep: None,
+                offload: None,
             });
             if a2a > 0.0 {
                 out.hidden.push([exchange, exchange]);
             }
+            out.offload
+                .push(act / device.host_bandwidth + device.latency);
             out.activation_bytes.push(act);
             out.params.push(params);
             out.layers.push(n);

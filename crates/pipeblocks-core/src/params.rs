@@ -118,6 +118,11 @@ pub struct Costs {
     /// and its R; `None` means [`KEEP`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep: Option<f64>,
+    /// Time to move a stage's whole activation of one microbatch over the device's host link,
+    /// one way (an O or an L, [`PassKind::O`]); `None`: the link is not known, and nothing is
+    /// offloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload: Option<f64>,
 }
 
 /// What a recomputed microbatch keeps of a stage's activation by default: a transformer layer's
@@ -135,6 +140,7 @@ impl Default for Costs {
             overlap: 1.0,
             r: None,
             keep: None,
+            offload: None,
         }
     }
 }
@@ -201,11 +207,14 @@ impl Costs {
                 "w" => &mut c.w,
                 "bw" => c.bw.insert(0.0),
                 "r" => c.r.insert(0.0),
+                "offload" => c.offload.insert(0.0),
                 "c" | "comm" => &mut c.comm,
                 other => {
                     return Err(Error::parse(
                         "cost",
-                        format!("unknown key `{other}`; use f, b, w, bw, r, c, overlap and keep"),
+                        format!(
+                        "unknown key `{other}`; use f, b, w, bw, r, c, overlap, keep and offload"
+                    ),
                     ))
                 }
             } = check_cost(&format!("cost {k}"), v)?;
@@ -250,6 +259,8 @@ impl Costs {
             PassKind::W => self.w,
             PassKind::BW => self.bw_cost(),
             PassKind::R => self.r.unwrap_or(self.f),
+            // Without a known link a transfer never ends: nothing is offloaded.
+            PassKind::O | PassKind::L => self.offload.unwrap_or(f64::INFINITY),
         }
     }
 }
@@ -295,6 +306,10 @@ pub struct StageCost {
     /// [`KEEP`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep: Option<f64>,
+    /// Time to move the stage's whole activation of one microbatch over the host link, one
+    /// way (O or L); a table offloads only when every stage gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload: Option<f64>,
 }
 
 fn one() -> f64 {
@@ -380,6 +395,11 @@ pub struct StageTable {
     pub recompute: Vec<f64>,
     /// Fraction of each stage's activation a recomputed microbatch keeps until its R.
     pub keep: Vec<f64>,
+    /// Time to move each stage's whole activation of one microbatch over its device's host
+    /// link, one way (an O or an L moves what the F left, a share of it when recomputed);
+    /// empty when the costs do not know the link (uniform costs without `offload`, a table
+    /// without it on every stage), and then nothing can be offloaded.
+    pub offload: Vec<f64>,
 }
 
 impl StageTable {
@@ -395,6 +415,8 @@ impl StageTable {
             PassKind::W => -units * (1.0 - self.release[s]),
             PassKind::BW => -units,
             PassKind::R => units * (1.0 - self.keep[s]),
+            PassKind::O => -units,
+            PassKind::L => units,
         }
     }
 
@@ -404,6 +426,7 @@ impl StageTable {
         let s = stage as usize;
         match kind {
             PassKind::R => self.recompute[s],
+            PassKind::O | PassKind::L => self.offload.get(s).copied().unwrap_or(f64::INFINITY),
             _ => self.dur[s][kind.index()],
         }
     }
@@ -489,6 +512,7 @@ impl StageCosts {
                 .chain(s.comm_f)
                 .chain(s.comm_b)
                 .chain(s.r)
+                .chain(s.offload)
             {
                 check_cost(what, v).map_err(at)?;
             }
@@ -695,6 +719,9 @@ impl StageCosts {
             t.act.extend_from_slice(&one.act);
             t.release.extend_from_slice(&one.release);
             t.hidden.extend_from_slice(&one.hidden);
+            t.recompute.extend_from_slice(&one.recompute);
+            t.keep.extend_from_slice(&one.keep);
+            t.offload.extend_from_slice(&one.offload);
             // No link between one lane's last stage and the next lane's first.
             t.comm.push(0.0);
             t.comm.extend_from_slice(&one.comm);
@@ -722,6 +749,7 @@ impl StageCosts {
                 overlap: c.overlap,
                 recompute: vec![c.of(PassKind::R); n],
                 keep: vec![c.keep.unwrap_or(KEEP); n],
+                offload: c.offload.map_or_else(Vec::new, |x| vec![x; n]),
             },
             Source::Table {
                 stages: tab,
@@ -765,6 +793,7 @@ impl StageCosts {
                     overlap: 1.0,
                     recompute: mc.recompute.clone(),
                     keep: mc.keep.clone(),
+                    offload: mc.offload.clone(),
                 }
             }
         };
@@ -808,6 +837,7 @@ impl StageCosts {
             .flatten()
             .chain(&t.act)
             .chain(&t.comm)
+            .chain(&t.offload)
             .chain(t.hidden.iter().flatten());
         if let Some(x) = values
             .copied()
@@ -852,6 +882,7 @@ fn resample(
         overlap: 1.0,
         recompute: Vec::with_capacity(s),
         keep: Vec::with_capacity(s),
+        offload: Vec::with_capacity(s),
     };
     if s.is_multiple_of(n) {
         let k = s / n;
@@ -860,6 +891,8 @@ fn resample(
                 t.dur.push(dur_of(c).map(|x| x / k as f64));
                 t.recompute.push(c.r.unwrap_or(c.f) / k as f64);
                 t.keep.push(c.keep.unwrap_or(KEEP));
+                // A split stage's part holds 1/k of the activation: 1/k to move.
+                t.offload.push(c.offload.unwrap_or(f64::NAN) / k as f64);
                 if any_hidden {
                     t.hidden.push(hidden_of(c).map(|x| x / k as f64));
                 }
@@ -889,6 +922,8 @@ fn resample(
                 .map(|c| c.activation * c.keep.unwrap_or(KEEP))
                 .sum();
             t.keep.push(if rel > 0.0 { kept / rel } else { KEEP });
+            t.offload
+                .push(group.iter().map(|c| c.offload.unwrap_or(f64::NAN)).sum());
             if any_hidden {
                 let mut h = [0.0; 2];
                 for c in group {
@@ -909,6 +944,10 @@ fn resample(
             table: n as u32,
             stages,
         });
+    }
+    if t.offload.iter().any(|x| x.is_nan()) {
+        // Some stage does not give its link: the table does not know it.
+        t.offload.clear();
     }
     Ok(t)
 }

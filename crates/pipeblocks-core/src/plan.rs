@@ -565,6 +565,7 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
             comm_b: None,
             r: None,
             keep: None,
+            offload: None,
         });
     }
     let mean = acts.iter().sum::<f64>() / acts.len() as f64;

@@ -8,15 +8,17 @@
 //! bubble and costs nothing.
 //!
 //! [`fit`] recomputes, stage by stage, what a schedule needs to fit a memory limit per device;
-//! [`best`] does it for the named schedules and keeps the fastest, which is how `auto` and the
-//! frontier reach budgets below what any schedule holds without recomputation.
+//! [`crate::offload::best`] does it for the named schedules, alone and mixed with offload, and
+//! keeps the fastest, which is how `auto` and the frontier reach budgets below what any
+//! schedule holds on its devices.
 
 use crate::engine::{simulate_net, Net, SimResult};
 use crate::error::Error;
 use crate::ir::{Pass, PassKind, Schedule};
-use crate::params::{Params, StageCosts, EPS};
+use crate::params::{StageCosts, EPS};
 
-/// The schedules [`best`] starts from: the sequential and V-shape ones whose memory is fixed.
+/// The schedules [`crate::offload::best`] starts from: the sequential and V-shape ones whose
+/// memory is fixed.
 pub const BASES: [&str; 6] = ["1f1b", "zb-h1", "zb-v", "v-zb", "v-half", "v-min"];
 
 /// `s` with every microbatch of the stages marked in `stages` recomputed: an R right before
@@ -94,36 +96,6 @@ pub fn fit(
         }
         current = with_recompute(s, &chosen);
     }
-}
-
-/// The fastest of the [`BASES`] made to fit `budget` units per device by recomputing
-/// ([`fit`]), ranked by `prm`'s objective with the recomputation counted as lost time; its
-/// label names the base and how many stages recompute. `None` when none fits.
-pub fn best(prm: &Params, budget: f64) -> Result<Option<(String, Schedule, SimResult)>, Error> {
-    let limits = vec![budget; prm.devices() as usize];
-    let mut plain = prm.clone();
-    plain.budget = None;
-    let mut out: Option<(String, Schedule, SimResult)> = None;
-    for name in BASES {
-        let Ok(s) = crate::registry::generate(name, &plain) else {
-            continue;
-        };
-        let Some((s, r)) = fit(&s, &prm.costs, &limits)? else {
-            continue;
-        };
-        let stages = recomputed_stages(&s).len();
-        if stages == 0 {
-            continue;
-        }
-        let better = out
-            .as_ref()
-            .is_none_or(|(_, _, o)| prm.objective.bubble(&r) < prm.objective.bubble(o) - EPS);
-        if better {
-            let label = format!("named {name}, recomputing {stages} of {} stages", s.stages);
-            out = Some((label, s, r));
-        }
-    }
-    Ok(out)
 }
 
 /// The stages of `s` that recompute some microbatch, ascending.

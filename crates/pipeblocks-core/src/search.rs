@@ -866,21 +866,21 @@ fn least_memory(prm: &Params) -> Result<f64, Error> {
 
 /// Searches blocks, the greedy list scheduler and the direct schedules for the shortest step
 /// whose simulated peak stays within `budget` units per device, and the named schedules with
-/// the stages recomputed that they need to fit ([`crate::recompute::best`]) where the budget
-/// is below 1F1B's peak (above it every one of them fits as it is): below what any schedule
-/// holds without recomputation only these.
-/// Recomputation ranks as lost time, so it is chosen only where it shortens the step or
-/// nothing fits without it.
+/// the activations offloaded and the stages recomputed that they need to fit
+/// ([`crate::offload::best`]) where the budget is below 1F1B's peak (above it every one of them
+/// fits as it is): below what any schedule holds on the device only these. Recomputation ranks
+/// as lost time and transfers by the delays they cause, so they are chosen only where they
+/// shorten the step or nothing fits without them.
 pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
-    let plain = search_without_recompute(prm, budget);
+    let plain = search_on_device(prm, budget);
     let below_1f1b = || {
         one_f_one_b_peak(prm.devices(), prm.microbatches(), &prm.costs)
             .map_or(true, |peak| budget < peak - EPS)
     };
     let valid = budget.is_finite() && budget > 0.0;
     let rec = match &plain {
-        Err(Error::Config { .. }) if valid => crate::recompute::best(prm, budget).unwrap_or(None),
-        Ok(_) if below_1f1b() => crate::recompute::best(prm, budget).unwrap_or(None),
+        Err(Error::Config { .. }) if valid => crate::offload::best(prm, budget).unwrap_or(None),
+        Ok(_) if below_1f1b() => crate::offload::best(prm, budget).unwrap_or(None),
         _ => None,
     };
     match (plain, rec) {
@@ -903,8 +903,9 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     }
 }
 
-/// [`search`] without recomputation: the best schedule that holds every activation it keeps.
-pub fn search_without_recompute(prm: &Params, budget: f64) -> Result<Candidate, Error> {
+/// [`search`] without recomputation or offload: the best schedule that holds every activation
+/// it keeps on its devices.
+pub fn search_on_device(prm: &Params, budget: f64) -> Result<Candidate, Error> {
     if !(budget.is_finite() && budget > 0.0) {
         return Err(Error::change(
             "the memory budget must be a positive number of units",
@@ -1119,7 +1120,7 @@ pub fn search_without_recompute(prm: &Params, budget: f64) -> Result<Candidate, 
     // When the stages differ, what the same search finds under the cost-blind stand-ins,
     // judged on the true costs and memory: the answer is never worse than that.
     for other in prm.costs.stand_ins() {
-        if let Ok(c) = search_without_recompute(&prm.clone().with_costs(other), budget) {
+        if let Ok(c) = search_on_device(&prm.clone().with_costs(other), budget) {
             if let Ok(result) = simulate(&c.schedule, &prm.costs) {
                 st.offer(Candidate {
                     family: format!("{}, found blind to the stages", c.family),

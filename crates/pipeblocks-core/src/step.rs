@@ -583,6 +583,7 @@ mod tests {
             comm_b: None,
             r: None,
             keep: None,
+            offload: None,
         };
         // Four table stages, the last (an LM head) with 4x the optimizer and 3x the W.
         let table = StageCosts::table(

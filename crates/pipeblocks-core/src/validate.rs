@@ -13,14 +13,17 @@
 use crate::engine::{Blocked, Engine, InOrder, Net, Slot};
 use crate::error::{ValidationError, Wait};
 use crate::ir::{Pass, PassKind, Schedule};
-use crate::params::StageCosts;
+use crate::params::{Costs, StageCosts};
 
 const NONE: u32 = u32::MAX;
 
-/// Dense index of a pass of a schedule: `((stage * m + mb) * 5 + kind)`.
+/// Kinds of pass, [`PassKind::index`]'s range.
+const KINDS: usize = PassKind::EVERY.len();
+
+/// Dense index of a pass of a schedule: `((stage * m + mb) * 7 + kind)`.
 #[inline]
 fn index_of(s: &Schedule, p: Pass) -> usize {
-    (p.stage as usize * s.microbatches as usize + p.mb as usize) * 5 + p.kind.index()
+    (p.stage as usize * s.microbatches as usize + p.mb as usize) * KINDS + p.kind.index()
 }
 
 /// Where each pass of a checked schedule is listed, and the kind of each stage's input backward.
@@ -35,7 +38,11 @@ impl Structure {
     /// The pass that produces `slot`.
     pub(crate) fn producer(&self, s: &Schedule, slot: Slot) -> Pass {
         let (st, mb) = match slot {
-            Slot::Fwd(st, mb) | Slot::Grad(st, mb) | Slot::Rec(st, mb) => (st, mb),
+            Slot::Fwd(st, mb)
+            | Slot::Grad(st, mb)
+            | Slot::Rec(st, mb)
+            | Slot::Off(st, mb)
+            | Slot::Load(st, mb) => (st, mb),
         };
         slot.producer(self.backward[st as usize * s.microbatches as usize + mb as usize])
     }
@@ -46,8 +53,12 @@ pub fn validate(s: &Schedule) -> Result<(), ValidationError> {
     let found = structure(s)?;
     // Deadlock freedom: run the lists in order. A pass listed before one of its inputs on the
     // same device also blocks here; it is then reported as that ordering fault.
-    let net =
-        Net::of(s, &StageCosts::default()).map_err(|e| ValidationError::Shape(e.to_string()))?;
+    // Unit costs, with a host link so that transfers run too.
+    let unit = StageCosts::uniform(Costs {
+        offload: Some(1.0),
+        ..Costs::default()
+    });
+    let net = Net::of(s, &unit).map_err(|e| ValidationError::Shape(e.to_string()))?;
     let mut e = Engine::new(&net).without_memory();
     match e.drive(&mut InOrder::of(s)) {
         Ok(()) => Ok(()),
@@ -94,7 +105,7 @@ pub(crate) fn structure(s: &Schedule) -> Result<Structure, ValidationError> {
     let index = |q: Pass| index_of(s, q);
     // Position of each pass: (device, position).
     let mut where_: Vec<(u32, u32)> =
-        vec![(NONE, NONE); s.stages as usize * s.microbatches as usize * 5];
+        vec![(NONE, NONE); s.stages as usize * s.microbatches as usize * KINDS];
     for (d, list) in s.lists.iter().enumerate() {
         for (i, &pass) in list.iter().enumerate() {
             if pass.stage >= s.stages || pass.mb >= s.microbatches {
@@ -141,7 +152,7 @@ pub(crate) fn structure(s: &Schedule) -> Result<Structure, ValidationError> {
                     let bw = Pass::bw(pass.stage, pass.mb);
                     (where_[index(bw)].0 != NONE).then_some(PassKind::BW)
                 }
-                PassKind::F | PassKind::R => None,
+                PassKind::F | PassKind::R | PassKind::O | PassKind::L => None,
             };
             if let Some(k2) = clash {
                 return Err(ValidationError::Duplicate {
@@ -198,6 +209,35 @@ pub(crate) fn structure(s: &Schedule) -> Result<Structure, ValidationError> {
                     })
                 }
             };
+            match (has(PassKind::O), has(PassKind::L)) {
+                (true, false) => {
+                    return Err(ValidationError::Missing {
+                        pass: Pass::l(st, mb),
+                        device: dev,
+                        why: format!(
+                            "{} offloads the activation, so an L must load it back before {}",
+                            Pass::o(st, mb),
+                            if has(PassKind::R) {
+                                Pass::r(st, mb)
+                            } else {
+                                Pass::new(kind, st, mb)
+                            }
+                        ),
+                    })
+                }
+                (false, true) => {
+                    return Err(ValidationError::Missing {
+                        pass: Pass::o(st, mb),
+                        device: dev,
+                        why: format!(
+                            "{} loads an activation back, so an O must offload it after {}",
+                            Pass::l(st, mb),
+                            Pass::f(st, mb)
+                        ),
+                    })
+                }
+                _ => {}
+            }
             bwd_kind[st as usize * s.microbatches as usize + mb as usize] = kind;
         }
     }

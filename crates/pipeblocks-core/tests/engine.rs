@@ -94,6 +94,7 @@ fn assert_dependency_safe(s: &Schedule, r: &pipeblocks_core::SimResult) {
                 let own = end[&Pass::f(p.stage, p.mb)];
                 let own = end
                     .get(&Pass::r(p.stage, p.mb))
+                    .or_else(|| end.get(&Pass::l(p.stage, p.mb)))
                     .map_or(own, |&r| own.max(r));
                 Some(if (p.stage + 1) % lane > 0 {
                     own.max(grad(p.stage + 1, p.mb))
@@ -102,7 +103,15 @@ fn assert_dependency_safe(s: &Schedule, r: &pipeblocks_core::SimResult) {
                 })
             }
             PassKind::W => Some(end[&Pass::b(p.stage, p.mb)]),
-            PassKind::R => Some(end[&Pass::f(p.stage, p.mb)]),
+            PassKind::R => {
+                let own = end[&Pass::f(p.stage, p.mb)];
+                Some(
+                    end.get(&Pass::l(p.stage, p.mb))
+                        .map_or(own, |&l| own.max(l)),
+                )
+            }
+            PassKind::O => Some(end[&Pass::f(p.stage, p.mb)]),
+            PassKind::L => Some(end[&Pass::o(p.stage, p.mb)]),
         };
         if let Some(n) = need {
             assert!(t >= n - 1e-9, "{p} starts at {t} before its input at {n}");
@@ -137,7 +146,7 @@ proptest! {
     fn formats_round_trip(p in 1u32..=8, m in 1u32..=16, idx in 0usize..64, f in 0.5f64..2.0, c in 0.0f64..0.3) {
         let g = &registry()[idx % registry().len()];
         let Ok(s) = generate(g.name, &Params::new(p, m).unwrap()) else { return Ok(()) };
-        let cfg = StageCosts::uniform(Costs { f, b: 1.0, w: 0.7, bw: None, comm: c, overlap: 1.0, r: None, keep: None });
+        let cfg = StageCosts::uniform(Costs { f, b: 1.0, w: 0.7, bw: None, comm: c, overlap: 1.0, r: None, keep: None, offload: None });
         let r0 = simulate(&s, &cfg).unwrap();
         let from_json = json::read(&json::write(&s)).unwrap();
         prop_assert_eq!(&from_json, &s);
@@ -255,6 +264,7 @@ fn costs_and_per_stage_costs_change_timings() {
         comm_b: None,
         r: None,
         keep: None,
+        offload: None,
     };
     let table = StageCosts::table(
         vec![stage(1.0), stage(2.0), stage(1.0), stage(1.0)],

@@ -133,6 +133,7 @@ fn values_that_would_overflow_are_refused() {
         overlap: 1.0,
         r: None,
         keep: None,
+        offload: None,
     });
     let prm = Params::new(64, 512).unwrap().with_costs(costs.clone());
     for name in ["1f1b", "zb-h1", "v-half"] {

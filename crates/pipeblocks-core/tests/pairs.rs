@@ -148,6 +148,7 @@ fn table_costs_hide_the_communication_a_pair_overlaps() {
         comm_b: Some(2.0),
         r: None,
         keep: None,
+        offload: None,
     };
     let costs = StageCosts::table(vec![stage; 2], 0.0, 0.0).unwrap();
     let t = costs.resolve(2, 2).unwrap();
@@ -158,6 +159,7 @@ fn table_costs_hide_the_communication_a_pair_overlaps() {
         comm_b: None,
         r: None,
         keep: None,
+        offload: None,
         ..stage
     };
     let t = StageCosts::table(vec![dense; 2], 0.0, 0.0)

@@ -3,7 +3,7 @@
 //! cost their time, and take `auto` and the frontier below what any schedule holds without them.
 
 use pipeblocks_core::recompute::{fit, with_recompute};
-use pipeblocks_core::search::{frontier, search, search_without_recompute};
+use pipeblocks_core::search::{frontier, search, search_on_device};
 use pipeblocks_core::{
     generate, simulate, validate, Budget, Costs, Params, Pass, StageCosts, ValidationError,
 };
@@ -105,7 +105,7 @@ fn below_v_min_recompute_beats_the_best_without() {
     let prm = Params::new(8, 32).unwrap();
     let budget = 0.25 * 8.0;
     let with = search(&prm, budget).unwrap();
-    let without = search_without_recompute(&prm, budget).unwrap();
+    let without = search_on_device(&prm, budget).unwrap();
     assert!(with.family.contains("recomputing"), "{}", with.family);
     assert!(with.result.max_peak() <= budget + 1e-9);
     let obj = prm.objective;
@@ -141,7 +141,7 @@ fn the_frontier_reaches_below_v_min_and_is_never_worse_where_schedules_fit() {
     assert!(first.budget_vs_1f1b < 0.3, "{first:?}");
     for pt in &pts {
         assert!(pt.peak <= pt.budget + 1e-9);
-        if let Ok(plain) = search_without_recompute(&prm, pt.budget) {
+        if let Ok(plain) = search_on_device(&prm, pt.budget) {
             assert!(
                 pt.bubble_rate <= prm.objective.bubble(&plain.result) + 1e-9,
                 "{pt:?} vs {}",

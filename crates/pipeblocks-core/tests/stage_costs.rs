@@ -26,6 +26,7 @@ fn stage(f: f64, b: f64, w: f64, activation: f64) -> StageCost {
         comm_b: None,
         r: None,
         keep: None,
+        offload: None,
     }
 }
 
@@ -80,6 +81,7 @@ fn longest_path(s: &Schedule, costs: &StageCosts) -> f64 {
             }
             PassKind::W => vec![end.get(&Pass::b(st, mb)).copied()],
             PassKind::R => vec![end.get(&Pass::f(st, mb)).copied()],
+            PassKind::O | PassKind::L => panic!("this reference simulator has no host links"),
         };
         inputs
             .into_iter()

@@ -112,6 +112,7 @@ fn large_latencies_schedule() {
                 overlap: 1.0,
                 r: None,
                 keep: None,
+                offload: None,
             };
             let prm = Params::new(p, m)
                 .unwrap()

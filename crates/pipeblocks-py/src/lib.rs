@@ -148,6 +148,7 @@ fn costs(f: f64, b: f64, w: f64, bw: Option<f64>, comm: f64, overlap: f64) -> Py
         // R costs a forward and keeps the engine's default share of the activation.
         r: None,
         keep: None,
+        offload: None,
     })
 }
 

@@ -115,6 +115,17 @@ impl Trainer {
                 schedule.placement.describe()
             )));
         }
+        if let Some(q) = schedule
+            .lists
+            .iter()
+            .flatten()
+            .find(|q| q.kind.is_transfer())
+        {
+            return Err(RuntimeError::config(format!(
+                "the runtime keeps every activation on its device (its devices are CPU threads, with no host link to offload over), and {} lists {q}; simulate it, or train it without its O and L passes",
+                schedule.name
+            )));
+        }
         cfg.model.check()?;
         let m = schedule.microbatches as usize;
         if cfg.batch == 0 || !cfg.batch.is_multiple_of(m) {
@@ -605,6 +616,10 @@ impl Worker<'_> {
                 self.finish();
                 Ok(None)
             }
+            // Refused when the executor is built.
+            PassKind::O | PassKind::L => Err(RuntimeError::config(format!(
+                "the runtime does not offload activations ({pass})"
+            ))),
         }
     }
 }

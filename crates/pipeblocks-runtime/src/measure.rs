@@ -142,6 +142,7 @@ impl StepReport {
             busy: self.busy_s.clone(),
             overlap_saved: Vec::new(),
             recompute_time: Vec::new(),
+            transfer_time: Vec::new(),
             bubble_rate: self.bubble_rate(),
             peak_activation: self
                 .peak_activation_bytes
@@ -201,6 +202,7 @@ impl StepReport {
                     comm_b: None,
                     r: mean(PassKind::R),
                     keep: kept.get(st).copied().flatten(),
+                    offload: None,
                 }
             })
             .collect()

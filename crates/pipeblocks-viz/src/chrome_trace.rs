@@ -10,6 +10,13 @@
 //! `communication (2)`, ... threads keep them properly nested. A counter per device plots its
 //! activation memory.
 //!
+//! Offload and load-back transfers (O, L: a microbatch's activation to host memory and back)
+//! run on the device's host link beside its computation, so they are not on the `compute`
+//! thread: a device with transfers gets a `host link (offload, D2H)` thread for its O passes
+//! and a `host link (load, H2D)` thread for its L passes (each direction runs one transfer at a
+//! time, while the two directions may overlap), listed after its communication threads. They
+//! are not point-to-point transfers between devices: [`transfers`] leaves them out.
+//!
 //! An overlapped pair ([`Schedule::pairs`]) is **one** compute slice, named after both passes
 //! (`F0.7+BW7.3`), in both kinds' categories (`cat` `F,BW`, so a category filter for either
 //! kind keeps it), with `args` `overlapped: true`, `passes` (both names) and `forward` and
@@ -72,7 +79,9 @@ pub struct Transfer {
 
 /// The cross-device transfers of `s` as simulated in `r`, with `comm[s]` the latency of the link
 /// between stages `s` and `s + 1` (as in [`pipeblocks_core::params::StageTable::comm`]; missing
-/// entries count as 0), ordered by start time.
+/// entries count as 0), ordered by start time. Only F outputs and B/BW input gradients cross
+/// devices: host-link offloads and loads (O, L) and recomputes (R) produce nothing for another
+/// device and are not listed.
 pub fn transfers(s: &Schedule, r: &SimResult, comm: &[f64]) -> Result<Vec<Transfer>, VizError> {
     check(s, r)?;
     let mut at: HashMap<Pass, (usize, usize)> = HashMap::with_capacity(s.num_passes());
@@ -135,8 +144,19 @@ const COMPUTE_TID: u32 = 1;
 /// Thread id of the first communication track.
 const COMM_TID: u32 = 2;
 
+/// Name of the host-link thread of a transfer kind (O: offload, L: load back).
+fn link_thread(kind: PassKind) -> &'static str {
+    if kind == PassKind::O {
+        "host link (offload, D2H)"
+    } else {
+        "host link (load, H2D)"
+    }
+}
+
 /// Exports `s` as simulated in `r` (`comm`: latency of each link, as in [`transfers`]) as Trace
-/// Event JSON: one compute slice per pass, or per overlapped pair (see the module doc). Events are written one at a time, so memory stays near the output's size.
+/// Event JSON: one compute slice per computing pass, or per overlapped pair, and one host-link
+/// slice per offload or load back (see the module doc). Events are written one at a time, so
+/// memory stays near the output's size.
 pub fn export(
     s: &Schedule,
     r: &SimResult,
@@ -214,6 +234,13 @@ pub fn export(
             out.push(&json!({"ph": "M", "name": "thread_name", "pid": pid(d), "tid": COMM_TID + lane as u32, "args": {"name": name}}));
             out.push(&json!({"ph": "M", "name": "thread_sort_index", "pid": pid(d), "tid": COMM_TID + lane as u32, "args": {"sort_index": 1 + lane}}));
         }
+        for (k, kind) in [PassKind::O, PassKind::L].into_iter().enumerate() {
+            if s.lists[d as usize].iter().any(|q| q.kind == kind) {
+                let tid = COMM_TID + (n + k) as u32;
+                out.push(&json!({"ph": "M", "name": "thread_name", "pid": pid(d), "tid": tid, "args": {"name": link_thread(kind)}}));
+                out.push(&json!({"ph": "M", "name": "thread_sort_index", "pid": pid(d), "tid": tid, "args": {"sort_index": 1 + n + k}}));
+            }
+        }
     }
     let starts = pair_starts(s);
     let pass_args = |ps: &Pass| {
@@ -226,9 +253,41 @@ pub fn export(
         })
     };
     for (d, list) in s.lists.iter().enumerate() {
+        // Host-link threads follow the device's communication threads.
+        let link_tid = |kind: PassKind| {
+            let n = lanes[d].len().max(1);
+            COMM_TID + (n + usize::from(kind == PassKind::L)) as u32
+        };
         let mut i = 0;
         while i < list.len() {
             let ps = &list[i];
+            if ps.kind.is_transfer() {
+                let direction = if ps.kind == PassKind::O {
+                    "device to host"
+                } else {
+                    "host to device"
+                };
+                out.push(&json!({
+                    "ph": "X",
+                    "name": ps.to_string(),
+                    "cat": format!("{},host", ps.kind.as_str()),
+                    "pid": pid(d as u32),
+                    "tid": link_tid(ps.kind),
+                    "ts": us(r.start[d][i]),
+                    "dur": us(r.end[d][i] - r.start[d][i]),
+                    "args": {
+                        "kind": ps.kind.as_str(),
+                        "stage": ps.stage,
+                        "chunk": chunk_of[ps.stage as usize],
+                        "microbatch": ps.mb,
+                        "direction": direction,
+                        "start": r.start[d][i],
+                        "end": r.end[d][i],
+                    },
+                }));
+                i += 1;
+                continue;
+            }
             if starts[d][i] {
                 let second = &list[i + 1];
                 out.push(&json!({

@@ -78,6 +78,23 @@ pub(crate) fn pair_starts(s: &Schedule) -> Vec<Vec<bool>> {
     out
 }
 
+/// For every device, whether its list holds host-link transfers (O or L passes).
+pub(crate) fn link_devices(s: &Schedule) -> Vec<bool> {
+    s.lists
+        .iter()
+        .map(|l| l.iter().any(|q| q.kind.is_transfer()))
+        .collect()
+}
+
+/// Whether the schedule saves memory with passes a plain schedule does not have: offload and
+/// load-back transfers (O, L) or recomputation (R).
+pub(crate) fn has_memory_passes(s: &Schedule) -> bool {
+    s.lists
+        .iter()
+        .flatten()
+        .any(|q| q.kind.is_transfer() || q.kind == PassKind::R)
+}
+
 /// The name of an overlapped pair: both passes joined by `+` (`F0.7+BW7.3`).
 pub(crate) fn pair_name(first: Pass, second: Pass) -> String {
     format!("{first}+{second}")
@@ -91,6 +108,8 @@ pub(crate) fn kind_rgb(kind: PassKind) -> (u8, u8, u8) {
         PassKind::W => (0x2e, 0x93, 0x55),
         PassKind::BW => (0x8a, 0x4f, 0xb3),
         PassKind::R => (0x6b, 0x7b, 0x8c),
+        PassKind::O => (0xc0, 0x39, 0x2b),
+        PassKind::L => (0x16, 0xa0, 0x85),
     }
 }
 

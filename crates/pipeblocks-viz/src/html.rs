@@ -10,11 +10,16 @@
 //! Overlapped pairs are drawn as in [`crate::svg`] (one outlined box, forward above, backward
 //! below); each half stays a pass box of its own, so hovering either names both passes and
 //! lights up its own microbatch. A schedule with pairs says how many under its heading.
+//!
+//! Offload and load-back transfers (O, L) are drawn as in [`crate::svg`], in a host-link lane
+//! under their device's row; they are pass boxes too (hover, highlight and the box count include
+//! them), and a schedule with offloads says how many under its heading. An entry's
+//! [`Entry::baseline_memory`] adds the dashed "without offload/recompute" memory curve.
 
 use std::fmt::Write as _;
 
 use pipeblocks_core::compare::{Row, Summary};
-use pipeblocks_core::{Schedule, SimResult};
+use pipeblocks_core::{PassKind, Schedule, SimResult};
 
 use crate::common::{escape, num};
 use crate::svg::{render, SvgOptions};
@@ -29,6 +34,11 @@ pub struct Entry<'a> {
     pub result: &'a SimResult,
     /// Its summary (as in the comparison table).
     pub summary: &'a Summary,
+    /// Activation memory of the same schedule with every O, L and R pass removed, simulated
+    /// under the same costs (one curve per device, as in [`SimResult::memory`]): drawn dashed
+    /// in its memory strips as "without offload/recompute" when the schedule has such passes
+    /// ([`SvgOptions::baseline_memory`]). `None` draws no such curve.
+    pub baseline_memory: Option<&'a [Vec<(f64, f64)>]>,
 }
 
 /// What the report shows.
@@ -123,6 +133,20 @@ fn pairs_note(s: &Schedule) -> String {
     }
 }
 
+/// ` · N offloaded (O/L on the host link)` for a schedule with offloads, nothing otherwise.
+fn offload_note(s: &Schedule) -> String {
+    match s
+        .lists
+        .iter()
+        .flatten()
+        .filter(|q| q.kind == PassKind::O)
+        .count()
+    {
+        0 => String::new(),
+        n => format!(" · {n} offloaded (O/L on the host link)"),
+    }
+}
+
 /// Renders the report as one HTML page.
 pub fn report(rep: &Report) -> Result<String, VizError> {
     let mut o = String::new();
@@ -192,17 +216,19 @@ pub fn report(rep: &Report) -> Result<String, VizError> {
             id_prefix: format!("pb{i}"),
             baseline_peak: rep.baseline_peak,
             memory: true,
+            baseline_memory: e.baseline_memory.map(<[_]>::to_vec),
         };
         let svg = render(e.schedule, e.result, &opts)?;
         let _ = write!(
             o,
-            "<section id=\"{}\">\n<h2>{}</h2>\n<p class=\"sub\">{} placement · {} stages · {} passes{} · makespan {:.3} · bubble {:.1}% · peak {} units ({:.2}× 1F1B) · {} p2p transfers</p>\n<div class=\"fig\">\n{svg}</div>\n</section>\n",
+            "<section id=\"{}\">\n<h2>{}</h2>\n<p class=\"sub\">{} placement · {} stages · {} passes{}{} · makespan {:.3} · bubble {:.1}% · peak {} units ({:.2}× 1F1B) · {} p2p transfers</p>\n<div class=\"fig\">\n{svg}</div>\n</section>\n",
             anchor(&e.schedule.name),
             escape(&e.schedule.name),
             escape(&e.summary.placement),
             e.summary.stages,
             e.summary.passes,
             pairs_note(e.schedule),
+            offload_note(e.schedule),
             e.summary.makespan,
             100.0 * e.summary.bubble_rate,
             num(e.summary.max_peak_activation),
@@ -245,6 +271,7 @@ mod tests {
                 schedule,
                 result,
                 summary,
+                baseline_memory: None,
             })
             .collect();
         let rep = Report {

@@ -5,10 +5,11 @@
 //!
 //! - [`text`]: a compact per-device timeline for the terminal;
 //! - [`svg`]: a timeline picture (one row per device, time from the simulator, passes coloured
-//!   by kind and shaded by chunk) with each device's activation memory over time under it;
+//!   by kind and shaded by chunk, offload transfers in a host-link lane under their device)
+//!   with each device's activation memory over time under it;
 //! - [`html`]: one self-contained HTML page comparing several schedules, timelines inline;
 //! - [`chrome_trace`]: the Trace Event JSON that `chrome://tracing` and Perfetto open, with a
-//!   compute and a communication track per device.
+//!   compute and a communication track per device (and host-link tracks for offloads).
 //!
 //! Nothing here changes a schedule; everything is a pure function of a schedule and its
 //! simulation. SVG and HTML are written by hand as strings, so the crate stays small.

@@ -1,14 +1,25 @@
 //! A schedule as an SVG picture: the timeline on top, activation memory under it.
 //!
 //! **Timeline.** One row per device; the x axis is simulated time, so a box's width is the cost
-//! of its pass. Boxes are coloured by kind (F blue, B orange, W green, fused BW purple) and
-//! lighter for a device's later chunks; the microbatch number is written inside where it fits.
+//! of its pass. Boxes are coloured by kind (F blue, B orange, W green, fused BW purple, R
+//! recompute grey; on the host link O red, L teal) and lighter for a device's later chunks; the microbatch number is written inside where it fits.
 //! A row's background is hatched, so idle time shows as hatching between boxes. On the right of
 //! each row: the device's busy fraction.
 //!
 //! **Memory.** One strip per device on a shared scale: activation units held over time (F
 //! allocates at its start, W/BW release at their end), the device's peak marked with a red dot
 //! and written on the right; with a baseline, 1F1B's peak as a dashed line.
+//!
+//! **Host link.** Offloads (O: an activation to host memory) and loads back (L) run on the
+//! device's host link beside its computation, so they are not in its row: a device with
+//! transfers gets a thin lane under its row, labelled `d{n} host`, with its O boxes in the upper
+//! half (device to host) and its L boxes in the lower half (host to device), each at its
+//! simulated times (the two directions may overlap; each runs one transfer at a time). On the
+//! right: the share of the makespan each direction is busy. Rows below move down by the lane;
+//! a schedule without transfers is drawn exactly as before. A transfer box is a pass box like
+//! any other (below), with the extra class `link`; the lane is a `<rect class="link-lane">`.
+//! With [`SvgOptions::baseline_memory`], a schedule with O, L or R passes also shows in each
+//! memory strip, dashed orange, the curve of the same schedule without them.
 //!
 //! **Overlapped pairs** ([`Schedule::pairs`]: a forward and a backward of another microbatch
 //! that the device runs as one unit, both with the pair's start and end) are one box over the
@@ -25,10 +36,11 @@
 
 use std::fmt::Write as _;
 
-use pipeblocks_core::{PassKind, Schedule, SimResult};
+use pipeblocks_core::{PassKind, Schedule, SimResult, StageCosts};
 
 use crate::common::{
-    check, check_picture, chunks, escape, num, pair_name, pair_starts, pass_colours, tick_step,
+    check, check_picture, chunks, escape, has_memory_passes, link_devices, num, pair_name,
+    pair_starts, pass_colours, tick_step,
 };
 use crate::VizError;
 
@@ -40,10 +52,19 @@ const RIGHT_W: f64 = 104.0;
 const ROW_H: f64 = 20.0;
 /// Gap between timeline rows.
 const ROW_GAP: f64 = 3.0;
+/// Height of a device's host-link lane (O above, L below), drawn under its row when the device
+/// has transfers.
+const LINK_H: f64 = 18.0;
+/// Gap between a device row and its host-link lane.
+const LINK_GAP: f64 = 2.0;
 /// Height of a memory strip.
 const MEM_H: f64 = 30.0;
 /// Gap between memory strips.
 const MEM_GAP: f64 = 6.0;
+
+/// Activation memory over time, one curve per device: `(time, units from then on)` at every
+/// change, as in [`SimResult::memory`].
+pub type MemoryCurves = Vec<Vec<(f64, f64)>>;
 
 /// How to draw.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +78,12 @@ pub struct SvgOptions {
     pub baseline_peak: Option<f64>,
     /// Draw the memory strips under the timeline.
     pub memory: bool,
+    /// Activation memory of the same schedule without its offload, load-back and recompute
+    /// passes (O, L and R removed from every list, simulated under the same costs): one curve
+    /// per device, as in [`SimResult::memory`]. When the schedule has O, L or R passes, each
+    /// memory strip also draws it, dashed orange, labelled "without offload/recompute"; otherwise,
+    /// or when it does not hold one curve per device, it is ignored.
+    pub baseline_memory: Option<MemoryCurves>,
 }
 
 impl Default for SvgOptions {
@@ -66,6 +93,7 @@ impl Default for SvgOptions {
             id_prefix: "pb".into(),
             baseline_peak: None,
             memory: true,
+            baseline_memory: None,
         }
     }
 }
@@ -152,11 +180,22 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
     let p = s.devices as usize;
     let id = escape(&opts.id_prefix);
     let (chunk_of, chunks_on) = chunks(s);
+    // Devices with host-link transfers get a lane under their row; the rows below move down.
+    let links = link_devices(s);
+    let lanes_before: Vec<usize> = links
+        .iter()
+        .scan(0usize, |n, &l| {
+            let before = *n;
+            *n += usize::from(l);
+            Some(before)
+        })
+        .collect();
+    let n_links = links.iter().filter(|l| **l).count();
 
     let title_y = 20.0;
     let legend_y = 58.0;
     let tl_top = 74.0;
-    let tl_h = p as f64 * (ROW_H + ROW_GAP) - ROW_GAP;
+    let tl_h = p as f64 * (ROW_H + ROW_GAP) - ROW_GAP + n_links as f64 * (LINK_GAP + LINK_H);
     let axis_y = tl_top + tl_h + 4.0;
     let mem_top = axis_y + 52.0;
     let (strip_h, strip_gap) = strip_size(p);
@@ -208,7 +247,7 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
     let mut lx = 8.0;
     let kinds: Vec<PassKind> = PassKind::ALL
         .into_iter()
-        .chain([PassKind::R])
+        .chain([PassKind::R, PassKind::O, PassKind::L])
         .filter(|k| s.lists.iter().flatten().any(|ps| ps.kind == *k))
         .collect();
     let max_chunks = chunks_on.iter().copied().max().unwrap_or(1);
@@ -220,6 +259,8 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
             PassKind::W => "W weight grad",
             PassKind::BW => "BW fused backward",
             PassKind::R => "R recompute",
+            PassKind::O => "O offload to host",
+            PassKind::L => "L load from host",
         };
         let _ = write!(
             o,
@@ -229,6 +270,20 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
             legend_y
         );
         lx += 22.0 + 6.8 * label.len() as f64;
+    }
+    if n_links > 0 {
+        let text = "host lane: O above, L below";
+        let _ = write!(
+            o,
+            r##"<g class="legend-link"><rect x="{lx}" y="{}" width="12" height="12" fill="#f6f6f0" stroke="#c8c8bc" stroke-width="0.75"/><line x1="{lx}" y1="{}" x2="{}" y2="{}" stroke="#c8c8bc" stroke-width="0.75"/><text x="{}" y="{}" font-size="11.5" fill="#333">{text}</text></g>"##,
+            legend_y - 10.0,
+            legend_y - 4.0,
+            lx + 12.0,
+            legend_y - 4.0,
+            lx + 16.0,
+            legend_y
+        );
+        lx += 22.0 + 6.4 * text.len() as f64;
     }
     if max_chunks > 1 {
         let text = "lighter = later chunk on the device";
@@ -271,8 +326,11 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
     );
 
     // Row backgrounds (hatched: idle shows through) and labels.
-    let row_y = |d: usize| tl_top + d as f64 * (ROW_H + ROW_GAP);
-    for d in 0..p {
+    let row_y = |d: usize| {
+        tl_top + d as f64 * (ROW_H + ROW_GAP) + lanes_before[d] as f64 * (LINK_GAP + LINK_H)
+    };
+    let link_y = |d: usize| row_y(d) + ROW_H + LINK_GAP;
+    for (d, &has_link) in links.iter().enumerate() {
         let y = row_y(d);
         let busy = r.busy.get(d).copied().unwrap_or(0.0);
         let frac = if r.makespan > 0.0 {
@@ -291,6 +349,9 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
             y + ROW_H * 0.5 + 4.0,
             100.0 * frac
         );
+        if has_link {
+            link_lane(&mut o, s, r, d, link_y(d), sc, plot_w);
+        }
     }
 
     // Time grid and axis.
@@ -340,6 +401,46 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
         let nchunks = chunks_on.get(d).copied().unwrap_or(1).max(1);
         let mut i = 0;
         while i < list.len() {
+            if list[i].kind.is_transfer() {
+                // On the host link, beside the computation: drawn in the lane below.
+                let ps = list[i];
+                let (t0, t1) = (r.start[d][i], r.end[d][i]);
+                let x = sc.x(t0);
+                let w = (t1 - t0).max(0.0) * sc.scale;
+                let h = LINK_H / 2.0;
+                let (yy, way) = if ps.kind == PassKind::O {
+                    (link_y(d), "offload, device to host")
+                } else {
+                    (link_y(d) + h, "load back, host to device")
+                };
+                let chunk = chunk_of[ps.stage as usize];
+                let (fill, ink) = pass_colours(ps.kind, chunk, nchunks);
+                let stroke = if w >= 4.0 {
+                    r##" stroke="#ffffff" stroke-width="0.5""##
+                } else {
+                    ""
+                };
+                let _ = write!(
+                    o,
+                    r##"<rect class="pass k-{kind} link" x="{x:.3}" y="{yy}" width="{w:.3}" height="{h}" fill="{fill}"{stroke} data-device="{d}" data-stage="{st}" data-chunk="{chunk}" data-mb="{mb}" data-kind="{kind}" data-start="{t0}" data-end="{t1}"><title>{ps} · {way} on device {d}'s host link, stage {st} (chunk {chunk}), microbatch {mb} · {a} → {b}</title></rect>"##,
+                    kind = ps.kind,
+                    st = ps.stage,
+                    mb = ps.mb,
+                    a = num(t0),
+                    b = num(t1),
+                );
+                if w >= label_room {
+                    let _ = write!(
+                        o,
+                        r##"<text x="{:.3}" y="{}" font-size="7.5" text-anchor="middle" fill="{ink}" pointer-events="none">{}</text>"##,
+                        x + w / 2.0,
+                        yy + h * 0.5 + 2.7,
+                        ps.mb
+                    );
+                }
+                i += 1;
+                continue;
+            }
             let (t0, t1) = (r.start[d][i], r.end[d][i]);
             let x = sc.x(t0);
             let w = (t1 - t0).max(0.0) * sc.scale;
@@ -406,6 +507,77 @@ pub fn render(s: &Schedule, r: &SimResult, opts: &SvgOptions) -> Result<String, 
     Ok(o)
 }
 
+/// Writes the background, label and right-hand figures of device `d`'s host-link lane at `y`:
+/// the upper half holds offloads (device to host), the lower half loads back (host to device).
+fn link_lane(
+    o: &mut String,
+    s: &Schedule,
+    r: &SimResult,
+    d: usize,
+    y: f64,
+    sc: Scale,
+    plot_w: f64,
+) {
+    let busy = |kind: PassKind| -> f64 {
+        s.lists[d]
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| q.kind == kind)
+            .map(|(i, _)| (r.end[d][i] - r.start[d][i]).max(0.0))
+            .sum()
+    };
+    let pct = |t: f64| {
+        if r.makespan > 0.0 {
+            100.0 * t / r.makespan
+        } else {
+            0.0
+        }
+    };
+    let (out, back) = (busy(PassKind::O), busy(PassKind::L));
+    let _ = write!(
+        o,
+        r##"<g class="host-link" data-device="{d}"><text x="{}" y="{}" font-size="10" text-anchor="end" fill="#555">d{d} host</text><rect class="link-lane" data-device="{d}" x="{}" y="{y}" width="{}" height="{LINK_H}" fill="#f6f6f0" stroke="#d8d8cc" stroke-width="0.5"/><line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#e2e2d8" stroke-width="0.5"/><text x="{}" y="{}" font-size="10" fill="#555"><title>share of the makespan each direction of the host link is busy: offload (device to host), load back (host to device)</title>O {:.0}% · L {:.0}%</text></g>"##,
+        LABEL_W - 8.0,
+        y + LINK_H * 0.5 + 3.5,
+        num(sc.x0),
+        num(plot_w),
+        num(sc.x0),
+        y + LINK_H * 0.5,
+        num(sc.x0 + plot_w),
+        y + LINK_H * 0.5,
+        num(sc.x0 + plot_w + 8.0),
+        y + LINK_H * 0.5 + 3.5,
+        pct(out),
+        pct(back)
+    );
+}
+
+/// `s` without its memory-saving passes: every offload (O), load back (L) and recompute (R)
+/// removed from its lists, so each microbatch's activation stays on its device from its F to its
+/// backward. The schedule whose memory [`SvgOptions::baseline_memory`] draws.
+pub fn strip_memory_passes(s: &Schedule) -> Schedule {
+    let mut out = s.clone();
+    for list in &mut out.lists {
+        list.retain(|q| !q.kind.is_transfer() && q.kind != PassKind::R);
+    }
+    out
+}
+
+/// The activation memory of `s` without its offload, load-back and recompute passes
+/// ([`strip_memory_passes`]) simulated under `costs`, ready for
+/// [`SvgOptions::baseline_memory`] (and [`crate::html::Entry::baseline_memory`]); `None` when
+/// `s` has no such passes, so there is nothing to compare.
+pub fn memory_without(
+    s: &Schedule,
+    costs: &StageCosts,
+) -> Result<Option<MemoryCurves>, pipeblocks_core::Error> {
+    if !has_memory_passes(s) {
+        return Ok(None);
+    }
+    let plain = strip_memory_passes(s);
+    Ok(Some(pipeblocks_core::simulate(&plain, costs)?.memory))
+}
+
 /// Height of a memory strip and the gap under it: compact beyond 8 devices.
 fn strip_size(p: usize) -> (f64, f64) {
     if p > 8 {
@@ -450,15 +622,37 @@ fn memory_strips(
     let end_t = if r.makespan > 0.0 { r.makespan } else { 1.0 };
     let max_peak = r.max_peak();
     let base = opts.baseline_peak.filter(|b| b.is_finite() && *b > 0.0);
-    let ymax = max_peak.max(base.unwrap_or(0.0)).max(1e-9);
+    // The same schedule without O, L and R, when given and the schedule has any of them.
+    let without: Option<MemoryCurves> = opts
+        .baseline_memory
+        .as_ref()
+        .filter(|m| m.len() == p && has_memory_passes(s))
+        .map(|m| m.iter().map(|c| settle(c)).collect());
+    let without_peak = |d: usize| -> f64 {
+        without.as_ref().map_or(0.0, |w| {
+            w[d].iter()
+                .map(|x| x.1)
+                .filter(|v| v.is_finite())
+                .fold(0.0, f64::max)
+        })
+    };
+    let ymax = (0..p)
+        .map(without_peak)
+        .fold(max_peak.max(base.unwrap_or(0.0)), f64::max)
+        .max(1e-9);
+    let without_note = if without.is_some() {
+        "; dashed orange curve: without offload/recompute"
+    } else {
+        ""
+    };
     let header = match base {
         Some(b) => format!(
-            "activation memory per device (units, shared scale 0–{}; dashed line: 1F1B's peak {}; red dot: the device's peak)",
+            "activation memory per device (units, shared scale 0–{}; dashed line: 1F1B's peak {}{without_note}; red dot: the device's peak)",
             num(ymax),
             num(b)
         ),
         None => format!(
-            "activation memory per device (units, shared scale 0–{}; red dot: the device's peak)",
+            "activation memory per device (units, shared scale 0–{}{without_note}; red dot: the device's peak)",
             num(ymax)
         ),
     };
@@ -492,6 +686,22 @@ fn memory_strips(
             o,
             r##"<path class="mem" data-device="{d}" data-peak="{peak}" d="{path}" fill="#9ecae1" fill-opacity="0.75" stroke="#2b6c9e" stroke-width="1"/>"##
         );
+        if let Some(w) = &without {
+            let mut line = format!("M{:.2} {:.2}", sc.x(0.0), ybase);
+            for &(t, v) in &w[d] {
+                if !(t.is_finite() && v.is_finite()) {
+                    continue;
+                }
+                let _ = write!(line, " H{:.2} V{:.2}", sc.x(t.clamp(0.0, end_t)), yof(v));
+            }
+            let _ = write!(line, " H{:.2}", sc.x(end_t));
+            let wp = without_peak(d);
+            let _ = write!(
+                o,
+                r##"<path class="mem-without" data-device="{d}" data-peak="{wp}" d="{line}" fill="none" stroke="#f28e2b" stroke-opacity="0.85" stroke-dasharray="4 2" stroke-width="1.3"><title>device {d} without offload/recompute: peak {} units</title></path>"##,
+                num(wp)
+            );
+        }
         if let Some(b) = base {
             let yb = yof(b);
             let _ = write!(
@@ -516,13 +726,26 @@ fn memory_strips(
                 num(t_peak)
             );
         }
-        let _ = write!(
-            o,
-            r##"<text x="{}" y="{}" font-size="11" fill="#555">peak {}</text>"##,
-            num(sc.x0 + plot_w + 8.0),
-            y0 + strip_h * 0.5 + 4.0,
-            num(peak)
-        );
+        if without.is_some() {
+            let _ = write!(
+                o,
+                r##"<text x="{}" y="{}" font-size="11" fill="#555">peak {}</text><text x="{}" y="{}" font-size="10" fill="#c4701f">without {}</text>"##,
+                num(sc.x0 + plot_w + 8.0),
+                y0 + strip_h * 0.5 - 1.0,
+                num(peak),
+                num(sc.x0 + plot_w + 8.0),
+                y0 + strip_h * 0.5 + 10.0,
+                num(without_peak(d))
+            );
+        } else {
+            let _ = write!(
+                o,
+                r##"<text x="{}" y="{}" font-size="11" fill="#555">peak {}</text>"##,
+                num(sc.x0 + plot_w + 8.0),
+                y0 + strip_h * 0.5 + 4.0,
+                num(peak)
+            );
+        }
     }
 }
 

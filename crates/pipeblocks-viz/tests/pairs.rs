@@ -235,6 +235,7 @@ fn report_counts_pairs_and_draws_them_split() {
             schedule: &s,
             result: &r,
             summary: &sum,
+            baseline_memory: None,
         }],
         baseline_peak: Some(base.0),
         width: 900.0,

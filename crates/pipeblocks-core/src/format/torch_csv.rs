@@ -21,8 +21,10 @@ pub fn action(p: Pass) -> String {
         PassKind::B => "I",
         PassKind::W => "W",
         PassKind::BW => "B",
-        // Not a PyTorch action: [`check`] refuses schedules with recompute passes.
+        // Not PyTorch actions: [`check`] refuses schedules with recompute or transfer passes.
         PassKind::R => "R",
+        PassKind::O => "O",
+        PassKind::L => "L",
     };
     format!("{}{}{}", p.stage, letter, p.mb)
 }
@@ -110,9 +112,15 @@ pub fn parse_cell(cell: &str) -> Result<Option<(Pass, Option<Pass>)>, String> {
 }
 
 /// Whether PyTorch's CSV can carry the schedule: it cannot say that microbatches run in two
-/// [lanes](crate::ir) (the bidirectional placement) nor recompute a stage (an R pass), so such
-/// schedules are refused.
+/// [lanes](crate::ir) (the bidirectional placement), recompute a stage (an R pass) nor offload
+/// an activation (O and L), so such schedules are refused.
 pub fn check(s: &Schedule) -> Result<(), Error> {
+    if s.lists.iter().flatten().any(|q| q.kind.is_transfer()) {
+        return Err(Error::config(format!(
+            "PyTorch's schedule CSV has no offload action, so {}'s O and L passes cannot be written to it; write pipeblocks JSON",
+            s.name
+        )));
+    }
     if s.lists.iter().flatten().any(|q| q.kind == PassKind::R) {
         return Err(Error::config(format!(
             "PyTorch's schedule CSV has no recompute action (its activation checkpointing belongs to the stage's module), so {}'s recompute passes cannot be written to it; write pipeblocks JSON",

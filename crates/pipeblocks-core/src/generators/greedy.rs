@@ -161,8 +161,8 @@ impl Policy for Greedy<'_> {
                 self.awaiting_b[d] -= a;
             }
             PassKind::W => self.pending_mem[d] -= kept,
-            // The list scheduler lists no recompute passes.
-            PassKind::R => {}
+            // The list scheduler lists no recompute or transfer passes.
+            PassKind::R | PassKind::O | PassKind::L => {}
         }
         Flow::Go
     }

@@ -194,8 +194,8 @@ impl Policy for Zeropp {
                 }
                 self.pending_w[d].push_back((pass.stage, pass.mb));
             }
-            // ZeroPP lists no recompute passes.
-            PassKind::R => {}
+            // ZeroPP lists no recompute or transfer passes.
+            PassKind::R | PassKind::O | PassKind::L => {}
             PassKind::W => {
                 self.w_count[d][u as usize] += 1;
                 while self.w_done[d] < self.groups

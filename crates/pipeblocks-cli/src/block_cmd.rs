@@ -156,14 +156,26 @@ pub fn frontier(a: FrontierArgs) -> Result<()> {
         serde_json::to_string_pretty(&points)? + "\n"
     } else {
         let mut t = format!(
-            "p={} m={} {}: best bubble rate within each memory budget\n{:>12} {:>10} {:>9} {:>11}  {}\n",
-            a.devices, a.microbatches, a.cost.describe(), "budget", "vs 1F1B", "bubble", "peak", "family"
+            "p={} m={} {}: best bubble rate within each memory budget (step: its simulated time)\n{:>12} {:>10} {:>9} {:>12} {:>11}  {}\n",
+            a.devices, a.microbatches, a.cost.describe(), "budget", "vs 1F1B", "bubble", "step", "peak", "family"
         );
         for pt in &points {
             t.push_str(&format!(
-                "{:>12.3} {:>9.3}x {:>9.4} {:>11.3}  {}\n",
-                pt.budget, pt.budget_vs_1f1b, pt.bubble_rate, pt.peak, pt.family
+                "{:>12.3} {:>9.3}x {:>9.4} {:>12.4} {:>11.3}  {}\n",
+                pt.budget, pt.budget_vs_1f1b, pt.bubble_rate, pt.makespan, pt.peak, pt.family
             ));
+        }
+        // The frontier starts at the lowest budget it searches; say why nothing fits below its
+        // first point.
+        if let Some(first) = points.first() {
+            let lowest = pipeblocks_core::search::FRONTIER_LOWEST;
+            if first.budget_vs_1f1b > lowest + 1e-9 {
+                let units = first.budget / first.budget_vs_1f1b * lowest;
+                t.push_str(&format!(
+                    "below {:.3}x nothing fits: at {lowest}x ({units:.3} units per device) no schedule holds its activations even recomputing every stage and offloading (where the costs give the host link: --cost offload=, a --device's host=)\n",
+                    first.budget_vs_1f1b
+                ));
+            }
         }
         t
     };

@@ -115,6 +115,9 @@ pub struct Net {
     /// host memory (an O after the F, an L before the pass that needs it back); empty when
     /// none is.
     pub offloaded: Vec<bool>,
+    /// Per stage, whether its recompute passes are selective (the attention only,
+    /// [`Schedule::selective`]); empty when none is.
+    pub selective: Vec<bool>,
     /// Device of each stage.
     pub stage_device: Vec<u32>,
     /// Stages of each device, ascending.
@@ -182,6 +185,7 @@ impl Net {
             lane_stages,
             recomputed: Vec::new(),
             offloaded: Vec::new(),
+            selective: Vec::new(),
             stage_device,
             local,
             table,
@@ -199,6 +203,20 @@ impl Net {
             costs.for_placement(&s.placement, s.devices)?,
         )?;
         net.recompute(&s.lists);
+        if !s.selective.is_empty() {
+            if net.table.selective.is_empty() {
+                return Err(Error::config(format!(
+                    "{} recomputes stages selectively, but the costs do not say what selective recomputation keeps and costs; give the costs selective and selective_keep (a model gives them)",
+                    s.name
+                )));
+            }
+            net.selective = vec![false; net.stages as usize];
+            for &st in &s.selective {
+                if let Some(x) = net.selective.get_mut(st as usize) {
+                    *x = true;
+                }
+            }
+        }
         if !net.offloaded.is_empty() && net.table.offload.is_empty() {
             return Err(Error::config(format!(
                 "{} offloads activations (O and L passes), but the costs do not say how long the host link takes; give the costs an offload time (or a model's device its host bandwidth)",
@@ -239,14 +257,32 @@ impl Net {
     }
 
     /// What `{stage}.{mb}`'s F leaves on the stage until its backward (or R): the stage's
-    /// activation, or its [`StageTable::keep`] part when the microbatch is recomputed.
+    /// activation, or its [`Net::keep`] part when the microbatch is recomputed.
     #[inline]
     fn left_by_forward(&self, stage: u32, mb: u32) -> f64 {
         let s = stage as usize;
         if self.is_recomputed(stage, mb) {
-            self.table.act[s] * self.table.keep[s]
+            self.table.act[s] * self.keep(stage)
         } else {
             self.table.act[s]
+        }
+    }
+
+    /// Whether `stage` recomputes selectively.
+    #[inline]
+    pub fn is_selective(&self, stage: u32) -> bool {
+        !self.selective.is_empty() && self.selective[stage as usize]
+    }
+
+    /// The fraction of `stage`'s activation a recomputed microbatch keeps until its R: the
+    /// selective one's ([`StageTable::selective`]) or the full one's ([`StageTable::keep`]).
+    #[inline]
+    pub fn keep(&self, stage: u32) -> f64 {
+        let s = stage as usize;
+        if self.is_selective(stage) {
+            self.table.selective[s][1]
+        } else {
+            self.table.keep[s]
         }
     }
 
@@ -273,6 +309,7 @@ impl Net {
                     left
                 }
             }
+            PassKind::R => self.table.act[pass.stage as usize] * (1.0 - self.keep(pass.stage)),
             _ => self.table.activation_change(pass.kind, pass.stage),
         }
     }
@@ -382,7 +419,9 @@ impl Net {
             } else {
                 1.0
             };
-            self.table.offload[s] * share
+            self.table.offload.get(s).copied().unwrap_or(f64::INFINITY) * share
+        } else if pass.kind == PassKind::R && self.is_selective(pass.stage) {
+            self.table.selective[pass.stage as usize][0]
         } else {
             self.table.duration(pass.kind, pass.stage)
         }

@@ -385,6 +385,11 @@ pub struct Schedule {
     /// in this order, in one device's list and that the device runs as one unit, a forward of
     /// one microbatch with a backward (B or BW) of another. Empty for most schedules.
     pub pairs: Vec<[Pass; 2]>,
+    /// Stages whose recompute passes are *selective*, ascending: their microbatches keep all
+    /// but the attention's inner activations after their F, and their R recomputes only those
+    /// (Korthikanti et al.'s selective recomputation); every other stage's R recomputes its
+    /// whole forward. Empty for most schedules.
+    pub selective: Vec<u32>,
 }
 
 impl Schedule {
@@ -405,6 +410,7 @@ impl Schedule {
             placement,
             lists: vec![Vec::new(); p as usize],
             pairs: Vec::new(),
+            selective: Vec::new(),
         })
     }
 

@@ -815,6 +815,11 @@ pub struct ModelCosts {
     /// Time to move each stage's activation of one microbatch over the host link, one way,
     /// seconds.
     pub offload: Vec<f64>,
+    /// Selective recomputation per stage: `[seconds of an R that recomputes the attention's
+    /// scores, softmax and weighted sum (the `4·b·s²·h` FLOPs of each layer's forward), the
+    /// fraction of the activation kept: all but the `5·a·s²·b` bytes of each layer's
+    /// attention]`.
+    pub selective: Vec<[f64; 2]>,
 }
 
 impl ModelCosts {
@@ -878,6 +883,7 @@ impl ModelCosts {
             recompute: Vec::with_capacity(stages as usize),
             keep: Vec::with_capacity(stages as usize),
             offload: Vec::with_capacity(stages as usize),
+            selective: Vec::with_capacity(stages as usize),
         };
         for (st, range) in (0..stages).zip(split) {
             let n = range.len() as u32;
@@ -914,12 +920,22 @@ impl ModelCosts {
                 r: None,
                 keep: None,
                 offload: None,
+                selective: None,
             });
             if a2a > 0.0 {
                 out.hidden.push([exchange, exchange]);
             }
             out.offload
                 .push(act / device.host_bandwidth + device.latency);
+            let attention = nf * 5.0 * a * s * s * b;
+            out.selective.push([
+                nf * 4.0 * b * s * s * h / rate,
+                if act > 0.0 {
+                    ((act - attention) / act).clamp(0.0, 1.0)
+                } else {
+                    1.0
+                },
+            ]);
             out.activation_bytes.push(act);
             out.params.push(params);
             out.layers.push(n);

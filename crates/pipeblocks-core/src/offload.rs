@@ -238,8 +238,15 @@ pub fn best(prm: &Params, budget: f64) -> Result<Option<(String, Schedule, SimRe
             out = Some((label(name, &s), s, r));
         }
     };
-    for name in crate::recompute::BASES {
-        let Ok(base) = crate::registry::generate(name, &plain) else {
+    // The named bases, and the looped schedule with four chunks per device: its stages hold a
+    // quarter of a device's share each, the finest grain below the V shapes' halves.
+    let looped = plain.clone().with_chunks(LOOPED_CHUNKS)?;
+    let bases = crate::recompute::BASES
+        .into_iter()
+        .map(|name| (name, &plain))
+        .chain([("interleaved-1f1b", &looped)]);
+    for (name, prm_base) in bases {
+        let Ok(base) = crate::registry::generate(name, prm_base) else {
             continue;
         };
         if let Some((s, r)) = fit(&base, &prm.costs, &limits)? {
@@ -259,12 +266,22 @@ pub fn best(prm: &Params, budget: f64) -> Result<Option<(String, Schedule, SimRe
     Ok(out)
 }
 
+/// Chunks per device of the looped base [`best`] also tries.
+pub const LOOPED_CHUNKS: u32 = 4;
+
 /// `named {base}, recomputing k of S stages, offloading n of N activations`.
 fn label(name: &str, s: &Schedule) -> String {
     let mut parts = vec![format!("named {name}")];
     let rec = crate::recompute::recomputed_stages(s).len();
     if rec > 0 {
-        parts.push(format!("recomputing {rec} of {} stages", s.stages));
+        let selective = match s.selective.len() {
+            0 => String::new(),
+            k => format!(" ({k} selectively)"),
+        };
+        parts.push(format!(
+            "recomputing {rec} of {} stages{selective}",
+            s.stages
+        ));
     }
     let off = offloaded(s);
     if off > 0 {

@@ -123,6 +123,11 @@ pub struct Costs {
     /// offloaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offload: Option<f64>,
+    /// Selective recomputation ([`Schedule::selective`](crate::ir::Schedule::selective)): the
+    /// time of an R that recomputes the attention only, and the fraction of the activation a
+    /// microbatch keeps for it; `None` when not known (then no stage recomputes selectively).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selective: Option<[f64; 2]>,
 }
 
 /// What a recomputed microbatch keeps of a stage's activation by default: a transformer layer's
@@ -141,6 +146,7 @@ impl Default for Costs {
             r: None,
             keep: None,
             offload: None,
+            selective: None,
         }
     }
 }
@@ -191,6 +197,20 @@ impl Costs {
                 c.overlap = v;
                 continue;
             }
+            if k == "selective_keep" {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(Error::parse(
+                        "cost",
+                        format!("selective_keep={v} is not a fraction; give the share of a stage's activation a selectively recomputed microbatch keeps, 0 to 1"),
+                    ));
+                }
+                c.selective.get_or_insert([f64::NAN; 2])[1] = v;
+                continue;
+            }
+            if k == "selective" {
+                c.selective.get_or_insert([f64::NAN; 2])[0] = check_cost("cost selective", v)?;
+                continue;
+            }
             if k == "keep" {
                 if !(0.0..=1.0).contains(&v) {
                     return Err(Error::parse(
@@ -213,11 +233,17 @@ impl Costs {
                     return Err(Error::parse(
                         "cost",
                         format!(
-                        "unknown key `{other}`; use f, b, w, bw, r, c, overlap, keep and offload"
+                        "unknown key `{other}`; use f, b, w, bw, r, c, overlap, keep, offload, selective and selective_keep"
                     ),
                     ))
                 }
             } = check_cost(&format!("cost {k}"), v)?;
+        }
+        if c.selective.is_some_and(|x| x.iter().any(|v| v.is_nan())) {
+            return Err(Error::parse(
+                "cost",
+                "selective recomputation needs both its time and what it keeps; give selective=T and selective_keep=K together",
+            ));
         }
         c.check()?;
         Ok(c)
@@ -310,6 +336,13 @@ pub struct StageCost {
     /// way (O or L); a table offloads only when every stage gives it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offload: Option<f64>,
+    /// Time of a selective R (the attention only) on the stage; with `selective_keep`, on every
+    /// stage, or no stage recomputes selectively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selective: Option<f64>,
+    /// Fraction of the stage's activation a selectively recomputed microbatch keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selective_keep: Option<f64>,
 }
 
 fn one() -> f64 {
@@ -400,6 +433,10 @@ pub struct StageTable {
     /// empty when the costs do not know the link (uniform costs without `offload`, a table
     /// without it on every stage), and then nothing can be offloaded.
     pub offload: Vec<f64>,
+    /// Selective recomputation per stage: `[time of its R, fraction of the activation a
+    /// microbatch keeps]`; empty when the costs do not know it, and then no stage recomputes
+    /// selectively.
+    pub selective: Vec<[f64; 2]>,
 }
 
 impl StageTable {
@@ -513,13 +550,16 @@ impl StageCosts {
                 .chain(s.comm_b)
                 .chain(s.r)
                 .chain(s.offload)
+                .chain(s.selective)
             {
                 check_cost(what, v).map_err(at)?;
             }
             if let Some(r) = s.b_release {
                 check_fraction(r).map_err(at)?;
             }
-            if s.keep.is_some_and(|k| !(0.0..=1.0).contains(&k)) {
+            if s.keep.is_some_and(|k| !(0.0..=1.0).contains(&k))
+                || s.selective_keep.is_some_and(|k| !(0.0..=1.0).contains(&k))
+            {
                 return Err(at(Error::parse(
                     what,
                     "keep is the fraction of the activation a recomputed microbatch keeps; give 0 to 1",
@@ -722,6 +762,7 @@ impl StageCosts {
             t.recompute.extend_from_slice(&one.recompute);
             t.keep.extend_from_slice(&one.keep);
             t.offload.extend_from_slice(&one.offload);
+            t.selective.extend_from_slice(&one.selective);
             // No link between one lane's last stage and the next lane's first.
             t.comm.push(0.0);
             t.comm.extend_from_slice(&one.comm);
@@ -750,6 +791,7 @@ impl StageCosts {
                 recompute: vec![c.of(PassKind::R); n],
                 keep: vec![c.keep.unwrap_or(KEEP); n],
                 offload: c.offload.map_or_else(Vec::new, |x| vec![x; n]),
+                selective: c.selective.map_or_else(Vec::new, |x| vec![x; n]),
             },
             Source::Table {
                 stages: tab,
@@ -794,6 +836,7 @@ impl StageCosts {
                     recompute: mc.recompute.clone(),
                     keep: mc.keep.clone(),
                     offload: mc.offload.clone(),
+                    selective: mc.selective.clone(),
                 }
             }
         };
@@ -883,6 +926,7 @@ fn resample(
         recompute: Vec::with_capacity(s),
         keep: Vec::with_capacity(s),
         offload: Vec::with_capacity(s),
+        selective: Vec::with_capacity(s),
     };
     if s.is_multiple_of(n) {
         let k = s / n;
@@ -893,6 +937,8 @@ fn resample(
                 t.keep.push(c.keep.unwrap_or(KEEP));
                 // A split stage's part holds 1/k of the activation: 1/k to move.
                 t.offload.push(c.offload.unwrap_or(f64::NAN) / k as f64);
+                let [sr, sk] = selective_of(c);
+                t.selective.push([sr / k as f64, sk]);
                 if any_hidden {
                     t.hidden.push(hidden_of(c).map(|x| x / k as f64));
                 }
@@ -924,6 +970,14 @@ fn resample(
             t.keep.push(if rel > 0.0 { kept / rel } else { KEEP });
             t.offload
                 .push(group.iter().map(|c| c.offload.unwrap_or(f64::NAN)).sum());
+            let sel_kept: f64 = group
+                .iter()
+                .map(|c| c.activation * selective_of(c)[1])
+                .sum();
+            t.selective.push([
+                group.iter().map(|c| selective_of(c)[0]).sum(),
+                if rel > 0.0 { sel_kept / rel } else { 1.0 },
+            ]);
             if any_hidden {
                 let mut h = [0.0; 2];
                 for c in group {
@@ -949,7 +1003,18 @@ fn resample(
         // Some stage does not give its link: the table does not know it.
         t.offload.clear();
     }
+    if t.selective.iter().flatten().any(|x| x.is_nan()) {
+        t.selective.clear();
+    }
     Ok(t)
+}
+
+/// A table stage's selective recomputation `[time, keep]`, NaN where it does not give both.
+fn selective_of(c: &StageCost) -> [f64; 2] {
+    match (c.selective, c.selective_keep) {
+        (Some(r), Some(k)) => [r, k],
+        _ => [f64::NAN; 2],
+    }
 }
 
 fn check_overlap(o: f64) -> Result<(), Error> {

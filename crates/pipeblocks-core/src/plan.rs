@@ -566,6 +566,8 @@ fn stages_of(req: &Request, cfg: &Config) -> Result<Stages, Error> {
             r: None,
             keep: None,
             offload: None,
+            selective: None,
+            selective_keep: None,
         });
     }
     let mean = acts.iter().sum::<f64>() / acts.len() as f64;

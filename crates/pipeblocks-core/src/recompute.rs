@@ -21,12 +21,50 @@ use crate::params::{StageCosts, EPS};
 /// memory is fixed.
 pub const BASES: [&str; 6] = ["1f1b", "zb-h1", "zb-v", "v-zb", "v-half", "v-min"];
 
+/// How a stage recomputes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Recompute {
+    /// It keeps its activations.
+    None,
+    /// Its microbatches keep all but the attention's inner activations, and its R recomputes
+    /// those ([`Schedule::selective`]); needs the costs' selective figures.
+    Selective,
+    /// Its microbatches keep only their input, and its R reruns the whole forward.
+    Full,
+}
+
 /// `s` with every microbatch of the stages marked in `stages` recomputed: an R right before
 /// each of their backwards (B or BW; before the pair when the backward is an overlapped pair's
 /// second half, so the pair stays together). Stages that already recompute are left as they
 /// are.
 pub fn with_recompute(s: &Schedule, stages: &[bool]) -> Schedule {
+    let kinds: Vec<Recompute> = stages
+        .iter()
+        .map(|&x| if x { Recompute::Full } else { Recompute::None })
+        .collect();
+    with_kinds(s, &kinds)
+}
+
+/// `s` with each stage recomputing as `kinds` says (stages past its end keep theirs): R passes
+/// as [`with_recompute`] places them, and the selective stages listed in
+/// [`Schedule::selective`]. A stage that already recomputes keeps its R passes, and becomes
+/// selective or full as `kinds` says.
+pub fn with_kinds(s: &Schedule, kinds: &[Recompute]) -> Schedule {
+    let stages: Vec<bool> = kinds.iter().map(|&k| k != Recompute::None).collect();
     let mut out = s.clone();
+    let mut selective: std::collections::BTreeSet<u32> = s.selective.iter().copied().collect();
+    for (st, &k) in kinds.iter().enumerate() {
+        match k {
+            Recompute::Selective => {
+                selective.insert(st as u32);
+            }
+            Recompute::Full => {
+                selective.remove(&(st as u32));
+            }
+            Recompute::None => {}
+        }
+    }
+    out.selective = selective.into_iter().collect();
     for list in &mut out.lists {
         let has_r: std::collections::HashSet<(u32, u32)> = list
             .iter()
@@ -52,10 +90,12 @@ pub fn with_recompute(s: &Schedule, stages: &[bool]) -> Schedule {
     out
 }
 
-/// Recomputes stages of `s` until every device's peak is within `limits`: each round, on every
-/// device above its limit, the stage not yet recomputed that holds the most activation. The
-/// schedule and its simulation once it fits (`s` itself when it already does), `None` when
-/// recomputing every stage of the devices above their limits is not enough.
+/// Recomputes stages of `s` until every device's peak is within `limits`, the cheapest first:
+/// each round, on every device above its limit, the stage that holds the most activation among
+/// those not yet fully recomputed moves one step, to selective recomputation where the costs
+/// know it, else (or next) to full. The schedule and its simulation once it fits (`s` itself
+/// when it already does), `None` when recomputing every stage of the devices above their
+/// limits in full is not enough.
 pub fn fit(
     s: &Schedule,
     costs: &StageCosts,
@@ -68,7 +108,8 @@ pub fn fit(
         )));
     }
     let table = costs.for_placement(&s.placement, s.devices)?;
-    let mut chosen = vec![false; s.stages as usize];
+    let has_selective = !table.selective.is_empty();
+    let mut chosen = vec![Recompute::None; s.stages as usize];
     let mut current = s.clone();
     loop {
         let net = Net::of(&current, costs)?;
@@ -81,20 +122,33 @@ pub fn fit(
         }
         let mut added = false;
         for d in over {
+            // What each stage still holds of a microbatch's activation: the heaviest moves.
+            let held = |st: u32| {
+                let st = st as usize;
+                match chosen[st] {
+                    Recompute::None => table.act[st],
+                    Recompute::Selective => table.act[st] * table.selective[st][1],
+                    Recompute::Full => 0.0,
+                }
+            };
             let heaviest = s
                 .stages_of(d as u32)
                 .into_iter()
-                .filter(|&st| !chosen[st as usize])
-                .max_by(|&a, &b| table.act[a as usize].total_cmp(&table.act[b as usize]));
+                .filter(|&st| chosen[st as usize] != Recompute::Full)
+                .max_by(|&a, &b| held(a).total_cmp(&held(b)));
             if let Some(st) = heaviest {
-                chosen[st as usize] = true;
+                let k = &mut chosen[st as usize];
+                *k = match *k {
+                    Recompute::None if has_selective => Recompute::Selective,
+                    _ => Recompute::Full,
+                };
                 added = true;
             }
         }
         if !added {
             return Ok(None);
         }
-        current = with_recompute(s, &chosen);
+        current = with_kinds(s, &chosen);
     }
 }
 

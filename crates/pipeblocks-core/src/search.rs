@@ -1223,11 +1223,15 @@ pub struct FrontierPoint {
     pub family: String,
 }
 
+/// The lowest budget the [`frontier`] searches, as a fraction of 1F1B's peak activation.
+pub const FRONTIER_LOWEST: f64 = 0.05;
+
 /// The memory/bubble frontier: for budgets from 0.05x of 1F1B's peak (0.05, 0.1, 0.15, 0.2,
-/// 0.25x, reached by recomputing stages) and from the smallest feasible to twice 1F1B's peak in
-/// steps of half a unit (coarser when 1F1B's peak is above 16 units), the best bubble rate
-/// found; only budgets that improve on the previous point are kept. `progress(done, all)` is
-/// called after each budget's search.
+/// 0.25x, reached by recomputing stages and offloading activations) and from the smallest
+/// feasible to twice 1F1B's peak in steps of half a unit (coarser when 1F1B's peak is above 16
+/// units), the best bubble rate found ([`search`]) and its step time; only budgets that
+/// improve on the previous point are kept. `progress(done, all)` is called after each budget's
+/// search.
 pub fn frontier(
     prm: &Params,
     mut progress: impl FnMut(usize, usize),
@@ -1243,7 +1247,7 @@ pub fn frontier(
     // Half-unit steps, coarser for large p so the frontier takes at most about 32 searches.
     let step = ((base / 16.0) * 2.0).round().max(1.0) / 2.0;
     let grid = ((top + EPS) / step).floor() as usize;
-    let mut budgets: Vec<f64> = [0.05, 0.1, 0.15, 0.2, 0.25]
+    let mut budgets: Vec<f64> = [FRONTIER_LOWEST, 0.1, 0.15, 0.2, 0.25]
         .into_iter()
         .map(|k| k * base)
         .chain((1..=grid).map(|i| i as f64 * step))

@@ -584,6 +584,8 @@ mod tests {
             r: None,
             keep: None,
             offload: None,
+            selective: None,
+            selective_keep: None,
         };
         // Four table stages, the last (an LM head) with 4x the optimizer and 3x the W.
         let table = StageCosts::table(

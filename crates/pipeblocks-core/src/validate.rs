@@ -53,9 +53,10 @@ pub fn validate(s: &Schedule) -> Result<(), ValidationError> {
     let found = structure(s)?;
     // Deadlock freedom: run the lists in order. A pass listed before one of its inputs on the
     // same device also blocks here; it is then reported as that ordering fault.
-    // Unit costs, with a host link so that transfers run too.
+    // Unit costs, with a host link and selective recomputation so that every pass runs.
     let unit = StageCosts::uniform(Costs {
         offload: Some(1.0),
+        selective: Some([1.0, 0.5]),
         ..Costs::default()
     });
     let net = Net::of(s, &unit).map_err(|e| ValidationError::Shape(e.to_string()))?;
@@ -169,6 +170,22 @@ pub(crate) fn structure(s: &Schedule) -> Result<Structure, ValidationError> {
         }
     }
     check_pairs(s, &where_, index)?;
+    for (i, &st) in s.selective.iter().enumerate() {
+        let why = if st >= s.stages {
+            Some(format!("the schedule has {} stages", s.stages))
+        } else if i > 0 && s.selective[i - 1] >= st {
+            Some("list each stage once, ascending".to_string())
+        } else if !(0..s.microbatches).any(|mb| where_[index(Pass::r(st, mb))].0 != NONE) {
+            Some("it recomputes no microbatch (no R pass); recompute it or drop it".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(ValidationError::Shape(format!(
+                "stage {st} is listed as recomputing selectively, but {why}"
+            )));
+        }
+    }
     // Completeness.
     let mut bwd_kind = vec![PassKind::BW; s.stages as usize * s.microbatches as usize];
     for st in 0..s.stages {

@@ -592,7 +592,7 @@ proptest! {
         w in 0.1f64..1.5,
     ) {
         // The bound holds for any order-keeping squeeze: memory follows the device order only.
-        let cfg = StageCosts::uniform(Costs { f, b, w, bw: None, comm: 0.05, overlap: 1.0, r: None, keep: None, offload: None });
+        let cfg = StageCosts::uniform(Costs { f, b, w, bw: None, comm: 0.05, overlap: 1.0, r: None, keep: None, offload: None, selective: None });
         let family = block::v_shape_family(p, &vec![0.5; 2 * p as usize], limit, 2, 2, period);
         for x in family.iter().filter(|x| x.offsets.period == period).take(4) {
             let (o, info) = (x.offsets, &x.info);
@@ -617,8 +617,8 @@ proptest! {
         let limit = (2 + extra) as f64 / 2.0;
         let prm = Params::new(p, m)
             .unwrap()
-            .with_costs(StageCosts::uniform(Costs { f, b, w, bw: None, comm: c, overlap: 1.0, r: None, keep: None, offload: None }));
-        let cfg = StageCosts::uniform(Costs { f: 2.0 * f, b: 2.0 * b, w: 2.0 * w, bw: None, comm: c, overlap: 1.0, r: None, keep: None, offload: None });
+            .with_costs(StageCosts::uniform(Costs { f, b, w, bw: None, comm: c, overlap: 1.0, r: None, keep: None, offload: None, selective: None }));
+        let cfg = StageCosts::uniform(Costs { f: 2.0 * f, b: 2.0 * b, w: 2.0 * w, bw: None, comm: c, overlap: 1.0, r: None, keep: None, offload: None, selective: None });
         for o in rounds::variants(&vec![limit; p as usize]) {
             for s in rounds::refined(&prm, o, refine) {
                 // simulate validates: every pass once, on its device, dependency-safe, no deadlock.

@@ -146,7 +146,7 @@ proptest! {
     fn formats_round_trip(p in 1u32..=8, m in 1u32..=16, idx in 0usize..64, f in 0.5f64..2.0, c in 0.0f64..0.3) {
         let g = &registry()[idx % registry().len()];
         let Ok(s) = generate(g.name, &Params::new(p, m).unwrap()) else { return Ok(()) };
-        let cfg = StageCosts::uniform(Costs { f, b: 1.0, w: 0.7, bw: None, comm: c, overlap: 1.0, r: None, keep: None, offload: None });
+        let cfg = StageCosts::uniform(Costs { f, b: 1.0, w: 0.7, bw: None, comm: c, overlap: 1.0, r: None, keep: None, offload: None, selective: None });
         let r0 = simulate(&s, &cfg).unwrap();
         let from_json = json::read(&json::write(&s)).unwrap();
         prop_assert_eq!(&from_json, &s);
@@ -265,6 +265,8 @@ fn costs_and_per_stage_costs_change_timings() {
         r: None,
         keep: None,
         offload: None,
+        selective: None,
+        selective_keep: None,
     };
     let table = StageCosts::table(
         vec![stage(1.0), stage(2.0), stage(1.0), stage(1.0)],
@@ -314,6 +316,7 @@ fn sched(p: u32, m: u32, lists: Vec<Vec<&str>>) -> Schedule {
             .map(|l| l.into_iter().map(|x| Pass::parse(x).unwrap()).collect())
             .collect(),
         pairs: Vec::new(),
+        selective: Vec::new(),
     }
 }
 

@@ -134,6 +134,7 @@ fn values_that_would_overflow_are_refused() {
         r: None,
         keep: None,
         offload: None,
+        selective: None,
     });
     let prm = Params::new(64, 512).unwrap().with_costs(costs.clone());
     for name in ["1f1b", "zb-h1", "v-half"] {

@@ -149,6 +149,8 @@ fn table_costs_hide_the_communication_a_pair_overlaps() {
         r: None,
         keep: None,
         offload: None,
+        selective: None,
+        selective_keep: None,
     };
     let costs = StageCosts::table(vec![stage; 2], 0.0, 0.0).unwrap();
     let t = costs.resolve(2, 2).unwrap();
@@ -160,6 +162,8 @@ fn table_costs_hide_the_communication_a_pair_overlaps() {
         r: None,
         keep: None,
         offload: None,
+        selective: None,
+        selective_keep: None,
         ..stage
     };
     let t = StageCosts::table(vec![dense; 2], 0.0, 0.0)

@@ -27,6 +27,8 @@ fn stage(f: f64, b: f64, w: f64, activation: f64) -> StageCost {
         r: None,
         keep: None,
         offload: None,
+        selective: None,
+        selective_keep: None,
     }
 }
 

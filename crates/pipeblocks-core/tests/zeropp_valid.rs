@@ -113,6 +113,7 @@ fn large_latencies_schedule() {
                 r: None,
                 keep: None,
                 offload: None,
+                selective: None,
             };
             let prm = Params::new(p, m)
                 .unwrap()

@@ -149,6 +149,7 @@ fn costs(f: f64, b: f64, w: f64, bw: Option<f64>, comm: f64, overlap: f64) -> Py
         r: None,
         keep: None,
         offload: None,
+        selective: None,
     })
 }
 
@@ -214,6 +215,8 @@ impl PySchedule {
         for list in &mut s.lists {
             list.retain(|q| q.kind != PassKind::R);
         }
+        // Without R passes no stage recomputes, selectively or not.
+        s.selective.clear();
         s
     }
 

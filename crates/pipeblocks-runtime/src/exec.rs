@@ -115,6 +115,12 @@ impl Trainer {
                 schedule.placement.describe()
             )));
         }
+        if let Some(st) = schedule.selective.first() {
+            return Err(RuntimeError::config(format!(
+                "the runtime's stages have no attention to recompute selectively, and {} recomputes stage {st} selectively; simulate it, or train it with full recomputation",
+                schedule.name
+            )));
+        }
         if let Some(q) = schedule
             .lists
             .iter()

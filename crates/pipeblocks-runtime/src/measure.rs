@@ -203,6 +203,8 @@ impl StepReport {
                     r: mean(PassKind::R),
                     keep: kept.get(st).copied().flatten(),
                     offload: None,
+                    selective: None,
+                    selective_keep: None,
                 }
             })
             .collect()

@@ -14,11 +14,14 @@
 //! ```
 //!
 //! A schedule with overlapped pairs ([`Schedule::pairs`]) adds `"pairs"`: a list of two-pass
-//! lists, e.g. `[["F0.3", "BW1.1"]]`, each two passes adjacent in one device's list.
+//! lists, e.g. `[["F0.3", "BW1.1"]]`, each two passes adjacent in one device's list. One that
+//! recomputes selectively ([`Schedule::selective`]) adds `"selective"`: the stages whose R passes
+//! recompute the attention only, e.g. `[0, 3]`.
 //!
-//! `placement.kind` is `sequential`, `looped` (with `chunks`), `v-shape` or `explicit` (with
-//! `devices`, the device of each stage). A pass is written `{kind}{stage}.{microbatch}` with kind
-//! `F`, `B` (input gradient), `W` (weight gradient) or `BW` (fused backward).
+//! `placement.kind` is `sequential`, `looped` (with `chunks`), `v-shape`, `bidirectional` or
+//! `explicit` (with `devices`, the device of each stage). A pass is written
+//! `{kind}{stage}.{microbatch}` with kind `F`, `B` (input gradient), `W` (weight gradient), `BW`
+//! (fused backward), `R` (recompute), `O` (offload to host memory) or `L` (load back).
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +46,8 @@ struct File {
     lists: Vec<Vec<Pass>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pairs: Vec<[Pass; 2]>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    selective: Vec<u32>,
 }
 
 /// Writes a schedule as pretty JSON (one device list per line).
@@ -66,8 +71,14 @@ pub fn write(s: &Schedule) -> String {
             .collect();
         format!(",\n  \"pairs\": [{}]", items.join(", "))
     };
+    let selective = if s.selective.is_empty() {
+        String::new()
+    } else {
+        let items: Vec<String> = s.selective.iter().map(u32::to_string).collect();
+        format!(",\n  \"selective\": [{}]", items.join(", "))
+    };
     format!(
-        "{{\n  \"format\": \"{FORMAT}\",\n  \"version\": {VERSION},\n  \"name\": {},\n  \"devices\": {},\n  \"stages\": {},\n  \"microbatches\": {},\n  \"placement\": {placement},\n  \"lists\": [\n{}\n  ]{pairs}\n}}\n",
+        "{{\n  \"format\": \"{FORMAT}\",\n  \"version\": {VERSION},\n  \"name\": {},\n  \"devices\": {},\n  \"stages\": {},\n  \"microbatches\": {},\n  \"placement\": {placement},\n  \"lists\": [\n{}\n  ]{pairs}{selective}\n}}\n",
         serde_json::Value::String(s.name.clone()),
         s.devices,
         s.stages,
@@ -87,5 +98,6 @@ pub fn read(text: &str) -> Result<Schedule, Error> {
         placement: f.placement,
         lists: f.lists,
         pairs: f.pairs,
+        selective: f.selective,
     })
 }

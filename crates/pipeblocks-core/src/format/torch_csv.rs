@@ -273,6 +273,7 @@ pub fn read(text: &str, name: &str) -> Result<Schedule, Error> {
         placement,
         lists,
         pairs,
+        selective: Vec::new(),
     })
 }
 

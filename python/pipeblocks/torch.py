@@ -21,6 +21,16 @@ recomputes run under ``torch.utils.checkpoint.checkpoint(..., use_reentrant=Fals
 only their inputs after the forward and reruns the forward in the backward. ``recompute=`` of
 :func:`schedule` picks other stages (``"all"``, a list of stage ids, or ``"none"``).
 
+Two plans of the engine have no PyTorch counterpart and are refused with ``ValueError`` before
+anything runs. Offload (O and L passes, :attr:`pipeblocks.Schedule.offloaded`: activations moved
+to host memory and back on each device's host link): PyTorch's pipelining has no offload action;
+:meth:`pipeblocks.Schedule.without_offload` is the same order with the activations kept on the
+device. Selective recomputation (:attr:`pipeblocks.Schedule.selective`: the attention only):
+checkpointing a whole stage module recomputes all of it, so a plan with selective stages needs an
+explicit ``recompute=`` (``plan.recompute`` to checkpoint those stages whole, at the cost of full
+recomputation; or only the fully recomputed stages when the modules checkpoint their attention
+themselves).
+
 Which stages a rank must build comes from :meth:`pipeblocks.Schedule.stage_ids`::
 
     plan = pipeblocks.generate("zb-v", devices=world, microbatches=8)
@@ -335,6 +345,10 @@ class PipeblocksSchedule(_PipelineScheduleRuntime):
     A bidirectional schedule (``dualpipe``: two pipelines over two parameter copies) raises
     ``ValueError``: PyTorch's runtime sends every microbatch through every stage.
 
+    A schedule that offloads (O and L passes, :attr:`pipeblocks.Schedule.offloaded`) raises
+    ``ValueError`` naming :meth:`pipeblocks.Schedule.without_offload`: PyTorch's pipelining has
+    no offload action.
+
     Recompute passes (R) are not in ``pipeline_order``, PyTorch having no such action: the
     modules of this rank's stages in ``recompute`` (by default the stages the schedule
     recomputes, :attr:`pipeblocks.Schedule.recompute`) run under
@@ -342,7 +356,9 @@ class PipeblocksSchedule(_PipelineScheduleRuntime):
     stage's inputs and the backward reruns it (with a split backward, the ``I`` and the ``W``
     each rerun it). ``checkpointed_stages`` lists them. The module's ``forward`` is replaced on
     the instance while checkpointed, and restored when a later schedule over the same stage does
-    not checkpoint it.
+    not checkpoint it. A schedule with selective stages (:attr:`pipeblocks.Schedule.selective`,
+    whose R passes recompute the attention only) needs ``recompute`` given explicitly: whole
+    modules under checkpointing recompute in full, which only the user can accept.
 
     With ``max_active_stages=1`` (FSDP keeping one stage's parameters unsharded at a time)
     PyTorch's lowering refuses an ``OVERLAP_F_B`` action, whose two halves need two stages at
@@ -366,11 +382,15 @@ class PipeblocksSchedule(_PipelineScheduleRuntime):
     ) -> None:
         stages = list(stages)
         error: Optional[Exception] = None
-        runnable = plan.placement != "bidirectional"
+        offloads = bool(plan.offloaded)
+        # A plan PyTorch cannot express has no action order to compare across ranks.
+        runnable = plan.placement != "bidirectional" and not offloads
         checkpointed: set[int] = set()
         try:
+            if offloads:
+                raise ValueError(_offload_refusal(plan))
             checkpointed = _recompute_stages(plan, recompute)
-            if not runnable:
+            if plan.placement == "bidirectional":
                 raise ValueError(
                     f"schedule `{plan.name}` runs two pipelines in opposite directions over two "
                     "copies of the parameters (bidirectional placement, DualPipe), which "
@@ -404,10 +424,38 @@ class PipeblocksSchedule(_PipelineScheduleRuntime):
         self._prepare_schedule_with_comms(self.pipeline_order)
 
 
+def _offload_refusal(plan: Schedule) -> str:
+    """Why ``plan``, which offloads activations (O and L passes), cannot run on PyTorch, and the
+    way out."""
+    pairs = plan.offloaded
+    stages = sorted({s for s, _ in pairs})
+    return (
+        f"schedule `{plan.name}` offloads {len(pairs)} activations to host memory (O and L passes "
+        f"on stages {stages}, Schedule.offloaded), and PyTorch's pipelining has no offload "
+        "action: run plan.without_offload(), the same order with every activation kept on the "
+        "device (it needs more device memory than the plan), or generate the schedule without "
+        "offload=, which fits the memory by recomputation alone where that can reach it"
+    )
+
+
 def _recompute_stages(plan: Schedule, recompute: Union[None, str, Iterable[int]]) -> set[int]:
     """The stages whose modules run under activation checkpointing: the ones ``plan``
-    recomputes (``None``), every stage (``"all"``), none (``"none"``) or the given stage ids."""
+    recomputes (``None``), every stage (``"all"``), none (``"none"``) or the given stage ids.
+    ``None`` is refused for a plan with selective stages, which checkpointing a whole module
+    cannot reproduce."""
     if recompute is None:
+        selective = list(plan.selective)
+        if selective:
+            full = [s for s in plan.recompute if s not in selective]
+            raise ValueError(
+                f"schedule `{plan.name}` recomputes stages {selective} selectively (the "
+                "attention only, Schedule.selective), but pipeblocks.torch checkpoints whole "
+                "stage modules (full recomputation); pass recompute= explicitly: "
+                f"recompute={list(plan.recompute)} (Schedule.recompute) checkpoints all of them "
+                "whole, with no more memory than planned but more recomputation time, or "
+                f"recompute={full} only the fully recomputed stages, when the selective stages' "
+                "modules checkpoint their attention themselves"
+            )
         return set(plan.recompute)
     if isinstance(recompute, str):
         if recompute == "all":
@@ -524,10 +572,15 @@ def schedule(
             the schedule recomputes (those with R passes, :attr:`pipeblocks.Schedule.recompute`,
             e.g. from ``name="auto", memory="0.2x"``), ``"all"`` for every stage, ``"none"`` (or
             ``[]``) for none, or a list of stage ids (stages of other ranks are ignored, so every
-            rank can pass the same list). R passes themselves never reach PyTorch.
+            rank can pass the same list). R passes themselves never reach PyTorch. A schedule
+            with selective stages (:attr:`pipeblocks.Schedule.selective`) refuses ``None``:
+            checkpointing their whole modules is full recomputation, so pass
+            ``recompute=plan.recompute`` to accept that, or the fully recomputed stages only
+            when the modules checkpoint their attention themselves.
         **options: generator options of :func:`pipeblocks.generate` (``chunks``, ``memory``,
             ``group``, ``f``, ``b``, ``w``, ``bw``, ``comm``, ``stage_costs``, ``b_release``,
-            ``overlap``).
+            ``overlap``, ``offload``, ``selective``, ``selective_keep``; a plan that then offloads
+            is refused, see below).
 
     Raises:
         StageMismatchError: the stages do not fit the schedule (a ``ValueError``), on this rank
@@ -535,8 +588,10 @@ def schedule(
         ScheduleMismatchError: the ranks of the pipeline group hold different schedules (a
             ``ValueError``, the same message on every rank).
         ValueError: the engine refused the name or sizes (its message), the schedule is
-            bidirectional (two pipelines, which PyTorch cannot run), or ``recompute`` is neither
-            a choice nor a list of its stages, on this rank or another.
+            bidirectional (two pipelines, which PyTorch cannot run) or offloads activations
+            (O and L passes: run ``plan.without_offload()``), ``recompute`` is neither a choice
+            nor a list of its stages, or is ``None`` for a schedule with selective stages, on
+            this rank or another.
     """
     stage_list = list(stages) if isinstance(stages, (list, tuple)) else [stages]
     try:

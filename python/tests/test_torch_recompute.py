@@ -81,10 +81,12 @@ def test_recompute_all_on_a_plain_schedule_gives_the_unpipelined_gradients(name,
 
 
 def test_auto_below_v_min_memory_runs_with_checkpointing():
-    plan = pb.generate("auto", 4, 8, memory="0.4x")
+    # p=2: every named schedule holds 1F1B's memory there; auto reaches 0.7x by recomputing
+    # some stages (of a looped base), so that both checkpointed and plain stages run
+    plan = pb.generate("auto", 2, 4, memory="0.7x")
     assert plan.recompute and len(plan.recompute) < plan.stages
-    results = run_ranks(4, pipelined_grads, plan)
-    check_grads(plan, results, [plan.actions(r) for r in range(4)])
+    results = run_ranks(2, pipelined_grads, plan)
+    check_grads(plan, results, [plan.actions(r) for r in range(2)])
     assert sorted(s for res in results for s in res["checkpointed"]) == plan.recompute
 
 

@@ -222,6 +222,24 @@ pub fn simulate(mut a: SimulateArgs) -> Result<()> {
                 summary.pairs
             );
         }
+        let [k, sel] = summary.recomputed_stages;
+        if k > 0 {
+            let selective = if sel > 0 {
+                format!(", {sel} selectively")
+            } else {
+                String::new()
+            };
+            extra += &format!(
+                "recompute     {k} of {} stages{selective}; at most {:.4} per device\n",
+                summary.stages, summary.recompute_time
+            );
+        }
+        if summary.offloaded > 0 {
+            extra += &format!(
+                "offload       {} activations to host memory; host link busy at most {:.4} per device, beside the computation\n",
+                summary.offloaded, summary.transfer_time
+            );
+        }
         if (summary.parameters_vs_1f1b - 1.0).abs() > 1e-9 {
             extra += &format!(
                 "parameters    {:.3}x 1F1B's per device\n",

@@ -108,11 +108,12 @@ fn auto_respects_the_memory_flag() {
 #[test]
 fn bad_memory_budgets_exit_2_with_one_line() {
     // A negative budget reaches the budget parser (not clap's "unexpected argument"), a budget
-    // under 1 unit names the real minimum, and a huge one answers like `m` units.
+    // under what recomputing every stage reaches (a looped stage's 0.25 units) says nothing
+    // fits, and a huge one answers like `m` units.
     for (mem, needle) in [
         ("-1", "malformed memory budget"),
         ("abc", "malformed memory budget"),
-        ("0.9", "at least 1"),
+        ("0.2", "fits no schedule"),
     ] {
         let (code, out, err) = pipeblocks(&[
             "generate", "-s", "auto", "--memory", mem, "-p", "4", "-m", "8",

@@ -51,6 +51,14 @@ pub struct Summary {
     pub parameters_vs_1f1b: f64,
     /// Overlapped pairs ([`Schedule::pairs`]).
     pub pairs: usize,
+    /// Stages with recompute passes, and of them those that recompute selectively.
+    pub recomputed_stages: [usize; 2],
+    /// The longest time a device spends recomputing (its R passes, part of its busy time).
+    pub recompute_time: f64,
+    /// Stage and microbatch activations offloaded (O and L pairs).
+    pub offloaded: usize,
+    /// The longest time a device's host link is busy (its O and L, beside its computation).
+    pub transfer_time: f64,
     /// The stage that bounds the step.
     pub bottleneck: Bottleneck,
     /// The training step's details, when a step model was asked for ([`crate::step`]).
@@ -139,6 +147,13 @@ pub fn summarize(
         parameters_vs_1f1b: s.parameter_share().into_iter().fold(0.0, f64::max)
             * f64::from(s.devices),
         pairs: s.pairs.len(),
+        recomputed_stages: [
+            crate::recompute::recomputed_stages(s).len(),
+            s.selective.len(),
+        ],
+        recompute_time: r.recompute_time.iter().copied().fold(0.0, f64::max),
+        offloaded: crate::offload::offloaded(s),
+        transfer_time: r.transfer_time.iter().copied().fold(0.0, f64::max),
         bottleneck: bottleneck(s, &net, r),
         step: None,
     })

@@ -1390,8 +1390,23 @@ pub fn critical_path(s: &Schedule, net: &Net, r: &SimResult) -> Vec<(usize, usiz
         // The second half of an overlapped pair: the pair is the first half's entry too.
         let paired = |j: usize| j > 0 && starts.as_ref().is_some_and(|v| v[d][j - 1]);
         let first = if paired(i) { i - 1 } else { i };
-        if first > 0 && (start - r.end[d][first - 1]).abs() <= crate::params::EPS {
-            at = (d, first - 1);
+        // What ran before it on its resource: the device's previous computation, or its link's
+        // previous transfer of the same direction (a transfer is also issued when the
+        // computation before it ends).
+        let kind = s.lists[d][i].kind;
+        let list = &s.lists[d];
+        let last_before =
+            |keep: &dyn Fn(PassKind) -> bool| (0..first).rev().find(|&j| keep(list[j].kind));
+        let mut before = vec![last_before(&|k: PassKind| !k.is_transfer())];
+        if kind.is_transfer() {
+            before.push(last_before(&|k: PassKind| k == kind));
+        }
+        if let Some(j) = before
+            .into_iter()
+            .flatten()
+            .find(|&j| (start - r.end[d][j]).abs() <= crate::params::EPS)
+        {
+            at = (d, j);
             continue;
         }
         let halves = if first < i {

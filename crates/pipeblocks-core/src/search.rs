@@ -899,7 +899,18 @@ pub fn search(prm: &Params, budget: f64) -> Result<Candidate, Error> {
             schedule,
             result,
         }),
-        (Err(e), None) => Err(e),
+        (Err(e), None) => match least_memory(prm) {
+            // Below what any schedule holds on its devices, and nothing recomputed or
+            // offloaded fits either: say so rather than name the held minimum as the floor.
+            Ok(least) if valid && budget < least - EPS => Err(Error::fix(
+                format!(
+                    "a memory budget of {budget:.3} units per device fits no schedule: holding its activations takes at least {least:.3} units, and no named schedule recomputing every stage (and offloading, where the costs give the host link) gets under {budget:.3}; raise it (to {least:.3} units, all held, at the most)"
+                ),
+                Param::Budget,
+                format!("{least:.3}"),
+            )),
+            _ => Err(e),
+        },
     }
 }
 

@@ -484,10 +484,20 @@ fn too_small_a_budget_is_a_clear_config_error() {
         Some(pipeblocks_core::error::Param::Budget)
     );
     // Above half a unit but below one: a V-shape stage holds 0.5 units, yet a device holds both
-    // of its stages for a microbatch at once, so nothing fits below 1 unit.
+    // of its stages for a microbatch at once, so nothing holding everything fits below 1 unit;
+    // recomputing every stage of the looped schedule with four chunks does.
     prm = prm.with_budget(Budget::Units(0.9));
-    let e = generate("auto", &prm).unwrap_err();
-    assert!(e.to_string().contains("at least 1"), "{e}");
+    let s = generate("auto", &prm).unwrap();
+    assert_eq!(
+        s.placement,
+        pipeblocks_core::Placement::Looped { chunks: 4 }
+    );
+    let r = simulate(&s, &StageCosts::default()).unwrap();
+    assert!(r.max_peak() <= 0.9 + 1e-9, "{}", r.max_peak());
+    assert!(pipeblocks_core::search::search_on_device(&prm, 0.9)
+        .unwrap_err()
+        .to_string()
+        .contains("at least 1"));
     prm = prm.with_budget(Budget::Units(1.0));
     let s = generate("auto", &prm).unwrap();
     let r = simulate(&s, &StageCosts::default()).unwrap();

@@ -80,8 +80,9 @@ fn count(what: &str, v: i64) -> PyResult<u32> {
 }
 
 /// The stages' costs from keyword values: a stage-cost file's JSON text, or the uniform
-/// `f, b, w, bw, comm`; `b_release` and `overlap` (the cost of an overlapped pair beyond its
-/// longer half, as a fraction of the shorter; default 1) for either.
+/// `f, b, w, bw, comm` with the host link (`offload`) and selective recomputation's figures;
+/// `b_release` and `overlap` (the cost of an overlapped pair beyond its longer half, as a
+/// fraction of the shorter; default 1) for either.
 #[allow(clippy::too_many_arguments)]
 fn stage_costs_of(
     table: Option<&str>,
@@ -92,11 +93,15 @@ fn stage_costs_of(
     comm: f64,
     b_release: Option<f64>,
     overlap: Option<f64>,
+    more: More,
 ) -> PyResult<StageCosts> {
     let o = overlap.map(overlap_fraction).transpose()?;
     let mut c = match table {
-        Some(text) => stage_costs::read(text).map_err(value_error)?,
-        None => StageCosts::uniform(costs(f, b, w, bw, comm, o.unwrap_or(1.0))?),
+        Some(text) => {
+            more.refuse_with_table()?;
+            stage_costs::read(text).map_err(value_error)?
+        }
+        None => StageCosts::uniform(costs(f, b, w, bw, comm, o.unwrap_or(1.0), more)?),
     };
     if let Some(r) = b_release {
         c = c.with_b_release(r).map_err(value_error)?;
@@ -104,6 +109,96 @@ fn stage_costs_of(
     match o {
         Some(o) if table.is_some() => c.with_overlap(o).map_err(value_error),
         _ => Ok(c),
+    }
+}
+
+/// The uniform costs' figures beyond the passes: the host link's time (`offload`) and
+/// selective recomputation's time and kept fraction (`selective`, `selective_keep`), checked.
+#[derive(Clone, Copy, Default)]
+struct More {
+    offload: Option<f64>,
+    selective: Option<[f64; 2]>,
+}
+
+impl More {
+    /// Checks the keywords `offload`, `selective` and `selective_keep`.
+    fn of(
+        offload: Option<f64>,
+        selective: Option<f64>,
+        selective_keep: Option<f64>,
+    ) -> PyResult<Self> {
+        let time = |k: &str, v: f64, what: &str| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(v)
+            } else {
+                Err(PyValueError::new_err(format!(
+                    "{k}={v} is not a time: give {what}, a finite number not below 0 in the \
+                     units of f, b and w"
+                )))
+            }
+        };
+        let offload = offload
+            .map(|v| {
+                time(
+                    "offload",
+                    v,
+                    "the time to move one stage's activation of one microbatch over the \
+                     device's host link, one way",
+                )
+            })
+            .transpose()?;
+        let selective = match (selective, selective_keep) {
+            (None, None) => None,
+            (Some(t), Some(k)) => {
+                let t = time(
+                    "selective",
+                    t,
+                    "the time of a recompute pass that recomputes the attention only",
+                )?;
+                if !(0.0..=1.0).contains(&k) {
+                    return Err(PyValueError::new_err(format!(
+                        "selective_keep={k} is not a fraction: give the share of a stage's \
+                         activation a selectively recomputed microbatch keeps, from 0 to 1"
+                    )));
+                }
+                Some([t, k])
+            }
+            (t, _) => {
+                let (given, missing) = if t.is_some() {
+                    ("selective", "selective_keep")
+                } else {
+                    ("selective_keep", "selective")
+                };
+                return Err(PyValueError::new_err(format!(
+                    "{given} without {missing}: selective recomputation needs both its time \
+                     (selective=) and the fraction of the activation it keeps (selective_keep=); \
+                     give selective and selective_keep together, or neither"
+                )));
+            }
+        };
+        Ok(More { offload, selective })
+    }
+
+    /// Refuses the figures with a stage-cost file, which gives them per stage.
+    fn refuse_with_table(&self) -> PyResult<()> {
+        let given: Vec<&str> = [
+            (self.offload.is_some(), "offload"),
+            (self.selective.is_some(), "selective"),
+            (self.selective.is_some(), "selective_keep"),
+        ]
+        .into_iter()
+        .filter_map(|(on, k)| on.then_some(k))
+        .collect();
+        let (what, verb) = match given.as_slice() {
+            [] => return Ok(()),
+            [one] => (format!("{one}="), "applies"),
+            [rest @ .., last] => (format!("{}= and {last}=", rest.join("=, ")), "apply"),
+        };
+        Err(PyValueError::new_err(format!(
+            "{what} {verb} to the uniform costs f, b, w, not to stage_costs: a stage-cost file \
+             gives these figures for each stage (the keys `offload`, `selective` and \
+             `selective_keep` of its stages)"
+        )))
     }
 }
 
@@ -121,8 +216,16 @@ fn overlap_fraction(o: f64) -> PyResult<f64> {
 }
 
 /// Builds costs from keyword values, with the same checks as the CLI's `--cost` (`overlap`
-/// already checked by [`overlap_fraction`]).
-fn costs(f: f64, b: f64, w: f64, bw: Option<f64>, comm: f64, overlap: f64) -> PyResult<Costs> {
+/// already checked by [`overlap_fraction`], `more` by [`More::of`]).
+fn costs(
+    f: f64,
+    b: f64,
+    w: f64,
+    bw: Option<f64>,
+    comm: f64,
+    overlap: f64,
+    more: More,
+) -> PyResult<Costs> {
     for (k, v) in [("f", f), ("b", b), ("w", w), ("comm", comm)]
         .into_iter()
         .chain(bw.map(|v| ("bw", v)))
@@ -148,8 +251,8 @@ fn costs(f: f64, b: f64, w: f64, bw: Option<f64>, comm: f64, overlap: f64) -> Py
         // R costs a forward and keeps the engine's default share of the activation.
         r: None,
         keep: None,
-        offload: None,
-        selective: None,
+        offload: more.offload,
+        selective: more.selective,
     })
 }
 
@@ -177,11 +280,13 @@ impl PySchedule {
     }
 
     /// Refuses a schedule PyTorch's CSV cannot carry, with the engine's message: two
-    /// [lanes](pipeblocks_core::ir) (the bidirectional placement) or recompute passes (R), the
-    /// latter with the Python way out.
+    /// [lanes](pipeblocks_core::ir) (the bidirectional placement), transfers (O and L) or
+    /// recompute passes (R), the latter two with the Python way out.
     fn torch_expressible(&self) -> PyResult<()> {
         torch_csv::check(&self.inner).map_err(|e| {
-            if self.has_recompute() {
+            if self.has_transfer() {
+                self.offload_refused(e)
+            } else if self.has_recompute() {
                 PyValueError::new_err(format!(
                     "{e} (Schedule.to_json()), or write Schedule.without_recompute(), the same \
                      order without its R passes, and checkpoint the activations of stages {:?} \
@@ -192,6 +297,30 @@ impl PySchedule {
                 value_error(e)
             }
         })
+    }
+
+    /// The engine's refusal of a schedule with transfers (O and L) for PyTorch, with the way
+    /// out: [`without_offload`](Self::without_offload).
+    fn offload_refused(&self, e: Error) -> PyErr {
+        let then = if self.has_recompute() {
+            " once without_recompute() drops its R passes too"
+        } else {
+            ""
+        };
+        PyValueError::new_err(format!(
+            "{e} (Schedule.to_json()), or take Schedule.without_offload(): the same order with \
+             every activation kept on the device (more device memory than this schedule \
+             needs), which PyTorch can run{then}"
+        ))
+    }
+
+    /// Whether any pass is a transfer to or from host memory (O or L).
+    fn has_transfer(&self) -> bool {
+        self.inner
+            .lists
+            .iter()
+            .flatten()
+            .any(|q| q.kind.is_transfer())
     }
 
     /// Whether any pass is a recompute (R).
@@ -218,6 +347,45 @@ impl PySchedule {
         // Without R passes no stage recomputes, selectively or not.
         s.selective.clear();
         s
+    }
+
+    /// Refuses simulating under uniform costs that lack a figure the schedule needs (the host
+    /// link's time for O and L, selective recomputation's figures), naming the keywords.
+    fn check_uniform(&self, table: bool, more: More) -> PyResult<()> {
+        if table {
+            return Ok(());
+        }
+        let s = &self.inner;
+        if more.offload.is_none() && self.has_transfer() {
+            return Err(PyValueError::new_err(format!(
+                "{} offloads activations (O and L passes, Schedule.offloaded), but the costs do \
+                 not say how long the host link takes: give offload=, the time to move one \
+                 stage's activation of one microbatch to host memory (or back), in the units of \
+                 f, b and w",
+                s.name
+            )));
+        }
+        if more.selective.is_none() && !s.selective.is_empty() {
+            return Err(PyValueError::new_err(format!(
+                "{} recomputes stages {:?} selectively (Schedule.selective), but the costs do \
+                 not say what selective recomputation costs and keeps: give selective= (the time \
+                 of its recompute pass) and selective_keep= (the fraction of the activation it \
+                 keeps)",
+                s.name, s.selective
+            )));
+        }
+        Ok(())
+    }
+
+    /// Simulates under the costs of keyword values.
+    fn simulated(
+        &self,
+        table: Option<&str>,
+        c: &StageCosts,
+        more: More,
+    ) -> PyResult<pipeblocks_core::engine::SimResult> {
+        self.check_uniform(table.is_some(), more)?;
+        sim(&self.inner, c).map_err(value_error)
     }
 
     fn new_checked(inner: pipeblocks_core::Schedule) -> PyResult<Self> {
@@ -288,11 +456,18 @@ impl PySchedule {
     /// pair as one action `"(0F3;1B1)OVERLAP_F_B"`: the cells of the rank's CSV row.
     /// Recompute passes (R) are left out: PyTorch has no such action, and on PyTorch the
     /// recomputation is activation checkpointing of the stage's module ([`recompute`](Self::recompute)).
-    /// `ValueError` for a bidirectional schedule, which PyTorch's actions cannot express.
+    /// `ValueError` for a bidirectional schedule, which PyTorch's actions cannot express, and
+    /// for one that offloads (O and L passes), naming [`without_offload`](Self::without_offload).
     fn actions(&self, rank: i64) -> PyResult<Vec<String>> {
         let r = self.rank(rank)?;
         let s = self.stripped();
-        torch_csv::check(&s).map_err(value_error)?;
+        torch_csv::check(&s).map_err(|e| {
+            if self.has_transfer() {
+                self.offload_refused(e)
+            } else {
+                value_error(e)
+            }
+        })?;
         let starts = s.pair_starts();
         Ok(torch_csv::cells(
             &s.lists[r],
@@ -309,11 +484,14 @@ impl PySchedule {
     }
 
     /// This schedule with every microbatch of `stages` recomputed: an R pass right before each
-    /// of their backwards (stages that already recompute are left as they are). `ValueError`
-    /// for a stage out of range.
-    fn with_recompute(&self, stages: Vec<i64>) -> PyResult<Self> {
+    /// of their backwards (stages that already recompute keep their R passes). `selective`:
+    /// these stages recompute the attention only ([`selective`](Self::selective)), else in
+    /// full (a selective stage among them becomes full). `ValueError` for a stage out of range.
+    #[pyo3(signature = (stages, *, selective=false))]
+    fn with_recompute(&self, stages: Vec<i64>, selective: bool) -> PyResult<Self> {
+        use pipeblocks_core::recompute::{with_kinds, Recompute};
         let n = self.inner.stages;
-        let mut mask = vec![false; n as usize];
+        let mut kinds = vec![Recompute::None; n as usize];
         for s in stages {
             let i = usize::try_from(s)
                 .ok()
@@ -323,12 +501,13 @@ impl PySchedule {
                         "stage {s} is out of range: the schedule has {n} stages (0..{n})"
                     ))
                 })?;
-            mask[i] = true;
+            kinds[i] = if selective {
+                Recompute::Selective
+            } else {
+                Recompute::Full
+            };
         }
-        PySchedule::new_checked(pipeblocks_core::recompute::with_recompute(
-            &self.inner,
-            &mask,
-        ))
+        PySchedule::new_checked(with_kinds(&self.inner, &kinds))
     }
 
     /// This schedule without its recompute passes (R): the same order of F, B, W and BW, every
@@ -337,6 +516,40 @@ impl PySchedule {
     /// [`recompute`](Self::recompute).
     fn without_recompute(&self) -> PyResult<Self> {
         PySchedule::new_checked(self.stripped())
+    }
+
+    /// The stages whose R passes recompute the attention only (selective recomputation): their
+    /// microbatches keep all of the activation but the attention's inner part. Ascending, a
+    /// subset of [`recompute`](Self::recompute); empty for most schedules.
+    #[getter]
+    fn selective(&self) -> Vec<u32> {
+        self.inner.selective.clone()
+    }
+
+    /// The `(stage, microbatch)` pairs whose activation waits in host memory (an O pass after
+    /// the forward, an L pass before it is needed again), sorted; empty for most schedules.
+    #[getter]
+    fn offloaded(&self) -> Vec<(u32, u32)> {
+        let mut v: Vec<(u32, u32)> = self
+            .inner
+            .lists
+            .iter()
+            .flatten()
+            .filter(|q| q.kind == PassKind::O)
+            .map(|q| (q.stage, q.mb))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// This schedule without its offload (O) and load (L) passes: the same order of the other
+    /// passes, every activation kept on the device (more memory). What PyTorch can run.
+    fn without_offload(&self) -> PyResult<Self> {
+        let mut s = self.inner.clone();
+        for list in &mut s.lists {
+            list.retain(|q| !q.kind.is_transfer());
+        }
+        PySchedule::new_checked(s)
     }
 
     /// The overlapped pairs (DualPipe's `F&B`), each `(forward, backward)` in pipeblocks'
@@ -351,15 +564,16 @@ impl PySchedule {
             .collect()
     }
 
-    /// The ordered passes of `rank` in pipeblocks' spelling (`"B3.7"`; kinds F, B, W, BW, R).
+    /// The ordered passes of `rank` in pipeblocks' spelling (`"B3.7"`; kinds F, B, W, BW, R,
+    /// and the host transfers O and L).
     fn passes(&self, rank: i64) -> PyResult<Vec<String>> {
         let r = self.rank(rank)?;
         Ok(self.inner.lists[r].iter().map(|p| p.to_string()).collect())
     }
 
     /// The schedule as PyTorch's compute-only CSV text (one row per rank); `ValueError` for a
-    /// bidirectional schedule (two pipelines) or one with recompute passes (R), which the CSV
-    /// cannot express.
+    /// bidirectional schedule (two pipelines), one that offloads (O and L passes) or one with
+    /// recompute passes (R), which the CSV cannot express.
     fn torch_csv(&self) -> PyResult<String> {
         self.torch_expressible()?;
         Ok(torch_csv::write(&self.inner))
@@ -385,8 +599,12 @@ impl PySchedule {
     /// `p2p_transfers`, `bottleneck`, ...). Costs are per pass, as on the command line, or
     /// per stage from `stage_costs` (the JSON text of a `pipeblocks-stage-costs` file);
     /// `overlap` is what an overlapped pair costs beyond its longer half, as a fraction of the
-    /// shorter (0..=1, default 1: the halves' sum).
-    #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=None, stage_costs=None, overlap=None))]
+    /// shorter (0..=1, default 1: the halves' sum). `offload` is the uniform costs' host link
+    /// (the time to move one stage's activation of a microbatch one way), needed by a schedule
+    /// with O and L passes; `selective` and `selective_keep` (together) selective
+    /// recomputation's time and kept fraction, needed by one with [`selective`](Self::selective)
+    /// stages.
+    #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=None, stage_costs=None, overlap=None, offload=None, selective=None, selective_keep=None))]
     #[allow(clippy::too_many_arguments)]
     fn simulate<'py>(
         &self,
@@ -399,10 +617,14 @@ impl PySchedule {
         b_release: Option<f64>,
         stage_costs: Option<&str>,
         overlap: Option<f64>,
+        offload: Option<f64>,
+        selective: Option<f64>,
+        selective_keep: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let c = stage_costs_of(stage_costs, f, b, w, bw, comm, b_release, overlap)?;
+        let more = More::of(offload, selective, selective_keep)?;
+        let c = stage_costs_of(stage_costs, f, b, w, bw, comm, b_release, overlap, more)?;
         let s = &self.inner;
-        let r = sim(s, &c).map_err(value_error)?;
+        let r = self.simulated(stage_costs, &c, more)?;
         let base = baseline(s.devices, s.microbatches, &c).map_err(value_error)?;
         let summary = summarize(s, &r, &c, base).map_err(value_error)?;
         to_python(py, &summary)
@@ -410,7 +632,7 @@ impl PySchedule {
 
     /// The simulated timeline under the same costs as [`simulate`]: a dict with `passes`
     /// (each rank's passes in pipeblocks' spelling, in order), `start` and `end` (their times).
-    #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=None, stage_costs=None, overlap=None))]
+    #[pyo3(signature = (*, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, b_release=None, stage_costs=None, overlap=None, offload=None, selective=None, selective_keep=None))]
     #[allow(clippy::too_many_arguments)]
     fn timeline<'py>(
         &self,
@@ -423,10 +645,14 @@ impl PySchedule {
         b_release: Option<f64>,
         stage_costs: Option<&str>,
         overlap: Option<f64>,
+        offload: Option<f64>,
+        selective: Option<f64>,
+        selective_keep: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let c = stage_costs_of(stage_costs, f, b, w, bw, comm, b_release, overlap)?;
+        let more = More::of(offload, selective, selective_keep)?;
+        let c = stage_costs_of(stage_costs, f, b, w, bw, comm, b_release, overlap, more)?;
         let s = &self.inner;
-        let r = sim(s, &c).map_err(value_error)?;
+        let r = self.simulated(stage_costs, &c, more)?;
         let passes: Vec<Vec<String>> = s
             .lists
             .iter()
@@ -438,8 +664,8 @@ impl PySchedule {
         )
     }
 
-    /// Equal when sizes, placement, every rank's order and the overlapped pairs agree (the name
-    /// is not compared).
+    /// Equal when sizes, placement, every rank's order, the overlapped pairs and the selective
+    /// stages agree (the name is not compared).
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         match other.cast::<PySchedule>() {
             Ok(o) => {
@@ -450,6 +676,7 @@ impl PySchedule {
                     && a.placement.stage_devices(a.devices) == b.placement.stage_devices(b.devices)
                     && a.lists == b.lists
                     && a.pair_starts() == b.pair_starts()
+                    && a.selective == b.selective
             }
             Err(_) => false,
         }
@@ -476,11 +703,14 @@ impl PySchedule {
 /// (microbatches per ZeroPP group), the pass costs `f`, `b`, `w`, `bw`, `comm` used by
 /// cost-aware generators, or `stage_costs` (the JSON text of a `pipeblocks-stage-costs` file),
 /// `b_release` and `overlap` (an overlapped pair's cost beyond its longer half, a fraction of
-/// the shorter in 0..=1). `chunks`, `memory` or `group` given to a schedule that does not read
+/// the shorter in 0..=1). With uniform costs, `offload` (the host link: the time to move one
+/// stage's activation of a microbatch one way) lets auto offload activations below 1F1B's
+/// memory, and `selective` with `selective_keep` (selective recomputation's time and kept
+/// fraction) lets it recompute the attention only. `chunks`, `memory` or `group` given to a schedule that does not read
 /// it is refused (`schedules()` lists what each reads). Raises `ValueError` with the engine's
 /// message for unknown names or impossible sizes.
 #[pyfunction]
-#[pyo3(signature = (name, devices, microbatches, *, chunks=None, memory=None, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, stage_costs=None, b_release=None, group=None, overlap=None))]
+#[pyo3(signature = (name, devices, microbatches, *, chunks=None, memory=None, f=1.0, b=1.0, w=1.0, bw=None, comm=0.0, stage_costs=None, b_release=None, group=None, overlap=None, offload=None, selective=None, selective_keep=None))]
 #[allow(clippy::too_many_arguments)]
 fn generate(
     name: &str,
@@ -497,6 +727,9 @@ fn generate(
     b_release: Option<f64>,
     group: Option<i64>,
     overlap: Option<f64>,
+    offload: Option<f64>,
+    selective: Option<f64>,
+    selective_keep: Option<f64>,
 ) -> PyResult<PySchedule> {
     let generator = registry::find(name).map_err(value_error)?;
     refuse_unused(generator, chunks, memory, group)?;
@@ -514,6 +747,7 @@ fn generate(
         comm,
         b_release,
         overlap,
+        More::of(offload, selective, selective_keep)?,
     )?);
     if let Some(c) = chunks {
         prm = prm.with_chunks(count("chunks", c)?).map_err(value_error)?;
@@ -530,7 +764,8 @@ fn generate(
 
 /// The keyword arguments of `generate` a generator reads, as `schedules()` lists them: `chunks`,
 /// `memory`, `group`, and `costs` for the cost keywords (`f`, `b`, `w`, `bw`, `comm`,
-/// `stage_costs`, `b_release`, `overlap`) steering the order.
+/// `stage_costs`, `b_release`, `overlap`, `offload`, `selective`, `selective_keep`) steering
+/// the order.
 fn uses(g: &registry::Generator) -> Vec<&'static str> {
     let u = g.uses;
     [

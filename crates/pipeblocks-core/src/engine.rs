@@ -205,10 +205,13 @@ impl Net {
         net.recompute(&s.lists);
         if !s.selective.is_empty() {
             if net.table.selective.is_empty() {
-                return Err(Error::config(format!(
-                    "{} recomputes stages selectively, but the costs do not say what selective recomputation keeps and costs; give the costs selective and selective_keep (a model gives them)",
-                    s.name
-                )));
+                return Err(Error::change(
+                    format!(
+                        "{} recomputes stages selectively, but the costs do not say what selective recomputation keeps and costs; give the costs selective and selective_keep (a model gives them)",
+                        s.name
+                    ),
+                    crate::error::Param::Costs,
+                ));
             }
             net.selective = vec![false; net.stages as usize];
             for &st in &s.selective {
@@ -218,10 +221,13 @@ impl Net {
             }
         }
         if !net.offloaded.is_empty() && net.table.offload.is_empty() {
-            return Err(Error::config(format!(
-                "{} offloads activations (O and L passes), but the costs do not say how long the host link takes; give the costs an offload time (or a model's device its host bandwidth)",
-                s.name
-            )));
+            return Err(Error::change(
+                format!(
+                    "{} offloads activations (O and L passes), but the costs do not say how long the host link takes; give the costs an offload time (or a model's device its host bandwidth)",
+                    s.name
+                ),
+                crate::error::Param::Costs,
+            ));
         }
         Ok(net)
     }

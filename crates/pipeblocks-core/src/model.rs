@@ -722,8 +722,10 @@ impl DeviceSpec {
                 }
                 Ok(n)
             };
-            let bytes =
-                |x: &str| parse_bytes(x.trim_end_matches("/s").trim_end_matches("/S")).map_err(bad);
+            let bytes = |x: &str| {
+                parse_bytes(x.trim_end_matches("/s").trim_end_matches("/S"))
+                    .map_err(|e| bad(format!("in `{part}`: {e}")))
+            };
             match k.as_str() {
                 "flops" => d.flops = num()?,
                 "eff" | "efficiency" => d.efficiency = num()?,

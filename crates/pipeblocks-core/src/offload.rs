@@ -139,12 +139,7 @@ pub fn fit(
     costs: &StageCosts,
     limits: &[f64],
 ) -> Result<Option<(Schedule, SimResult)>, Error> {
-    if limits.len() != s.devices as usize {
-        return Err(Error::config(format!(
-            "offload: the memory limits must list {} devices",
-            s.devices
-        )));
-    }
+    crate::recompute::check_limits(s, limits)?;
     if costs
         .for_placement(&s.placement, s.devices)?
         .offload
@@ -158,9 +153,7 @@ pub fn fit(
     for _ in 0..=rounds {
         let net = Net::of(&current, costs)?;
         let r = simulate_net(&current, &net)?;
-        let over: Vec<usize> = (0..limits.len())
-            .filter(|&d| r.peak_activation[d] > limits[d] + EPS)
-            .collect();
+        let over = crate::recompute::over_limits(&r, limits);
         if over.is_empty() {
             return Ok(Some((current, r)));
         }

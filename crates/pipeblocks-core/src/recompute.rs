@@ -101,12 +101,7 @@ pub fn fit(
     costs: &StageCosts,
     limits: &[f64],
 ) -> Result<Option<(Schedule, SimResult)>, Error> {
-    if limits.len() != s.devices as usize {
-        return Err(Error::config(format!(
-            "recompute: the memory limits must list {} devices",
-            s.devices
-        )));
-    }
+    check_limits(s, limits)?;
     let table = costs.for_placement(&s.placement, s.devices)?;
     let has_selective = !table.selective.is_empty();
     let mut chosen = vec![Recompute::None; s.stages as usize];
@@ -114,9 +109,7 @@ pub fn fit(
     loop {
         let net = Net::of(&current, costs)?;
         let r = simulate_net(&current, &net)?;
-        let over: Vec<usize> = (0..limits.len())
-            .filter(|&d| r.peak_activation[d] > limits[d] + EPS)
-            .collect();
+        let over = over_limits(&r, limits);
         if over.is_empty() {
             return Ok(Some((current, r)));
         }
@@ -150,6 +143,26 @@ pub fn fit(
         }
         current = with_kinds(s, &chosen);
     }
+}
+
+/// Refuses memory limits that do not list one limit per device of `s`.
+pub(crate) fn check_limits(s: &Schedule, limits: &[f64]) -> Result<(), Error> {
+    if limits.len() == s.devices as usize {
+        Ok(())
+    } else {
+        Err(Error::config(format!(
+            "the memory limits list {} devices, the schedule has {}",
+            limits.len(),
+            s.devices
+        )))
+    }
+}
+
+/// The devices whose simulated peak in `r` is above their limit.
+pub(crate) fn over_limits(r: &SimResult, limits: &[f64]) -> Vec<usize> {
+    (0..limits.len())
+        .filter(|&d| r.peak_activation[d] > limits[d] + EPS)
+        .collect()
 }
 
 /// The stages of `s` that recompute some microbatch, ascending.

@@ -252,6 +252,31 @@ pub fn export(
             "microbatch": ps.mb,
         })
     };
+    // One pass as a slice on thread `tid`; a transfer's arguments add its direction.
+    let one_pass =
+        |d: usize, i: usize, ps: &Pass, cat: String, tid: u32, direction: Option<&str>| {
+            let mut args = json!({
+                "kind": ps.kind.as_str(),
+                "stage": ps.stage,
+                "chunk": chunk_of[ps.stage as usize],
+                "microbatch": ps.mb,
+                "start": r.start[d][i],
+                "end": r.end[d][i],
+            });
+            if let (Some(dir), Some(map)) = (direction, args.as_object_mut()) {
+                map.insert("direction".into(), json!(dir));
+            }
+            json!({
+                "ph": "X",
+                "name": ps.to_string(),
+                "cat": cat,
+                "pid": pid(d as u32),
+                "tid": tid,
+                "ts": us(r.start[d][i]),
+                "dur": us(r.end[d][i] - r.start[d][i]),
+                "args": args,
+            })
+        };
     for (d, list) in s.lists.iter().enumerate() {
         // Host-link threads follow the device's communication threads.
         let link_tid = |kind: PassKind| {
@@ -267,24 +292,8 @@ pub fn export(
                 } else {
                     "host to device"
                 };
-                out.push(&json!({
-                    "ph": "X",
-                    "name": ps.to_string(),
-                    "cat": format!("{},host", ps.kind.as_str()),
-                    "pid": pid(d as u32),
-                    "tid": link_tid(ps.kind),
-                    "ts": us(r.start[d][i]),
-                    "dur": us(r.end[d][i] - r.start[d][i]),
-                    "args": {
-                        "kind": ps.kind.as_str(),
-                        "stage": ps.stage,
-                        "chunk": chunk_of[ps.stage as usize],
-                        "microbatch": ps.mb,
-                        "direction": direction,
-                        "start": r.start[d][i],
-                        "end": r.end[d][i],
-                    },
-                }));
+                let cat = format!("{},host", ps.kind.as_str());
+                out.push(&one_pass(d, i, ps, cat, link_tid(ps.kind), Some(direction)));
                 i += 1;
                 continue;
             }
@@ -310,23 +319,14 @@ pub fn export(
                 i += 2;
                 continue;
             }
-            out.push(&json!({
-                "ph": "X",
-                "name": ps.to_string(),
-                "cat": ps.kind.as_str(),
-                "pid": pid(d as u32),
-                "tid": COMPUTE_TID,
-                "ts": us(r.start[d][i]),
-                "dur": us(r.end[d][i] - r.start[d][i]),
-                "args": {
-                    "kind": ps.kind.as_str(),
-                    "stage": ps.stage,
-                    "chunk": chunk_of[ps.stage as usize],
-                    "microbatch": ps.mb,
-                    "start": r.start[d][i],
-                    "end": r.end[d][i],
-                },
-            }));
+            out.push(&one_pass(
+                d,
+                i,
+                ps,
+                ps.kind.as_str().to_string(),
+                COMPUTE_TID,
+                None,
+            ));
             i += 1;
         }
     }

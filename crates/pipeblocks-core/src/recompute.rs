@@ -176,3 +176,70 @@ pub fn recomputed_stages(s: &Schedule) -> Vec<u32> {
         .collect();
     stages.into_iter().collect()
 }
+
+/// How far [`hoist`] moves an R at most, in list positions.
+pub const HOIST_REACH: usize = 6;
+
+/// Moves R passes earlier into idle time where that shortens the step: round by round, each R
+/// on the critical path of `s`'s simulation is tried one to [`HOIST_REACH`] positions earlier in
+/// its device's list (never before its F or its load back, never between an overlapped pair's
+/// halves), and the first move that ends the step sooner while every device stays within
+/// `limits` is kept (an R moved earlier holds its rebuilt activation longer). At most `rounds`
+/// rounds; the result and its simulation (`s`'s own when nothing helps).
+pub fn hoist(
+    s: &Schedule,
+    costs: &StageCosts,
+    limits: &[f64],
+    rounds: usize,
+) -> Result<(Schedule, SimResult), Error> {
+    check_limits(s, limits)?;
+    let mut current = s.clone();
+    let mut net = Net::of(&current, costs)?;
+    let mut r = simulate_net(&current, &net)?;
+    for _ in 0..rounds {
+        let path = crate::engine::critical_path(&current, &net, &r);
+        let mut moved = false;
+        'path: for (d, i) in path {
+            let q = current.lists[d][i];
+            if q.kind != PassKind::R {
+                continue;
+            }
+            let list = &current.lists[d];
+            let starts = current.pair_starts();
+            let pair_first = |j: usize| starts.as_ref().is_some_and(|v| v[d][j]);
+            // Its inputs sit before it on this device: it may not pass them.
+            let floor = list[..i]
+                .iter()
+                .rposition(|x| {
+                    x.stage == q.stage
+                        && x.mb == q.mb
+                        && matches!(x.kind, PassKind::F | PassKind::L)
+                })
+                .map_or(0, |k| k + 1);
+            for k in 1..=HOIST_REACH.min(i.saturating_sub(floor)) {
+                let j = i - k;
+                if j > 0 && pair_first(j - 1) {
+                    continue;
+                }
+                let mut cand = current.clone();
+                let x = cand.lists[d].remove(i);
+                cand.lists[d].insert(j, x);
+                let Ok(cnet) = Net::of(&cand, costs) else {
+                    continue;
+                };
+                let Ok(cr) = simulate_net(&cand, &cnet) else {
+                    continue;
+                };
+                if cr.makespan < r.makespan - EPS && over_limits(&cr, limits).is_empty() {
+                    (current, net, r) = (cand, cnet, cr);
+                    moved = true;
+                    break 'path;
+                }
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    Ok((current, r))
+}

@@ -274,3 +274,32 @@ fn a_model_reaches_a_twentieth_of_1f1bs_activation() {
     validate(&c.schedule).unwrap();
     assert!(search_on_device(&prm, 0.05 * base).is_err());
 }
+
+/// Moving R passes earlier into idle time shortens a recomputing schedule's step without
+/// leaving its memory limit, and keeps it valid.
+#[test]
+fn hoisting_r_into_idle_time_shortens_the_step_within_the_limit() {
+    let prm = Params::new(8, 32).unwrap();
+    let vmin = generate("v-min", &prm).unwrap();
+    let limits = [2.0; 8];
+    let (s, r) = fit(&vmin, &prm.costs, &limits).unwrap().unwrap();
+    let t = std::time::Instant::now();
+    let (h, hr) = pipeblocks_core::recompute::hoist(&s, &prm.costs, &limits, 64).unwrap();
+    eprintln!(
+        "v-min recomputing at 0.25x: {} -> {} in {:?}",
+        r.makespan,
+        hr.makespan,
+        t.elapsed()
+    );
+    validate(&h).unwrap();
+    assert!(
+        hr.makespan < r.makespan,
+        "{} vs {}",
+        hr.makespan,
+        r.makespan
+    );
+    assert!(hr.max_peak() <= 2.0 + 1e-9);
+    assert_eq!(h.num_passes(), s.num_passes());
+    let again = simulate(&h, &prm.costs).unwrap();
+    assert_eq!(again.makespan, hr.makespan);
+}

@@ -522,7 +522,19 @@ impl ScheduleSpec {
             }
             prm = prm.with_group(u)?;
         }
-        Ok(generate(name, &prm)?)
+        // A search (auto, zb-v) can take seconds at large sizes, more below 1F1B's memory
+        // where it also recomputes and offloads: a spinner on standard error (hidden when it is
+        // not a terminal) says it is working.
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} generating {msg}  {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        spinner.set_message(name.to_string());
+        spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+        let out = generate(name, &prm);
+        spinner.finish_and_clear();
+        Ok(out?)
     }
 }
 

@@ -693,7 +693,11 @@ fn schedule_of(cfg: &Config, costs: &StageCosts) -> Result<Schedule, Error> {
             let u: f64 = units
                 .parse()
                 .map_err(|_| Error::config(format!("bad auto budget `{units}`")))?;
-            generate("auto", &prm.with_budget(crate::params::Budget::Units(u)))
+            // The planner chooses recomputation itself (per configuration, in its memory and
+            // time model): auto here holds every activation on its devices.
+            let mut s = crate::search::search_on_device(&prm, u)?.schedule;
+            s.name = "auto".into();
+            Ok(s)
         }
         None => generate(&cfg.schedule, &prm),
     }

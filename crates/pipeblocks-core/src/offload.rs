@@ -130,9 +130,9 @@ fn heap_order(t: f64) -> u64 {
 }
 
 /// Offloads activations of `s` until every device's peak is within `limits`: each round, on
-/// every device above its limit, the microbatches held at its peak whose transfers end before
-/// the peak and start again after it, the most slack first (the time they wait beyond the two
-/// transfers), until they cover the excess. The schedule and its simulation once it fits (`s`
+/// every device above its limit, for each stretch of time above it, the microbatches held at
+/// its highest point whose transfers end before that point and start again after it, the most
+/// slack first (the time they wait beyond the two transfers), until they cover the excess. The schedule and its simulation once it fits (`s`
 /// itself when it already does), `None` when nothing held at a peak can leave in time.
 pub fn fit(
     s: &Schedule,
@@ -160,14 +160,9 @@ pub fn fit(
         let pos = Positions::of(&current);
         let mut picks = Vec::new();
         for d in over {
-            let Some(&(t_star, level)) = r.memory[d]
-                .iter()
-                .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.total_cmp(&a.0)))
-            else {
-                continue;
-            };
-            let excess = level - limits[d];
-            let mut candidates: Vec<(f64, f64, (u32, u32))> = Vec::new();
+            // Every microbatch held on the device that could leave: the window its transfers
+            // leave it away from the device, `(after its O, before its L)`.
+            let mut cands: Vec<Candidate> = Vec::new();
             for (i, &q) in current.lists[d].iter().enumerate() {
                 if q.kind != PassKind::F || net.is_offloaded(q.stage, q.mb) {
                     continue;
@@ -177,19 +172,36 @@ pub fn fit(
                 };
                 let x = net.duration(Pass::o(q.stage, q.mb));
                 let (f_end, t_c) = (r.end[d][i], r.start[dc][i_c]);
-                if f_end + x <= t_star + EPS && t_c - x > t_star + EPS {
-                    let left = net.activation_change(q);
-                    candidates.push((t_c - f_end - 2.0 * x, left, (q.stage, q.mb)));
-                }
+                cands.push(Candidate {
+                    slack: t_c - f_end - 2.0 * x,
+                    left: net.activation_change(q),
+                    away: (f_end + x, t_c - x),
+                    pick: (q.stage, q.mb),
+                });
             }
-            candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.total_cmp(&a.1)));
-            let mut freed = 0.0;
-            for (_, left, pick) in candidates {
-                if freed >= excess - EPS {
-                    break;
+            cands.sort_by(|a, b| b.slack.total_cmp(&a.slack).then(b.left.total_cmp(&a.left)));
+            // Each stretch above the limit, at its highest point: the most slack first among
+            // those away then, until they cover its excess (with those already chosen).
+            let mut taken = vec![false; cands.len()];
+            for (t_star, level) in peaks_over(&r.memory[d], limits[d]) {
+                let away = |c: &Candidate| c.away.0 <= t_star + EPS && c.away.1 > t_star + EPS;
+                let mut freed: f64 = cands
+                    .iter()
+                    .zip(&taken)
+                    .filter(|(c, &t)| t && away(c))
+                    .map(|(c, _)| c.left)
+                    .sum();
+                let excess = level - limits[d];
+                for (k, c) in cands.iter().enumerate() {
+                    if freed >= excess - EPS {
+                        break;
+                    }
+                    if !taken[k] && away(c) {
+                        taken[k] = true;
+                        freed += c.left;
+                        picks.push(c.pick);
+                    }
                 }
-                freed += left;
-                picks.push(pick);
             }
         }
         if picks.is_empty() {
@@ -198,6 +210,38 @@ pub fn fit(
         current = with_offload(&current, &net, &r, &picks);
     }
     Ok(None)
+}
+
+/// A microbatch [`fit`] may offload: the time it waits beyond its two transfers, what it
+/// holds, when it would be away from the device, and which it is.
+struct Candidate {
+    slack: f64,
+    left: f64,
+    away: (f64, f64),
+    pick: (u32, u32),
+}
+
+/// Each stretch of an activation curve above `limit`, by its highest point `(time, level)`
+/// (the first, when it is reached more than once).
+fn peaks_over(curve: &[(f64, f64)], limit: f64) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    let mut inside = false;
+    for &(t, level) in curve {
+        if level > limit + EPS {
+            match out.last_mut() {
+                Some(top) if inside => {
+                    if level > top.1 {
+                        *top = (t, level);
+                    }
+                }
+                _ => out.push((t, level)),
+            }
+            inside = true;
+        } else {
+            inside = false;
+        }
+    }
+    out
 }
 
 /// The stage and microbatch pairs of `s` that offload (an O pass each).

@@ -686,7 +686,8 @@ pub struct Engine<'n, O: Observer = ()> {
     /// Per device, what the clock and the host links were before the last rewind.
     undo_clocks: Vec<(f64, [f64; 2])>,
     /// Per device, memory changes of transfers not yet reached by its computation's clock:
-    /// `(time, delta)`, applied in time order before any later change.
+    /// `(time, delta)` in the order they apply (by time, frees first), before any later
+    /// change.
     pending: Vec<Vec<(f64, f64)>>,
 }
 
@@ -814,8 +815,10 @@ impl<'n, O: Observer> Engine<'n, O> {
             let delta = net.activation_change(pass);
             if delta != 0.0 {
                 let at = if delta > 0.0 { start } else { end };
+                // Kept in the order they apply: by time, frees before allocations.
                 let q = &mut self.pending[d];
-                let i = q.partition_point(|&(t, _)| t <= at);
+                let i =
+                    q.partition_point(|&(t, x)| t.total_cmp(&at).then(x.total_cmp(&delta)).is_le());
                 q.insert(i, (at, delta));
             }
         }
@@ -849,11 +852,11 @@ impl<'n, O: Observer> Engine<'n, O> {
             return;
         }
         let n = self.pending[d].partition_point(|&(t, _)| t <= until);
-        let mut due: Vec<(f64, f64)> = self.pending[d].drain(..n).collect();
-        due.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-        for (at, delta) in due {
+        for k in 0..n {
+            let (at, delta) = self.pending[d][k];
             self.apply_memory(d, at, delta);
         }
+        self.pending[d].drain(..n);
     }
 
     /// Applies every pending transfer change (after a run).
@@ -1198,7 +1201,7 @@ impl<'n, O: Observer> Engine<'n, O> {
 
 /// A clock as a heap key: a clock is never negative, so its bits order like its value (infinity
 /// last).
-fn heap_key(x: f64) -> u64 {
+pub(crate) fn heap_key(x: f64) -> u64 {
     if x > 0.0 {
         x.to_bits()
     } else {
@@ -1403,10 +1406,12 @@ pub fn critical_path(s: &Schedule, net: &Net, r: &SimResult) -> Vec<(usize, usiz
         let list = &s.lists[d];
         let last_before =
             |keep: &dyn Fn(PassKind) -> bool| (0..first).rev().find(|&j| keep(list[j].kind));
-        let mut before = vec![last_before(&|k: PassKind| !k.is_transfer())];
-        if kind.is_transfer() {
-            before.push(last_before(&|k: PassKind| k == kind));
-        }
+        let before = [
+            last_before(&|k: PassKind| !k.is_transfer()),
+            kind.is_transfer()
+                .then(|| last_before(&|k: PassKind| k == kind))
+                .flatten(),
+        ];
         if let Some(j) = before
             .into_iter()
             .flatten()

@@ -17,7 +17,7 @@
 //! recomputation over the named schedules and keeps the fastest: how `auto` and the frontier
 //! reach budgets below what any schedule holds on the device.
 
-use crate::engine::{simulate_net, Net, SimResult};
+use crate::engine::{heap_key, simulate_net, Net, SimResult};
 use crate::error::Error;
 use crate::ir::{Pass, PassKind, Schedule};
 use crate::params::{Params, StageCosts, EPS};
@@ -92,7 +92,7 @@ pub fn with_offload(s: &Schedule, net: &Net, r: &SimResult, picks: &[(u32, u32)]
             j -= 1;
         }
         inserts[d].push((o_at, (0, 0), Pass::o(stage, mb)));
-        inserts[d].push((j.max(o_at), (1, heap_order(t_c)), Pass::l(stage, mb)));
+        inserts[d].push((j.max(o_at), (1, heap_key(t_c)), Pass::l(stage, mb)));
     }
     let mut out = s.clone();
     for (d, mut ins) in inserts.into_iter().enumerate() {
@@ -120,20 +120,12 @@ pub fn with_offload(s: &Schedule, net: &Net, r: &SimResult, picks: &[(u32, u32)]
 /// inserts there (O first, then L by the time they are needed), and the pass.
 type Insert = (usize, (u8, u64), Pass);
 
-/// A non-negative time as a sort key (its bits order like its value).
-fn heap_order(t: f64) -> u64 {
-    if t > 0.0 {
-        t.to_bits()
-    } else {
-        0
-    }
-}
-
 /// Offloads activations of `s` until every device's peak is within `limits`: each round, on
 /// every device above its limit, for each stretch of time above it, the microbatches held at
 /// its highest point whose transfers end before that point and start again after it, the most
-/// slack first (the time they wait beyond the two transfers), until they cover the excess. The schedule and its simulation once it fits (`s`
-/// itself when it already does), `None` when nothing held at a peak can leave in time.
+/// slack first (the time they wait beyond the two transfers), until they cover the excess.
+/// The schedule and its simulation once it fits (`s` itself when it already does), `None` when
+/// nothing held at a peak can leave in time.
 pub fn fit(
     s: &Schedule,
     costs: &StageCosts,
@@ -244,7 +236,7 @@ fn peaks_over(curve: &[(f64, f64)], limit: f64) -> Vec<(f64, f64)> {
     out
 }
 
-/// The stage and microbatch pairs of `s` that offload (an O pass each).
+/// How many stage and microbatch pairs of `s` offload (an O pass each).
 pub fn offloaded(s: &Schedule) -> usize {
     s.lists
         .iter()

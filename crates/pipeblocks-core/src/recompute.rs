@@ -194,10 +194,13 @@ pub fn hoist(
 ) -> Result<(Schedule, SimResult), Error> {
     check_limits(s, limits)?;
     let mut current = s.clone();
-    let mut net = Net::of(&current, costs)?;
+    // Moving an R within its list changes what runs when, not what is recomputed or offloaded:
+    // one problem serves every candidate.
+    let net = Net::of(&current, costs)?;
     let mut r = simulate_net(&current, &net)?;
     for _ in 0..rounds {
         let path = crate::engine::critical_path(&current, &net, &r);
+        let starts = current.pair_starts();
         let mut moved = false;
         'path: for (d, i) in path {
             let q = current.lists[d][i];
@@ -205,7 +208,6 @@ pub fn hoist(
                 continue;
             }
             let list = &current.lists[d];
-            let starts = current.pair_starts();
             let pair_first = |j: usize| starts.as_ref().is_some_and(|v| v[d][j]);
             // Its inputs sit before it on this device: it may not pass them.
             let floor = list[..i]
@@ -224,14 +226,11 @@ pub fn hoist(
                 let mut cand = current.clone();
                 let x = cand.lists[d].remove(i);
                 cand.lists[d].insert(j, x);
-                let Ok(cnet) = Net::of(&cand, costs) else {
-                    continue;
-                };
-                let Ok(cr) = simulate_net(&cand, &cnet) else {
+                let Ok(cr) = simulate_net(&cand, &net) else {
                     continue;
                 };
                 if cr.makespan < r.makespan - EPS && over_limits(&cr, limits).is_empty() {
-                    (current, net, r) = (cand, cnet, cr);
+                    (current, r) = (cand, cr);
                     moved = true;
                     break 'path;
                 }
